@@ -1,0 +1,307 @@
+//! One error type for the crate, mapped to an HTTP status and a JSON body.
+
+use std::fmt;
+
+/// What went wrong, as a stable category. Each kind has one HTTP status and one `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request is malformed (bad query, bad header value, bad HTTP). 400.
+    BadRequest,
+    /// The body is not valid JSON. 400.
+    InvalidJson,
+    /// The JSON is well-formed but does not have the expected shape. 422.
+    InvalidBody,
+    /// The input does not fit the model's signature. 422 for shape/type mistakes, see [`Error::status`].
+    InvalidInput,
+    /// No route matches the path. 404.
+    NotFound,
+    /// The named model is not loaded. 404.
+    ModelNotFound,
+    /// A route matches the path but not the method. 405, with `Allow`.
+    MethodNotAllowed,
+    /// The client took too long to send its request. 408.
+    RequestTimeout,
+    /// The body is larger than the configured limit. 413.
+    PayloadTooLarge,
+    /// The request line or headers are too large. 431.
+    HeadersTooLarge,
+    /// The body's content type is not one the route accepts. 415.
+    UnsupportedMediaType,
+    /// The server is at capacity. 503, with `Retry-After`.
+    Overloaded,
+    /// The server is not ready (models loading, or shutting down). 503.
+    NotReady,
+    /// A bug or a runtime failure; the client sees a generic message. 500.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status for this kind.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest | ErrorKind::InvalidJson => 400,
+            ErrorKind::InvalidBody | ErrorKind::InvalidInput => 422,
+            ErrorKind::NotFound | ErrorKind::ModelNotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::RequestTimeout => 408,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::HeadersTooLarge => 431,
+            ErrorKind::Overloaded | ErrorKind::NotReady => 503,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// The stable snake_case code sent in the JSON body.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::InvalidJson => "invalid_json",
+            ErrorKind::InvalidBody => "invalid_body",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::NotReady => "not_ready",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// The crate's error: a kind, a message for the client, and for 5xx the cause for the log.
+///
+/// # Example
+/// ```
+/// use tinyserve::{Error, ErrorKind};
+/// let err = Error::invalid_input(r#"input "x": expected shape [-1, 4], got [1, 3]"#);
+/// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+/// assert_eq!(err.status(), 422);
+/// assert_eq!(err.to_json()["code"], "invalid_input");
+/// ```
+pub struct Error(Box<Inner>);
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    headers: Vec<(String, String)>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of `kind` with a message shown to the client (for 4xx) or logged (for 5xx).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error(Box::new(Inner {
+            kind,
+            message: message.into(),
+            headers: Vec::new(),
+            source: None,
+        }))
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::BadRequest, message)
+    }
+
+    /// 404: no route for this path.
+    pub fn not_found(path: &str) -> Error {
+        Error::new(ErrorKind::NotFound, format!("no route for {path}"))
+    }
+
+    /// 404: the model is not loaded.
+    pub fn model_not_found(name: &str) -> Error {
+        Error::new(
+            ErrorKind::ModelNotFound,
+            format!("model \"{name}\" is not loaded"),
+        )
+    }
+
+    /// 405 with an `Allow` header listing the methods the path accepts.
+    pub fn method_not_allowed(method: &str, path: &str, allow: &[&str]) -> Error {
+        let allow = allow.join(", ");
+        Error::new(
+            ErrorKind::MethodNotAllowed,
+            format!("method {method} is not allowed on {path}; allowed: {allow}"),
+        )
+        .with_header("Allow", allow)
+    }
+
+    /// 413: the body is larger than `limit` bytes.
+    pub fn payload_too_large(limit: usize) -> Error {
+        Error::new(
+            ErrorKind::PayloadTooLarge,
+            format!("body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 415: the content type is not JSON.
+    pub fn unsupported_media_type(expected: &str, got: &str) -> Error {
+        Error::new(
+            ErrorKind::UnsupportedMediaType,
+            format!("expected content type {expected}, got {got:?}"),
+        )
+    }
+
+    /// 422: the JSON is valid but does not fit the expected shape or the model's signature.
+    pub fn invalid_input(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidInput, message)
+    }
+
+    /// 503 with `Retry-After`: the server is at capacity.
+    pub fn overloaded(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Overloaded, message).with_header("Retry-After", "1")
+    }
+
+    /// 500: keeps `cause` for the log; the client only sees a generic message.
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+        let cause = cause.into();
+        let mut err = Error::new(ErrorKind::Internal, cause.to_string());
+        err.0.source = Some(cause);
+        err
+    }
+
+    /// The error for a body that failed to parse as JSON: 400 when it is not JSON at all,
+    /// 422 when it is JSON of the wrong shape (serde_json's category decides).
+    pub fn from_json(err: serde_json::Error) -> Error {
+        use serde_json::error::Category;
+        let kind = match err.classify() {
+            Category::Data => ErrorKind::InvalidBody,
+            Category::Io | Category::Syntax | Category::Eof => ErrorKind::InvalidJson,
+        };
+        Error::new(kind, format!("invalid JSON body: {err}"))
+    }
+
+    /// Adds a response header (such as `Allow` or `Retry-After`).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Error {
+        self.0.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Keeps `source` as the cause, reported in the log.
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
+        self.0.source = Some(source.into());
+        self
+    }
+
+    /// The category of the error.
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.0.kind.status()
+    }
+
+    /// The message, as logged. For 5xx the client sees [`Error::public_message`] instead.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// The message the client sees: the real one for 4xx, a generic one for 5xx internals.
+    pub fn public_message(&self) -> &str {
+        match self.0.kind {
+            ErrorKind::Internal => "internal server error",
+            _ => &self.0.message,
+        }
+    }
+
+    /// Extra headers the response must carry.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.0.headers
+    }
+
+    /// The JSON body: `{"error": "<message>", "code": "<code>"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"error": self.public_message(), "code": self.0.kind.code()})
+    }
+
+    /// The full cause chain on one line, for the log.
+    pub fn chain(&self) -> String {
+        let mut out = self.0.message.clone();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !out.ends_with(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            next = cause.source();
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.0.kind)
+            .field("message", &self.0.message)
+            .field("source", &self.0.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Error {
+        Error::from_json(err)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Error {
+        Error::internal(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_stays_one_pointer_wide() {
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause_from_the_client() {
+        let err = Error::internal(std::io::Error::other("disk on fire"));
+        assert_eq!(err.to_json()["error"], "internal server error");
+        assert!(err.chain().contains("disk on fire"));
+    }
+
+    #[test]
+    fn json_syntax_is_400_and_wrong_shape_is_422() {
+        let syntax = serde_json::from_str::<u32>("{").map_err(Error::from_json);
+        assert_eq!(syntax.map_err(|e| e.status()).err(), Some(400));
+        let shape = serde_json::from_str::<u32>("\"x\"").map_err(Error::from_json);
+        assert_eq!(shape.map_err(|e| e.status()).err(), Some(422));
+    }
+}

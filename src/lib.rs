@@ -1,0 +1,17 @@
+//! tinyserve: a Flask-style model server.
+#![forbid(unsafe_code)]
+
+mod app;
+mod error;
+pub mod model;
+mod request;
+mod response;
+mod router;
+mod server;
+mod wire;
+
+pub use app::{App, Settings};
+pub use error::{Error, ErrorKind, Result};
+pub use request::Request;
+pub use response::{IntoResponse, Json, Response};
+pub use server::{Server, ShutdownHandle};

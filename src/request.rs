@@ -1,0 +1,196 @@
+//! The request a handler sees: method, path, parameters, query, headers and a body
+//! that was read under the server's size limit.
+
+use std::net::SocketAddr;
+
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Result};
+
+/// An HTTP request, fully read. Handlers take it by reference.
+///
+/// # Example
+/// ```
+/// use tinyserve::Request;
+/// let req = Request::new("POST", "/models/iris/predict?pretty=1")
+///     .with_header("Content-Type", "application/json")
+///     .with_body(br#"{"inputs": [[1, 2, 3, 4]]}"#.to_vec());
+/// assert_eq!(req.path(), "/models/iris/predict");
+/// assert_eq!(req.query_param("pretty").as_deref(), Some("1"));
+/// let body: serde_json::Value = req.json()?;
+/// assert_eq!(body["inputs"][0][3], 4);
+/// # Ok::<(), tinyserve::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    params: Vec<(String, String)>,
+    remote_addr: Option<SocketAddr>,
+}
+
+impl Request {
+    /// A request for `target` (path with optional `?query`), without headers or body.
+    /// The server builds requests itself; this is for tests and for calling handlers directly.
+    pub fn new(method: &str, target: &str) -> Request {
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, query),
+            None => (target, ""),
+        };
+        Request {
+            method: method.to_ascii_uppercase(),
+            path: path.to_string(),
+            query: query.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            params: Vec::new(),
+            remote_addr: None,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Request {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn with_body(mut self, body: Vec<u8>) -> Request {
+        self.body = body;
+        self
+    }
+
+    pub(crate) fn with_remote_addr(mut self, addr: SocketAddr) -> Request {
+        self.remote_addr = Some(addr);
+        self
+    }
+
+    pub(crate) fn set_params(&mut self, params: Vec<(String, String)>) {
+        self.params = params;
+    }
+
+    /// The method, upper case (`GET`, `POST`, ...).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The path, without the query string, as sent (not percent-decoded).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The raw query string, without the `?` (empty when absent).
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+
+    /// The first value of the query parameter `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query
+            .split('&')
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(key) == name).then(|| percent_decode(value))
+            })
+            .next()
+    }
+
+    /// The value of the path parameter `name` (`<name>` in the route pattern), percent-decoded.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// All headers, in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The body. The server has already read it, and refused it with 413 if it was over the limit.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The peer's socket address (the proxy's, when behind one).
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+
+    /// Parses the body as JSON. A `Content-Type` other than JSON gives 415, malformed JSON 400,
+    /// JSON of the wrong shape 422. A missing `Content-Type` is accepted.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        if let Some(content_type) = self.header("Content-Type") {
+            let essence = content_type.split(';').next().unwrap_or("").trim();
+            let is_json = essence.eq_ignore_ascii_case("application/json")
+                || essence.to_ascii_lowercase().ends_with("+json");
+            if !is_json {
+                return Err(Error::unsupported_media_type("application/json", essence));
+            }
+        }
+        serde_json::from_slice(&self.body).map_err(Error::from_json)
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (as in form-encoded queries); invalid escapes are kept as is.
+pub(crate) fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_handles_escapes_plus_and_garbage() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%e2%82%ac"), "€");
+    }
+
+    #[test]
+    fn json_rejects_other_content_types_with_415() {
+        let req = Request::new("POST", "/").with_header("Content-Type", "text/plain");
+        let err = req.json::<serde_json::Value>().err().map(|e| e.status());
+        assert_eq!(err, Some(415));
+        let ok = Request::new("POST", "/")
+            .with_header("content-type", "application/json; charset=utf-8")
+            .with_body(b"[1]".to_vec());
+        assert!(ok.json::<serde_json::Value>().is_ok());
+    }
+}

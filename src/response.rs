@@ -1,0 +1,182 @@
+//! Responses, and the conversions that let a handler return a string, JSON, a status with a
+//! body, or a `Result`.
+
+use serde::Serialize;
+
+use crate::Error;
+
+/// An HTTP response: status, headers and a body.
+///
+/// # Example
+/// ```
+/// use tinyserve::Response;
+/// let res = Response::json(&serde_json::json!({"ok": true})).with_status(201);
+/// assert_eq!(res.status(), 201);
+/// assert_eq!(res.header("Content-Type"), Some("application/json"));
+/// ```
+#[derive(Debug)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with `status`, a content type and a body.
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".to_string(), content_type.to_string())],
+            body: body.into(),
+        }
+    }
+
+    /// 200 `text/plain; charset=utf-8`.
+    pub fn text(body: impl Into<String>) -> Response {
+        Response::new(200, "text/plain; charset=utf-8", body.into())
+    }
+
+    /// 200 `text/html; charset=utf-8`.
+    pub fn html(body: impl Into<String>) -> Response {
+        Response::new(200, "text/html; charset=utf-8", body.into())
+    }
+
+    /// 200 `application/json`. A value that cannot be serialized gives a logged 500.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response::new(200, "application/json", body),
+            Err(err) => Response::from_error(&Error::internal(err)),
+        }
+    }
+
+    /// A response with `status` and no body.
+    pub fn empty(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// The JSON error response for `err`: its status, its headers, `{"error", "code"}`.
+    pub fn from_error(err: &Error) -> Response {
+        if err.kind() == crate::ErrorKind::Internal {
+            eprintln!("error: {}", err.chain());
+        }
+        let body = err.to_json().to_string();
+        let mut res = Response::new(err.status(), "application/json", body);
+        for (name, value) in err.headers() {
+            res = res.with_header(name, value);
+        }
+        res
+    }
+
+    /// Replaces the status.
+    pub fn with_status(mut self, status: u16) -> Response {
+        self.status = status;
+        self
+    }
+
+    /// Sets a header, replacing any header of the same name.
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers
+            .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// All headers.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The body bytes.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        (self.status, self.headers, self.body)
+    }
+}
+
+/// A value serialized as the JSON body of a 200 response.
+///
+/// # Example
+/// ```
+/// use tinyserve::{IntoResponse, Json};
+/// let res = Json(vec![1, 2, 3]).into_response();
+/// assert_eq!(res.body(), b"[1,2,3]");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+/// Anything a handler may return: converted into a [`Response`].
+pub trait IntoResponse {
+    /// Builds the response.
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl IntoResponse for &'static str {
+    fn into_response(self) -> Response {
+        Response::text(self)
+    }
+}
+
+impl IntoResponse for String {
+    fn into_response(self) -> Response {
+        Response::text(self)
+    }
+}
+
+impl IntoResponse for serde_json::Value {
+    fn into_response(self) -> Response {
+        Response::json(&self)
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        Response::json(&self.0)
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        Response::from_error(&self)
+    }
+}
+
+impl<T: IntoResponse> IntoResponse for (u16, T) {
+    fn into_response(self) -> Response {
+        self.1.into_response().with_status(self.0)
+    }
+}
+
+impl<T: IntoResponse, E: Into<Error>> IntoResponse for Result<T, E> {
+    fn into_response(self) -> Response {
+        match self {
+            Ok(value) => value.into_response(),
+            Err(err) => Response::from_error(&err.into()),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Path patterns (`/models/<name>/predict`) and the choice between 404 and 405.
+
+use std::sync::Arc;
+
+use crate::request::percent_decode;
+use crate::{Request, Response};
+
+/// A handler as the router stores it.
+pub(crate) type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+/// A route pattern: literal segments and `<param>` segments.
+#[derive(Debug, Clone)]
+pub(crate) struct Pattern {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+impl Pattern {
+    /// Parses `/a/<b>/c`. A segment written `<name>` (or `{name}`) captures one path segment.
+    pub(crate) fn parse(text: &str) -> Pattern {
+        let segments = split(text)
+            .map(|segment| {
+                let param = segment
+                    .strip_prefix('<')
+                    .and_then(|s| s.strip_suffix('>'))
+                    .or_else(|| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')));
+                match param {
+                    Some(name) => Segment::Param(name.to_string()),
+                    None => Segment::Literal(segment.to_string()),
+                }
+            })
+            .collect();
+        Pattern {
+            text: text.to_string(),
+            segments,
+        }
+    }
+
+    /// The captured parameters when `path` matches.
+    fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let mut params = Vec::new();
+        let mut parts = split(path);
+        for segment in &self.segments {
+            let part = parts.next()?;
+            match segment {
+                Segment::Literal(literal) if literal == part => {}
+                Segment::Literal(_) => return None,
+                Segment::Param(name) => params.push((name.clone(), percent_decode(part))),
+            }
+        }
+        parts.next().is_none().then_some(params)
+    }
+
+    /// Literal segments rank before parameters, so `/models/list` wins over `/models/<name>`.
+    fn specificity(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count()
+    }
+
+    /// The pattern as written, used as the route template in logs and metrics.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+fn split(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
+pub(crate) struct Route {
+    pub(crate) method: String,
+    pub(crate) pattern: Pattern,
+    pub(crate) handler: Handler,
+}
+
+/// What the router found for a request.
+pub(crate) enum Match<'a> {
+    Found {
+        route: &'a Route,
+        params: Vec<(String, String)>,
+    },
+    MethodNotAllowed(Vec<String>),
+    NotFound,
+}
+
+#[derive(Default)]
+pub(crate) struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    pub(crate) fn add(&mut self, method: &str, pattern: &str, handler: Handler) {
+        self.routes.push(Route {
+            method: method.to_ascii_uppercase(),
+            pattern: Pattern::parse(pattern),
+            handler,
+        });
+    }
+
+    pub(crate) fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
+    /// Finds the most specific route for `path`; `HEAD` falls back to `GET`.
+    pub(crate) fn find(&self, method: &str, path: &str) -> Match<'_> {
+        let mut best: Option<(&Route, Vec<(String, String)>)> = None;
+        let mut allowed: Vec<String> = Vec::new();
+        for route in &self.routes {
+            let Some(params) = route.pattern.matches(path) else {
+                continue;
+            };
+            if !allowed.contains(&route.method) {
+                allowed.push(route.method.clone());
+            }
+            let method_fits = route.method == method || (method == "HEAD" && route.method == "GET");
+            let better = match &best {
+                Some((current, _)) => {
+                    route.pattern.specificity() > current.pattern.specificity()
+                        || (route.method == method && current.method != method)
+                }
+                None => true,
+            };
+            if method_fits && better {
+                best = Some((route, params));
+            }
+        }
+        match best {
+            Some((route, params)) => Match::Found { route, params },
+            None if allowed.is_empty() => Match::NotFound,
+            None => {
+                if allowed.iter().any(|m| m == "GET") && !allowed.iter().any(|m| m == "HEAD") {
+                    allowed.push("HEAD".to_string());
+                }
+                Match::MethodNotAllowed(allowed)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(routes: &[(&str, &str)]) -> Router {
+        let mut router = Router::default();
+        for (method, pattern) in routes {
+            let name = format!("{method} {pattern}");
+            router.add(
+                method,
+                pattern,
+                Arc::new(move |_| Response::text(name.clone())),
+            );
+        }
+        router
+    }
+
+    fn found(router: &Router, method: &str, path: &str) -> Option<(String, Vec<(String, String)>)> {
+        match router.find(method, path) {
+            Match::Found { route, params } => Some((
+                format!("{} {}", route.method, route.pattern.as_str()),
+                params,
+            )),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn params_are_captured_and_decoded() {
+        let r = router(&[("POST", "/models/<name>/predict")]);
+        let (route, params) = found(&r, "POST", "/models/my%20model/predict").unwrap_or_default();
+        assert_eq!(route, "POST /models/<name>/predict");
+        assert_eq!(params, vec![("name".to_string(), "my model".to_string())]);
+        assert!(found(&r, "POST", "/models/x/predict/more").is_none());
+        assert!(found(&r, "POST", "/models//predict").is_none());
+    }
+
+    #[test]
+    fn literal_segments_beat_parameters() {
+        let r = router(&[("GET", "/v2/models/<name>"), ("GET", "/v2/models/stats")]);
+        let (route, _) = found(&r, "GET", "/v2/models/stats").unwrap_or_default();
+        assert_eq!(route, "GET /v2/models/stats");
+    }
+
+    #[test]
+    fn wrong_method_lists_the_allowed_ones() {
+        let r = router(&[("GET", "/a"), ("POST", "/a")]);
+        match r.find("DELETE", "/a") {
+            Match::MethodNotAllowed(allowed) => assert_eq!(allowed, ["GET", "POST", "HEAD"]),
+            _ => panic!("expected 405"),
+        }
+        assert!(matches!(r.find("GET", "/b"), Match::NotFound));
+        assert!(found(&r, "HEAD", "/a").is_some());
+    }
+}

@@ -1,0 +1,436 @@
+//! HTTP/1.1 on a blocking socket: reading a request head and body under limits and deadlines,
+//! and writing a response.
+//!
+//! Every read is bounded in bytes (head size, header count, body size) and in time (a deadline
+//! for the head, a timeout per body read), so a slow or hostile client costs one connection
+//! slot for a bounded time and bounded memory.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::{Error, ErrorKind};
+
+/// The limits a connection enforces while reading a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) max_head_bytes: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) head_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) keep_alive_timeout: Duration,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) minor_version: u8,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl Head {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the client wants the connection kept open after this request.
+    pub(crate) fn wants_keep_alive(&self) -> bool {
+        let connection = self.header("Connection").unwrap_or("").to_ascii_lowercase();
+        if self.minor_version == 0 {
+            connection.contains("keep-alive")
+        } else {
+            !connection.contains("close")
+        }
+    }
+}
+
+/// How the body is framed.
+enum Framing {
+    Length(usize),
+    Chunked,
+}
+
+/// Why reading a request stopped.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The peer closed, or stayed idle past the keep-alive timeout, between requests: close quietly.
+    Closed,
+    /// The request is bad: answer with this error, then close.
+    Reject(Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(err: io::Error) -> ReadError {
+        match err.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ReadError::Reject(Error::new(
+                ErrorKind::RequestTimeout,
+                "timed out reading the request",
+            )),
+            _ => ReadError::Closed,
+        }
+    }
+}
+
+/// One client connection: the socket and the bytes read ahead of the current request.
+pub(crate) struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+const READ_CHUNK: usize = 8 * 1024;
+
+impl Connection {
+    pub(crate) fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+        }
+    }
+
+    pub(crate) fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more bytes into the buffer, waiting at most `timeout`. Returns 0 at end of stream.
+    fn fill(&mut self, timeout: Duration) -> io::Result<usize> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let timeout = timeout.max(Duration::from_millis(1));
+        self.stream.set_read_timeout(Some(timeout))?;
+        let len = self.buf.len();
+        self.buf.resize(len + READ_CHUNK, 0);
+        let result = self.stream.read(&mut self.buf[len..]);
+        let n = *result.as_ref().unwrap_or(&0);
+        self.buf.truncate(len + n);
+        result
+    }
+
+    /// Reads the next request head. Waits up to the keep-alive timeout for its first byte,
+    /// then up to the head timeout for the rest.
+    pub(crate) fn read_head(&mut self, limits: &Limits) -> Result<Head, ReadError> {
+        // Browsers and proxies may send empty lines between requests (RFC 9112 section 2.2).
+        while self.buffered().starts_with(b"\r\n") {
+            self.consume(2);
+        }
+        if self.buffered().is_empty() {
+            match self.fill(limits.keep_alive_timeout) {
+                Ok(0) | Err(_) => return Err(ReadError::Closed),
+                Ok(_) => {}
+            }
+        }
+        let deadline = Instant::now() + limits.head_timeout;
+        loop {
+            let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+            let mut parsed = httparse::Request::new(&mut headers);
+            match parsed.parse(self.buffered()) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let head = Head {
+                        method: parsed.method.unwrap_or("GET").to_string(),
+                        target: parsed.path.unwrap_or("/").to_string(),
+                        minor_version: parsed.version.unwrap_or(1),
+                        headers: parsed
+                            .headers
+                            .iter()
+                            .map(|h| {
+                                let value = String::from_utf8_lossy(h.value).into_owned();
+                                (h.name.to_string(), value)
+                            })
+                            .collect(),
+                    };
+                    self.consume(len);
+                    return Ok(head);
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(ReadError::Reject(too_large_head(limits)));
+                }
+                Err(err) => {
+                    let message = format!("malformed request: {err}");
+                    return Err(ReadError::Reject(Error::bad_request(message)));
+                }
+            }
+            if self.buffered().len() >= limits.max_head_bytes {
+                return Err(ReadError::Reject(too_large_head(limits)));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::from(io::ErrorKind::TimedOut).into());
+            }
+            if self.fill(left)? == 0 {
+                return Err(ReadError::Closed);
+            }
+        }
+    }
+
+    /// Reads the body the head announces, refusing more than the body limit.
+    pub(crate) fn read_body(&mut self, head: &Head, limits: &Limits) -> Result<Vec<u8>, ReadError> {
+        let body = match framing(head)? {
+            Framing::Length(0) => return Ok(Vec::new()),
+            Framing::Length(len) if len > limits.max_body_bytes => {
+                return Err(ReadError::Reject(Error::payload_too_large(
+                    limits.max_body_bytes,
+                )));
+            }
+            Framing::Length(len) => {
+                self.send_continue(head)?;
+                self.read_exact_body(len, limits)?
+            }
+            Framing::Chunked => {
+                self.send_continue(head)?;
+                self.read_chunked_body(limits)?
+            }
+        };
+        Ok(body)
+    }
+
+    fn send_continue(&mut self, head: &Head) -> io::Result<()> {
+        let expects = head
+            .header("Expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        if expects && self.buffered().is_empty() {
+            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        Ok(())
+    }
+
+    fn read_exact_body(&mut self, len: usize, limits: &Limits) -> Result<Vec<u8>, ReadError> {
+        while self.buffered().len() < len {
+            let want = len - self.buffered().len();
+            if self.fill(limits.read_timeout)? == 0 {
+                let message = format!("body ended {want} bytes before its declared length");
+                return Err(ReadError::Reject(Error::bad_request(message)));
+            }
+        }
+        let body = self.buffered()[..len].to_vec();
+        self.consume(len);
+        Ok(body)
+    }
+
+    fn read_line(&mut self, limits: &Limits) -> Result<String, ReadError> {
+        loop {
+            if let Some(pos) = self.buffered().windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buffered()[..pos]).into_owned();
+                self.consume(pos + 2);
+                return Ok(line);
+            }
+            if self.buffered().len() > 4096 {
+                return Err(ReadError::Reject(Error::bad_request("chunk line too long")));
+            }
+            if self.fill(limits.read_timeout)? == 0 {
+                return Err(ReadError::Reject(Error::bad_request(
+                    "chunked body ended early",
+                )));
+            }
+        }
+    }
+
+    fn read_chunked_body(&mut self, limits: &Limits) -> Result<Vec<u8>, ReadError> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.read_line(limits)?;
+            let size_text = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_text, 16).map_err(|_| {
+                ReadError::Reject(Error::bad_request(format!("bad chunk size {size_text:?}")))
+            })?;
+            if size == 0 {
+                // Trailers, if any, end with an empty line.
+                while !self.read_line(limits)?.is_empty() {}
+                return Ok(body);
+            }
+            if body.len().saturating_add(size) > limits.max_body_bytes {
+                return Err(ReadError::Reject(Error::payload_too_large(
+                    limits.max_body_bytes,
+                )));
+            }
+            body.extend(self.read_exact_body(size, limits)?);
+            if !self.read_line(limits)?.is_empty() {
+                return Err(ReadError::Reject(Error::bad_request(
+                    "chunk not followed by CRLF",
+                )));
+            }
+        }
+    }
+
+    /// Writes a whole response. `head_only` leaves the body out (HEAD requests) but keeps its length.
+    pub(crate) fn write_response(
+        &mut self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+        keep_alive: bool,
+        head_only: bool,
+    ) -> io::Result<()> {
+        let mut out = Vec::with_capacity(256 + body.len());
+        write_head(&mut out, status, headers, keep_alive);
+        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        if !head_only {
+            out.extend_from_slice(body);
+        }
+        self.stream.write_all(&out)?;
+        self.stream.flush()
+    }
+}
+
+fn too_large_head(limits: &Limits) -> Error {
+    Error::new(
+        ErrorKind::HeadersTooLarge,
+        format!(
+            "request line and headers exceed the limit of {} bytes or {} headers",
+            limits.max_head_bytes, limits.max_headers
+        ),
+    )
+}
+
+fn framing(head: &Head) -> Result<Framing, ReadError> {
+    if let Some(encoding) = head.header("Transfer-Encoding") {
+        if encoding.trim().eq_ignore_ascii_case("chunked") {
+            return Ok(Framing::Chunked);
+        }
+        let message = format!("unsupported transfer encoding {encoding:?}");
+        return Err(ReadError::Reject(Error::bad_request(message)));
+    }
+    let mut lengths = head
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Content-Length"));
+    let Some((_, first)) = lengths.next() else {
+        return Ok(Framing::Length(0));
+    };
+    if lengths.any(|(_, v)| v != first) {
+        return Err(ReadError::Reject(Error::bad_request(
+            "conflicting Content-Length headers",
+        )));
+    }
+    let text = first.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ReadError::Reject(Error::bad_request(format!(
+            "bad Content-Length {text:?}"
+        ))));
+    }
+    // Longer than usize: certainly over any limit.
+    Ok(Framing::Length(text.parse().unwrap_or(usize::MAX)))
+}
+
+/// Status line and the headers every response carries.
+fn write_head(out: &mut Vec<u8>, status: u16, headers: &[(String, String)], keep_alive: bool) {
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
+    for (name, value) in headers {
+        // Header values come from handlers: never let them split the response.
+        if value.contains(['\r', '\n']) || name.contains(['\r', '\n', ':']) {
+            continue;
+        }
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!("Date: {}\r\n", http_date(std::time::SystemTime::now())).as_bytes(),
+    );
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+}
+
+/// Writes an error response on a raw socket, for connections refused before a worker sees them.
+pub(crate) fn write_error(mut stream: &TcpStream, err: &Error) -> io::Result<()> {
+    let body = err.to_json().to_string();
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    headers.extend(err.headers().iter().cloned());
+    let mut out = Vec::new();
+    write_head(&mut out, err.status(), &headers, false);
+    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    stream.write_all(&out)
+}
+
+pub(crate) fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {day:02} {} {year} {h:02}:{m:02}:{s:02} GMT",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_date_matches_known_instants() {
+        let at = |secs| std::time::UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(http_date(at(784_111_777)), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(at(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(at(951_782_400)), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+}
