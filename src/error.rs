@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn json_syntax_is_400_and_wrong_shape_is_422() {
-        let syntax = serde_json::from_str::<u32>("{").map_err(Error::from_json);
+        let syntax = serde_json::from_str::<Vec<u32>>("[1,").map_err(Error::from_json);
         assert_eq!(syntax.map_err(|e| e.status()).err(), Some(400));
         let shape = serde_json::from_str::<u32>("\"x\"").map_err(Error::from_json);
         assert_eq!(shape.map_err(|e| e.status()).err(), Some(422));

@@ -4,6 +4,7 @@
 mod app;
 mod error;
 pub mod model;
+pub mod protocol;
 mod request;
 mod response;
 mod router;

@@ -105,10 +105,6 @@ impl Router {
         });
     }
 
-    pub(crate) fn routes(&self) -> impl Iterator<Item = &Route> {
-        self.routes.iter()
-    }
-
     /// Finds the most specific route for `path`; `HEAD` falls back to `GET`.
     pub(crate) fn find(&self, method: &str, path: &str) -> Match<'_> {
         let mut best: Option<(&Route, Vec<(String, String)>)> = None;

@@ -1,0 +1,150 @@
+//! The `tinyserve` command: a thin layer over the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
+use tinyserve::{protocol, App, Settings};
+
+#[derive(Parser)]
+#[command(name = "tinyserve", version, about = "Serve a folder of ONNX models over HTTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every NAME.onnx of a folder: health probes, KServe v2 and /models/NAME/predict.
+    Serve(ServeArgs),
+    /// Print a model's inputs and outputs with their datatypes and shapes.
+    Inspect {
+        /// The .onnx file.
+        file: PathBuf,
+    },
+    /// Run one inference without a server and print the outputs as JSON.
+    Predict {
+        /// The .onnx file.
+        file: PathBuf,
+        /// `{"inputs": {"NAME": nested array}}`, or a bare nested array for a single-input model.
+        #[arg(long)]
+        input: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Folder of .onnx files [default: the bundled models/ folder]
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Worker threads running handlers [default: 2 x cores]
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Largest request body in bytes; larger bodies get 413.
+    #[arg(long, default_value_t = Settings::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Requests waiting for a worker; beyond it requests get 503.
+    #[arg(long, default_value_t = Settings::default().queue_capacity)]
+    queue_capacity: usize,
+    /// Open connections; beyond it new connections get 503.
+    #[arg(long, default_value_t = Settings::default().max_connections)]
+    max_connections: usize,
+    /// ONNX Runtime sessions per model (1 = a lock per model) [default: cores]
+    #[arg(long)]
+    sessions_per_model: Option<usize>,
+    /// ONNX Runtime intra-op threads per session.
+    #[arg(long, default_value_t = 1)]
+    intra_threads: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Inspect { file } => inspect(&file),
+        Command::Predict { file, input } => predict(&file, &input),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", err.chain());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> tinyserve::Result<()> {
+    let dir = args.models.unwrap_or_else(bundled_models);
+    let mut options = ModelOptions::default();
+    if let Some(sessions) = args.sessions_per_model {
+        options.sessions = sessions;
+    }
+    options.intra_threads = args.intra_threads;
+    let models = ModelRegistry::load_dir_with(&dir, &options)?;
+    let mut settings = Settings::default();
+    if let Some(workers) = args.workers {
+        settings.workers = workers.max(1);
+    }
+    settings.max_body_bytes = args.max_body_bytes;
+    settings.queue_capacity = args.queue_capacity;
+    settings.max_connections = args.max_connections;
+    let ready = protocol::Readiness::new(true);
+    let app = protocol::mount(App::new().with_settings(settings), &models, &ready);
+    let server = app.bind((args.host.as_str(), args.port))?;
+    let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
+    eprintln!("loaded {} model(s) from {}: {}", names.len(), dir.display(), names.join(", "));
+    println!("listening on http://{}", server.addr());
+    let _ = std::io::stdout().flush();
+    server.join();
+    Ok(())
+}
+
+/// `./models` when run from a checkout, else the folder next to the crate's manifest.
+fn bundled_models() -> PathBuf {
+    let here = PathBuf::from("models");
+    if here.is_dir() {
+        here
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+    }
+}
+
+fn load_one(file: &Path) -> tinyserve::Result<Model> {
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut options = ModelOptions::default();
+    options.sessions = 1;
+    Model::load(&name, file, &options)
+}
+
+fn inspect(file: &Path) -> tinyserve::Result<()> {
+    let model = load_one(file)?;
+    println!("model {} ({})", model.name(), file.display());
+    let print = |title: &str, specs: &[TensorSpec]| {
+        println!("{title}:");
+        for spec in specs {
+            println!("  {:<20} {:<6} {}", spec.name, spec.datatype.as_str(), spec.shape_text());
+        }
+    };
+    print("inputs", &model.signature().inputs);
+    print("outputs", &model.signature().outputs);
+    Ok(())
+}
+
+fn predict(file: &Path, input: &str) -> tinyserve::Result<()> {
+    let model = load_one(file)?;
+    let body = serde_json::from_str(input).map_err(tinyserve::Error::from_json)?;
+    let outputs = protocol::predict(&model, body)?;
+    println!("{outputs}");
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! `ModelRegistry`: every `NAME.onnx` of a folder, loaded once at startup and shared by handlers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use ort::session::Session;
+
+use super::runtime;
+use super::signature::{Signature, TensorSpec};
+use super::tensor::Tensor;
+use crate::{Error, ErrorKind, Result};
+
+/// How each model's sessions are set up.
+///
+/// ONNX Runtime's `Session::run` needs exclusive access (`&mut`), so concurrent requests for one
+/// model either wait on a lock or take one of several sessions. tinyserve keeps a pool: with the
+/// default of one session per core, each running with one intra-op thread, requests for a small
+/// model run in parallel instead of queueing behind one lock. Each extra session costs one more
+/// copy of the model's weights in memory (see the README's design notes for the measurement).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ModelOptions {
+    /// Sessions per model. 1 means one lock per model. Default: number of cores.
+    pub sessions: usize,
+    /// ONNX Runtime intra-op threads per session. Default 1.
+    pub intra_threads: usize,
+}
+
+impl Default for ModelOptions {
+    fn default() -> ModelOptions {
+        ModelOptions {
+            sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            intra_threads: 1,
+        }
+    }
+}
+
+/// One loaded model: its name, signature and a pool of ONNX Runtime sessions.
+pub struct Model {
+    name: String,
+    path: PathBuf,
+    signature: Signature,
+    pool: Mutex<Vec<Session>>,
+    returned: Condvar,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("signature", &self.signature)
+            .finish()
+    }
+}
+
+impl Model {
+    /// Loads `path` as a model called `name`, with `options.sessions` sessions.
+    pub fn load(name: &str, path: &Path, options: &ModelOptions) -> Result<Model> {
+        let environment = runtime::environment()?;
+        let fail = |reason: String| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("cannot load model {}: {reason}", path.display()),
+            )
+        };
+        let mut sessions = Vec::new();
+        for _ in 0..options.sessions.max(1) {
+            let session = Session::builder(environment)
+                .and_then(|b| b.with_intra_threads(options.intra_threads.max(1)).map_err(Into::into))
+                .and_then(|mut b| b.commit_from_file(path))
+                .map_err(|err| fail(err.to_string()))?;
+            sessions.push(session);
+        }
+        let signature = match sessions.first() {
+            Some(session) => Signature::from_session(session).map_err(|err| fail(err.to_string()))?,
+            None => return Err(fail("no session".into())),
+        };
+        Ok(Model {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            signature,
+            pool: Mutex::new(sessions),
+            returned: Condvar::new(),
+        })
+    }
+
+    /// The model's name (its file stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Inputs and outputs with their datatypes and shapes.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// Runs the model. `inputs` must name each of the model's inputs exactly once (already
+    /// validated against their specs by [`Tensor::from_json`]); returns every output, in the
+    /// signature's order.
+    pub fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.check_names(&inputs)?;
+        let mut values = Vec::with_capacity(inputs.len());
+        for tensor in &inputs {
+            values.push((tensor.name.clone(), tensor.to_ort()?));
+        }
+        let mut session = self.take_session()?;
+        let result = (|| {
+            let outputs = session
+                .run(values)
+                .map_err(|err| Error::internal(format!("model \"{}\": {err}", self.name)))?;
+            self.signature
+                .outputs
+                .iter()
+                .map(|spec| match outputs.get(&spec.name) {
+                    Some(value) => Tensor::from_ort(&spec.name, value),
+                    None => Err(Error::internal(format!(
+                        "model \"{}\" did not produce output \"{}\"",
+                        self.name, spec.name
+                    ))),
+                })
+                .collect::<Result<Vec<Tensor>>>()
+        })();
+        self.give_back(session);
+        result
+    }
+
+    /// The spec of input `name`, or a 422 naming the inputs the model has.
+    pub fn input_spec(&self, name: &str) -> Result<&TensorSpec> {
+        self.signature.input(name).ok_or_else(|| {
+            Error::invalid_input(format!(
+                "unknown input \"{name}\": model \"{}\" has inputs {}",
+                self.name,
+                quoted(self.signature.inputs.iter().map(|s| s.name.as_str()))
+            ))
+        })
+    }
+
+    /// The output names, quoted and comma-separated, for error messages.
+    pub(crate) fn output_names(&self) -> String {
+        quoted(self.signature.outputs.iter().map(|s| s.name.as_str()))
+    }
+
+    fn check_names(&self, inputs: &[Tensor]) -> Result<()> {
+        for (i, tensor) in inputs.iter().enumerate() {
+            self.input_spec(&tensor.name)?;
+            if inputs[..i].iter().any(|t| t.name == tensor.name) {
+                return Err(Error::invalid_input(format!(
+                    "input \"{}\" is given twice",
+                    tensor.name
+                )));
+            }
+        }
+        for spec in &self.signature.inputs {
+            if !inputs.iter().any(|t| t.name == spec.name) {
+                return Err(Error::invalid_input(format!(
+                    "missing input \"{}\": model \"{}\" has inputs {}",
+                    spec.name,
+                    self.name,
+                    quoted(self.signature.inputs.iter().map(|s| s.name.as_str()))
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn take_session(&self) -> Result<Session> {
+        let poisoned = |_| Error::internal("session pool lock poisoned");
+        let mut pool = self.pool.lock().map_err(poisoned)?;
+        loop {
+            if let Some(session) = pool.pop() {
+                return Ok(session);
+            }
+            pool = self.returned.wait(pool).map_err(poisoned)?;
+        }
+    }
+
+    fn give_back(&self, session: Session) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(session);
+        }
+        self.returned.notify_one();
+    }
+}
+
+fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<String> = names.map(|n| format!("\"{n}\"")).collect();
+    names.join(", ")
+}
+
+/// Every model of a folder, by name. Cheap to clone: clones share the loaded models.
+///
+/// # Example
+/// ```no_run
+/// use tinyserve::model::ModelRegistry;
+/// let models = ModelRegistry::load_dir("models")?;
+/// let iris = models.get("iris")?;
+/// println!("{:?}", iris.signature().inputs);
+/// # Ok::<(), tinyserve::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ModelRegistry {
+    models: Arc<BTreeMap<String, Arc<Model>>>,
+}
+
+impl ModelRegistry {
+    /// Loads every `NAME.onnx` directly inside `dir` with default options.
+    pub fn load_dir(dir: impl AsRef<Path>) -> Result<ModelRegistry> {
+        ModelRegistry::load_dir_with(dir, &ModelOptions::default())
+    }
+
+    /// Loads every `NAME.onnx` directly inside `dir`. Fails on the first file that does not
+    /// load, naming it and the reason; fails when the folder holds no model.
+    pub fn load_dir_with(dir: impl AsRef<Path>, options: &ModelOptions) -> Result<ModelRegistry> {
+        let dir = dir.as_ref();
+        let unreadable = |err: std::io::Error| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("cannot read model folder {}: {err}", dir.display()),
+            )
+        };
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+            let path = entry.map_err(unreadable)?.path();
+            if path.extension().is_some_and(|ext| ext == "onnx") && path.is_file() {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        if paths.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("no .onnx files in model folder {}", dir.display()),
+            ));
+        }
+        let mut models = BTreeMap::new();
+        for path in paths {
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let model = Model::load(&name, &path, options)?;
+            models.insert(name, Arc::new(model));
+        }
+        Ok(ModelRegistry {
+            models: Arc::new(models),
+        })
+    }
+
+    /// The model called `name`, or a 404 `model_not_found` error.
+    pub fn get(&self, name: &str) -> Result<Arc<Model>> {
+        self.models
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::model_not_found(name))
+    }
+
+    /// Models in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Model>> {
+        self.models.values()
+    }
+
+    /// Number of models.
+    pub fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    /// Whether no model is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+}

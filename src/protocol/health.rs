@@ -1,0 +1,47 @@
+//! `GET /healthz` (the process is up) and `GET /readyz` (models loaded, not shutting down).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::{App, Error, ErrorKind, Json, Result};
+
+/// Whether the server should receive traffic. Cheap to clone; clones share one flag.
+/// Shutdown turns it off first, so load balancers stop sending before the server stops.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// A flag starting at `ready`.
+    pub fn new(ready: bool) -> Readiness {
+        Readiness(Arc::new(AtomicBool::new(ready)))
+    }
+
+    /// Sets the flag.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
+    }
+
+    /// Reads the flag.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// `Ok` when ready, else a 503 `not_ready` error.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::NotReady, "server is not ready"))
+        }
+    }
+}
+
+pub(super) fn mount(app: App, ready: &Readiness) -> App {
+    let ready = ready.clone();
+    app.get("/healthz", |_| Json(serde_json::json!({"status": "ok"})))
+        .get("/readyz", move |_| {
+            ready
+                .check()
+                .map(|()| Json(serde_json::json!({"status": "ready"})))
+        })
+}

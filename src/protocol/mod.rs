@@ -1,0 +1,39 @@
+//! The built-in APIs over a [`ModelRegistry`]: health probes, the KServe Open Inference
+//! Protocol v2, and a Flask-style predict route.
+
+mod health;
+mod predict;
+mod v2;
+
+pub use health::Readiness;
+pub use predict::run as predict;
+
+use crate::model::ModelRegistry;
+use crate::{App, Request};
+
+/// Adds every built-in route for `models` to `app`: `/healthz`, `/readyz`, the v2 protocol
+/// under `/v2`, `GET /models`, `POST /models/<name>/predict` and, when exactly one model is
+/// loaded, `POST /predict`.
+///
+/// # Example
+/// ```no_run
+/// use tinyserve::{model::ModelRegistry, protocol, App};
+/// let models = ModelRegistry::load_dir("models")?;
+/// let ready = protocol::Readiness::new(true);
+/// protocol::mount(App::new(), &models, &ready).run("127.0.0.1:8000")?;
+/// # Ok::<(), tinyserve::Error>(())
+/// ```
+pub fn mount(app: App, models: &ModelRegistry, ready: &Readiness) -> App {
+    let app = health::mount(app, ready);
+    let app = v2::mount(app, models, ready);
+    predict::mount(app, models)
+}
+
+/// A handler that calls `f` with its own clone of the registry.
+fn with<R: 'static>(
+    models: &ModelRegistry,
+    f: fn(&ModelRegistry, &Request) -> R,
+) -> impl Fn(&Request) -> R + Send + Sync + 'static {
+    let models = models.clone();
+    move |req| f(&models, req)
+}

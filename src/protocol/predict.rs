@@ -1,0 +1,119 @@
+//! The Flask-style route for demos and scripts:
+//! `POST /models/<name>/predict` with `{"inputs": {"input_name": nested array}}`
+//! (or a bare nested array for a single-input model), answering
+//! `{"outputs": {"output_name": nested array}}`.
+
+use serde_json::{Map, Value};
+
+use crate::model::{Model, ModelRegistry, Tensor};
+use super::with;
+use crate::{App, Error, Json, Request, Result};
+
+pub(super) fn mount(app: App, models: &ModelRegistry) -> App {
+    app.get("/models", with(models, |models, _| Json(list(models))))
+        .post("/models/<name>/predict", with(models, |models, req| {
+            predict(&*models.get(req.param("name").unwrap_or_default())?, req)
+        }))
+        .post("/predict", with(models, predict_single))
+}
+
+/// `POST /predict`: only meaningful when exactly one model is loaded.
+fn predict_single(models: &ModelRegistry, req: &Request) -> Result<Json<Value>> {
+    let mut all = models.iter();
+    match (all.next(), all.next()) {
+        (Some(model), None) => predict(model, req),
+        _ => Err(Error::new(
+            crate::ErrorKind::NotFound,
+            format!(
+                "POST /predict needs exactly one loaded model, {} are loaded: use /models/<name>/predict",
+                models.len()
+            ),
+        )),
+    }
+}
+
+fn list(models: &ModelRegistry) -> Value {
+    let models: Vec<Value> = models
+        .iter()
+        .map(|model| {
+            serde_json::json!({
+                "name": model.name(),
+                "inputs": model.signature().inputs,
+                "outputs": model.signature().outputs,
+            })
+        })
+        .collect();
+    serde_json::json!({ "models": models })
+}
+
+fn predict(model: &Model, req: &Request) -> Result<Json<Value>> {
+    run(model, req.json()?).map(Json)
+}
+
+/// Runs `model` on a predict-style body (`{"inputs": {...}}`, or a bare nested array for a
+/// single-input model) and returns `{"outputs": {...}}` with nested arrays.
+///
+/// # Example
+/// ```no_run
+/// use tinyserve::{model::ModelRegistry, protocol};
+/// let models = ModelRegistry::load_dir("models")?;
+/// let out = protocol::predict(&models.get("iris")?, serde_json::json!([[5.1, 3.5, 1.4, 0.2]]))?;
+/// println!("{}", out["outputs"]["label"]);
+/// # Ok::<(), tinyserve::Error>(())
+/// ```
+pub fn run(model: &Model, body: Value) -> Result<Value> {
+    let named = named_inputs(model, body)?;
+    let mut inputs = Vec::with_capacity(named.len());
+    for (name, data) in &named {
+        let spec = model.input_spec(name)?;
+        inputs.push(Tensor::from_json(spec, data, None, None)?);
+    }
+    let outputs: Map<String, Value> = model
+        .infer(inputs)?
+        .into_iter()
+        .map(|tensor| {
+            let value = tensor.to_nested_json();
+            (tensor.name, value)
+        })
+        .collect();
+    Ok(serde_json::json!({ "outputs": outputs }))
+}
+
+/// `{"inputs": {...}}`, or for a single-input model `{"inputs": [...]}` or a bare array.
+fn named_inputs(model: &Model, body: Value) -> Result<Map<String, Value>> {
+    let inputs = match body {
+        Value::Object(mut object) => match object.remove("inputs") {
+            Some(inputs) => inputs,
+            None => {
+                return Err(Error::invalid_input(
+                    "expected {\"inputs\": {\"<input name>\": <nested array>}}",
+                ))
+            }
+        },
+        other => other,
+    };
+    match inputs {
+        Value::Object(map) => Ok(map),
+        array @ Value::Array(_) => match model.signature().inputs.as_slice() {
+            [only] => Ok(Map::from_iter([(only.name.clone(), array)])),
+            _ => Err(Error::invalid_input(format!(
+                "model \"{}\" has inputs {}: pass {{\"inputs\": {{\"<name>\": <array>}}}}",
+                model.name(),
+                input_names(model)
+            ))),
+        },
+        _ => Err(Error::invalid_input(
+            "\"inputs\" must be an object of input name to nested array",
+        )),
+    }
+}
+
+fn input_names(model: &Model) -> String {
+    let names: Vec<String> = model
+        .signature()
+        .inputs
+        .iter()
+        .map(|s| format!("\"{}\"", s.name))
+        .collect();
+    names.join(", ")
+}

@@ -1,0 +1,231 @@
+//! The KServe Open Inference Protocol v2 (REST), as Triton's HTTP client speaks it, including
+//! its binary tensor data extension (the client's default for numpy inputs and outputs).
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{with, Readiness};
+use crate::model::{Model, ModelRegistry, Tensor};
+use crate::{App, Error, Json, Request, Response, Result};
+
+const VERSION: &str = "1";
+const BINARY_HEADER: &str = "Inference-Header-Content-Length";
+
+pub(super) fn mount(app: App, models: &ModelRegistry, ready: &Readiness) -> App {
+    let ready = ready.clone();
+    app.get("/v2/health/live", |_| Json(serde_json::json!({"live": true})))
+        .get("/v2/health/ready", move |_| {
+            ready
+                .check()
+                .map(|()| Json(serde_json::json!({"ready": true})))
+        })
+        .get("/v2", |_| {
+            Json(serde_json::json!({
+                "name": "tinyserve",
+                "version": env!("CARGO_PKG_VERSION"),
+                "extensions": ["binary_tensor_data"],
+            }))
+        })
+        .get("/v2/models/<name>", with(models, metadata))
+        .get("/v2/models/<name>/versions/<version>", with(models, metadata))
+        .get("/v2/models/<name>/ready", with(models, model_ready))
+        .get("/v2/models/<name>/versions/<version>/ready", with(models, model_ready))
+        .post("/v2/models/<name>/infer", with(models, infer))
+        .post("/v2/models/<name>/versions/<version>/infer", with(models, infer))
+}
+
+/// The model the path names; a version other than "1" does not exist.
+fn model_for(models: &ModelRegistry, req: &Request) -> Result<std::sync::Arc<Model>> {
+    let name = req.param("name").unwrap_or_default();
+    match req.param("version") {
+        Some(version) if version != VERSION => Err(Error::new(
+            crate::ErrorKind::ModelNotFound,
+            format!("model \"{name}\" has no version \"{version}\" (only \"{VERSION}\")"),
+        )),
+        _ => models.get(name),
+    }
+}
+
+fn metadata(models: &ModelRegistry, req: &Request) -> Result<Json<Value>> {
+    let model = model_for(models, req)?;
+    let specs = |specs: &[crate::model::TensorSpec]| -> Vec<Value> {
+        specs
+            .iter()
+            .map(|s| serde_json::json!({"name": s.name, "datatype": s.datatype.as_str(), "shape": s.shape}))
+            .collect()
+    };
+    Ok(Json(serde_json::json!({
+        "name": model.name(),
+        "versions": [VERSION],
+        "platform": "onnx_onnxv1",
+        "inputs": specs(&model.signature().inputs),
+        "outputs": specs(&model.signature().outputs),
+    })))
+}
+
+fn model_ready(models: &ModelRegistry, req: &Request) -> Result<Json<Value>> {
+    let model = model_for(models, req)?;
+    Ok(Json(serde_json::json!({"name": model.name(), "ready": true})))
+}
+
+#[derive(Deserialize)]
+struct InferRequest {
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    inputs: Vec<InferInput>,
+    outputs: Option<Vec<RequestedOutput>>,
+}
+
+#[derive(Deserialize)]
+struct InferInput {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RequestedOutput {
+    name: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+fn infer(models: &ModelRegistry, req: &Request) -> Result<Response> {
+    let model = model_for(models, req)?;
+    let (request, mut binary): (InferRequest, &[u8]) = match req.header(BINARY_HEADER) {
+        Some(len) => {
+            let len: usize = len.trim().parse().map_err(|_| {
+                Error::bad_request(format!("{BINARY_HEADER} is not a number: {len:?}"))
+            })?;
+            let body = req.body();
+            if len > body.len() {
+                return Err(Error::bad_request(format!(
+                    "{BINARY_HEADER} is {len} but the body has {} bytes",
+                    body.len()
+                )));
+            }
+            let json = serde_json::from_slice(&body[..len]).map_err(Error::from_json)?;
+            (json, &body[len..])
+        }
+        None => (req.json()?, &[]),
+    };
+    let mut inputs = Vec::with_capacity(request.inputs.len());
+    for input in &request.inputs {
+        inputs.push(read_input(&model, input, &mut binary)?);
+    }
+    if !binary.is_empty() {
+        return Err(Error::invalid_input(format!(
+            "{} bytes of binary data are not claimed by any input",
+            binary.len()
+        )));
+    }
+    let outputs = model.infer(inputs)?;
+    respond(&model, request, outputs)
+}
+
+fn read_input(model: &Model, input: &InferInput, binary: &mut &[u8]) -> Result<Tensor> {
+    let spec = model.input_spec(&input.name)?;
+    let shape = input
+        .shape
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<Vec<usize>, _>>()
+        .map_err(|_| {
+            Error::invalid_input(format!(
+                "input \"{}\": shape {:?} has a negative dimension",
+                input.name, input.shape
+            ))
+        })?;
+    match (input.parameters.get("binary_data_size"), &input.data) {
+        (Some(size), _) => {
+            let size = size.as_u64().and_then(|s| usize::try_from(s).ok()).ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "input \"{}\": binary_data_size must be a non-negative integer",
+                    input.name
+                ))
+            })?;
+            if size > binary.len() {
+                return Err(Error::invalid_input(format!(
+                    "input \"{}\": binary_data_size is {size} but only {} bytes remain",
+                    input.name,
+                    binary.len()
+                )));
+            }
+            let (bytes, rest) = binary.split_at(size);
+            *binary = rest;
+            Tensor::from_le_bytes(spec, &shape, &input.datatype, bytes)
+        }
+        (None, Some(data)) => Tensor::from_json(spec, data, Some(&shape), Some(&input.datatype)),
+        (None, None) => Err(Error::invalid_input(format!(
+            "input \"{}\": has neither \"data\" nor binary_data_size",
+            input.name
+        ))),
+    }
+}
+
+fn respond(model: &Model, request: InferRequest, outputs: Vec<Tensor>) -> Result<Response> {
+    let all_binary = flag(&request.parameters, "binary_data_output");
+    let selected: Vec<(Tensor, bool)> = match request.outputs {
+        None => outputs.into_iter().map(|t| (t, all_binary)).collect(),
+        Some(wanted) => {
+            let mut outputs = outputs;
+            let mut selected = Vec::with_capacity(wanted.len());
+            for want in wanted {
+                let Some(pos) = outputs.iter().position(|t| t.name == want.name) else {
+                    return Err(Error::invalid_input(format!(
+                        "unknown output \"{}\": model \"{}\" has outputs {}",
+                        want.name,
+                        model.name(),
+                        model.output_names()
+                    )));
+                };
+                let binary = all_binary || flag(&want.parameters, "binary_data");
+                selected.push((outputs.swap_remove(pos), binary));
+            }
+            selected
+        }
+    };
+    let mut binary = Vec::new();
+    let outputs: Vec<Value> = selected
+        .into_iter()
+        .map(|(tensor, as_binary)| {
+            let mut out = serde_json::json!({
+                "name": tensor.name,
+                "datatype": tensor.datatype().as_str(),
+                "shape": tensor.shape,
+            });
+            if as_binary {
+                let bytes = tensor.to_le_bytes();
+                out["parameters"] = serde_json::json!({"binary_data_size": bytes.len()});
+                binary.extend_from_slice(&bytes);
+            } else {
+                out["data"] = tensor.to_flat_json();
+            }
+            out
+        })
+        .collect();
+    let mut body = serde_json::json!({
+        "model_name": model.name(),
+        "model_version": VERSION,
+        "outputs": outputs,
+    });
+    if let Some(id) = request.id {
+        body["id"] = Value::String(id);
+    }
+    let json = serde_json::to_vec(&body).map_err(Error::internal)?;
+    if binary.is_empty() {
+        return Ok(Response::new(200, "application/json", json));
+    }
+    let json_len = json.len().to_string();
+    let mut payload = json;
+    payload.extend_from_slice(&binary);
+    Ok(Response::new(200, "application/octet-stream", payload).with_header(BINARY_HEADER, &json_len))
+}
+
+fn flag(parameters: &Map<String, Value>, name: &str) -> bool {
+    parameters.get(name).and_then(Value::as_bool).unwrap_or(false)
+}
