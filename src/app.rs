@@ -13,12 +13,16 @@ use crate::{Error, IntoResponse, Request, Response, Result};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Settings {
-    /// Worker threads running handlers. Default: 2 × the number of cores.
+    /// Worker threads running handlers. Default: 2 × the number of cores, at least 8.
     pub workers: usize,
     /// Requests waiting for a worker; beyond it the server answers 503 at once. Default 1024.
     pub queue_capacity: usize,
     /// Open connections; beyond it new connections get 503 and are closed. Default 1024.
     pub max_connections: usize,
+    /// Streamed responses at once. Each holds a worker while its producer runs, so the cap
+    /// keeps streams from starving plain requests; beyond it a stream gets 503. Default: half
+    /// the workers (at least 1).
+    pub max_streams: usize,
     /// Largest request body; larger ones get 413. Default 10 MiB.
     pub max_body_bytes: usize,
     /// Largest request line plus headers; larger gets 431. Default 16 KiB.
@@ -37,8 +41,10 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = (2 * cores).max(8);
         Settings {
-            workers: 2 * cores,
+            workers,
+            max_streams: (workers / 2).max(1),
             queue_capacity: 1024,
             max_connections: 1024,
             max_body_bytes: 10 * 1024 * 1024,

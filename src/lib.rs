@@ -9,6 +9,8 @@ mod request;
 mod response;
 mod router;
 mod server;
+mod sse;
+mod stream;
 mod wire;
 
 pub use app::{App, Settings};
@@ -16,3 +18,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use request::Request;
 pub use response::{IntoResponse, Json, Response};
 pub use server::{Server, ShutdownHandle};
+pub use sse::{Event, EventSender, Sse};
+pub use stream::{BodySender, Disconnected};

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::stream::{BodySender, Disconnected, Stream};
 use crate::Error;
 
 /// An HTTP response: status, headers and a body.
@@ -18,7 +19,14 @@ use crate::Error;
 pub struct Response {
     status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    body: Body,
+}
+
+/// A body in memory, or one produced piece by piece.
+#[derive(Debug)]
+pub(crate) enum Body {
+    Full(Vec<u8>),
+    Stream(Stream),
 }
 
 impl Response {
@@ -27,8 +35,43 @@ impl Response {
         Response {
             status,
             headers: vec![("Content-Type".to_string(), content_type.to_string())],
-            body: body.into(),
+            body: Body::Full(body.into()),
         }
+    }
+
+    /// A 200 response sent with chunked transfer encoding, whose body `produce` writes piece by
+    /// piece from a worker thread. Each [`BodySender::send`] reaches the client at once; once the
+    /// client has gone, `send` fails with [`Disconnected`] so the producer can stop.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::Response;
+    /// let res = Response::stream("text/plain; charset=utf-8", |body| {
+    ///     for i in 0..3 {
+    ///         body.send(format!("line {i}\n"))?;
+    ///     }
+    ///     Ok(())
+    /// });
+    /// assert_eq!(res.status(), 200);
+    /// ```
+    pub fn stream<F>(content_type: &str, produce: F) -> Response
+    where
+        F: FnOnce(&mut BodySender) -> Result<(), Disconnected> + Send + 'static,
+    {
+        Response::from_stream(200, content_type, Stream::new(Box::new(produce)))
+    }
+
+    pub(crate) fn from_stream(status: u16, content_type: &str, stream: Stream) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".to_string(), content_type.to_string())],
+            body: Body::Stream(stream),
+        }
+    }
+
+    /// Whether the body is streamed.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.body, Body::Stream(_))
     }
 
     /// 200 `text/plain; charset=utf-8`.
@@ -54,7 +97,7 @@ impl Response {
         Response {
             status,
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Body::Full(Vec::new()),
         }
     }
 
@@ -103,14 +146,18 @@ impl Response {
         self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// The body bytes.
+    /// The body bytes; empty for a streamed body.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        match &self.body {
+            Body::Full(bytes) => bytes,
+            Body::Stream(_) => &[],
+        }
     }
 
-    pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Body) {
         (self.status, self.headers, self.body)
     }
+
 }
 
 /// A value serialized as the JSON body of a 200 response.

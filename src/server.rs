@@ -13,14 +13,56 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::app::App;
-use crate::wire::{self, Connection, Limits, ReadError};
-use crate::{Error, Request, Response, Result};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// A request handed to a worker, with the channel its response goes back on.
+use crate::app::App;
+use crate::response::Body;
+use crate::stream::Stream;
+use crate::wire::{self, Connection, Limits, ReadError};
+use crate::{Error, Request, Result};
+
+/// A request handed to a worker, with the channel its answer goes back on.
 enum Job {
-    Run(Request, mpsc::Sender<Response>),
+    Run(Request, mpsc::Sender<Answer>),
     Stop,
+}
+
+/// What a worker hands back to the connection thread.
+enum Answer {
+    Full(u16, Vec<(String, String)>, Vec<u8>),
+    /// A streamed body: chunks arrive on the receiver while the worker runs the producer.
+    Stream {
+        status: u16,
+        headers: Vec<(String, String)>,
+        chunks: Receiver<Vec<u8>>,
+        keep_alive: Option<(Duration, Vec<u8>)>,
+    },
+}
+
+impl Answer {
+    fn error(err: &Error) -> Answer {
+        let body = err.to_json().to_string().into_bytes();
+        let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+        headers.extend(err.headers().iter().cloned());
+        Answer::Full(err.status(), headers, body)
+    }
+}
+
+/// One of the limited slots for concurrent streams, released when dropped.
+struct StreamSlot<'a>(&'a AtomicUsize);
+
+impl<'a> StreamSlot<'a> {
+    fn take(open: &'a AtomicUsize, max: usize) -> Option<StreamSlot<'a>> {
+        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| StreamSlot(open))
+    }
+}
+
+impl Drop for StreamSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct Shared {
@@ -29,6 +71,7 @@ struct Shared {
     queue: SyncSender<Job>,
     stopping: AtomicBool,
     open: AtomicUsize,
+    streams: AtomicUsize,
     next_id: AtomicU64,
     /// Clones of open sockets, so shutdown can wake connections idling in a read.
     sockets: Mutex<HashMap<u64, TcpStream>>,
@@ -68,6 +111,7 @@ impl Server {
             queue,
             stopping: AtomicBool::new(false),
             open: AtomicUsize::new(0),
+            streams: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             sockets: Mutex::new(HashMap::new()),
         });
@@ -206,11 +250,46 @@ fn work(shared: &Shared, jobs: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         match job {
-            Ok(Job::Run(request, reply)) => {
-                let _ = reply.send(shared.app.dispatch(request));
-            }
+            Ok(Job::Run(request, reply)) => match shared.app.dispatch(request).into_parts() {
+                (status, headers, Body::Full(body)) => {
+                    let _ = reply.send(Answer::Full(status, headers, body));
+                }
+                (status, headers, Body::Stream(stream)) => {
+                    produce(shared, status, headers, stream, &reply);
+                }
+            },
             Ok(Job::Stop) | Err(_) => return,
         }
+    }
+}
+
+/// Runs a stream's producer on this worker while the connection thread writes its chunks.
+fn produce(
+    shared: &Shared,
+    status: u16,
+    headers: Vec<(String, String)>,
+    stream: Stream,
+    reply: &mpsc::Sender<Answer>,
+) {
+    let max = shared.app.settings().max_streams;
+    let Some(_slot) = StreamSlot::take(&shared.streams, max) else {
+        let err = Error::overloaded(format!("too many concurrent streams (limit {max})"));
+        let _ = reply.send(Answer::error(&err));
+        return;
+    };
+    let (mut sender, chunks) = Stream::channel();
+    let answer = Answer::Stream {
+        status,
+        headers,
+        chunks,
+        keep_alive: stream.keep_alive,
+    };
+    if reply.send(answer).is_err() {
+        return;
+    }
+    let producer = stream.producer;
+    if catch_unwind(AssertUnwindSafe(move || producer(&mut sender))).is_err() {
+        eprintln!("error: a stream producer panicked; the stream was cut short");
     }
 }
 
@@ -240,25 +319,79 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         if let Some(peer) = peer {
             request = request.with_remote_addr(peer);
         }
-        let response = match shared.queue.try_send(Job::Run(request, reply_tx.clone())) {
+        let answer = match shared.queue.try_send(Job::Run(request, reply_tx.clone())) {
             Ok(()) => reply_rx.recv().unwrap_or_else(|_| {
-                Response::from_error(&Error::internal("worker ended without answering"))
+                Answer::error(&Error::internal("worker ended without answering"))
             }),
-            Err(TrySendError::Full(_)) => Response::from_error(&Error::overloaded(
+            Err(TrySendError::Full(_)) => Answer::error(&Error::overloaded(
                 "server is at capacity: request queue is full",
             )),
-            Err(TrySendError::Disconnected(_)) => Response::from_error(&Error::new(
-                crate::ErrorKind::NotReady,
-                "server is stopping",
-            )),
+            Err(TrySendError::Disconnected(_)) => {
+                Answer::error(&Error::new(crate::ErrorKind::NotReady, "server is stopping"))
+            }
         };
-        let (status, headers, body) = response.into_parts();
-        if conn
-            .write_response(status, &headers, &body, keep_alive, head_only)
-            .is_err()
-            || !keep_alive
-        {
+        let keep_alive = match answer {
+            Answer::Full(status, headers, body) => conn
+                .write_response(status, &headers, &body, keep_alive, head_only)
+                .map(|()| keep_alive),
+            Answer::Stream {
+                status,
+                headers,
+                chunks,
+                keep_alive: comments,
+            } => {
+                // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
+                let chunked = head.minor_version >= 1;
+                let keep_alive = keep_alive && chunked;
+                conn.write_stream_head(status, &headers, keep_alive, chunked)
+                    .and_then(|()| match head_only {
+                        true => Ok(keep_alive),
+                        false => relay(&mut conn, &chunks, comments.as_ref(), chunked)
+                            .map(|()| keep_alive),
+                    })
+            }
+        };
+        if !matches!(keep_alive, Ok(true)) {
             return;
+        }
+    }
+}
+
+/// How often a connection thread waiting for the next chunk checks whether its client left.
+const DISCONNECT_CHECK: Duration = Duration::from_millis(50);
+
+/// Writes a stream's chunks as they arrive, with keep-alive comments while it is idle.
+/// Returns an error when the client has gone; dropping `chunks` then tells the producer.
+fn relay(
+    conn: &mut Connection,
+    chunks: &Receiver<Vec<u8>>,
+    comments: Option<&(Duration, Vec<u8>)>,
+    chunked: bool,
+) -> std::io::Result<()> {
+    let gone = || std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
+    let mut idle_since = Instant::now();
+    loop {
+        match chunks.recv_timeout(DISCONNECT_CHECK) {
+            Ok(chunk) => {
+                conn.write_chunk(&chunk, chunked)?;
+                idle_since = Instant::now();
+                if conn.client_gone() {
+                    return Err(gone());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if conn.client_gone() {
+                    return Err(gone());
+                }
+                if let Some((every, comment)) = comments {
+                    if idle_since.elapsed() >= *every {
+                        conn.write_chunk(comment, chunked)?;
+                        idle_since = Instant::now();
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) if chunked => return conn.write_last_chunk(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
     }
 }

@@ -293,6 +293,58 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Writes the head of a streamed response: chunked for HTTP/1.1, close-delimited for 1.0.
+    pub(crate) fn write_stream_head(
+        &mut self,
+        status: u16,
+        headers: &[(String, String)],
+        keep_alive: bool,
+        chunked: bool,
+    ) -> io::Result<()> {
+        let mut out = Vec::with_capacity(256);
+        write_head(&mut out, status, headers, keep_alive && chunked);
+        if chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        self.stream.write_all(&out)
+    }
+
+    /// Writes one piece of a streamed body, framed as a chunk when `chunked`, in one write.
+    pub(crate) fn write_chunk(&mut self, data: &[u8], chunked: bool) -> io::Result<()> {
+        if !chunked {
+            return self.stream.write_all(data);
+        }
+        let mut out = Vec::with_capacity(data.len() + 16);
+        out.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+        self.stream.write_all(&out)
+    }
+
+    /// Ends a chunked body.
+    pub(crate) fn write_last_chunk(&mut self) -> io::Result<()> {
+        self.stream.write_all(b"0\r\n\r\n")
+    }
+
+    /// Whether the client has closed its side (or reset the connection), checked without
+    /// blocking and without consuming anything it may have sent.
+    pub(crate) fn client_gone(&self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let gone = match self.stream.peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(err) => err.kind() != io::ErrorKind::WouldBlock,
+        };
+        let _ = self.stream.set_nonblocking(false);
+        gone
+    }
+}
+
 fn too_large_head(limits: &Limits) -> Error {
     Error::new(
         ErrorKind::HeadersTooLarge,
