@@ -12,11 +12,14 @@ fn main() -> tinyserve::Result<()> {
         .get("/hello/<name>", |req: &Request| {
             format!("Hello, {}!", req.param("name").unwrap_or("you"))
         })
-        .post("/classify", move |req: &Request| -> tinyserve::Result<Json<serde_json::Value>> {
-            let iris = models.get("iris")?; // 404 model_not_found if absent
-            let body: serde_json::Value = req.json()?; // 415 / 400 / 422 as appropriate
-            Ok(Json(tinyserve::protocol::predict(&iris, body)?))
-        })
+        .post(
+            "/classify",
+            move |req: &Request| -> tinyserve::Result<Json<serde_json::Value>> {
+                let iris = models.get("iris")?; // 404 model_not_found if absent
+                let body: serde_json::Value = req.json()?; // 415 / 400 / 422 as appropriate
+                Ok(Json(tinyserve::protocol::predict(&iris, body)?))
+            },
+        )
         .with_workers(8)
         .run("127.0.0.1:8000")
 }

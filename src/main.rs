@@ -9,7 +9,11 @@ use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
 use tinyserve::{protocol, App, Settings};
 
 #[derive(Parser)]
-#[command(name = "tinyserve", version, about = "Serve a folder of ONNX models over HTTP")]
+#[command(
+    name = "tinyserve",
+    version,
+    about = "Serve a folder of ONNX models over HTTP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -100,7 +104,12 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     let app = protocol::mount(App::new().with_settings(settings), &models, &ready);
     let server = app.bind((args.host.as_str(), args.port))?;
     let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
-    eprintln!("loaded {} model(s) from {}: {}", names.len(), dir.display(), names.join(", "));
+    eprintln!(
+        "loaded {} model(s) from {}: {}",
+        names.len(),
+        dir.display(),
+        names.join(", ")
+    );
     println!("listening on http://{}", server.addr());
     let _ = std::io::stdout().flush();
     server.join();
@@ -133,7 +142,12 @@ fn inspect(file: &Path) -> tinyserve::Result<()> {
     let print = |title: &str, specs: &[TensorSpec]| {
         println!("{title}:");
         for spec in specs {
-            println!("  {:<20} {:<6} {}", spec.name, spec.datatype.as_str(), spec.shape_text());
+            println!(
+                "  {:<20} {:<6} {}",
+                spec.name,
+                spec.datatype.as_str(),
+                spec.shape_text()
+            );
         }
     };
     print("inputs", &model.signature().inputs);

@@ -146,6 +146,15 @@ impl Request {
 
 /// Decodes `%XX` escapes and `+` (as in form-encoded queries); invalid escapes are kept as is.
 pub(crate) fn percent_decode(text: &str) -> String {
+    decode(text, true)
+}
+
+/// Decodes `%XX` escapes only: in a path, `+` is a literal plus (RFC 3986), not a space.
+pub(crate) fn percent_decode_path(text: &str) -> String {
+    decode(text, false)
+}
+
+fn decode(text: &str, plus_is_space: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -159,7 +168,7 @@ pub(crate) fn percent_decode(text: &str) -> String {
                 }
                 _ => out.push(b'%'),
             },
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             other => out.push(other),
         }
         i += 1;

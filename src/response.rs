@@ -157,7 +157,6 @@ impl Response {
     pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Body) {
         (self.status, self.headers, self.body)
     }
-
 }
 
 /// A value serialized as the JSON body of a 200 response.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::request::percent_decode;
+use crate::request::percent_decode_path;
 use crate::{Request, Response};
 
 /// A handler as the router stores it.
@@ -51,7 +51,7 @@ impl Pattern {
             match segment {
                 Segment::Literal(literal) if literal == part => {}
                 Segment::Literal(_) => return None,
-                Segment::Param(name) => params.push((name.clone(), percent_decode(part))),
+                Segment::Param(name) => params.push((name.clone(), percent_decode_path(part))),
             }
         }
         parts.next().is_none().then_some(params)

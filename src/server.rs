@@ -53,9 +53,11 @@ struct StreamSlot<'a>(&'a AtomicUsize);
 
 impl<'a> StreamSlot<'a> {
     fn take(open: &'a AtomicUsize, max: usize) -> Option<StreamSlot<'a>> {
-        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
-            .ok()
-            .map(|_| StreamSlot(open))
+        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| StreamSlot(open))
     }
 }
 
@@ -326,9 +328,10 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             Err(TrySendError::Full(_)) => Answer::error(&Error::overloaded(
                 "server is at capacity: request queue is full",
             )),
-            Err(TrySendError::Disconnected(_)) => {
-                Answer::error(&Error::new(crate::ErrorKind::NotReady, "server is stopping"))
-            }
+            Err(TrySendError::Disconnected(_)) => Answer::error(&Error::new(
+                crate::ErrorKind::NotReady,
+                "server is stopping",
+            )),
         };
         let keep_alive = match answer {
             Answer::Full(status, headers, body) => conn

@@ -159,17 +159,29 @@ mod tests {
 
     #[test]
     fn multi_line_data_becomes_several_data_lines() {
-        assert_eq!(Event::data("a\r\nb\rc\n").to_string(), "data: a\ndata: b\ndata: c\ndata: \n\n");
+        assert_eq!(
+            Event::data("a\r\nb\rc\n").to_string(),
+            "data: a\ndata: b\ndata: c\ndata: \n\n"
+        );
     }
 
     #[test]
     fn fields_cannot_inject_lines() {
-        let event = Event::data("x").with_event("a\nevent: b").with_id("1\r2").with_retry(5);
-        assert_eq!(event.to_string(), "event: a event: b\nid: 1 2\nretry: 5\ndata: x\n\n");
+        let event = Event::data("x")
+            .with_event("a\nevent: b")
+            .with_id("1\r2")
+            .with_retry(5);
+        assert_eq!(
+            event.to_string(),
+            "event: a event: b\nid: 1 2\nretry: 5\ndata: x\n\n"
+        );
     }
 
     #[test]
     fn json_data_is_one_line() {
-        assert_eq!(Event::json(&serde_json::json!({"a": "b\nc"})).to_string(), "data: {\"a\":\"b\\nc\"}\n\n");
+        assert_eq!(
+            Event::json(&serde_json::json!({"a": "b\nc"})).to_string(),
+            "data: {\"a\":\"b\\nc\"}\n\n"
+        );
     }
 }

@@ -9,8 +9,9 @@
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
-/// Chunks in flight between a producer and the socket.
-const CHANNEL_CHUNKS: usize = 16;
+/// Chunks in flight between a producer and the socket: one, so a producer learns of a
+/// disconnect within a chunk or two and never runs far ahead of a slow client.
+const CHANNEL_CHUNKS: usize = 1;
 
 /// The client has gone: stop producing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

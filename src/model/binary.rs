@@ -35,8 +35,7 @@ impl Tensor {
         declared: &str,
         bytes: &[u8],
     ) -> Result<Tensor> {
-        let invalid =
-            |msg: String| Error::invalid_input(format!("input \"{}\": {msg}", spec.name));
+        let invalid = |msg: String| Error::invalid_input(format!("input \"{}\": {msg}", spec.name));
         if declared != spec.datatype.as_str() {
             return Err(invalid(format!(
                 "expected datatype {}, got {declared:.32}",
@@ -127,7 +126,9 @@ mod tests {
     #[test]
     fn every_datatype_round_trips_through_bytes() {
         for datatype in DataType::ALL {
-            let bytes: Vec<u8> = (0..4 * element_size(datatype)).map(|i| (i % 2) as u8).collect();
+            let bytes: Vec<u8> = (0..4 * element_size(datatype))
+                .map(|i| (i % 2) as u8)
+                .collect();
             let name = datatype.as_str();
             let tensor = Tensor::from_le_bytes(&spec(datatype), &[2, 2], name, &bytes);
             assert_eq!(tensor.map(|t| t.to_le_bytes()).ok(), Some(bytes), "{name}");

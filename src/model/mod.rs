@@ -1,11 +1,13 @@
 //! Models: the ONNX Runtime library, signatures, tensors and the registry of loaded models.
 
 mod binary;
+mod generate;
 mod registry;
 pub mod runtime;
 mod signature;
 mod tensor;
 
+pub use generate::{FinishReason, Generation, Generator, Sampling, CONTEXT_BYTES};
 pub use registry::{Model, ModelOptions, ModelRegistry};
 pub use signature::{DataType, Signature, TensorSpec};
 pub use tensor::{Tensor, TensorData};

@@ -68,13 +68,18 @@ impl Model {
         let mut sessions = Vec::new();
         for _ in 0..options.sessions.max(1) {
             let session = Session::builder(environment)
-                .and_then(|b| b.with_intra_threads(options.intra_threads.max(1)).map_err(Into::into))
+                .and_then(|b| {
+                    b.with_intra_threads(options.intra_threads.max(1))
+                        .map_err(Into::into)
+                })
                 .and_then(|mut b| b.commit_from_file(path))
                 .map_err(|err| fail(err.to_string()))?;
             sessions.push(session);
         }
         let signature = match sessions.first() {
-            Some(session) => Signature::from_session(session).map_err(|err| fail(err.to_string()))?,
+            Some(session) => {
+                Signature::from_session(session).map_err(|err| fail(err.to_string()))?
+            }
             None => return Err(fail("no session".into())),
         };
         Ok(Model {

@@ -2,17 +2,21 @@
 //! Protocol v2, and a Flask-style predict route.
 
 mod health;
+mod metrics;
+mod openai;
 mod predict;
 mod v2;
 
 pub use health::Readiness;
+pub use openai::Generators;
 pub use predict::run as predict;
 
 use crate::model::ModelRegistry;
 use crate::{App, Request};
 
 /// Adds every built-in route for `models` to `app`: `/healthz`, `/readyz`, the v2 protocol
-/// under `/v2`, `GET /models`, `POST /models/<name>/predict` and, when exactly one model is
+/// under `/v2`, the OpenAI-compatible API under `/v1` (for byte-level language models),
+/// `/metrics`, `GET /models`, `POST /models/<name>/predict` and, when exactly one model is
 /// loaded, `POST /predict`.
 ///
 /// # Example
@@ -24,8 +28,11 @@ use crate::{App, Request};
 /// # Ok::<(), tinyserve::Error>(())
 /// ```
 pub fn mount(app: App, models: &ModelRegistry, ready: &Readiness) -> App {
+    let generators = Generators::from_registry(models);
     let app = health::mount(app, ready);
     let app = v2::mount(app, models, ready);
+    let app = openai::mount(app, models, &generators);
+    let app = metrics::mount(app, &generators);
     predict::mount(app, models)
 }
 

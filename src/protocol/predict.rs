@@ -5,15 +5,18 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::{Model, ModelRegistry, Tensor};
 use super::with;
+use crate::model::{Model, ModelRegistry, Tensor};
 use crate::{App, Error, Json, Request, Result};
 
 pub(super) fn mount(app: App, models: &ModelRegistry) -> App {
     app.get("/models", with(models, |models, _| Json(list(models))))
-        .post("/models/<name>/predict", with(models, |models, req| {
-            predict(&*models.get(req.param("name").unwrap_or_default())?, req)
-        }))
+        .post(
+            "/models/<name>/predict",
+            with(models, |models, req| {
+                predict(&*models.get(req.param("name").unwrap_or_default())?, req)
+            }),
+        )
         .post("/predict", with(models, predict_single))
 }
 

@@ -13,25 +13,36 @@ const BINARY_HEADER: &str = "Inference-Header-Content-Length";
 
 pub(super) fn mount(app: App, models: &ModelRegistry, ready: &Readiness) -> App {
     let ready = ready.clone();
-    app.get("/v2/health/live", |_| Json(serde_json::json!({"live": true})))
-        .get("/v2/health/ready", move |_| {
-            ready
-                .check()
-                .map(|()| Json(serde_json::json!({"ready": true})))
-        })
-        .get("/v2", |_| {
-            Json(serde_json::json!({
-                "name": "tinyserve",
-                "version": env!("CARGO_PKG_VERSION"),
-                "extensions": ["binary_tensor_data"],
-            }))
-        })
-        .get("/v2/models/<name>", with(models, metadata))
-        .get("/v2/models/<name>/versions/<version>", with(models, metadata))
-        .get("/v2/models/<name>/ready", with(models, model_ready))
-        .get("/v2/models/<name>/versions/<version>/ready", with(models, model_ready))
-        .post("/v2/models/<name>/infer", with(models, infer))
-        .post("/v2/models/<name>/versions/<version>/infer", with(models, infer))
+    app.get("/v2/health/live", |_| {
+        Json(serde_json::json!({"live": true}))
+    })
+    .get("/v2/health/ready", move |_| {
+        ready
+            .check()
+            .map(|()| Json(serde_json::json!({"ready": true})))
+    })
+    .get("/v2", |_| {
+        Json(serde_json::json!({
+            "name": "tinyserve",
+            "version": env!("CARGO_PKG_VERSION"),
+            "extensions": ["binary_tensor_data"],
+        }))
+    })
+    .get("/v2/models/<name>", with(models, metadata))
+    .get(
+        "/v2/models/<name>/versions/<version>",
+        with(models, metadata),
+    )
+    .get("/v2/models/<name>/ready", with(models, model_ready))
+    .get(
+        "/v2/models/<name>/versions/<version>/ready",
+        with(models, model_ready),
+    )
+    .post("/v2/models/<name>/infer", with(models, infer))
+    .post(
+        "/v2/models/<name>/versions/<version>/infer",
+        with(models, infer),
+    )
 }
 
 /// The model the path names; a version other than "1" does not exist.
@@ -65,7 +76,9 @@ fn metadata(models: &ModelRegistry, req: &Request) -> Result<Json<Value>> {
 
 fn model_ready(models: &ModelRegistry, req: &Request) -> Result<Json<Value>> {
     let model = model_for(models, req)?;
-    Ok(Json(serde_json::json!({"name": model.name(), "ready": true})))
+    Ok(Json(
+        serde_json::json!({"name": model.name(), "ready": true}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -142,12 +155,15 @@ fn read_input(model: &Model, input: &InferInput, binary: &mut &[u8]) -> Result<T
         })?;
     match (input.parameters.get("binary_data_size"), &input.data) {
         (Some(size), _) => {
-            let size = size.as_u64().and_then(|s| usize::try_from(s).ok()).ok_or_else(|| {
-                Error::invalid_input(format!(
-                    "input \"{}\": binary_data_size must be a non-negative integer",
-                    input.name
-                ))
-            })?;
+            let size = size
+                .as_u64()
+                .and_then(|s| usize::try_from(s).ok())
+                .ok_or_else(|| {
+                    Error::invalid_input(format!(
+                        "input \"{}\": binary_data_size must be a non-negative integer",
+                        input.name
+                    ))
+                })?;
             if size > binary.len() {
                 return Err(Error::invalid_input(format!(
                     "input \"{}\": binary_data_size is {size} but only {} bytes remain",
@@ -223,9 +239,13 @@ fn respond(model: &Model, request: InferRequest, outputs: Vec<Tensor>) -> Result
     let json_len = json.len().to_string();
     let mut payload = json;
     payload.extend_from_slice(&binary);
-    Ok(Response::new(200, "application/octet-stream", payload).with_header(BINARY_HEADER, &json_len))
+    Ok(Response::new(200, "application/octet-stream", payload)
+        .with_header(BINARY_HEADER, &json_len))
 }
 
 fn flag(parameters: &Map<String, Value>, name: &str) -> bool {
-    parameters.get(name).and_then(Value::as_bool).unwrap_or(false)
+    parameters
+        .get(name)
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }

@@ -1,0 +1,481 @@
+//! Text generation with byte-level language models: any model whose single input is INT64
+//! token ids `[batch, sequence]` and whose output is FP32 logits `[batch, sequence, 256]`.
+//!
+//! Tokens are the UTF-8 bytes of the text. Each step runs the model on the sequence so far
+//! (the last [`CONTEXT_BYTES`] bytes of it) and samples the next byte from the logits of the
+//! last position. Text is handed out only as whole UTF-8 characters, and never a piece of a
+//! stop string.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::signature::DataType;
+use super::tensor::{Tensor, TensorData};
+use super::Model;
+use crate::{Disconnected, Error, Result};
+
+/// The most bytes of context the model sees; older bytes are dropped from the left.
+pub const CONTEXT_BYTES: usize = 256;
+
+/// How to pick each next token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// Tokens to generate at most.
+    pub max_tokens: usize,
+    /// 0 picks the most likely token (greedy); higher values flatten the distribution.
+    pub temperature: f64,
+    /// Keep the smallest set of tokens whose probabilities add up to `top_p`.
+    pub top_p: f64,
+    /// Keep only the `top_k` most likely tokens (0 = all).
+    pub top_k: usize,
+    /// Stop before any of these strings; they are not part of the text.
+    pub stop: Vec<String>,
+    /// Seed of the sampler, for reproducible sampling. `None` seeds from the clock.
+    pub seed: Option<u64>,
+}
+
+impl Default for Sampling {
+    fn default() -> Sampling {
+        Sampling {
+            max_tokens: 16,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            stop: Vec::new(),
+            seed: None,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// A stop string was produced.
+    Stop,
+    /// `max_tokens` were generated.
+    Length,
+    /// The client went away; generation stopped early. Never sent to a client.
+    Cancelled,
+}
+
+impl FinishReason {
+    /// OpenAI's name: `stop` or `length`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The outcome of a generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The generated text, without any stop string.
+    pub text: String,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Tokens (bytes) of the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub completion_tokens: usize,
+}
+
+/// Generates text with a byte-level model.
+///
+/// # Example
+/// ```no_run
+/// use tinyserve::model::{Generator, ModelRegistry, Sampling};
+/// let models = ModelRegistry::load_dir("models")?;
+/// let generator = Generator::new(models.get("bytelm")?)?;
+/// let sampling = Sampling { max_tokens: 40, temperature: 0.0, ..Sampling::default() };
+/// let out = generator.generate("The ", &sampling, |piece| {
+///     print!("{piece}");
+///     Ok(())
+/// })?;
+/// println!(" [{}]", out.finish_reason.as_str());
+/// # Ok::<(), tinyserve::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Generator {
+    model: Arc<Model>,
+    tokens: Arc<AtomicU64>,
+    cancelled: Arc<AtomicU64>,
+}
+
+impl Generator {
+    /// A generator for `model`, or a 400 error saying why the model cannot generate text.
+    pub fn new(model: Arc<Model>) -> Result<Generator> {
+        check_signature(&model)?;
+        Ok(Generator {
+            model,
+            tokens: Arc::new(AtomicU64::new(0)),
+            cancelled: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Whether `model` has the signature of a byte-level language model.
+    pub fn fits(model: &Model) -> bool {
+        check_signature(model).is_ok()
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Tokens this generator (and its clones) have generated so far.
+    pub fn tokens_generated(&self) -> u64 {
+        self.tokens.load(Ordering::Relaxed)
+    }
+
+    /// Generations this generator (and its clones) stopped because the client went away.
+    pub fn generations_cancelled(&self) -> u64 {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Generates from `prompt`, handing each new piece of text to `on_text` as soon as it is
+    /// complete. When `on_text` fails (the client has gone), generation stops at once and the
+    /// result says [`FinishReason::Cancelled`].
+    pub fn generate(
+        &self,
+        prompt: &str,
+        sampling: &Sampling,
+        mut on_text: impl FnMut(&str) -> Result<(), Disconnected>,
+    ) -> Result<Generation> {
+        let mut ids: Vec<i64> = prompt.bytes().map(i64::from).collect();
+        let prompt_tokens = ids.len();
+        let mut sampler = Sampler::new(sampling);
+        let mut text = TextAssembler::new(&sampling.stop);
+        let mut finish_reason = FinishReason::Length;
+        let mut generated = 0;
+        while generated < sampling.max_tokens {
+            let logits = self.next_logits(&ids)?;
+            let token = sampler.pick(&logits);
+            ids.push(i64::from(token));
+            generated += 1;
+            self.tokens.fetch_add(1, Ordering::Relaxed);
+            let (piece, stopped) = text.push(token);
+            if !piece.is_empty() && on_text(&piece).is_err() {
+                finish_reason = FinishReason::Cancelled;
+                break;
+            }
+            if stopped {
+                finish_reason = FinishReason::Stop;
+                break;
+            }
+        }
+        let rest = text.finish();
+        if finish_reason != FinishReason::Cancelled && !rest.is_empty() && on_text(&rest).is_err() {
+            finish_reason = FinishReason::Cancelled;
+        }
+        if finish_reason == FinishReason::Cancelled {
+            self.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Generation {
+            text: text.into_text(),
+            finish_reason,
+            prompt_tokens,
+            completion_tokens: generated,
+        })
+    }
+
+    /// Logits of the last position for the last [`CONTEXT_BYTES`] ids.
+    fn next_logits(&self, ids: &[i64]) -> Result<Vec<f32>> {
+        let window = &ids[ids.len().saturating_sub(CONTEXT_BYTES)..];
+        if window.is_empty() {
+            return Err(Error::invalid_input("the prompt is empty"));
+        }
+        let input = Tensor {
+            name: self.model.signature().inputs[0].name.clone(),
+            shape: vec![1, window.len()],
+            data: TensorData::Int64(window.to_vec()),
+        };
+        let outputs = self.model.infer(vec![input])?;
+        match outputs.into_iter().next().map(|t| t.data) {
+            Some(TensorData::Fp32(logits)) if logits.len() >= 256 => {
+                Ok(logits[logits.len() - 256..].to_vec())
+            }
+            _ => Err(Error::internal(format!(
+                "model \"{}\" did not return [1, sequence, 256] logits",
+                self.model.name()
+            ))),
+        }
+    }
+}
+
+fn check_signature(model: &Model) -> Result<()> {
+    let signature = model.signature();
+    let fits = match (signature.inputs.as_slice(), signature.outputs.as_slice()) {
+        ([input], [output, ..]) => {
+            input.datatype == DataType::Int64
+                && input.shape.len() == 2
+                && output.datatype == DataType::Fp32
+                && output.shape.len() == 3
+                && (output.shape[2] == 256 || output.shape[2] < 0)
+        }
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::bad_request(format!(
+            "model \"{}\" cannot generate text: it needs one INT64 input [batch, sequence] \
+             and FP32 logits [batch, sequence, 256]",
+            model.name()
+        )))
+    }
+}
+
+/// Picks tokens from logits: greedy at temperature 0, else temperature, top-k and top-p.
+struct Sampler {
+    temperature: f64,
+    top_p: f64,
+    top_k: usize,
+    state: u64,
+}
+
+impl Sampler {
+    fn new(sampling: &Sampling) -> Sampler {
+        let seed = sampling.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+        });
+        Sampler {
+            temperature: sampling.temperature,
+            top_p: sampling.top_p,
+            top_k: sampling.top_k,
+            state: seed,
+        }
+    }
+
+    /// SplitMix64: small, fast, and the same sequence for the same seed everywhere.
+    fn next_unit(&mut self) -> f64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn pick(&mut self, logits: &[f32]) -> u8 {
+        if self.temperature <= 0.0 {
+            return argmax(logits);
+        }
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut ranked: Vec<(u8, f64)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u8, ((f64::from(l - max)) / self.temperature).exp()))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if self.top_k > 0 {
+            ranked.truncate(self.top_k);
+        }
+        let total: f64 = ranked.iter().map(|(_, p)| p).sum();
+        let mut kept = 0.0;
+        let mut cut = ranked.len();
+        for (i, (_, p)) in ranked.iter().enumerate() {
+            kept += p / total;
+            if kept >= self.top_p {
+                cut = i + 1;
+                break;
+            }
+        }
+        ranked.truncate(cut.max(1));
+        let total: f64 = ranked.iter().map(|(_, p)| p).sum();
+        let mut target = self.next_unit() * total;
+        for (token, p) in &ranked {
+            if target < *p {
+                return *token;
+            }
+            target -= p;
+        }
+        ranked.last().map_or(0, |(token, _)| *token)
+    }
+}
+
+/// The index of the largest logit; the lowest index wins ties (as numpy's argmax).
+fn argmax(logits: &[f32]) -> u8 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u8
+}
+
+/// Turns generated bytes into text: whole UTF-8 characters only, stop strings held back and cut.
+struct TextAssembler<'a> {
+    stop: &'a [String],
+    pending: Vec<u8>,
+    held: String,
+    text: String,
+}
+
+impl<'a> TextAssembler<'a> {
+    fn new(stop: &'a [String]) -> TextAssembler<'a> {
+        TextAssembler {
+            stop,
+            pending: Vec::new(),
+            held: String::new(),
+            text: String::new(),
+        }
+    }
+
+    /// Adds one byte; returns the text that is now safe to emit and whether a stop string ended it.
+    fn push(&mut self, byte: u8) -> (String, bool) {
+        self.pending.push(byte);
+        self.decode_pending();
+        let stops = self.stop.iter().filter(|s| !s.is_empty());
+        if let Some(at) = stops.filter_map(|s| self.held.find(s.as_str())).min() {
+            self.held.truncate(at);
+            let piece = std::mem::take(&mut self.held);
+            self.text.push_str(&piece);
+            return (piece, true);
+        }
+        let keep = self.longest_stop_prefix_suffix();
+        let piece: String = self.held.drain(..self.held.len() - keep).collect();
+        self.text.push_str(&piece);
+        (piece, false)
+    }
+
+    /// Moves complete characters from `pending` to `held`; invalid bytes become U+FFFD.
+    fn decode_pending(&mut self) {
+        loop {
+            match std::str::from_utf8(&self.pending) {
+                Ok(text) => {
+                    self.held.push_str(text);
+                    self.pending.clear();
+                    return;
+                }
+                Err(err) => {
+                    let valid = err.valid_up_to();
+                    self.held
+                        .push_str(&String::from_utf8_lossy(&self.pending[..valid]));
+                    match err.error_len() {
+                        Some(bad) => {
+                            self.held.push('\u{FFFD}');
+                            self.pending.drain(..valid + bad);
+                        }
+                        None => {
+                            self.pending.drain(..valid);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Length of the longest end of `held` that could still grow into a stop string.
+    fn longest_stop_prefix_suffix(&self) -> usize {
+        let mut keep = 0;
+        for stop in self.stop {
+            for (i, _) in self.held.char_indices() {
+                let tail = &self.held[i..];
+                if tail.len() > keep && stop.starts_with(tail) && tail.len() < stop.len() {
+                    keep = tail.len();
+                    break;
+                }
+            }
+        }
+        keep
+    }
+
+    /// Releases held-back text at the end (an unfinished character is dropped).
+    fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.held);
+        self.text.push_str(&rest);
+        rest
+    }
+
+    fn into_text(self) -> String {
+        self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assemble(bytes: &[u8], stop: &[&str]) -> (Vec<String>, bool) {
+        let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
+        let mut text = TextAssembler::new(&stop);
+        let mut pieces = Vec::new();
+        for &b in bytes {
+            let (piece, stopped) = text.push(b);
+            if !piece.is_empty() {
+                pieces.push(piece);
+            }
+            if stopped {
+                return (pieces, true);
+            }
+        }
+        let rest = text.finish();
+        if !rest.is_empty() {
+            pieces.push(rest);
+        }
+        (pieces, false)
+    }
+
+    #[test]
+    fn multibyte_characters_come_out_whole() {
+        let (pieces, _) = assemble("a€b".as_bytes(), &[]);
+        assert_eq!(pieces, ["a", "€", "b"]);
+    }
+
+    #[test]
+    fn invalid_bytes_become_replacement_characters_and_unfinished_ones_are_dropped() {
+        let (pieces, _) = assemble(&[b'a', 0xff, b'b', 0xe2, 0x82], &[]);
+        assert_eq!(pieces.concat(), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn stop_strings_are_held_back_and_cut() {
+        let (pieces, stopped) = assemble(b"hello\nUser: hi", &["\nUser:"]);
+        assert!(stopped);
+        assert_eq!(pieces.concat(), "hello");
+        let (pieces, stopped) = assemble(b"a\nUb", &["\nUser:"]);
+        assert!(!stopped);
+        assert_eq!(pieces.concat(), "a\nUb");
+    }
+
+    #[test]
+    fn greedy_takes_the_first_of_equal_maxima() {
+        assert_eq!(argmax(&[0.0, 2.0, 2.0, 1.0]), 1);
+    }
+
+    #[test]
+    fn sampling_is_reproducible_with_a_seed_and_respects_top_k() {
+        let logits: Vec<f32> = (0..256).map(|i| (i % 7) as f32).collect();
+        let sampling = Sampling {
+            seed: Some(7),
+            top_k: 3,
+            ..Sampling::default()
+        };
+        let picks = |s: &Sampling| {
+            let mut sampler = Sampler::new(s);
+            (0..50).map(|_| sampler.pick(&logits)).collect::<Vec<u8>>()
+        };
+        assert_eq!(picks(&sampling), picks(&sampling));
+        let top3: Vec<u8> = vec![6, 13, 20];
+        assert!(picks(&sampling).iter().all(|t| top3.contains(t)));
+    }
+
+    #[test]
+    fn a_tiny_top_p_is_greedy() {
+        let logits: Vec<f32> = (0..256).map(|i| if i == 42 { 5.0 } else { 0.0 }).collect();
+        let sampling = Sampling {
+            seed: Some(1),
+            top_p: 0.01,
+            ..Sampling::default()
+        };
+        let mut sampler = Sampler::new(&sampling);
+        assert!((0..20).all(|_| sampler.pick(&logits) == 42));
+    }
+}

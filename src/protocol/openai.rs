@@ -1,0 +1,429 @@
+//! OpenAI-compatible text generation: `POST /v1/completions`, `POST /v1/chat/completions`
+//! (JSON or `"stream": true` Server-Sent Events, in OpenAI's exact chunk format) and
+//! `GET /v1/models`, for every loaded byte-level language model.
+//!
+//! Chat template (byte-level models have none of their own): each message becomes a line
+//! `System: ...`, `User: ...` or `Assistant: ...`, and the prompt ends with `Assistant:`.
+//! Generation also stops before `\nUser:`, so the model does not write the user's next turn.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::model::{Generation, Generator, ModelRegistry, Sampling};
+use crate::{
+    App, Error, ErrorKind, Event, EventSender, IntoResponse, Json, Request, Response, Sse,
+};
+
+/// The generators of every model that can generate text, by model name.
+#[derive(Clone, Default)]
+pub struct Generators(Arc<BTreeMap<String, Generator>>);
+
+impl Generators {
+    /// A generator for each model of `models` whose signature is a byte-level language model.
+    pub fn from_registry(models: &ModelRegistry) -> Generators {
+        let generators = models
+            .iter()
+            .filter(|model| Generator::fits(model))
+            .filter_map(|model| {
+                Some((
+                    model.name().to_string(),
+                    Generator::new(model.clone()).ok()?,
+                ))
+            })
+            .collect();
+        Generators(Arc::new(generators))
+    }
+
+    /// The generators, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Generator> {
+        self.0.values()
+    }
+
+    fn get(&self, models: &ModelRegistry, name: &str) -> Result<Generator, Error> {
+        match self.0.get(name) {
+            Some(generator) => Ok(generator.clone()),
+            None => Err(match models.get(name) {
+                Ok(model) => Generator::new(model).err().unwrap_or_else(|| {
+                    Error::bad_request(format!("model \"{name}\" cannot generate text"))
+                }),
+                Err(err) => Error::new(
+                    ErrorKind::ModelNotFound,
+                    format!("The model `{name}` does not exist"),
+                )
+                .with_source(err),
+            }),
+        }
+    }
+}
+
+pub(super) fn mount(app: App, models: &ModelRegistry, generators: &Generators) -> App {
+    let (m1, g1) = (models.clone(), generators.clone());
+    let (m2, g2) = (models.clone(), generators.clone());
+    let listed = models.clone();
+    app.get("/v1/models", move |_| list_models(&listed))
+        .post("/v1/completions", move |req| {
+            openai_errors(complete(&m1, &g1, req, Kind::Text))
+        })
+        .post("/v1/chat/completions", move |req| {
+            openai_errors(complete(&m2, &g2, req, Kind::Chat))
+        })
+}
+
+fn list_models(models: &ModelRegistry) -> Json<Value> {
+    let data: Vec<Value> = models
+        .iter()
+        .map(|m| json!({"id": m.name(), "object": "model", "created": 0, "owned_by": "tinyserve"}))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+fn openai_error_body(err: &Error) -> Value {
+    let kind = match err.status() {
+        401 => "authentication_error",
+        404 => "invalid_request_error",
+        429 | 503 => "server_overloaded",
+        500.. => "server_error",
+        _ => "invalid_request_error",
+    };
+    json!({"error": {"message": err.public_message(), "type": kind, "param": null, "code": err.kind().code()}})
+}
+
+fn openai_errors(result: Result<Response, Error>) -> Response {
+    result.unwrap_or_else(|err| {
+        let mut res = Response::json(&openai_error_body(&err)).with_status(err.status());
+        for (name, value) in err.headers() {
+            res = res.with_header(name, value);
+        }
+        if err.kind() == ErrorKind::Internal {
+            eprintln!("error: {}", err.chain());
+        }
+        res
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Chat,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    content: Content,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct CompletionRequest {
+    model: String,
+    prompt: Option<OneOrMany>,
+    messages: Option<Vec<Message>>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<u64>,
+    stop: Option<OneOrMany>,
+    seed: Option<u64>,
+    n: Option<u64>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+}
+
+/// Upper bound on `max_tokens`: a request cannot hold a worker for an unbounded time.
+const MAX_TOKENS_LIMIT: u64 = 4096;
+
+fn complete(
+    models: &ModelRegistry,
+    generators: &Generators,
+    req: &Request,
+    kind: Kind,
+) -> Result<Response, Error> {
+    let request: CompletionRequest = req.json()?;
+    let generator = generators.get(models, &request.model)?;
+    let prompt = match kind {
+        Kind::Text => text_prompt(request.prompt.as_ref())?,
+        Kind::Chat => chat_prompt(request.messages.as_deref())?,
+    };
+    let sampling = sampling(&request, kind)?;
+    let call = Call {
+        id: format!(
+            "{}-{}",
+            if kind == Kind::Chat {
+                "chatcmpl"
+            } else {
+                "cmpl"
+            },
+            unique_id()
+        ),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: request.model.clone(),
+        kind,
+    };
+    if request.stream {
+        let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+        return Ok(Sse::new(move |events| {
+            stream(&generator, &prompt, &sampling, &call, include_usage, events)
+        })
+        .into_response());
+    }
+    let generation = generator.generate(&prompt, &sampling, |_| Ok(()))?;
+    Ok(Json(call.full_answer(&generation)).into_response())
+}
+
+fn text_prompt(prompt: Option<&OneOrMany>) -> Result<String, Error> {
+    match prompt {
+        Some(OneOrMany::One(text)) => Ok(text.clone()),
+        Some(OneOrMany::Many(texts)) if texts.len() == 1 => Ok(texts[0].clone()),
+        Some(OneOrMany::Many(_)) => Err(Error::bad_request(
+            "only one prompt per request is supported",
+        )),
+        None => Err(Error::invalid_input("\"prompt\" is required")),
+    }
+}
+
+/// The chat template: one `Role: content` line per message, then `Assistant:`.
+fn chat_prompt(messages: Option<&[Message]>) -> Result<String, Error> {
+    let messages = messages
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| Error::invalid_input("\"messages\" must be a non-empty array"))?;
+    let mut prompt = String::new();
+    for message in messages {
+        let role = match message.role.as_str() {
+            "system" | "developer" => "System",
+            "user" => "User",
+            "assistant" => "Assistant",
+            other => {
+                return Err(Error::invalid_input(format!(
+                    "unknown message role \"{other}\""
+                )))
+            }
+        };
+        let content = match &message.content {
+            Content::Text(text) => text.clone(),
+            Content::Parts(parts) => parts
+                .iter()
+                .map(|p| match (p.kind.as_str(), &p.text) {
+                    ("text", Some(text)) => Ok(text.as_str()),
+                    _ => Err(Error::invalid_input(format!(
+                        "unsupported content part type \"{}\"",
+                        p.kind
+                    ))),
+                })
+                .collect::<Result<Vec<&str>, Error>>()?
+                .concat(),
+        };
+        prompt.push_str(&format!("{role}: {content}\n"));
+    }
+    prompt.push_str("Assistant:");
+    Ok(prompt)
+}
+
+fn sampling(request: &CompletionRequest, kind: Kind) -> Result<Sampling, Error> {
+    let default_max = if kind == Kind::Chat { 128 } else { 16 };
+    let max_tokens = request
+        .max_completion_tokens
+        .or(request.max_tokens)
+        .unwrap_or(default_max);
+    if !(1..=MAX_TOKENS_LIMIT).contains(&max_tokens) {
+        return Err(Error::invalid_input(format!(
+            "max_tokens must be between 1 and {MAX_TOKENS_LIMIT}, got {max_tokens}"
+        )));
+    }
+    let temperature = request.temperature.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(Error::invalid_input(format!(
+            "temperature must be between 0 and 2, got {temperature}"
+        )));
+    }
+    let top_p = request.top_p.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(Error::invalid_input(format!(
+            "top_p must be in (0, 1], got {top_p}"
+        )));
+    }
+    if request.n.is_some_and(|n| n != 1) {
+        return Err(Error::invalid_input("only n = 1 is supported"));
+    }
+    let mut stop = match &request.stop {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s.clone()],
+        Some(OneOrMany::Many(list)) => list.clone(),
+    };
+    if stop.len() > 4 {
+        return Err(Error::invalid_input(format!(
+            "at most 4 stop sequences, got {}",
+            stop.len()
+        )));
+    }
+    if kind == Kind::Chat {
+        stop.push("\nUser:".to_string());
+    }
+    Ok(Sampling {
+        max_tokens: max_tokens as usize,
+        temperature,
+        top_p,
+        top_k: request.top_k.unwrap_or(0).min(256) as usize,
+        stop,
+        seed: request.seed,
+    })
+}
+
+/// The parts of every answer that identify the call.
+struct Call {
+    id: String,
+    created: u64,
+    model: String,
+    kind: Kind,
+}
+
+impl Call {
+    fn usage(generation: &Generation) -> Value {
+        json!({
+            "prompt_tokens": generation.prompt_tokens,
+            "completion_tokens": generation.completion_tokens,
+            "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+        })
+    }
+
+    fn full_answer(&self, generation: &Generation) -> Value {
+        let reason = generation.finish_reason.as_str();
+        let choice = match self.kind {
+            Kind::Text => {
+                json!({"index": 0, "text": generation.text, "logprobs": null, "finish_reason": reason})
+            }
+            Kind::Chat => json!({
+                "index": 0,
+                "message": {"role": "assistant", "content": generation.text},
+                "logprobs": null,
+                "finish_reason": reason,
+            }),
+        };
+        json!({
+            "id": self.id,
+            "object": if self.kind == Kind::Chat { "chat.completion" } else { "text_completion" },
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+            "usage": Call::usage(generation),
+        })
+    }
+
+    /// One streamed chunk; `piece` is new text, `reason` is set on the last chunk only.
+    fn chunk(&self, piece: Option<&str>, role: bool, reason: Option<&str>) -> Value {
+        let choice = match self.kind {
+            Kind::Text => {
+                json!({"index": 0, "text": piece.unwrap_or(""), "logprobs": null, "finish_reason": reason})
+            }
+            Kind::Chat => {
+                let mut delta = serde_json::Map::new();
+                if role {
+                    delta.insert("role".into(), json!("assistant"));
+                }
+                if let Some(piece) = piece {
+                    delta.insert("content".into(), json!(piece));
+                }
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": reason})
+            }
+        };
+        json!({
+            "id": self.id,
+            "object": if self.kind == Kind::Chat { "chat.completion.chunk" } else { "text_completion" },
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+        })
+    }
+}
+
+/// Streams a generation as OpenAI chunks, ending with `data: [DONE]`.
+fn stream(
+    generator: &Generator,
+    prompt: &str,
+    sampling: &Sampling,
+    call: &Call,
+    include_usage: bool,
+    events: &mut EventSender<'_>,
+) -> Result<(), crate::Disconnected> {
+    if call.kind == Kind::Chat {
+        events.send(Event::json(&call.chunk(Some(""), true, None)))?;
+    }
+    let outcome = generator.generate(prompt, sampling, |piece| {
+        events.send(Event::json(&call.chunk(Some(piece), false, None)))
+    });
+    match outcome {
+        Ok(generation) if generation.finish_reason == crate::model::FinishReason::Cancelled => {
+            return Err(crate::Disconnected)
+        }
+        Ok(generation) => {
+            let reason = generation.finish_reason.as_str();
+            let last = match call.kind {
+                Kind::Text => call.chunk(Some(""), false, Some(reason)),
+                Kind::Chat => call.chunk(None, false, Some(reason)),
+            };
+            events.send(Event::json(&last))?;
+            if include_usage {
+                let mut usage = call.chunk(None, false, None);
+                usage["choices"] = json!([]);
+                usage["usage"] = Call::usage(&generation);
+                events.send(Event::json(&usage))?;
+            }
+        }
+        Err(err) => {
+            if err.kind() == ErrorKind::Internal {
+                eprintln!("error: {}", err.chain());
+            }
+            events.send(Event::json(&openai_error_body(&err)))?;
+        }
+    }
+    events.send(Event::data("[DONE]"))
+}
+
+/// A process-unique id: time and a counter.
+fn unique_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{:x}{:04x}",
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff
+    )
+}
