@@ -34,6 +34,10 @@ pub enum ErrorKind {
     NotReady,
     /// A bug or a runtime failure; the client sees a generic message. 500.
     Internal,
+    /// An upstream service failed: refused, reset, or answered with an error status. 502.
+    BadGateway,
+    /// An upstream service did not answer before the deadline. 504.
+    GatewayTimeout,
 }
 
 impl ErrorKind {
@@ -50,6 +54,8 @@ impl ErrorKind {
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::Overloaded | ErrorKind::NotReady => 503,
             ErrorKind::Internal => 500,
+            ErrorKind::BadGateway => 502,
+            ErrorKind::GatewayTimeout => 504,
         }
     }
 
@@ -70,6 +76,8 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::NotReady => "not_ready",
             ErrorKind::Internal => "internal",
+            ErrorKind::BadGateway => "upstream_error",
+            ErrorKind::GatewayTimeout => "upstream_timeout",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod app;
 mod error;
+mod fanout;
 pub mod model;
 pub mod protocol;
 mod request;
@@ -15,6 +16,7 @@ mod wire;
 
 pub use app::{App, Settings};
 pub use error::{Error, ErrorKind, Result};
+pub use fanout::{Call, FanOut, Upstream, UpstreamReply, DEFAULT_FANOUT_THREADS};
 pub use request::Request;
 pub use response::{IntoResponse, Json, Response};
 pub use server::{Server, ShutdownHandle};

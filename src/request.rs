@@ -2,6 +2,8 @@
 //! that was read under the server's size limit.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
@@ -30,6 +32,7 @@ pub struct Request {
     body: Vec<u8>,
     params: Vec<(String, String)>,
     remote_addr: Option<SocketAddr>,
+    gone: Arc<AtomicBool>,
 }
 
 impl Request {
@@ -48,6 +51,7 @@ impl Request {
             body: Vec::new(),
             params: Vec::new(),
             remote_addr: None,
+            gone: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -66,6 +70,17 @@ impl Request {
     pub(crate) fn with_remote_addr(mut self, addr: SocketAddr) -> Request {
         self.remote_addr = Some(addr);
         self
+    }
+
+    /// The flag the connection thread raises when the client goes away mid-request.
+    pub(crate) fn gone_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.gone)
+    }
+
+    /// Whether the client closed its connection while this request was being handled; a
+    /// long handler can check it and give up (as [`crate::FanOut::run_for`] does).
+    pub fn is_client_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_params(&mut self, params: Vec<(String, String)>) {

@@ -321,10 +321,9 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         if let Some(peer) = peer {
             request = request.with_remote_addr(peer);
         }
+        let gone = request.gone_flag();
         let answer = match shared.queue.try_send(Job::Run(request, reply_tx.clone())) {
-            Ok(()) => reply_rx.recv().unwrap_or_else(|_| {
-                Answer::error(&Error::internal("worker ended without answering"))
-            }),
+            Ok(()) => wait_for_answer(&conn, &reply_rx, &gone),
             Err(TrySendError::Full(_)) => Answer::error(&Error::overloaded(
                 "server is at capacity: request queue is full",
             )),
@@ -360,7 +359,25 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
     }
 }
 
-/// How often a connection thread waiting for the next chunk checks whether its client left.
+/// Waits for the worker's answer, raising the request's `gone` flag if the client leaves.
+fn wait_for_answer(conn: &Connection, answers: &Receiver<Answer>, gone: &AtomicBool) -> Answer {
+    loop {
+        match answers.recv_timeout(DISCONNECT_CHECK) {
+            Ok(answer) => return answer,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if !gone.load(Ordering::Relaxed) && conn.client_gone() {
+                    gone.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Answer::error(&Error::internal("worker ended without answering"))
+            }
+        }
+    }
+}
+
+/// How often a connection thread waiting for a worker or for the next chunk checks whether
+/// its client left.
 const DISCONNECT_CHECK: Duration = Duration::from_millis(50);
 
 /// Writes a stream's chunks as they arrive, with keep-alive comments while it is idle.

@@ -60,7 +60,8 @@ fn predict(model: &Model, req: &Request) -> Result<Json<Value>> {
 /// ```no_run
 /// use tinyserve::{model::ModelRegistry, protocol};
 /// let models = ModelRegistry::load_dir("models")?;
-/// let out = protocol::predict(&models.get("iris")?, serde_json::json!([[5.1, 3.5, 1.4, 0.2]]))?;
+/// let iris = models.get("iris")?;
+/// let out = protocol::predict(&iris, serde_json::json!([[5.1, 3.5, 1.4, 0.2]]))?;
 /// println!("{}", out["outputs"]["label"]);
 /// # Ok::<(), tinyserve::Error>(())
 /// ```

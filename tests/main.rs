@@ -1,0 +1,8 @@
+//! One integration-test binary: real servers on port 0, real HTTP, real ONNX Runtime.
+
+mod support;
+
+mod cli;
+mod http;
+mod models;
+mod python;

@@ -1,0 +1,168 @@
+//! Test support: a real server on port 0, an HTTP client, raw sockets, repository paths.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use tinyserve::model::ModelRegistry;
+use tinyserve::{protocol, App, Server};
+
+/// A path inside the repository.
+pub fn repo(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A server running in this process on 127.0.0.1:0; shut down when dropped.
+pub struct TestServer {
+    server: Option<Server>,
+    pub addr: SocketAddr,
+}
+
+impl TestServer {
+    /// Starts `app` on a free port. `bind` returns once the socket listens: no sleeps needed.
+    pub fn start(app: App) -> TestServer {
+        let server = app.bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = server.addr();
+        TestServer {
+            server: Some(server),
+            addr,
+        }
+    }
+
+    /// Serves the models of `dir` (relative to the repository) with the built-in routes.
+    pub fn models(dir: &str) -> TestServer {
+        TestServer::models_with(dir, App::new())
+    }
+
+    /// Like [`TestServer::models`], on an app with custom settings.
+    pub fn models_with(dir: &str, app: App) -> TestServer {
+        let models = ModelRegistry::load_dir(repo(dir)).expect("load models");
+        let ready = protocol::Readiness::new(true);
+        TestServer::start(protocol::mount(app, &models, &ready))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[], b"")
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Reply {
+        let body = body.to_string();
+        self.request(
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .allow_non_standard_methods(true)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(body.to_vec()).expect("build request");
+        let mut response = agent.run(request).expect("HTTP request");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_vec()
+            .expect("read body");
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+    }
+}
+
+/// A response as the test saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics with the body text when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|err| panic!("body is not JSON ({err}): {}", self.text()))
+    }
+
+    /// Asserts a JSON error response with `status` and `code` whose message contains `needle`.
+    pub fn assert_error(&self, status: u16, code: &str, needle: &str) {
+        assert_eq!(self.status, status, "status; body: {}", self.text());
+        assert_eq!(
+            self.header("Content-Type"),
+            Some("application/json"),
+            "errors are JSON"
+        );
+        let body = self.json();
+        assert_eq!(body["code"], code, "code; body: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(needle),
+            "message {message:?} should contain {needle:?}"
+        );
+    }
+}
+
+/// Writes `bytes` on a new connection and reads until the server closes it (or `timeout`).
+pub fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
+    let _ = stream.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
