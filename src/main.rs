@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
-use tinyserve::{protocol, App, Settings};
+use tinyserve::{protocol, App, Settings, Upstream};
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +67,11 @@ struct ServeArgs {
     /// ONNX Runtime intra-op threads per session.
     #[arg(long, default_value_t = 1)]
     intra_threads: usize,
+    /// An OpenAI-compatible provider (repeatable): `/v1` requests for model `NAME/model` go to
+    /// URL (such as http://host:port/v1). With `,key-env=VAR`, its `Authorization: Bearer`
+    /// token is read from the environment variable VAR.
+    #[arg(long = "upstream", value_name = "NAME=URL[,key-env=VAR]")]
+    upstreams: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -100,8 +105,14 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     settings.max_body_bytes = args.max_body_bytes;
     settings.queue_capacity = args.queue_capacity;
     settings.max_connections = args.max_connections;
+    let upstreams = args
+        .upstreams
+        .iter()
+        .map(|spec| parse_upstream(spec))
+        .collect::<tinyserve::Result<Vec<Upstream>>>()?;
     let ready = protocol::Readiness::new(true);
-    let app = protocol::mount(App::new().with_settings(settings), &models, &ready);
+    let app = App::new().with_settings(settings);
+    let app = protocol::mount_with_upstreams(app, &models, &ready, &upstreams);
     let server = app.bind((args.host.as_str(), args.port))?;
     let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
     eprintln!(
@@ -114,6 +125,32 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     let _ = std::io::stdout().flush();
     server.join();
     Ok(())
+}
+
+/// `NAME=URL[,key-env=VAR]`: the key comes from the environment, never from the command line.
+fn parse_upstream(spec: &str) -> tinyserve::Result<Upstream> {
+    let bad = |why: &str| tinyserve::Error::bad_request(format!("--upstream {spec}: {why}"));
+    let (name, rest) = spec
+        .split_once('=')
+        .ok_or_else(|| bad("expected NAME=URL"))?;
+    let (url, key_env) = match rest.split_once(",key-env=") {
+        Some((url, var)) => (url, Some(var)),
+        None => (rest, None),
+    };
+    if name.is_empty() || name.contains('/') || !url.starts_with("http") {
+        return Err(bad(
+            "expected NAME=URL with a NAME without '/' and an http(s) URL",
+        ));
+    }
+    let upstream = Upstream::new(name, url);
+    match key_env {
+        None => Ok(upstream),
+        Some(var) => {
+            let key = std::env::var(var)
+                .map_err(|_| bad(&format!("environment variable {var} is not set")))?;
+            Ok(upstream.with_header("Authorization", &format!("Bearer {key}")))
+        }
+    }
 }
 
 /// `./models` when run from a checkout, else the folder next to the crate's manifest.

@@ -5,6 +5,7 @@ mod health;
 mod metrics;
 mod openai;
 mod predict;
+mod proxy;
 mod v2;
 
 pub use health::Readiness;
@@ -12,7 +13,7 @@ pub use openai::Generators;
 pub use predict::run as predict;
 
 use crate::model::ModelRegistry;
-use crate::{App, Request};
+use crate::{App, Request, Upstream};
 
 /// Adds every built-in route for `models` to `app`: `/healthz`, `/readyz`, the v2 protocol
 /// under `/v2`, the OpenAI-compatible API under `/v1` (for byte-level language models),
@@ -28,10 +29,21 @@ use crate::{App, Request};
 /// # Ok::<(), tinyserve::Error>(())
 /// ```
 pub fn mount(app: App, models: &ModelRegistry, ready: &Readiness) -> App {
+    mount_with_upstreams(app, models, ready, &[])
+}
+
+/// [`mount`], with upstream OpenAI-compatible providers: a `/v1` request whose `model` is
+/// `NAME/model` goes to the upstream called `NAME`, and `GET /v1/models` lists their models.
+pub fn mount_with_upstreams(
+    app: App,
+    models: &ModelRegistry,
+    ready: &Readiness,
+    upstreams: &[Upstream],
+) -> App {
     let generators = Generators::from_registry(models);
     let app = health::mount(app, ready);
     let app = v2::mount(app, models, ready);
-    let app = openai::mount(app, models, &generators);
+    let app = openai::mount(app, models, &generators, upstreams);
     let app = metrics::mount(app, &generators);
     predict::mount(app, models)
 }

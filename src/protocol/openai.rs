@@ -13,9 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::proxy;
 use crate::model::{Generation, Generator, ModelRegistry, Sampling};
 use crate::{
-    App, Error, ErrorKind, Event, EventSender, IntoResponse, Json, Request, Response, Sse,
+    App, Error, ErrorKind, Event, EventSender, IntoResponse, Json, Request, Response, Sse, Upstream,
 };
 
 /// The generators of every model that can generate text, by model name.
@@ -60,24 +61,42 @@ impl Generators {
     }
 }
 
-pub(super) fn mount(app: App, models: &ModelRegistry, generators: &Generators) -> App {
-    let (m1, g1) = (models.clone(), generators.clone());
-    let (m2, g2) = (models.clone(), generators.clone());
-    let listed = models.clone();
-    app.get("/v1/models", move |_| list_models(&listed))
+/// What the OpenAI routes serve: local generators and upstream providers.
+#[derive(Clone)]
+struct Backends {
+    models: ModelRegistry,
+    generators: Generators,
+    upstreams: Arc<Vec<Upstream>>,
+}
+
+pub(super) fn mount(
+    app: App,
+    models: &ModelRegistry,
+    generators: &Generators,
+    upstreams: &[Upstream],
+) -> App {
+    let backends = Backends {
+        models: models.clone(),
+        generators: generators.clone(),
+        upstreams: Arc::new(upstreams.to_vec()),
+    };
+    let (listing, text, chat) = (backends.clone(), backends.clone(), backends);
+    app.get("/v1/models", move |_| list_models(&listing))
         .post("/v1/completions", move |req| {
-            openai_errors(complete(&m1, &g1, req, Kind::Text))
+            openai_errors(complete(&text, req, Kind::Text))
         })
         .post("/v1/chat/completions", move |req| {
-            openai_errors(complete(&m2, &g2, req, Kind::Chat))
+            openai_errors(complete(&chat, req, Kind::Chat))
         })
 }
 
-fn list_models(models: &ModelRegistry) -> Json<Value> {
-    let data: Vec<Value> = models
+fn list_models(backends: &Backends) -> Json<Value> {
+    let mut data: Vec<Value> = backends
+        .models
         .iter()
         .map(|m| json!({"id": m.name(), "object": "model", "created": 0, "owned_by": "tinyserve"}))
         .collect();
+    data.extend(proxy::list(&backends.upstreams));
     Json(json!({"object": "list", "data": data}))
 }
 
@@ -166,14 +185,19 @@ struct CompletionRequest {
 /// Upper bound on `max_tokens`: a request cannot hold a worker for an unbounded time.
 const MAX_TOKENS_LIMIT: u64 = 4096;
 
-fn complete(
-    models: &ModelRegistry,
-    generators: &Generators,
-    req: &Request,
-    kind: Kind,
-) -> Result<Response, Error> {
-    let request: CompletionRequest = req.json()?;
-    let generator = generators.get(models, &request.model)?;
+fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, Error> {
+    let body: Value = req.json()?;
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    if let Some((upstream, model)) = proxy::route(&backends.upstreams, &model) {
+        let path = match kind {
+            Kind::Text => "/completions",
+            Kind::Chat => "/chat/completions",
+        };
+        let model = model.to_string();
+        return proxy::forward(upstream, path, body, &model, req);
+    }
+    let request: CompletionRequest = serde_json::from_value(body).map_err(Error::from_json)?;
+    let generator = backends.generators.get(&backends.models, &request.model)?;
     let prompt = match kind {
         Kind::Text => text_prompt(request.prompt.as_ref())?,
         Kind::Chat => chat_prompt(request.messages.as_deref())?,

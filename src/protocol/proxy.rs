@@ -1,0 +1,158 @@
+//! The upstream LLM proxy: `/v1/...` requests whose `model` is `NAME/model`, where `NAME` is
+//! an upstream declared with `--upstream NAME=URL`, are forwarded to that OpenAI-compatible
+//! server with `model` set to `model`. Streams pass through event by event, as the upstream
+//! produces them; when the client leaves, the upstream connection is closed.
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::{Error, ErrorKind, Request, Response, Result, Upstream};
+
+/// Time allowed for an upstream to start answering, and between two reads of a stream.
+const PROXY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time allowed for an upstream to list its models.
+const LIST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest SSE event passed through; a longer one ends the stream with an error event.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// The upstream named by `model` (`NAME/rest`), with the upstream's own model name.
+pub(super) fn route<'a>(
+    upstreams: &'a [Upstream],
+    model: &'a str,
+) -> Option<(&'a Upstream, &'a str)> {
+    let (name, rest) = model.split_once('/')?;
+    let upstream = upstreams.iter().find(|u| u.name() == name)?;
+    Some((upstream, rest))
+}
+
+/// The models each upstream lists, as `NAME/id`; an upstream that does not answer is skipped.
+pub(super) fn list(upstreams: &[Upstream]) -> Vec<Value> {
+    let mut data = Vec::new();
+    for upstream in upstreams {
+        let listed = upstream
+            .get("/models")
+            .send_within(LIST_TIMEOUT)
+            .and_then(|reply| reply.json::<Value>());
+        match listed {
+            Ok(list) => {
+                for model in list["data"].as_array().into_iter().flatten() {
+                    if let Some(id) = model["id"].as_str() {
+                        let mut entry = model.clone();
+                        entry["id"] = json!(format!("{}/{id}", upstream.name()));
+                        data.push(entry);
+                    }
+                }
+            }
+            Err(err) => eprintln!("warning: cannot list models of {}", err.message()),
+        }
+    }
+    data
+}
+
+/// Forwards `body` to `path` on `upstream` with `model` as the upstream's model name.
+pub(super) fn forward(
+    upstream: &Upstream,
+    path: &str,
+    mut body: Value,
+    model: &str,
+    req: &Request,
+) -> Result<Response> {
+    body["model"] = json!(model);
+    let streaming = body["stream"].as_bool().unwrap_or(false);
+    let mut call = upstream.post_json(path, &body);
+    if let Some(id) = req.header("X-Request-ID") {
+        call = call.with_header("X-Request-ID", id);
+    }
+    let mut response = call.start(PROXY_TIMEOUT)?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    if !(streaming && status == 200) {
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|err| upstream_error(upstream, &call.url(), err))?;
+        if status >= 500 {
+            let excerpt: String = String::from_utf8_lossy(&text).chars().take(200).collect();
+            return Err(Error::new(
+                ErrorKind::BadGateway,
+                format!(
+                    "upstream \"{}\" ({}): status {status}: {}",
+                    upstream.name(),
+                    call.url(),
+                    excerpt.trim()
+                ),
+            ));
+        }
+        // The upstream's own answer, errors included (4xx are the client's to fix).
+        return Ok(Response::new(status, &content_type, text));
+    }
+    let url = call.url();
+    let name = upstream.name().to_string();
+    let reader = BufReader::new(response.into_body().into_reader());
+    Ok(Response::stream("text/event-stream", move |out| {
+        relay_events(reader, out, &name, &url)
+    })
+    .with_header("Cache-Control", "no-cache")
+    .with_header("X-Accel-Buffering", "no"))
+}
+
+/// Passes SSE events through one by one (an event ends at a blank line).
+fn relay_events<R: BufRead>(
+    mut reader: R,
+    out: &mut crate::BodySender,
+    name: &str,
+    url: &str,
+) -> std::result::Result<(), crate::Disconnected> {
+    let mut event = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let mut limited = std::io::Read::take(&mut reader, (MAX_EVENT_BYTES + 1) as u64);
+        let read = limited.read_until(b'\n', &mut line);
+        match read {
+            Ok(0) => break,
+            Ok(_) if event.len() + line.len() > MAX_EVENT_BYTES => {
+                return send_error(out, name, url, "event too large");
+            }
+            Ok(_) => {
+                let blank = line == b"\n" || line == b"\r\n";
+                event.extend_from_slice(&line);
+                if blank {
+                    out.send(&event)?;
+                    event.clear();
+                }
+            }
+            Err(err) => return send_error(out, name, url, &format!("stream broke: {err}")),
+        }
+    }
+    if !event.is_empty() {
+        out.send(&event)?;
+    }
+    Ok(())
+}
+
+fn send_error(
+    out: &mut crate::BodySender,
+    name: &str,
+    url: &str,
+    what: &str,
+) -> std::result::Result<(), crate::Disconnected> {
+    let message = format!("upstream \"{name}\" ({url}): {what}");
+    let body = json!({"error": {"message": message, "type": "server_error", "param": null, "code": "upstream_error"}});
+    out.send(format!("data: {body}\n\n"))
+}
+
+fn upstream_error(upstream: &Upstream, url: &str, err: ureq::Error) -> Error {
+    Error::new(
+        ErrorKind::BadGateway,
+        format!("upstream \"{}\" ({url}): {err}", upstream.name()),
+    )
+}
