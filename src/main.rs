@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
@@ -49,7 +50,7 @@ struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8000)]
     port: u16,
-    /// Worker threads running handlers [default: 2 x cores]
+    /// Worker threads running handlers [default: 2 x cores, at least 8]
     #[arg(long)]
     workers: Option<usize>,
     /// Largest request body in bytes; larger bodies get 413.
@@ -61,6 +62,24 @@ struct ServeArgs {
     /// Open connections; beyond it new connections get 503.
     #[arg(long, default_value_t = Settings::default().max_connections)]
     max_connections: usize,
+    /// Streamed responses at once; beyond it streams get 503 [default: workers / 2]
+    #[arg(long)]
+    max_streams: Option<usize>,
+    /// Largest request line plus headers, in bytes; larger gets 431.
+    #[arg(long, default_value_t = Settings::default().max_head_bytes)]
+    max_head_bytes: usize,
+    /// Most headers in a request; more gets 431.
+    #[arg(long, default_value_t = Settings::default().max_headers)]
+    max_headers: usize,
+    /// Seconds allowed to receive a request head; then 408 and close.
+    #[arg(long, default_value_t = Settings::default().head_timeout.as_secs())]
+    head_timeout: u64,
+    /// Seconds a body read or a response write may stall before the connection closes.
+    #[arg(long, default_value_t = Settings::default().io_timeout.as_secs())]
+    io_timeout: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, default_value_t = Settings::default().keep_alive_timeout.as_secs())]
+    keep_alive_timeout: u64,
     /// ONNX Runtime sessions per model (1 = a lock per model) [default: cores]
     #[arg(long)]
     sessions_per_model: Option<usize>,
@@ -105,6 +124,12 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     settings.max_body_bytes = args.max_body_bytes;
     settings.queue_capacity = args.queue_capacity;
     settings.max_connections = args.max_connections;
+    settings.max_streams = args.max_streams.unwrap_or((settings.workers / 2).max(1));
+    settings.max_head_bytes = args.max_head_bytes;
+    settings.max_headers = args.max_headers;
+    settings.head_timeout = Duration::from_secs(args.head_timeout);
+    settings.io_timeout = Duration::from_secs(args.io_timeout);
+    settings.keep_alive_timeout = Duration::from_secs(args.keep_alive_timeout);
     let upstreams = args
         .upstreams
         .iter()

@@ -5,4 +5,7 @@ mod support;
 mod cli;
 mod http;
 mod models;
+mod openai;
+mod outbound;
 mod python;
+mod streaming;
