@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::router::{Match, Router};
 use crate::server::Server;
-use crate::{Error, IntoResponse, Request, Response, Result};
+use crate::{
+    Error, ErrorKind, IntoResponse, Request, Response, Result, ServerMetrics, TrustedProxies,
+};
 
 /// Server settings, each with a documented default. See the README's limits table.
 #[derive(Debug, Clone)]
@@ -36,6 +38,48 @@ pub struct Settings {
     /// How long an idle keep-alive connection stays open. Default 75 s (longer than nginx's 60 s
     /// upstream keep-alive, so the proxy closes first and never reuses a closing connection).
     pub keep_alive_timeout: Duration,
+    /// How long a shutdown waits for requests in flight (streams included). Default 30 s.
+    pub drain_timeout: Duration,
+    /// Peers whose `X-Forwarded-*` / `Forwarded` headers are believed. Default: loopback.
+    pub trusted_proxies: TrustedProxies,
+    /// The path prefix the app is mounted under behind a proxy (`/api`): used in generated
+    /// links; a request path that still carries it is routed without it. Default: none.
+    pub root_path: String,
+    /// One log line per request on stderr. Default: off for the library, on in `tinyserve serve`.
+    pub access_log: bool,
+    /// Origins allowed to call from a browser (`*` for any). Default: none (CORS off).
+    pub cors_origins: Vec<String>,
+    /// When set, every request but the public paths needs `Authorization: Bearer <key>`.
+    pub api_key: Option<ApiKey>,
+    /// Paths served without an API key: the health probes.
+    pub public_paths: Vec<String>,
+}
+
+/// An API key: compared in constant time, never printed.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(key.into())
+    }
+
+    /// Whether `candidate` is the key, in time independent of where they differ.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for (i, byte) in a.iter().enumerate() {
+            diff |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
+        }
+        diff == 0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
 }
 
 impl Default for Settings {
@@ -53,6 +97,15 @@ impl Default for Settings {
             head_timeout: Duration::from_secs(30),
             io_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(75),
+            drain_timeout: Duration::from_secs(30),
+            trusted_proxies: TrustedProxies::default(),
+            root_path: String::new(),
+            access_log: false,
+            cors_origins: Vec::new(),
+            api_key: None,
+            public_paths: ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -73,6 +126,7 @@ impl Default for Settings {
 pub struct App {
     router: Router,
     settings: Settings,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl App {
@@ -134,6 +188,11 @@ impl App {
         &self.settings
     }
 
+    /// The server's request metrics, shared with the running server (for a `/metrics` route).
+    pub fn metrics(&self) -> Arc<ServerMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
     /// Starts serving on `addr` (port 0 picks a free port) and returns the running server.
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server> {
         Server::start(self, addr)
@@ -147,35 +206,99 @@ impl App {
         Ok(())
     }
 
-    /// Runs the handler the request's method and path select; a panic becomes a 500.
-    pub(crate) fn dispatch(&self, mut req: Request) -> Response {
+    /// Runs the handler the request's method and path select (after the API key and CORS
+    /// checks); a panic becomes a 500. Returns the response and the route template matched.
+    pub(crate) fn dispatch(&self, mut req: Request) -> (Response, Option<String>) {
+        let origin = req.header("Origin").map(str::to_string);
+        let allowed_origin = origin.as_deref().and_then(|o| self.allowed_origin(o));
+        if let Some(allowed) = &allowed_origin {
+            if req.method() == "OPTIONS" && req.header("Access-Control-Request-Method").is_some() {
+                return (self.preflight(&req, allowed), None);
+            }
+        }
+        let (response, route) = if self.is_authorized(&req) {
+            self.handle(&mut req)
+        } else {
+            let err = Error::new(ErrorKind::Unauthorized, "missing or invalid API key")
+                .with_header("WWW-Authenticate", "Bearer");
+            (Response::from_error(&err), None)
+        };
+        let response = match allowed_origin {
+            Some(allowed) => response
+                .with_header("Access-Control-Allow-Origin", &allowed)
+                .with_header("Access-Control-Expose-Headers", "X-Request-ID")
+                .with_header("Vary", "Origin"),
+            None => response,
+        };
+        (response, route)
+    }
+
+    fn handle(&self, req: &mut Request) -> (Response, Option<String>) {
         match self.router.find(req.method(), req.path()) {
             Match::Found { route, params } => {
                 req.set_params(params);
                 let handler = &route.handler;
-                catch_unwind(AssertUnwindSafe(|| handler(&req))).unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    let message = format!(
-                        "handler for {} {} panicked: {what}",
-                        req.method(),
-                        route.pattern.as_str()
-                    );
-                    Response::from_error(&Error::internal(message))
-                })
+                let response =
+                    catch_unwind(AssertUnwindSafe(|| handler(req))).unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        let message = format!(
+                            "handler for {} {} panicked: {what}",
+                            req.method(),
+                            route.pattern.as_str()
+                        );
+                        Response::from_error(&Error::internal(message))
+                    });
+                (response, Some(route.pattern.as_str().to_string()))
             }
             Match::MethodNotAllowed(allowed) => {
                 let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
-                Response::from_error(&Error::method_not_allowed(
-                    req.method(),
-                    req.path(),
-                    &allowed,
-                ))
+                let err = Error::method_not_allowed(req.method(), req.path(), &allowed);
+                (Response::from_error(&err), None)
             }
-            Match::NotFound => Response::from_error(&Error::not_found(req.path())),
+            Match::NotFound => (Response::from_error(&Error::not_found(req.path())), None),
         }
+    }
+
+    fn is_authorized(&self, req: &Request) -> bool {
+        let Some(key) = &self.settings.api_key else {
+            return true;
+        };
+        if self.settings.public_paths.iter().any(|p| p == req.path()) {
+            return true;
+        }
+        req.header("Authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|token| key.matches(token.trim()))
+    }
+
+    /// The `Access-Control-Allow-Origin` value for `origin`, when CORS allows it.
+    fn allowed_origin(&self, origin: &str) -> Option<String> {
+        let origins = &self.settings.cors_origins;
+        if origins.iter().any(|o| o == "*") {
+            Some("*".to_string())
+        } else {
+            origins.iter().find(|o| o.as_str() == origin).cloned()
+        }
+    }
+
+    /// Answers a CORS preflight.
+    fn preflight(&self, req: &Request, allowed: &str) -> Response {
+        let headers = req
+            .header("Access-Control-Request-Headers")
+            .unwrap_or("Content-Type, Authorization")
+            .to_string();
+        Response::empty(204)
+            .with_header("Access-Control-Allow-Origin", allowed)
+            .with_header(
+                "Access-Control-Allow-Methods",
+                "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+            )
+            .with_header("Access-Control-Allow-Headers", &headers)
+            .with_header("Access-Control-Max-Age", "600")
+            .with_header("Vary", "Origin")
     }
 }

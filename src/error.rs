@@ -14,6 +14,8 @@ pub enum ErrorKind {
     InvalidBody,
     /// The input does not fit the model's signature. 422 for shape/type mistakes, see [`Error::status`].
     InvalidInput,
+    /// A missing or wrong API key. 401, with `WWW-Authenticate: Bearer`.
+    Unauthorized,
     /// No route matches the path. 404.
     NotFound,
     /// The named model is not loaded. 404.
@@ -46,6 +48,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest | ErrorKind::InvalidJson => 400,
             ErrorKind::InvalidBody | ErrorKind::InvalidInput => 422,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::NotFound | ErrorKind::ModelNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RequestTimeout => 408,
@@ -66,6 +69,7 @@ impl ErrorKind {
             ErrorKind::InvalidJson => "invalid_json",
             ErrorKind::InvalidBody => "invalid_body",
             ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::NotFound => "not_found",
             ErrorKind::ModelNotFound => "model_not_found",
             ErrorKind::MethodNotAllowed => "method_not_allowed",

@@ -5,8 +5,9 @@
 //! which would run blocking calls one core at a time). A handler hands it N calls and gets N
 //! results back, in order, in the time of the slowest call, or by the deadline.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -42,6 +43,7 @@ struct UpstreamInner {
     agent: ureq::Agent,
     timeout: Duration,
     headers: Vec<(String, String)>,
+    outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -87,6 +89,7 @@ impl Upstream {
                 agent,
                 timeout,
                 headers,
+                outcomes: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -133,6 +136,26 @@ impl Upstream {
             path: path.to_string(),
             body,
             headers: Vec::new(),
+        }
+    }
+
+    /// Calls made so far by outcome (`ok`, `error`, `timeout`), for metrics.
+    pub fn outcomes(&self) -> Vec<(&'static str, u64)> {
+        let counts = self
+            .inner
+            .outcomes
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or_default();
+        ["ok", "error", "timeout"]
+            .into_iter()
+            .map(|outcome| (outcome, counts.get(outcome).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    fn count(&self, outcome: &'static str) {
+        if let Ok(mut outcomes) = self.inner.outcomes.lock() {
+            *outcomes.entry(outcome).or_default() += 1;
         }
     }
 
@@ -246,10 +269,16 @@ impl Call {
             .configure_request(request)
             .timeout_global(Some(timeout))
             .build();
-        inner
+        let result = inner
             .agent
             .run(request)
-            .map_err(|err| self.failure(err, timeout))
+            .map_err(|err| self.failure(err, timeout));
+        self.upstream.count(match &result {
+            Ok(response) if response.status().as_u16() < 500 => "ok",
+            Err(err) if err.kind() == ErrorKind::GatewayTimeout => "timeout",
+            _ => "error",
+        });
+        result
     }
 
     fn failure(&self, err: ureq::Error, timeout: Duration) -> Error {
@@ -312,14 +341,23 @@ impl FanOut {
         self.run_until(calls, deadline, || false)
     }
 
-    /// [`FanOut::run`] for a request: when its client goes away, the calls still running are
-    /// abandoned (the handler gets errors for them at once) instead of being waited for.
+    /// [`FanOut::run`] for a request: each call carries the request's `X-Request-ID`, and when
+    /// the client goes away the calls still running are abandoned (the handler gets errors for
+    /// them at once) instead of being waited for.
     pub fn run_for(
         &self,
         req: &Request,
         calls: Vec<Call>,
         deadline: Duration,
     ) -> Vec<Result<UpstreamReply>> {
+        let id = req.request_id();
+        let calls = calls
+            .into_iter()
+            .map(|call| match id.is_empty() {
+                true => call,
+                false => call.with_header("X-Request-ID", id),
+            })
+            .collect();
         self.run_until(calls, deadline, || req.is_client_gone())
     }
 

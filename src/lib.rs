@@ -4,6 +4,9 @@
 mod app;
 mod error;
 mod fanout;
+mod forwarded;
+pub mod log;
+mod metrics;
 pub mod model;
 pub mod protocol;
 mod request;
@@ -14,9 +17,12 @@ mod sse;
 mod stream;
 mod wire;
 
-pub use app::{App, Settings};
+pub use app::{ApiKey, App, Settings};
 pub use error::{Error, ErrorKind, Result};
 pub use fanout::{Call, FanOut, Upstream, UpstreamReply, DEFAULT_FANOUT_THREADS};
+pub use forwarded::TrustedProxies;
+pub use log::{LogFormat, LogLevel};
+pub use metrics::{Histogram, ServerMetrics};
 pub use request::Request;
 pub use response::{IntoResponse, Json, Response};
 pub use server::{Server, ShutdownHandle};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
-use tinyserve::{protocol, App, Settings, Upstream};
+use tinyserve::{protocol, ApiKey, App, LogFormat, LogLevel, Settings, TrustedProxies, Upstream};
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve every NAME.onnx of a folder: health probes, KServe v2 and /models/NAME/predict.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a model's inputs and outputs with their datatypes and shapes.
     Inspect {
         /// The .onnx file.
@@ -91,12 +91,53 @@ struct ServeArgs {
     /// token is read from the environment variable VAR.
     #[arg(long = "upstream", value_name = "NAME=URL[,key-env=VAR]")]
     upstreams: Vec<String>,
+    /// Peers whose X-Forwarded-* / Forwarded headers are trusted: IPs, CIDRs, or `*` (any
+    /// peer: only safe when the server is reachable through the proxy alone).
+    #[arg(long, default_value = "127.0.0.1,::1")]
+    forwarded_allow_ips: String,
+    /// The path prefix the proxy serves the API under (such as /api), used in generated links.
+    #[arg(long, default_value = "")]
+    root_path: String,
+    /// Access and error log format on stderr.
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormatArg,
+    /// Least severe log level written (info includes one line per request).
+    #[arg(long, value_enum, default_value = "info")]
+    log_level: LogLevelArg,
+    /// Seconds to keep serving after SIGTERM/SIGINT with /readyz answering 503, so load
+    /// balancers stop sending before the listener closes.
+    #[arg(long, default_value_t = 5.0)]
+    shutdown_grace: f64,
+    /// Seconds requests in flight (streams included) get to finish after the listener closes.
+    #[arg(long, default_value_t = Settings::default().drain_timeout.as_secs())]
+    drain_timeout: u64,
+    /// An origin allowed to call from a browser (repeatable; `*` for any). Off by default.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Require `Authorization: Bearer <key>` on everything but the health probes; the key is
+    /// read from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    api_key_env: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogLevelArg {
+    Error,
+    Warn,
+    Info,
+    Debug,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Inspect { file } => inspect(&file),
         Command::Predict { file, input } => predict(&file, &input),
     };
@@ -130,6 +171,39 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     settings.head_timeout = Duration::from_secs(args.head_timeout);
     settings.io_timeout = Duration::from_secs(args.io_timeout);
     settings.keep_alive_timeout = Duration::from_secs(args.keep_alive_timeout);
+    settings.drain_timeout = Duration::from_secs(args.drain_timeout);
+    settings.trusted_proxies = TrustedProxies::parse(&args.forwarded_allow_ips)?;
+    if !args.root_path.is_empty() && !root_path_ok(&args.root_path) {
+        return Err(tinyserve::Error::bad_request(format!(
+            "--root-path {:?}: expected a path such as /api",
+            args.root_path
+        )));
+    }
+    settings.root_path = args.root_path.trim_end_matches('/').to_string();
+    settings.cors_origins = args.cors_origins.clone();
+    settings.access_log = matches!(args.log_level, LogLevelArg::Info | LogLevelArg::Debug);
+    if let Some(var) = &args.api_key_env {
+        let key = std::env::var(var)
+            .ok()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                tinyserve::Error::bad_request(format!(
+                    "--api-key-env {var}: the variable is not set"
+                ))
+            })?;
+        settings.api_key = Some(ApiKey::new(key));
+    }
+    let level = match args.log_level {
+        LogLevelArg::Error => LogLevel::Error,
+        LogLevelArg::Warn => LogLevel::Warn,
+        LogLevelArg::Info => LogLevel::Info,
+        LogLevelArg::Debug => LogLevel::Debug,
+    };
+    let format = match args.log_format {
+        LogFormatArg::Human => LogFormat::Human,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    tinyserve::log::configure(level, format);
     let upstreams = args
         .upstreams
         .iter()
@@ -146,10 +220,59 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
         dir.display(),
         names.join(", ")
     );
+    let grace = Duration::from_secs_f64(args.shutdown_grace.max(0.0));
+    stop_on_signals(&server, &ready, grace)?;
     println!("listening on http://{}", server.addr());
     let _ = std::io::stdout().flush();
     server.join();
+    eprintln!("stopped");
     Ok(())
+}
+
+/// SIGTERM or SIGINT: readiness turns 503 at once; after `grace` the listener closes and
+/// requests in flight get the drain timeout to finish; then `serve` returns (exit code 0).
+/// A second signal exits at once.
+fn stop_on_signals(
+    server: &tinyserve::Server,
+    ready: &protocol::Readiness,
+    grace: Duration,
+) -> tinyserve::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let (handle, ready) = (server.shutdown_handle(), ready.clone());
+    std::thread::Builder::new()
+        .name("tinyserve-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    eprintln!("second signal: exiting now");
+                    std::process::exit(128 + signal);
+                }
+                ready.set(false);
+                eprintln!(
+                    "signal {signal}: not ready; closing the listener in {:.1} s, then draining",
+                    grace.as_secs_f64()
+                );
+                let handle = handle.clone();
+                let _ = std::thread::Builder::new()
+                    .name("tinyserve-drain".into())
+                    .spawn(move || {
+                        std::thread::sleep(grace);
+                        handle.shutdown();
+                    });
+            }
+        })?;
+    Ok(())
+}
+
+/// A `--root-path` such as `/api`: it ends up in generated links, so nothing else.
+fn root_path_ok(path: &str) -> bool {
+    path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
 }
 
 /// `NAME=URL[,key-env=VAR]`: the key comes from the environment, never from the command line.

@@ -1,12 +1,13 @@
 //! The request a handler sees: method, path, parameters, query, headers and a body
 //! that was read under the server's size limit.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::forwarded::Origin;
 use crate::{Error, Result};
 
 /// An HTTP request, fully read. Handlers take it by reference.
@@ -33,6 +34,9 @@ pub struct Request {
     params: Vec<(String, String)>,
     remote_addr: Option<SocketAddr>,
     gone: Arc<AtomicBool>,
+    origin: Option<Origin>,
+    root_path: String,
+    request_id: String,
 }
 
 impl Request {
@@ -52,6 +56,9 @@ impl Request {
             params: Vec::new(),
             remote_addr: None,
             gone: Arc::new(AtomicBool::new(false)),
+            origin: None,
+            root_path: String::new(),
+            request_id: String::new(),
         }
     }
 
@@ -70,6 +77,73 @@ impl Request {
     pub(crate) fn with_remote_addr(mut self, addr: SocketAddr) -> Request {
         self.remote_addr = Some(addr);
         self
+    }
+
+    /// Sets where the request came from, the prefix it is mounted under, and its id. A path
+    /// that still carries the prefix is routed without it.
+    pub(crate) fn set_context(&mut self, origin: Origin, root_path: &str, request_id: String) {
+        let prefix = origin
+            .prefix
+            .clone()
+            .unwrap_or_else(|| root_path.to_string());
+        let prefix = prefix.trim_end_matches('/');
+        if !prefix.is_empty() {
+            if let Some(rest) = self.path.strip_prefix(prefix) {
+                if rest.is_empty() || rest.starts_with('/') {
+                    self.path = if rest.is_empty() {
+                        "/".to_string()
+                    } else {
+                        rest.to_string()
+                    };
+                }
+            }
+        }
+        self.root_path = prefix.to_string();
+        self.origin = Some(origin);
+        self.request_id = request_id;
+    }
+
+    /// The client's address: the peer's, or behind a trusted proxy the address it reports.
+    pub fn client_addr(&self) -> Option<IpAddr> {
+        match &self.origin {
+            Some(origin) => origin.client,
+            None => self.remote_addr.map(|a| a.ip()),
+        }
+    }
+
+    /// `http` or `https` (as a trusted proxy reports it).
+    pub fn scheme(&self) -> &str {
+        self.origin.as_ref().map_or("http", |o| o.scheme.as_str())
+    }
+
+    /// The host the client asked for (`Host`, or a trusted proxy's `X-Forwarded-Host`).
+    pub fn host(&self) -> Option<&str> {
+        match &self.origin {
+            Some(origin) => origin.host.as_deref(),
+            None => self.header("Host"),
+        }
+    }
+
+    /// The prefix the app is served under (`--root-path` or a trusted `X-Forwarded-Prefix`),
+    /// without a trailing slash; empty when none. Prepend it to links the app generates.
+    pub fn root_path(&self) -> &str {
+        &self.root_path
+    }
+
+    /// The base URL of the app as the client sees it: `scheme://host/prefix`.
+    pub fn base_url(&self) -> String {
+        format!(
+            "{}://{}{}",
+            self.scheme(),
+            self.host().unwrap_or("localhost"),
+            self.root_path
+        )
+    }
+
+    /// The request id: the client's `X-Request-ID` (sanitized) or a generated one. It is
+    /// echoed in the response, written in log lines and passed on to outbound calls.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
     }
 
     /// The flag the connection thread raises when the client goes away mid-request.

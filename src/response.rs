@@ -104,7 +104,7 @@ impl Response {
     /// The JSON error response for `err`: its status, its headers, `{"error", "code"}`.
     pub fn from_error(err: &Error) -> Response {
         if err.kind() == crate::ErrorKind::Internal {
-            eprintln!("error: {}", err.chain());
+            crate::log::error(&err.chain());
         }
         let body = err.to_json().to_string();
         let mut res = Response::new(err.status(), "application/json", body);

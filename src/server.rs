@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -19,40 +19,43 @@ use crate::app::App;
 use crate::response::Body;
 use crate::stream::Stream;
 use crate::wire::{self, Connection, Limits, ReadError};
-use crate::{Error, Request, Result};
+use crate::{forwarded, Error, Request, Result, ServerMetrics};
 
 /// A request handed to a worker, with the channel its answer goes back on.
 enum Job {
-    Run(Request, mpsc::Sender<Answer>),
+    Run(Box<Request>, mpsc::Sender<Answer>),
     Stop,
 }
 
 /// What a worker hands back to the connection thread.
+/// Each carries the route template the request matched, for metrics.
 enum Answer {
-    Full(u16, Vec<(String, String)>, Vec<u8>),
+    Full(u16, Vec<(String, String)>, Vec<u8>, Option<String>),
     /// A streamed body: chunks arrive on the receiver while the worker runs the producer.
     Stream {
         status: u16,
         headers: Vec<(String, String)>,
         chunks: Receiver<Vec<u8>>,
         keep_alive: Option<(Duration, Vec<u8>)>,
+        route: Option<String>,
     },
 }
 
 impl Answer {
-    fn error(err: &Error) -> Answer {
+    fn error(err: &Error, route: Option<String>) -> Answer {
         let body = err.to_json().to_string().into_bytes();
         let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
         headers.extend(err.headers().iter().cloned());
-        Answer::Full(err.status(), headers, body)
+        Answer::Full(err.status(), headers, body, route)
     }
 }
 
 /// One of the limited slots for concurrent streams, released when dropped.
-struct StreamSlot<'a>(&'a AtomicUsize);
+struct StreamSlot<'a>(&'a AtomicI64);
 
 impl<'a> StreamSlot<'a> {
-    fn take(open: &'a AtomicUsize, max: usize) -> Option<StreamSlot<'a>> {
+    fn take(open: &'a AtomicI64, max: usize) -> Option<StreamSlot<'a>> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
         open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
             (n < max).then_some(n + 1)
         })
@@ -72,11 +75,11 @@ struct Shared {
     limits: Limits,
     queue: SyncSender<Job>,
     stopping: AtomicBool,
-    open: AtomicUsize,
-    streams: AtomicUsize,
+    metrics: Arc<ServerMetrics>,
     next_id: AtomicU64,
-    /// Clones of open sockets, so shutdown can wake connections idling in a read.
-    sockets: Mutex<HashMap<u64, TcpStream>>,
+    /// Clones of open sockets with their "idle between requests" flag, so a shutdown can close
+    /// idle connections at once and let busy ones finish.
+    sockets: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
 }
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
@@ -98,6 +101,7 @@ impl Server {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let settings = app.settings().clone();
+        let app_metrics = app.metrics();
         let (queue, jobs) = mpsc::sync_channel(settings.queue_capacity.max(1));
         let limits = Limits {
             max_head_bytes: settings.max_head_bytes,
@@ -112,8 +116,7 @@ impl Server {
             limits,
             queue,
             stopping: AtomicBool::new(false),
-            open: AtomicUsize::new(0),
-            streams: AtomicUsize::new(0),
+            metrics: app_metrics,
             next_id: AtomicU64::new(0),
             sockets: Mutex::new(HashMap::new()),
         });
@@ -169,7 +172,8 @@ impl Server {
 
 impl ShutdownHandle {
     /// Starts the shutdown and returns at once: no new connections; idle connections close;
-    /// requests in flight are answered, then their connections close.
+    /// requests in flight (streams included) are answered, then their connections close. What
+    /// is still running after [`Settings::drain_timeout`](crate::Settings) is cut off.
     pub fn shutdown(&self) {
         if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return;
@@ -181,8 +185,10 @@ impl ShutdownHandle {
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         if let Ok(sockets) = self.shared.sockets.lock() {
-            for socket in sockets.values() {
-                let _ = socket.shutdown(Shutdown::Read);
+            for (socket, idle) in sockets.values() {
+                if idle.load(Ordering::SeqCst) {
+                    let _ = socket.shutdown(Shutdown::Read);
+                }
             }
         }
     }
@@ -198,24 +204,30 @@ fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
             thread::sleep(Duration::from_millis(10));
             continue;
         };
-        if shared.open.load(Ordering::SeqCst) >= shared.app.settings().max_connections {
+        let max = i64::try_from(shared.app.settings().max_connections).unwrap_or(i64::MAX);
+        if shared.metrics.open_connections.load(Ordering::SeqCst) >= max {
+            shared.metrics.reject("connections");
             let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
             let err = Error::overloaded("too many open connections");
             let _ = wire::write_error(&stream, &err);
             let _ = stream.shutdown(Shutdown::Write);
             continue;
         }
-        shared.open.fetch_add(1, Ordering::SeqCst);
+        shared
+            .metrics
+            .open_connections
+            .fetch_add(1, Ordering::SeqCst);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let idle = Arc::new(AtomicBool::new(true));
         if let (Ok(clone), Ok(mut sockets)) = (stream.try_clone(), shared.sockets.lock()) {
-            sockets.insert(id, clone);
+            sockets.insert(id, (clone, Arc::clone(&idle)));
         }
         let conn_shared = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .name("tinyserve-conn".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                serve_connection(&conn_shared, stream);
+                serve_connection(&conn_shared, stream, &idle);
                 conn_shared.forget(id);
             });
         if spawned.is_err() {
@@ -230,15 +242,21 @@ impl Shared {
         if let Ok(mut sockets) = self.sockets.lock() {
             sockets.remove(&id);
         }
-        self.open.fetch_sub(1, Ordering::SeqCst);
+        self.metrics.open_connections.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// After accepting stops: wait for open connections to finish (bounded), then stop the workers.
+/// After accepting stops: wait for open connections to finish, up to the drain timeout; then
+/// cut off what remains and stop the workers.
 fn drain(shared: &Shared) {
-    let deadline = Instant::now() + shared.app.settings().io_timeout;
-    while shared.open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+    let deadline = Instant::now() + shared.app.settings().drain_timeout;
+    while shared.metrics.open_connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
+    }
+    if let Ok(sockets) = shared.sockets.lock() {
+        for (socket, _) in sockets.values() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
     }
     for _ in 0..shared.app.settings().workers.max(1) {
         let _ = shared.queue.send(Job::Stop);
@@ -252,14 +270,21 @@ fn work(shared: &Shared, jobs: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         match job {
-            Ok(Job::Run(request, reply)) => match shared.app.dispatch(request).into_parts() {
-                (status, headers, Body::Full(body)) => {
-                    let _ = reply.send(Answer::Full(status, headers, body));
-                }
-                (status, headers, Body::Stream(stream)) => {
-                    produce(shared, status, headers, stream, &reply);
-                }
-            },
+            Ok(Job::Run(request, reply)) => {
+                shared.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+                let id = request.request_id().to_string();
+                crate::log::with_request_id(&id, || {
+                    let (response, route) = shared.app.dispatch(*request);
+                    match response.into_parts() {
+                        (status, headers, Body::Full(body)) => {
+                            let _ = reply.send(Answer::Full(status, headers, body, route));
+                        }
+                        (status, headers, Body::Stream(stream)) => {
+                            produce(shared, status, headers, stream, route, &reply);
+                        }
+                    }
+                });
+            }
             Ok(Job::Stop) | Err(_) => return,
         }
     }
@@ -271,12 +296,14 @@ fn produce(
     status: u16,
     headers: Vec<(String, String)>,
     stream: Stream,
+    route: Option<String>,
     reply: &mpsc::Sender<Answer>,
 ) {
     let max = shared.app.settings().max_streams;
-    let Some(_slot) = StreamSlot::take(&shared.streams, max) else {
+    let Some(_slot) = StreamSlot::take(&shared.metrics.active_streams, max) else {
+        shared.metrics.reject("streams");
         let err = Error::overloaded(format!("too many concurrent streams (limit {max})"));
-        let _ = reply.send(Answer::error(&err));
+        let _ = reply.send(Answer::error(&err, route));
         return;
     };
     let (mut sender, chunks) = Stream::channel();
@@ -285,28 +312,60 @@ fn produce(
         headers,
         chunks,
         keep_alive: stream.keep_alive,
+        route,
     };
     if reply.send(answer).is_err() {
         return;
     }
     let producer = stream.producer;
     if catch_unwind(AssertUnwindSafe(move || producer(&mut sender))).is_err() {
-        eprintln!("error: a stream producer panicked; the stream was cut short");
+        crate::log::error("a stream producer panicked; the stream was cut short");
     }
 }
 
-fn serve_connection(shared: &Shared, stream: TcpStream) {
+/// The id of a request: the client's `X-Request-ID` when it is sane, else a new one.
+fn request_id(given: Option<&str>) -> String {
+    if let Some(id) = given {
+        let id = id.trim();
+        let sane = |b: u8| b.is_ascii_alphanumeric() || b"-_.:".contains(&b);
+        if !id.is_empty() && id.len() <= 128 && id.bytes().all(sane) {
+            return id.to_string();
+        }
+    }
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // SplitMix64 of time and a counter: unique in the process, unpredictable enough for logs.
+    let mut z = nanos
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    format!("{:016x}", z ^ (z >> 31))
+}
+
+fn serve_connection(shared: &Shared, stream: TcpStream, idle: &AtomicBool) {
     let peer = stream.peer_addr().ok();
+    let settings = shared.app.settings();
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(shared.app.settings().io_timeout));
+    let _ = stream.set_write_timeout(Some(settings.io_timeout));
     let mut conn = Connection::new(stream);
     let (reply_tx, reply_rx) = mpsc::channel();
     loop {
-        let head = match conn.read_head(&shared.limits) {
+        idle.store(true, Ordering::SeqCst);
+        // Checked after raising the flag: a shutdown either sees the flag or is seen here.
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let head = match conn.read_head(&shared.limits, idle) {
             Ok(head) => head,
             Err(ReadError::Closed) => return,
             Err(ReadError::Reject(err)) => return reject(&mut conn, &err),
         };
+        idle.store(false, Ordering::SeqCst);
+        let started = Instant::now();
         let body = match conn.read_body(&head, &shared.limits) {
             Ok(body) => body,
             Err(ReadError::Closed) => return,
@@ -321,40 +380,119 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         if let Some(peer) = peer {
             request = request.with_remote_addr(peer);
         }
+        let origin = forwarded::resolve(peer, &head.headers, &settings.trusted_proxies);
+        let id = request_id(head.header("X-Request-ID"));
+        request.set_context(origin, &settings.root_path, id.clone());
+        let (client, path) = (request.client_addr(), request.path().to_string());
+        let model = request_model(&request);
+        shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let gone = request.gone_flag();
-        let answer = match shared.queue.try_send(Job::Run(request, reply_tx.clone())) {
-            Ok(()) => wait_for_answer(&conn, &reply_rx, &gone),
-            Err(TrySendError::Full(_)) => Answer::error(&Error::overloaded(
-                "server is at capacity: request queue is full",
-            )),
-            Err(TrySendError::Disconnected(_)) => Answer::error(&Error::new(
-                crate::ErrorKind::NotReady,
-                "server is stopping",
-            )),
-        };
-        let keep_alive = match answer {
-            Answer::Full(status, headers, body) => conn
-                .write_response(status, &headers, &body, keep_alive, head_only)
-                .map(|()| keep_alive),
-            Answer::Stream {
-                status,
-                headers,
-                chunks,
-                keep_alive: comments,
-            } => {
-                // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
-                let chunked = head.minor_version >= 1;
-                let keep_alive = keep_alive && chunked;
-                conn.write_stream_head(status, &headers, keep_alive, chunked)
-                    .and_then(|()| match head_only {
-                        true => Ok(keep_alive),
-                        false => relay(&mut conn, &chunks, comments.as_ref(), chunked)
-                            .map(|()| keep_alive),
-                    })
+        let answer = match shared
+            .queue
+            .try_send(Job::Run(Box::new(request), reply_tx.clone()))
+        {
+            Ok(()) => {
+                shared.metrics.queued.fetch_add(1, Ordering::Relaxed);
+                wait_for_answer(&conn, &reply_rx, &gone)
+            }
+            Err(TrySendError::Full(_)) => {
+                shared.metrics.reject("queue_full");
+                let err = Error::overloaded("server is at capacity: request queue is full");
+                Answer::error(&err, None)
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                let err = Error::new(crate::ErrorKind::NotReady, "server is stopping");
+                Answer::error(&err, None)
             }
         };
-        if !matches!(keep_alive, Ok(true)) {
+        let (status, route, written) = write_answer(
+            &mut conn,
+            answer,
+            &id,
+            keep_alive,
+            head_only,
+            head.minor_version,
+        );
+        shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let route = route.unwrap_or_else(|| "(unmatched)".to_string());
+        shared
+            .metrics
+            .record(&head.method, &route, status, started.elapsed());
+        let bytes = *written.as_ref().unwrap_or(&0);
+        shared
+            .metrics
+            .bytes_sent
+            .fetch_add(bytes, Ordering::Relaxed);
+        if settings.access_log {
+            crate::log::access(&crate::log::Access {
+                client,
+                method: &head.method,
+                path: &path,
+                status,
+                bytes,
+                duration: started.elapsed(),
+                request_id: &id,
+                model: model.as_deref(),
+            });
+        }
+        if written.is_err() || !keep_alive || shared.stopping.load(Ordering::SeqCst) {
             return;
+        }
+    }
+}
+
+/// The model a request is about, for the access log: the `<name>` of model routes.
+fn request_model(request: &Request) -> Option<String> {
+    let path = request.path();
+    ["/models/", "/v2/models/"].iter().find_map(|prefix| {
+        let rest = path.strip_prefix(prefix)?;
+        let name = rest.split('/').next().filter(|n| !n.is_empty())?;
+        Some(crate::request::percent_decode(name))
+    })
+}
+
+/// Writes a worker's answer; returns the status, the route template and the body bytes
+/// written (an error when the connection must close).
+fn write_answer(
+    conn: &mut Connection,
+    answer: Answer,
+    id: &str,
+    keep_alive: bool,
+    head_only: bool,
+    minor_version: u8,
+) -> (u16, Option<String>, std::io::Result<u64>) {
+    let with_id = |mut headers: Vec<(String, String)>| {
+        headers.push(("X-Request-ID".to_string(), id.to_string()));
+        headers
+    };
+    match answer {
+        Answer::Full(status, headers, body, route) => {
+            let written = conn
+                .write_response(status, &with_id(headers), &body, keep_alive, head_only)
+                .map(|()| body.len() as u64);
+            (status, route, written)
+        }
+        Answer::Stream {
+            status,
+            headers,
+            chunks,
+            keep_alive: comments,
+            route,
+        } => {
+            // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
+            let chunked = minor_version >= 1;
+            let keep_alive = keep_alive && chunked;
+            let written = conn
+                .write_stream_head(status, &with_id(headers), keep_alive, chunked)
+                .and_then(|()| match head_only {
+                    true => Ok(0),
+                    false => relay(conn, &chunks, comments.as_ref(), chunked),
+                })
+                .and_then(|bytes| match keep_alive {
+                    true => Ok(bytes),
+                    false => Err(std::io::Error::other("stream ends the connection")),
+                });
+            (status, route, written)
         }
     }
 }
@@ -370,7 +508,8 @@ fn wait_for_answer(conn: &Connection, answers: &Receiver<Answer>, gone: &AtomicB
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Answer::error(&Error::internal("worker ended without answering"))
+                let err = Error::internal("worker ended without answering");
+                return Answer::error(&err, None);
             }
         }
     }
@@ -380,20 +519,23 @@ fn wait_for_answer(conn: &Connection, answers: &Receiver<Answer>, gone: &AtomicB
 /// its client left.
 const DISCONNECT_CHECK: Duration = Duration::from_millis(50);
 
-/// Writes a stream's chunks as they arrive, with keep-alive comments while it is idle.
-/// Returns an error when the client has gone; dropping `chunks` then tells the producer.
+/// Writes a stream's chunks as they arrive, with keep-alive comments while it is idle, and
+/// returns the bytes written. Returns an error when the client has gone; dropping `chunks`
+/// then tells the producer.
 fn relay(
     conn: &mut Connection,
     chunks: &Receiver<Vec<u8>>,
     comments: Option<&(Duration, Vec<u8>)>,
     chunked: bool,
-) -> std::io::Result<()> {
+) -> std::io::Result<u64> {
     let gone = || std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
     let mut idle_since = Instant::now();
+    let mut bytes = 0u64;
     loop {
         match chunks.recv_timeout(DISCONNECT_CHECK) {
             Ok(chunk) => {
                 conn.write_chunk(&chunk, chunked)?;
+                bytes += chunk.len() as u64;
                 idle_since = Instant::now();
                 if conn.client_gone() {
                     return Err(gone());
@@ -410,8 +552,10 @@ fn relay(
                     }
                 }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) if chunked => return conn.write_last_chunk(),
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(mpsc::RecvTimeoutError::Disconnected) if chunked => {
+                return conn.write_last_chunk().map(|()| bytes)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(bytes),
         }
     }
 }

@@ -129,7 +129,13 @@ impl Connection {
 
     /// Reads the next request head. Waits up to the keep-alive timeout for its first byte,
     /// then up to the head timeout for the rest.
-    pub(crate) fn read_head(&mut self, limits: &Limits) -> Result<Head, ReadError> {
+    /// `idle` is lowered as soon as the first byte arrives: from then on a graceful shutdown
+    /// lets this request finish.
+    pub(crate) fn read_head(
+        &mut self,
+        limits: &Limits,
+        idle: &std::sync::atomic::AtomicBool,
+    ) -> Result<Head, ReadError> {
         // Browsers and proxies may send empty lines between requests (RFC 9112 section 2.2).
         while self.buffered().starts_with(b"\r\n") {
             self.consume(2);
@@ -140,12 +146,17 @@ impl Connection {
                 Ok(_) => {}
             }
         }
+        idle.store(false, std::sync::atomic::Ordering::SeqCst);
         let deadline = Instant::now() + limits.head_timeout;
         loop {
             let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
             let mut parsed = httparse::Request::new(&mut headers);
             match parsed.parse(self.buffered()) {
                 Ok(httparse::Status::Complete(len)) => {
+                    // A complete head can arrive in one read, past the check below.
+                    if len > limits.max_head_bytes {
+                        return Err(ReadError::Reject(too_large_head(limits)));
+                    }
                     let head = Head {
                         method: parsed.method.unwrap_or("GET").to_string(),
                         target: parsed.path.unwrap_or("/").to_string(),
@@ -451,25 +462,14 @@ fn http_date(time: std::time::SystemTime) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day, h, m, s, weekday) = crate::log::civil(secs);
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     format!(
         "{}, {day:02} {} {year} {h:02}:{m:02}:{s:02} GMT",
-        WEEKDAYS[days.rem_euclid(7) as usize],
+        WEEKDAYS[weekday],
         MONTHS[(month - 1) as usize]
     )
 }

@@ -9,7 +9,7 @@ use ort::session::Session;
 use super::runtime;
 use super::signature::{Signature, TensorSpec};
 use super::tensor::Tensor;
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, ErrorKind, Histogram, Result};
 
 /// How each model's sessions are set up.
 ///
@@ -43,6 +43,7 @@ pub struct Model {
     signature: Signature,
     pool: Mutex<Vec<Session>>,
     returned: Condvar,
+    inferences: Mutex<Histogram>,
 }
 
 impl std::fmt::Debug for Model {
@@ -88,6 +89,7 @@ impl Model {
             signature,
             pool: Mutex::new(sessions),
             returned: Condvar::new(),
+            inferences: Mutex::new(Histogram::default()),
         })
     }
 
@@ -116,6 +118,7 @@ impl Model {
             values.push((tensor.name.clone(), tensor.to_ort()?));
         }
         let mut session = self.take_session()?;
+        let started = std::time::Instant::now();
         let result = (|| {
             let outputs = session
                 .run(values)
@@ -133,7 +136,18 @@ impl Model {
                 .collect::<Result<Vec<Tensor>>>()
         })();
         self.give_back(session);
+        if let Ok(mut inferences) = self.inferences.lock() {
+            inferences.observe(started.elapsed());
+        }
         result
+    }
+
+    /// The time each inference took (ONNX Runtime's run and the output conversion).
+    pub fn inference_stats(&self) -> Histogram {
+        self.inferences
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
     }
 
     /// The spec of input `name`, or a 422 naming the inputs the model has.

@@ -1,45 +1,93 @@
-//! `GET /metrics` in the Prometheus text format.
+//! `GET /metrics` in the Prometheus text format: the server's requests, every model's
+//! inferences, generation, and outbound calls by upstream and outcome.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use super::Generators;
-use crate::{App, Response};
+use crate::metrics::label;
+use crate::model::ModelRegistry;
+use crate::{App, Response, ServerMetrics, Upstream};
 
-pub(super) fn mount(app: App, generators: &Generators) -> App {
-    let generators = generators.clone();
+pub(super) fn mount(
+    app: App,
+    models: &ModelRegistry,
+    generators: &Generators,
+    upstreams: &[Upstream],
+) -> App {
+    let server = app.metrics();
+    let (models, generators, upstreams) = (models.clone(), generators.clone(), upstreams.to_vec());
     app.get("/metrics", move |_| {
-        Response::new(
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(&generators),
-        )
+        let text = render(&server, &models, &generators, &upstreams);
+        Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text)
     })
 }
 
-fn render(generators: &Generators) -> String {
+fn render(
+    server: &Arc<ServerMetrics>,
+    models: &ModelRegistry,
+    generators: &Generators,
+    upstreams: &[Upstream],
+) -> String {
     let mut out = String::new();
+    server.render(&mut out);
+    let _ = writeln!(out, "# HELP tinyserve_inference_duration_seconds ONNX Runtime inferences and their duration, by model.");
+    let _ = writeln!(out, "# TYPE tinyserve_inference_duration_seconds histogram");
+    for model in models.iter() {
+        let labels = format!("model=\"{}\"", label(model.name()));
+        model
+            .inference_stats()
+            .render(&mut out, "tinyserve_inference_duration_seconds", &labels);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tinyserve_inferences_total ONNX Runtime inferences, by model."
+    );
+    let _ = writeln!(out, "# TYPE tinyserve_inferences_total counter");
+    for model in models.iter() {
+        let _ = writeln!(
+            out,
+            "tinyserve_inferences_total{{model=\"{}\"}} {}",
+            label(model.name()),
+            model.inference_stats().count()
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP tinyserve_generated_tokens_total Tokens generated, by model."
     );
     let _ = writeln!(out, "# TYPE tinyserve_generated_tokens_total counter");
     for generator in generators.iter() {
+        let name = label(generator.model().name());
         let _ = writeln!(
             out,
-            "tinyserve_generated_tokens_total{{model=\"{}\"}} {}",
-            generator.model().name(),
+            "tinyserve_generated_tokens_total{{model=\"{name}\"}} {}",
             generator.tokens_generated()
         );
     }
     let _ = writeln!(out, "# HELP tinyserve_generations_cancelled_total Generations stopped because the client went away, by model.");
     let _ = writeln!(out, "# TYPE tinyserve_generations_cancelled_total counter");
     for generator in generators.iter() {
+        let name = label(generator.model().name());
         let _ = writeln!(
             out,
-            "tinyserve_generations_cancelled_total{{model=\"{}\"}} {}",
-            generator.model().name(),
+            "tinyserve_generations_cancelled_total{{model=\"{name}\"}} {}",
             generator.generations_cancelled()
         );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tinyserve_upstream_calls_total Outbound calls, by upstream and outcome."
+    );
+    let _ = writeln!(out, "# TYPE tinyserve_upstream_calls_total counter");
+    for upstream in upstreams {
+        for (outcome, count) in upstream.outcomes() {
+            let _ = writeln!(
+                out,
+                "tinyserve_upstream_calls_total{{upstream=\"{}\",outcome=\"{outcome}\"}} {count}",
+                label(upstream.name())
+            );
+        }
     }
     out
 }

@@ -44,7 +44,7 @@ pub fn mount_with_upstreams(
     let app = health::mount(app, ready);
     let app = v2::mount(app, models, ready);
     let app = openai::mount(app, models, &generators, upstreams);
-    let app = metrics::mount(app, &generators);
+    let app = metrics::mount(app, models, &generators, upstreams);
     predict::mount(app, models)
 }
 

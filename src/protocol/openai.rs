@@ -119,7 +119,7 @@ fn openai_errors(result: Result<Response, Error>) -> Response {
             res = res.with_header(name, value);
         }
         if err.kind() == ErrorKind::Internal {
-            eprintln!("error: {}", err.chain());
+            crate::log::error(&err.chain());
         }
         res
     })
@@ -430,7 +430,7 @@ fn stream(
         }
         Err(err) => {
             if err.kind() == ErrorKind::Internal {
-                eprintln!("error: {}", err.chain());
+                crate::log::error(&err.chain());
             }
             events.send(Event::json(&openai_error_body(&err)))?;
         }

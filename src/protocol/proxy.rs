@@ -45,7 +45,7 @@ pub(super) fn list(upstreams: &[Upstream]) -> Vec<Value> {
                     }
                 }
             }
-            Err(err) => eprintln!("warning: cannot list models of {}", err.message()),
+            Err(err) => crate::log::warn(&format!("cannot list models of {}", err.message())),
         }
     }
     data
@@ -61,10 +61,9 @@ pub(super) fn forward(
 ) -> Result<Response> {
     body["model"] = json!(model);
     let streaming = body["stream"].as_bool().unwrap_or(false);
-    let mut call = upstream.post_json(path, &body);
-    if let Some(id) = req.header("X-Request-ID") {
-        call = call.with_header("X-Request-ID", id);
-    }
+    let call = upstream
+        .post_json(path, &body)
+        .with_header("X-Request-ID", req.request_id());
     let mut response = call.start(PROXY_TIMEOUT)?;
     let status = response.status().as_u16();
     let content_type = response
