@@ -5,6 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::{RouteCatalog, RouteDoc};
 use crate::router::{Match, Router};
 use crate::server::Server;
 use crate::{
@@ -127,6 +128,7 @@ pub struct App {
     router: Router,
     settings: Settings,
     metrics: Arc<ServerMetrics>,
+    catalog: RouteCatalog,
 }
 
 impl App {
@@ -144,7 +146,20 @@ impl App {
     {
         let handler = Arc::new(move |req: &Request| handler(req).into_response());
         self.router.add(method, pattern, handler);
+        self.catalog.add(method, pattern);
         self
+    }
+
+    /// Attaches documentation to the route registered for `method` and `pattern`; it shows in
+    /// the OpenAPI document and the docs page.
+    pub fn document(self, method: &str, pattern: &str, doc: RouteDoc) -> App {
+        self.catalog.document(method, pattern, doc);
+        self
+    }
+
+    /// The routes and their documentation, shared: routes added later show up too.
+    pub fn catalog(&self) -> RouteCatalog {
+        self.catalog.clone()
     }
 
     /// Registers a `GET` handler (which also answers `HEAD`).

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod catalog;
 mod error;
 mod fanout;
 mod forwarded;
@@ -18,6 +19,7 @@ mod stream;
 mod wire;
 
 pub use app::{ApiKey, App, Settings};
+pub use catalog::{RouteCatalog, RouteDoc, RouteInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use fanout::{Call, FanOut, Upstream, UpstreamReply, DEFAULT_FANOUT_THREADS};
 pub use forwarded::TrustedProxies;
