@@ -86,6 +86,13 @@ struct ServeArgs {
     /// ONNX Runtime intra-op threads per session.
     #[arg(long, default_value_t = 1)]
     intra_threads: usize,
+    /// Dynamic batching (repeatable): `N` for every model with a dynamic first dimension, or
+    /// `MODEL=N` for one model; concurrent requests are run together, up to N rows. Off by default.
+    #[arg(long = "max-batch-size", value_name = "[MODEL=]N")]
+    max_batch_size: Vec<String>,
+    /// How long the first request of a batch waits for others, in microseconds.
+    #[arg(long, default_value_t = 500)]
+    batch_timeout_us: u64,
     /// An OpenAI-compatible provider (repeatable): `/v1` requests for model `NAME/model` go to
     /// URL (such as http://host:port/v1). With `,key-env=VAR`, its `Authorization: Bearer`
     /// token is read from the environment variable VAR.
@@ -157,6 +164,19 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
         options.sessions = sessions;
     }
     options.intra_threads = args.intra_threads;
+    options.batch_timeout = Duration::from_micros(args.batch_timeout_us);
+    for spec in &args.max_batch_size {
+        let bad = || {
+            tinyserve::Error::bad_request(format!("--max-batch-size {spec}: expected N or MODEL=N"))
+        };
+        match spec.split_once('=') {
+            Some((model, n)) => {
+                let n = n.parse().map_err(|_| bad())?;
+                options.batch_overrides.insert(model.to_string(), n);
+            }
+            None => options.max_batch_size = spec.parse().map_err(|_| bad())?,
+        }
+    }
     let models = ModelRegistry::load_dir_with(&dir, &options)?;
     let mut settings = Settings::default();
     if let Some(workers) = args.workers {

@@ -98,7 +98,7 @@ pub struct ShutdownHandle {
 
 impl Server {
     pub(crate) fn start(app: App, addr: impl ToSocketAddrs) -> Result<Server> {
-        let listener = TcpListener::bind(addr)?;
+        let listener = listen(addr)?;
         let addr = listener.local_addr()?;
         let settings = app.settings().clone();
         let app_metrics = app.metrics();
@@ -192,6 +192,31 @@ impl ShutdownHandle {
             }
         }
     }
+}
+
+/// Connections the kernel queues before `accept`: a burst of clients waits there instead of
+/// being refused or retried after a second.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds the first address that works, with SO_REUSEADDR and a deep accept queue.
+fn listen(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind");
+    for addr in addr.to_socket_addrs()? {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        let bound = socket
+            .set_reuse_address(true)
+            .and_then(|()| socket.bind(&addr.into()))
+            .and_then(|()| socket.listen(LISTEN_BACKLOG));
+        match bound {
+            Ok(()) => return Ok(socket.into()),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
 }
 
 fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
@@ -300,7 +325,7 @@ fn produce(
     reply: &mpsc::Sender<Answer>,
 ) {
     let max = shared.app.settings().max_streams;
-    let Some(_slot) = StreamSlot::take(&shared.metrics.active_streams, max) else {
+    let Some(slot) = StreamSlot::take(&shared.metrics.active_streams, max) else {
         shared.metrics.reject("streams");
         let err = Error::overloaded(format!("too many concurrent streams (limit {max})"));
         let _ = reply.send(Answer::error(&err, route));
@@ -318,7 +343,12 @@ fn produce(
         return;
     }
     let producer = stream.producer;
-    if catch_unwind(AssertUnwindSafe(move || producer(&mut sender))).is_err() {
+    let panicked = catch_unwind(AssertUnwindSafe(|| producer(&mut sender))).is_err();
+    // Free the slot before dropping the sender: that ends the body, and a client that has read
+    // the end may start its next stream at once, which must find the slot free.
+    drop(slot);
+    drop(sender);
+    if panicked {
         crate::log::error("a stream producer panicked; the stream was cut short");
     }
 }

@@ -2,10 +2,12 @@
 
 mod support;
 
+mod batching;
 mod cli;
 mod http;
 mod models;
 mod openai;
 mod outbound;
+mod production;
 mod python;
 mod streaming;

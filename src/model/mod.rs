@@ -1,5 +1,6 @@
 //! Models: the ONNX Runtime library, signatures, tensors and the registry of loaded models.
 
+mod batch;
 mod binary;
 mod generate;
 mod registry;

@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use ort::session::Session;
 
+use super::batch::{self, Batcher};
 use super::runtime;
 use super::signature::{Signature, TensorSpec};
 use super::tensor::Tensor;
@@ -25,6 +27,14 @@ pub struct ModelOptions {
     pub sessions: usize,
     /// ONNX Runtime intra-op threads per session. Default 1.
     pub intra_threads: usize,
+    /// Dynamic batching: most rows in one batch (Triton's `max_batch_size`); 0 or 1 = off.
+    /// Applies to models whose inputs and outputs all have a dynamic first dimension.
+    pub max_batch_size: usize,
+    /// How long the first request of a batch waits for others (Triton's
+    /// `max_queue_delay_microseconds`). Default 500 µs.
+    pub batch_timeout: Duration,
+    /// Per-model overrides of `max_batch_size`, by model name.
+    pub batch_overrides: BTreeMap<String, usize>,
 }
 
 impl Default for ModelOptions {
@@ -32,7 +42,20 @@ impl Default for ModelOptions {
         ModelOptions {
             sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             intra_threads: 1,
+            max_batch_size: 0,
+            batch_timeout: Duration::from_micros(500),
+            batch_overrides: BTreeMap::new(),
         }
+    }
+}
+
+impl ModelOptions {
+    /// The batch size for the model called `name`.
+    fn batch_size_for(&self, name: &str) -> usize {
+        self.batch_overrides
+            .get(name)
+            .copied()
+            .unwrap_or(self.max_batch_size)
     }
 }
 
@@ -44,6 +67,7 @@ pub struct Model {
     pool: Mutex<Vec<Session>>,
     returned: Condvar,
     inferences: Mutex<Histogram>,
+    batcher: Option<Batcher>,
 }
 
 impl std::fmt::Debug for Model {
@@ -90,6 +114,7 @@ impl Model {
             pool: Mutex::new(sessions),
             returned: Condvar::new(),
             inferences: Mutex::new(Histogram::default()),
+            batcher: None,
         })
     }
 
@@ -111,8 +136,21 @@ impl Model {
     /// Runs the model. `inputs` must name each of the model's inputs exactly once (already
     /// validated against their specs by [`Tensor::from_json`]); returns every output, in the
     /// signature's order.
+    ///
+    /// With dynamic batching on, concurrent requests are run together and each gets back
+    /// exactly its own rows.
     pub fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         self.check_names(&inputs)?;
+        if let (Some(batcher), Some(rows)) = (&self.batcher, batch::rows(&inputs)) {
+            if rows > 0 {
+                return batcher.submit(inputs, rows);
+            }
+        }
+        self.run(inputs)
+    }
+
+    /// Runs one inference on a session from the pool.
+    pub(crate) fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let mut values = Vec::with_capacity(inputs.len());
         for tensor in &inputs {
             values.push((tensor.name.clone(), tensor.to_ort()?));
@@ -140,6 +178,29 @@ impl Model {
             inferences.observe(started.elapsed());
         }
         result
+    }
+
+    pub(crate) fn batcher(&self) -> Option<&Batcher> {
+        self.batcher.as_ref()
+    }
+
+    /// Batches run so far, as (rows, count), when dynamic batching is on.
+    pub fn batch_sizes(&self) -> Vec<(usize, u64)> {
+        self.batcher
+            .as_ref()
+            .map(Batcher::sizes)
+            .unwrap_or_default()
+    }
+
+    /// Whether every input and output has a dynamic first dimension, so requests can be batched.
+    pub fn is_batchable(&self) -> bool {
+        let dynamic_first = |specs: &[TensorSpec]| {
+            !specs.is_empty()
+                && specs
+                    .iter()
+                    .all(|s| s.shape.first().is_some_and(|&d| d < 0))
+        };
+        dynamic_first(&self.signature.inputs) && dynamic_first(&self.signature.outputs)
     }
 
     /// The time each inference took (ONNX Runtime's run and the output conversion).
@@ -264,8 +325,17 @@ impl ModelRegistry {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let model = Model::load(&name, &path, options)?;
-            models.insert(name, Arc::new(model));
+            let mut model = Model::load(&name, &path, options)?;
+            let batch = options.batch_size_for(&name);
+            let batching = batch > 1 && model.is_batchable();
+            if batching {
+                model.batcher = Some(Batcher::new(batch, options.batch_timeout));
+            }
+            let model = Arc::new(model);
+            if batching {
+                Batcher::start(&model, options.sessions);
+            }
+            models.insert(name, model);
         }
         Ok(ModelRegistry {
             models: Arc::new(models),

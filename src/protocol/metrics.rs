@@ -54,6 +54,20 @@ fn render(
     }
     let _ = writeln!(
         out,
+        "# HELP tinyserve_batches_total Dynamic batches run, by model and size in rows."
+    );
+    let _ = writeln!(out, "# TYPE tinyserve_batches_total counter");
+    for model in models.iter() {
+        for (size, count) in model.batch_sizes() {
+            let name = label(model.name());
+            let _ = writeln!(
+                out,
+                "tinyserve_batches_total{{model=\"{name}\",size=\"{size}\"}} {count}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP tinyserve_generated_tokens_total Tokens generated, by model."
     );
     let _ = writeln!(out, "# TYPE tinyserve_generated_tokens_total counter");

@@ -1,0 +1,300 @@
+//! Dynamic batching (Triton's `max_batch_size` / `max_queue_delay_microseconds`): concurrent
+//! requests for a model whose first dimension is dynamic are concatenated along it, run once,
+//! and split back, so a busy model runs fewer, larger inferences.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{mpsc, Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use super::registry::Model;
+use super::tensor::{Tensor, TensorData};
+use crate::{Error, Result};
+
+/// Applies `$body` to the vectors of two tensors' data when their variants match.
+macro_rules! zip_data {
+    ($a:expr, $b:expr, $x:ident, $y:ident => $body:expr, $otherwise:expr) => {
+        match ($a, $b) {
+            (TensorData::Bool($x), TensorData::Bool($y)) => $body,
+            (TensorData::Uint8($x), TensorData::Uint8($y)) => $body,
+            (TensorData::Uint16($x), TensorData::Uint16($y)) => $body,
+            (TensorData::Uint32($x), TensorData::Uint32($y)) => $body,
+            (TensorData::Uint64($x), TensorData::Uint64($y)) => $body,
+            (TensorData::Int8($x), TensorData::Int8($y)) => $body,
+            (TensorData::Int16($x), TensorData::Int16($y)) => $body,
+            (TensorData::Int32($x), TensorData::Int32($y)) => $body,
+            (TensorData::Int64($x), TensorData::Int64($y)) => $body,
+            (TensorData::Fp16($x), TensorData::Fp16($y)) => $body,
+            (TensorData::Fp32($x), TensorData::Fp32($y)) => $body,
+            (TensorData::Fp64($x), TensorData::Fp64($y)) => $body,
+            _ => $otherwise,
+        }
+    };
+}
+
+/// Rows of a request: the common first dimension of its inputs, if they share one.
+pub(crate) fn rows(inputs: &[Tensor]) -> Option<usize> {
+    let first = inputs.first()?.shape.first().copied()?;
+    inputs
+        .iter()
+        .all(|t| t.shape.first() == Some(&first))
+        .then_some(first)
+}
+
+/// Whether two requests can share a batch: same inputs with the same trailing dimensions and types.
+fn compatible(a: &[Tensor], b: &[Tensor]) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|x| {
+            b.iter().any(|y| {
+                y.name == x.name
+                    && y.datatype() == x.datatype()
+                    && y.shape.get(1..) == x.shape.get(1..)
+            })
+        })
+}
+
+/// Concatenates the requests' inputs along the first dimension, input by input.
+fn concat(requests: &[&[Tensor]]) -> Vec<Tensor> {
+    let Some((first, rest)) = requests.split_first() else {
+        return Vec::new();
+    };
+    let mut merged: Vec<Tensor> = first.to_vec();
+    for request in rest {
+        for tensor in merged.iter_mut() {
+            if let Some(other) = request.iter().find(|t| t.name == tensor.name) {
+                zip_data!(&mut tensor.data, &other.data, x, y => x.extend_from_slice(y), ());
+                if let (Some(total), Some(more)) = (tensor.shape.first_mut(), other.shape.first()) {
+                    *total += more;
+                }
+            }
+        }
+    }
+    merged
+}
+
+/// Splits each output along its first dimension into pieces of `rows` rows.
+fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>> {
+    let mut pieces: Vec<Vec<Tensor>> = rows.iter().map(|_| Vec::new()).collect();
+    for output in outputs {
+        let total: usize = rows.iter().sum();
+        if output.shape.first() != Some(&total) {
+            return Err(Error::internal(format!(
+                "batched output \"{}\" has shape {:?}, expected {total} rows",
+                output.name, output.shape
+            )));
+        }
+        let row_len: usize = output.shape[1..].iter().product();
+        let mut start = 0;
+        for (piece, &n) in pieces.iter_mut().zip(rows) {
+            let range = start * row_len..(start + n) * row_len;
+            let data = zip_data!(&output.data, &output.data, v, _w => slice(v, range.clone()), unreachable_data());
+            let mut shape = output.shape.clone();
+            shape[0] = n;
+            piece.push(Tensor {
+                name: output.name.clone(),
+                shape,
+                data,
+            });
+            start += n;
+        }
+    }
+    Ok(pieces)
+}
+
+fn slice<T: Clone>(values: &[T], range: std::ops::Range<usize>) -> TensorData
+where
+    Vec<T>: IntoData,
+{
+    values[range].to_vec().into_data()
+}
+
+fn unreachable_data() -> TensorData {
+    TensorData::Bool(Vec::new())
+}
+
+/// Wraps a vector back into its `TensorData` variant.
+trait IntoData {
+    fn into_data(self) -> TensorData;
+}
+
+macro_rules! into_data {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl IntoData for Vec<$t> {
+            fn into_data(self) -> TensorData {
+                TensorData::$variant(self)
+            }
+        }
+    )*};
+}
+
+into_data!(bool => Bool, u8 => Uint8, u16 => Uint16, u32 => Uint32, u64 => Uint64, i8 => Int8,
+    i16 => Int16, i32 => Int32, i64 => Int64, half::f16 => Fp16, f32 => Fp32, f64 => Fp64);
+
+/// A request waiting to join a batch.
+struct Pending {
+    inputs: Vec<Tensor>,
+    rows: usize,
+    arrived: Instant,
+    reply: mpsc::SyncSender<Result<Vec<Tensor>>>,
+}
+
+/// The queue of one model's batcher, and the batch sizes it ran.
+pub(crate) struct Batcher {
+    queue: Mutex<VecDeque<Pending>>,
+    wake: Condvar,
+    max_rows: usize,
+    delay: Duration,
+    sizes: Mutex<BTreeMap<usize, u64>>,
+}
+
+impl Batcher {
+    pub(crate) fn new(max_rows: usize, delay: Duration) -> Batcher {
+        Batcher {
+            queue: Mutex::new(VecDeque::new()),
+            wake: Condvar::new(),
+            max_rows,
+            delay,
+            sizes: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Starts `threads` batch runners for `model` (one per session, so batches run in parallel).
+    pub(crate) fn start(model: &Arc<Model>, threads: usize) {
+        for n in 0..threads.max(1) {
+            let model = Arc::downgrade(model);
+            let _ = std::thread::Builder::new()
+                .name(format!("tinyserve-batch-{n}"))
+                .spawn(move || run_batches(&model));
+        }
+    }
+
+    /// Queues a request and waits for its share of a batch's outputs.
+    pub(crate) fn submit(&self, inputs: Vec<Tensor>, rows: usize) -> Result<Vec<Tensor>> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let pending = Pending {
+            inputs,
+            rows,
+            arrived: Instant::now(),
+            reply,
+        };
+        self.queue
+            .lock()
+            .map_err(|_| Error::internal("batch queue lock poisoned"))?
+            .push_back(pending);
+        self.wake.notify_all();
+        answer
+            .recv()
+            .map_err(|_| Error::internal("the batch runner stopped"))?
+    }
+
+    /// Batches run so far, by size in rows.
+    pub(crate) fn sizes(&self) -> Vec<(usize, u64)> {
+        self.sizes
+            .lock()
+            .map(|s| s.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits for the next batch: the oldest request, plus compatible ones that arrive within
+    /// the delay after it, up to `max_rows` rows.
+    fn next_batch(&self) -> Option<Vec<Pending>> {
+        let mut queue = self.queue.lock().ok()?;
+        loop {
+            while queue.is_empty() {
+                queue = self
+                    .wake
+                    .wait_timeout(queue, Duration::from_secs(1))
+                    .ok()?
+                    .0;
+            }
+            let deadline = queue.front()?.arrived + self.delay;
+            let rows: usize = queue.iter().map(|p| p.rows).sum();
+            let now = Instant::now();
+            if rows >= self.max_rows || now >= deadline {
+                break;
+            }
+            queue = self.wake.wait_timeout(queue, deadline - now).ok()?.0;
+        }
+        let first = queue.pop_front()?;
+        let mut rows = first.rows;
+        let mut batch = vec![first];
+        let mut i = 0;
+        while i < queue.len() {
+            let fits = rows + queue[i].rows <= self.max_rows
+                && compatible(&batch[0].inputs, &queue[i].inputs);
+            if fits {
+                if let Some(pending) = queue.remove(i) {
+                    rows += pending.rows;
+                    batch.push(pending);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        Some(batch)
+    }
+}
+
+fn run_batches(model: &Weak<Model>) {
+    loop {
+        let Some(model) = model.upgrade() else { return };
+        let Some(batcher) = model.batcher() else {
+            return;
+        };
+        let Some(batch) = batcher.next_batch() else {
+            continue;
+        };
+        let rows: Vec<usize> = batch.iter().map(|p| p.rows).collect();
+        if let Ok(mut sizes) = batcher.sizes.lock() {
+            *sizes.entry(rows.iter().sum()).or_default() += 1;
+        }
+        let inputs: Vec<&[Tensor]> = batch.iter().map(|p| p.inputs.as_slice()).collect();
+        let outcome = model
+            .run(concat(&inputs))
+            .and_then(|outputs| split(outputs, &rows));
+        match outcome {
+            Ok(pieces) => {
+                for (pending, piece) in batch.into_iter().zip(pieces) {
+                    let _ = pending.reply.send(Ok(piece));
+                }
+            }
+            Err(err) => {
+                let message = err.message().to_string();
+                for pending in batch {
+                    let _ = pending.reply.send(Err(Error::internal(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(name: &str, shape: Vec<usize>, data: Vec<f32>) -> Tensor {
+        Tensor {
+            name: name.into(),
+            shape,
+            data: TensorData::Fp32(data),
+        }
+    }
+
+    #[test]
+    fn concat_then_split_gives_back_each_request() {
+        let a = vec![tensor("x", vec![1, 2], vec![1.0, 2.0])];
+        let b = vec![tensor("x", vec![2, 2], vec![3.0, 4.0, 5.0, 6.0])];
+        assert!(compatible(&a, &b));
+        let merged = concat(&[&a, &b]);
+        assert_eq!(merged[0].shape, vec![3, 2]);
+        let pieces = split(merged, &[1, 2]).unwrap_or_default();
+        assert_eq!(pieces, vec![a, b]);
+    }
+
+    #[test]
+    fn different_trailing_dims_do_not_share_a_batch() {
+        let a = vec![tensor("x", vec![1, 2], vec![1.0, 2.0])];
+        let b = vec![tensor("x", vec![1, 3], vec![1.0, 2.0, 3.0])];
+        assert!(!compatible(&a, &b));
+        assert_eq!(rows(&a), Some(1));
+    }
+}
