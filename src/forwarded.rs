@@ -110,12 +110,7 @@ pub(crate) fn resolve(
     headers: &[(String, String)],
     trusted: &TrustedProxies,
 ) -> Origin {
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-    };
+    let header = |name: &str| crate::request::find_header(headers, name).map(str::trim);
     let mut origin = Origin {
         client: peer.map(|p| p.ip()),
         scheme: "http".to_string(),

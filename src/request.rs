@@ -197,10 +197,7 @@ impl Request {
 
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        find_header(&self.headers, name)
     }
 
     /// All headers, in the order received.
@@ -231,6 +228,14 @@ impl Request {
         }
         serde_json::from_slice(&self.body).map_err(Error::from_json)
     }
+}
+
+/// The first header called `name` in `headers` (names are case-insensitive).
+pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
 }
 
 /// Decodes `%XX` escapes and `+` (as in form-encoded queries); invalid escapes are kept as is.

@@ -135,10 +135,7 @@ impl Response {
 
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        crate::request::find_header(&self.headers, name)
     }
 
     /// All headers.

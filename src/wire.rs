@@ -33,10 +33,7 @@ pub(crate) struct Head {
 
 impl Head {
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::request::find_header(&self.headers, name)
     }
 
     /// Whether the client wants the connection kept open after this request.
