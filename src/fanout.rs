@@ -79,6 +79,7 @@ impl Upstream {
             .http_status_as_error(false)
             .timeout_connect(Some(DEFAULT_CONNECT_TIMEOUT.min(timeout)))
             .timeout_global(Some(timeout))
+            .max_idle_connections(64)
             .max_idle_connections_per_host(64)
             .build()
             .into();
@@ -222,7 +223,7 @@ impl Call {
     /// Sends the call and waits for the whole answer, within `timeout` at most (and the
     /// upstream's own timeout). A status of 400 or more is a 502 error quoting the body.
     pub fn send_within(&self, timeout: Duration) -> Result<UpstreamReply> {
-        let mut response = self.start(timeout)?;
+        let mut response = self.start(timeout, false)?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -248,7 +249,13 @@ impl Call {
     }
 
     /// Sends the call and returns the response as soon as its head arrives, for streaming.
-    pub(crate) fn start(&self, timeout: Duration) -> Result<ureq::http::Response<ureq::Body>> {
+    /// With `per_read`, `timeout` bounds each wait for the upstream (the head, then every read
+    /// of the body) instead of the whole call, so a stream that keeps sending is never cut.
+    pub(crate) fn start(
+        &self,
+        timeout: Duration,
+        per_read: bool,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
         let inner = &self.upstream.inner;
         let url = self.url();
         let mut builder = ureq::http::Request::builder()
@@ -264,11 +271,15 @@ impl Call {
             .body(self.body.clone().unwrap_or_default())
             .map_err(|err| self.upstream.error(ErrorKind::Internal, &url, err))?;
         let timeout = timeout.min(inner.timeout);
-        let request = inner
-            .agent
-            .configure_request(request)
-            .timeout_global(Some(timeout))
-            .build();
+        let config = inner.agent.configure_request(request);
+        let request = match per_read {
+            true => config
+                .timeout_global(None)
+                .timeout_per_read(Some(timeout))
+                .timeout_per_write(Some(timeout)),
+            false => config.timeout_global(Some(timeout)),
+        }
+        .build();
         let result = inner
             .agent
             .run(request)

@@ -3,6 +3,7 @@
 
 mod app;
 mod catalog;
+pub mod docs;
 mod error;
 mod fanout;
 mod forwarded;

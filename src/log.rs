@@ -67,6 +67,11 @@ pub(crate) fn warn(message: &str) {
     line(LogLevel::Warn, message);
 }
 
+/// Writes an informational line (start-up and shutdown steps), in the configured format.
+pub fn info(message: &str) {
+    line(LogLevel::Info, message);
+}
+
 fn line(level: LogLevel, message: &str) {
     if !enabled(level) {
         return;

@@ -234,18 +234,18 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     let app = protocol::mount_with_upstreams(app, &models, &ready, &upstreams);
     let server = app.bind((args.host.as_str(), args.port))?;
     let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
-    eprintln!(
+    tinyserve::log::info(&format!(
         "loaded {} model(s) from {}: {}",
         names.len(),
         dir.display(),
         names.join(", ")
-    );
+    ));
     let grace = Duration::from_secs_f64(args.shutdown_grace.max(0.0));
     stop_on_signals(&server, &ready, grace)?;
     println!("listening on http://{}", server.addr());
     let _ = std::io::stdout().flush();
     server.join();
-    eprintln!("stopped");
+    tinyserve::log::info("stopped");
     Ok(())
 }
 
@@ -267,14 +267,14 @@ fn stop_on_signals(
             for signal in signals.forever() {
                 seen += 1;
                 if seen > 1 {
-                    eprintln!("second signal: exiting now");
+                    tinyserve::log::info("second signal: exiting now");
                     std::process::exit(128 + signal);
                 }
                 ready.set(false);
-                eprintln!(
+                tinyserve::log::info(&format!(
                     "signal {signal}: not ready; closing the listener in {:.1} s, then draining",
                     grace.as_secs_f64()
-                );
+                ));
                 let handle = handle.clone();
                 let _ = std::thread::Builder::new()
                     .name("tinyserve-drain".into())

@@ -134,7 +134,7 @@ impl Server {
         threads.push(
             thread::Builder::new()
                 .name("tinyserve-accept".into())
-                .spawn(move || accept(&accept_shared, &listener))?,
+                .spawn(move || accept(&accept_shared, listener))?,
         );
         Ok(Server {
             addr,
@@ -219,7 +219,7 @@ fn listen(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
     Err(last)
 }
 
-fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
+fn accept(shared: &Arc<Shared>, listener: TcpListener) {
     for stream in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
@@ -259,6 +259,10 @@ fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
             shared.forget(id);
         }
     }
+    // Close the listening socket before draining: new connections are refused at once (a
+    // proxy retries them on another replica) instead of waiting in the backlog, unanswered,
+    // until the drain ends.
+    drop(listener);
     drain(shared);
 }
 

@@ -350,11 +350,11 @@ fn serve_listens_and_answers() {
         "served probabilities",
     );
 
-    // Only iris.onnx sits directly in models/, so POST /predict picks it.
+    // The Flask-style route, as a demo script would call it.
     let mut response = agent
-        .post(server.url("/predict"))
+        .post(server.url("/models/iris/predict"))
         .send_json(json!([[5.1, 3.5, 1.4, 0.2]]))
-        .expect("POST /predict");
+        .expect("POST /models/iris/predict");
     assert_eq!(response.status().as_u16(), 200);
     let body: Value = response.body_mut().read_json().expect("JSON");
     assert_eq!(body["outputs"]["label"], json!([0]));

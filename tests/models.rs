@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tinyserve::model::ModelRegistry;
+use tinyserve::App;
 
 use crate::support::{repo, Reply, TestServer};
 
@@ -634,9 +635,20 @@ fn iris_fixture_through_predict_and_v2() {
         assert_eq!(label["data"], case["label"], "{what}: v2 label");
     }
 
-    // `POST /predict` works when exactly one model is loaded.
-    let body = ok_json(&server.post_json("/predict", &cases[1]["input"]));
+    // `POST /predict` works when exactly one model is loaded: a folder holding only iris.
+    let dir = std::env::temp_dir().join(format!("tinyserve-single-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::copy(repo("models/iris.onnx"), dir.join("iris.onnx")).expect("copy iris");
+    let models = ModelRegistry::load_dir(&dir).expect("load the single model");
+    let ready = tinyserve::protocol::Readiness::new(true);
+    let single = TestServer::start(tinyserve::protocol::mount(App::new(), &models, &ready));
+    let body = ok_json(&single.post_json("/predict", &cases[1]["input"]));
     assert_eq!(body["outputs"]["label"], cases[1]["label"]);
+    // With iris and bytelm loaded, /predict cannot guess.
+    server
+        .post_json("/predict", &cases[1]["input"])
+        .assert_error(404, "not_found", "exactly one loaded model, 2 are loaded");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -1103,8 +1115,8 @@ fn empty_model_folder_fails_saying_so() {
 fn registry_clones_share_models() {
     let models = ModelRegistry::load_dir(repo("models")).expect("load models");
     let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
-    assert_eq!(names, ["iris"]);
-    assert_eq!(models.len(), 1);
+    assert_eq!(names, ["bytelm", "iris"]);
+    assert_eq!(models.len(), 2);
     let clone = models.clone();
     let a = models.get("iris").expect("iris");
     let b = clone.get("iris").expect("iris in clone");

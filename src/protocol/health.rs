@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::{App, Error, ErrorKind, Json, Result};
+use crate::{App, Error, ErrorKind, Json, Result, RouteDoc};
 
 /// Whether the server should receive traffic. Cheap to clone; clones share one flag.
 /// Shutdown turns it off first, so load balancers stop sending before the server stops.
@@ -44,4 +44,24 @@ pub(super) fn mount(app: App, ready: &Readiness) -> App {
                 .check()
                 .map(|()| Json(serde_json::json!({"status": "ready"})))
         })
+        .document(
+            "GET",
+            "/healthz",
+            RouteDoc::new("Liveness: the process is up")
+                .with_tag("Health")
+                .with_response(status("ok")),
+        )
+        .document(
+            "GET",
+            "/readyz",
+            RouteDoc::new("Readiness: models loaded, not shutting down")
+                .with_description("503 `not_ready` from the moment a shutdown starts.")
+                .with_tag("Health")
+                .with_response(status("ready")),
+        )
+}
+
+fn status(value: &str) -> serde_json::Value {
+    serde_json::json!({"type": "object", "required": ["status"],
+        "properties": {"status": {"const": value}}})
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Generators;
 use crate::metrics::label;
 use crate::model::ModelRegistry;
-use crate::{App, Response, ServerMetrics, Upstream};
+use crate::{App, Response, RouteDoc, ServerMetrics, Upstream};
 
 pub(super) fn mount(
     app: App,
@@ -21,6 +21,14 @@ pub(super) fn mount(
         let text = render(&server, &models, &generators, &upstreams);
         Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text)
     })
+    .document(
+        "GET",
+        "/metrics",
+        RouteDoc::new("Prometheus metrics")
+            .with_description("Requests, inferences, generation and outbound calls, in the Prometheus text format.")
+            .with_tag("Metrics")
+            .with_response(serde_json::json!({"type": "string", "contentMediaType": "text/plain; version=0.0.4"})),
+    )
 }
 
 fn render(

@@ -18,7 +18,8 @@ use crate::{App, Request, Upstream};
 /// Adds every built-in route for `models` to `app`: `/healthz`, `/readyz`, the v2 protocol
 /// under `/v2`, the OpenAI-compatible API under `/v1` (for byte-level language models),
 /// `/metrics`, `GET /models`, `POST /models/<name>/predict` and, when exactly one model is
-/// loaded, `POST /predict`.
+/// loaded, `POST /predict`; and the self-documentation of [`crate::docs::mount`]:
+/// `/openapi.json`, `/docs`, and the demo pages `/` and `/models/<name>`.
 ///
 /// # Example
 /// ```no_run
@@ -45,7 +46,8 @@ pub fn mount_with_upstreams(
     let app = v2::mount(app, models, ready);
     let app = openai::mount(app, models, &generators, upstreams);
     let app = metrics::mount(app, models, &generators, upstreams);
-    predict::mount(app, models)
+    let app = predict::mount(app, models);
+    crate::docs::mount(app, models)
 }
 
 /// A handler that calls `f` with its own clone of the registry.

@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use super::proxy;
 use crate::model::{Generation, Generator, ModelRegistry, Sampling};
 use crate::{
-    App, Error, ErrorKind, Event, EventSender, IntoResponse, Json, Request, Response, Sse, Upstream,
+    App, Error, ErrorKind, Event, EventSender, IntoResponse, Json, Request, Response, RouteDoc,
+    Sse, Upstream,
 };
 
 /// The generators of every model that can generate text, by model name.
@@ -81,13 +82,15 @@ pub(super) fn mount(
         upstreams: Arc::new(upstreams.to_vec()),
     };
     let (listing, text, chat) = (backends.clone(), backends.clone(), backends);
-    app.get("/v1/models", move |_| list_models(&listing))
+    let app = app
+        .get("/v1/models", move |_| list_models(&listing))
         .post("/v1/completions", move |req| {
             openai_errors(complete(&text, req, Kind::Text))
         })
         .post("/v1/chat/completions", move |req| {
             openai_errors(complete(&chat, req, Kind::Chat))
-        })
+        });
+    document(app)
 }
 
 fn list_models(backends: &Backends) -> Json<Value> {
@@ -449,5 +452,92 @@ fn unique_id() -> String {
         "{:x}{:04x}",
         nanos,
         COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff
+    )
+}
+
+/// The route docs of the OpenAI-compatible API, for the OpenAPI document.
+fn document(app: App) -> App {
+    let tag = crate::docs::OPENAI_TAG;
+    let strings = json!({"anyOf": [{"type": "string"},
+        {"type": "array", "items": {"type": "string"}, "maxItems": 4}]});
+    let common = json!({
+        "model": {"type": "string", "description": "a loaded byte-level language model, or `NAME/model` for an `--upstream`"},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS_LIMIT},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "description": "0 = greedy"},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "top_k": {"type": "integer", "minimum": 0, "description": "0 = off"},
+        "stop": strings,
+        "seed": {"type": "integer", "minimum": 0},
+        "n": {"const": 1},
+        "stream": {"type": "boolean", "description": "answer with Server-Sent Events"},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+    });
+    let request = |extra: Value, required: &str| {
+        let mut properties = common.clone();
+        if let (Some(all), Value::Object(extra)) = (properties.as_object_mut(), extra) {
+            all.extend(extra);
+        }
+        json!({"type": "object", "required": ["model", required], "properties": properties})
+    };
+    let text = json!({"type": "object", "properties": {"role": {"const": "assistant"}, "content": {"type": ["string", "null"]}}});
+    let answer = |object: &str| {
+        json!({
+            "type": "object",
+            "required": ["id", "object", "created", "model", "choices"],
+            "properties": {
+                "id": {"type": "string"}, "object": {"enum": [object, "chat.completion.chunk"]},
+                "created": {"type": "integer"}, "model": {"type": "string"},
+                "choices": {"type": "array", "items": {"type": "object", "properties": {
+                    "index": {"type": "integer"}, "text": {"type": "string"},
+                    "message": text, "delta": text,
+                    "finish_reason": {"type": ["string", "null"]}}}},
+                "usage": {"type": "object", "properties": {"prompt_tokens": {"type": "integer"},
+                    "completion_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}}},
+            },
+        })
+    };
+    let message = json!({"type": "object", "required": ["role", "content"], "properties": {
+        "role": {"enum": ["system", "developer", "user", "assistant"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object",
+            "required": ["type", "text"],
+            "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]}}});
+    let streamed = "OpenAI's format; with `\"stream\": true`, Server-Sent Events of chunks ending \
+        with `data: [DONE]` (an error after the 200 comes as a `data: {\"error\": ...}` event).";
+    app.document(
+        "GET",
+        "/v1/models",
+        RouteDoc::new("Models that can be named in `model`").with_tag(tag).with_response(json!({
+            "type": "object", "required": ["object", "data"], "properties": {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": {"type": "object", "required": ["id"],
+                    "properties": {"id": {"type": "string"}, "object": {"type": "string"},
+                        "created": {"type": "integer"}, "owned_by": {"type": "string"}}}}}})),
+    )
+    .document(
+        "POST",
+        "/v1/completions",
+        RouteDoc::new("Text completion (OpenAI-compatible)")
+            .with_description(streamed)
+            .with_tag(tag)
+            .with_request(request(json!({"prompt": strings}), "prompt"))
+            .with_example(json!({"model": "bytelm", "prompt": "A class is", "max_tokens": 16}))
+            .with_response(answer("text_completion"))
+            .streaming(),
+    )
+    .document(
+        "POST",
+        "/v1/chat/completions",
+        RouteDoc::new("Chat completion (OpenAI-compatible)")
+            .with_description(streamed)
+            .with_tag(tag)
+            .with_request(request(
+                json!({"messages": {"type": "array", "minItems": 1, "items": message},
+                    "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS_LIMIT}}),
+                "messages",
+            ))
+            .with_example(json!({"model": "bytelm", "max_tokens": 32,
+                "messages": [{"role": "user", "content": "What is a class?"}]}))
+            .with_response(answer("chat.completion"))
+            .streaming(),
     )
 }

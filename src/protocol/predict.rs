@@ -3,21 +3,69 @@
 //! (or a bare nested array for a single-input model), answering
 //! `{"outputs": {"output_name": nested array}}`.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::with;
 use crate::model::{Model, ModelRegistry, Tensor};
-use crate::{App, Error, Json, Request, Result};
+use crate::{App, Error, Json, Request, Result, RouteDoc};
 
 pub(super) fn mount(app: App, models: &ModelRegistry) -> App {
-    app.get("/models", with(models, |models, _| Json(list(models))))
+    let app = app
+        .get("/models", with(models, |models, _| Json(list(models))))
         .post(
             "/models/<name>/predict",
             with(models, |models, req| {
                 predict(&*models.get(req.param("name").unwrap_or_default())?, req)
             }),
         )
-        .post("/predict", with(models, predict_single))
+        .post("/predict", with(models, predict_single));
+    document(app)
+}
+
+/// The route docs of `/models` and the predict routes, for the OpenAPI document.
+fn document(app: App) -> App {
+    let list = json!({"type": "object", "required": ["models"], "properties": {"models": {
+        "type": "array", "items": {"type": "object", "required": ["name", "inputs", "outputs"],
+            "properties": {"name": {"type": "string"},
+                "inputs": {"type": "array", "items": super::v2::tensor_spec_schema()},
+                "outputs": {"type": "array", "items": super::v2::tensor_spec_schema()}}}}}});
+    let request = json!({"anyOf": [
+        {"type": "object", "required": ["inputs"], "properties": {"inputs": {
+            "type": "object", "additionalProperties": {"type": "array"},
+            "description": "input name → nested array"}}},
+        {"type": "array", "description": "a single-input model's input"},
+    ]});
+    let response = json!({"type": "object", "required": ["outputs"], "properties": {"outputs": {
+        "type": "object", "description": "output name → nested array (a number for a scalar)"}}});
+    let predict = |summary: &str| {
+        RouteDoc::new(summary)
+            .with_description(
+                "`{\"inputs\": {\"<input name>\": <nested array>}}` → \
+                 `{\"outputs\": {\"<output name>\": <nested array>}}`. A bare nested array \
+                 (or `{\"inputs\": [...]}`) is accepted for a single-input model. Inputs are \
+                 checked against the signature: a mistake is a 422 naming the input.",
+            )
+            .with_tag("Predict")
+            .with_request(request.clone())
+            .with_response(response.clone())
+    };
+    app.document(
+        "GET",
+        "/models",
+        RouteDoc::new("The loaded models with their signatures")
+            .with_tag("Predict")
+            .with_response(list),
+    )
+    .document(
+        "POST",
+        "/models/<name>/predict",
+        predict("Predict with a model"),
+    )
+    .document(
+        "POST",
+        "/predict",
+        predict("Predict with the only loaded model"),
+    )
 }
 
 /// `POST /predict`: only meaningful when exactly one model is loaded.

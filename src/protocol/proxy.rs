@@ -64,7 +64,7 @@ pub(super) fn forward(
     let call = upstream
         .post_json(path, &body)
         .with_header("X-Request-ID", req.request_id());
-    let mut response = call.start(PROXY_TIMEOUT)?;
+    let mut response = call.start(PROXY_TIMEOUT, streaming)?;
     let status = response.status().as_u16();
     let content_type = response
         .headers()

@@ -2,47 +2,147 @@
 //! its binary tensor data extension (the client's default for numpy inputs and outputs).
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::{with, Readiness};
-use crate::model::{Model, ModelRegistry, Tensor};
-use crate::{App, Error, Json, Request, Response, Result};
+use crate::model::{DataType, Model, ModelRegistry, Tensor};
+use crate::{App, Error, Json, Request, Response, Result, RouteDoc};
 
 const VERSION: &str = "1";
 const BINARY_HEADER: &str = "Inference-Header-Content-Length";
 
 pub(super) fn mount(app: App, models: &ModelRegistry, ready: &Readiness) -> App {
     let ready = ready.clone();
-    app.get("/v2/health/live", |_| {
-        Json(serde_json::json!({"live": true}))
-    })
-    .get("/v2/health/ready", move |_| {
-        ready
-            .check()
-            .map(|()| Json(serde_json::json!({"ready": true})))
-    })
-    .get("/v2", |_| {
-        Json(serde_json::json!({
-            "name": "tinyserve",
-            "version": env!("CARGO_PKG_VERSION"),
-            "extensions": ["binary_tensor_data"],
-        }))
-    })
-    .get("/v2/models/<name>", with(models, metadata))
-    .get(
-        "/v2/models/<name>/versions/<version>",
-        with(models, metadata),
+    let app = app
+        .get("/v2/health/live", |_| {
+            Json(serde_json::json!({"live": true}))
+        })
+        .get("/v2/health/ready", move |_| {
+            ready
+                .check()
+                .map(|()| Json(serde_json::json!({"ready": true})))
+        })
+        .get("/v2", |_| {
+            Json(serde_json::json!({
+                "name": "tinyserve",
+                "version": env!("CARGO_PKG_VERSION"),
+                "extensions": ["binary_tensor_data"],
+            }))
+        })
+        .get("/v2/models/<name>", with(models, metadata))
+        .get(
+            "/v2/models/<name>/versions/<version>",
+            with(models, metadata),
+        )
+        .get("/v2/models/<name>/ready", with(models, model_ready))
+        .get(
+            "/v2/models/<name>/versions/<version>/ready",
+            with(models, model_ready),
+        )
+        .post("/v2/models/<name>/infer", with(models, infer))
+        .post(
+            "/v2/models/<name>/versions/<version>/infer",
+            with(models, infer),
+        );
+    document(app)
+}
+
+/// The route docs of the v2 protocol, for the OpenAPI document.
+fn document(app: App) -> App {
+    let doc = |summary: &str, response: Value| {
+        RouteDoc::new(summary)
+            .with_tag("KServe v2")
+            .with_response(response)
+    };
+    let flag = |name: &str| json!({"type": "object", "required": [name], "properties": {name: {"const": true}}});
+    let specs = json!({"type": "array", "items": tensor_spec_schema()});
+    let metadata = doc(
+        "Model metadata: inputs and outputs",
+        json!({
+            "type": "object",
+            "required": ["name", "versions", "platform", "inputs", "outputs"],
+            "properties": {"name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+                "platform": {"type": "string"}, "inputs": specs, "outputs": specs},
+        }),
+    );
+    let ready = doc(
+        "Model readiness",
+        json!({"type": "object", "required": ["name", "ready"],
+        "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}}),
+    );
+    let datatypes: Vec<&str> = DataType::ALL.iter().map(|t| t.as_str()).collect();
+    let shape = json!({"type": "array", "items": {"type": "integer", "minimum": 0}});
+    let infer = doc("Inference (KServe v2)", json!({
+        "type": "object",
+        "required": ["model_name", "model_version", "outputs"],
+        "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"},
+            "id": {"type": "string"}, "outputs": {"type": "array", "items": {
+                "type": "object", "required": ["name", "datatype", "shape"],
+                "properties": {"name": {"type": "string"}, "datatype": {"enum": datatypes},
+                    "shape": shape, "data": {"type": "array", "description": "flat, row-major"},
+                    "parameters": {"type": "object"}}}}},
+    }))
+    .with_description(
+        "Inputs `{name, shape, datatype, data}` with flat or nested data; optional `id` \
+         (echoed) and `outputs` (which to return, and whether as binary). With the binary \
+         tensor data extension (`Inference-Header-Content-Length`), the body is JSON followed \
+         by raw little-endian tensors, and so is an answer with binary outputs \
+         (`application/octet-stream`).",
     )
-    .get("/v2/models/<name>/ready", with(models, model_ready))
-    .get(
-        "/v2/models/<name>/versions/<version>/ready",
-        with(models, model_ready),
+    .with_request(json!({
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
+            "inputs": {"type": "array", "items": {
+                "type": "object", "required": ["name", "shape", "datatype"],
+                "properties": {"name": {"type": "string"}, "shape": shape, "datatype": {"enum": datatypes},
+                    "data": {"type": "array", "description": "flat (row-major) or nested"},
+                    "parameters": {"type": "object", "properties": {
+                        "binary_data_size": {"type": "integer", "minimum": 0}}}}}},
+            "outputs": {"type": "array", "items": {
+                "type": "object", "required": ["name"],
+                "properties": {"name": {"type": "string"}, "parameters": {"type": "object",
+                    "properties": {"binary_data": {"type": "boolean"}}}}}},
+        },
+    }));
+    app.document(
+        "GET",
+        "/v2/health/live",
+        doc("Server liveness", flag("live")),
     )
-    .post("/v2/models/<name>/infer", with(models, infer))
-    .post(
-        "/v2/models/<name>/versions/<version>/infer",
-        with(models, infer),
+    .document(
+        "GET",
+        "/v2/health/ready",
+        doc("Server readiness", flag("ready")),
     )
+    .document(
+        "GET",
+        "/v2",
+        doc(
+            "Server metadata",
+            json!({
+            "type": "object", "required": ["name", "version", "extensions"],
+            "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                "extensions": {"type": "array", "items": {"type": "string"}}}}),
+        ),
+    )
+    .document("GET", "/v2/models/<name>", metadata.clone())
+    .document("GET", "/v2/models/<name>/versions/<version>", metadata)
+    .document("GET", "/v2/models/<name>/ready", ready.clone())
+    .document("GET", "/v2/models/<name>/versions/<version>/ready", ready)
+    .document("POST", "/v2/models/<name>/infer", infer.clone())
+    .document("POST", "/v2/models/<name>/versions/<version>/infer", infer)
+}
+
+/// JSON Schema of a [`crate::model::TensorSpec`]: `{"name", "datatype", "shape"}`.
+pub(super) fn tensor_spec_schema() -> Value {
+    let datatypes: Vec<&str> = DataType::ALL.iter().map(|t| t.as_str()).collect();
+    json!({"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+        "name": {"type": "string"}, "datatype": {"enum": datatypes},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": -1},
+            "description": "-1 marks a dynamic dimension"}}})
 }
 
 /// The model the path names; a version other than "1" does not exist.

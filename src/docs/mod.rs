@@ -1,0 +1,146 @@
+//! A self-documenting server: the OpenAPI 3.1 document (`GET /openapi.json`), a readable docs
+//! page (`GET /docs`), and a demo page for each model (`GET /` lists them, `GET
+//! /models/<name>` is one), all generated from the app's route catalog and its loaded models.
+//!
+//! Every page is self-contained: its HTML, CSS and JavaScript are compiled into the binary, so
+//! it works offline, and every URL it uses starts with the request's
+//! [`root_path`](crate::Request::root_path), so it works behind `--root-path` or a proxy's
+//! `X-Forwarded-Prefix`. The OpenAPI document is built at each request from the shared
+//! catalog: routes added after mounting show up too.
+//!
+//! A model's example request is read from `NAME.example.json` next to `NAME.onnx` (a predict
+//! body, `{"inputs": {"input": [[5.1, 3.5, 1.4, 0.2]]}}`), when that file exists and fits the
+//! signature; otherwise one is made from the signature.
+
+pub mod openapi;
+mod pages;
+mod schema;
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+pub use openapi::OPENAI_TAG;
+
+use crate::model::ModelRegistry;
+use crate::{App, Json, Request, RouteCatalog, RouteDoc};
+use schema::ModelInfo;
+
+/// What the docs routes serve: the catalog, and the models with their examples.
+#[derive(Clone)]
+struct Site {
+    catalog: RouteCatalog,
+    models: Arc<Vec<ModelInfo>>,
+    /// Whether the demo pages (`/`, `/models/<name>`) are mounted, for the page header.
+    demos: bool,
+}
+
+/// Adds `GET /openapi.json`, `GET /docs`, `GET /` (the models, with links to their demos and
+/// to the docs) and `GET /models/<name>` (a model's demo page: a form for a regular model,
+/// a streaming chat for a byte-level language model) to `app`.
+///
+/// `tinyserve serve` mounts it through [`protocol::mount`](crate::protocol::mount). The demo
+/// pages call `POST /models/<name>/predict` and `POST /v1/chat/completions`, so mount the
+/// built-in routes too for them to work.
+///
+/// # Example
+/// ```no_run
+/// use tinyserve::{docs, model::ModelRegistry, App};
+/// let models = ModelRegistry::load_dir("models")?;
+/// let app = App::new().get("/hello", |_| "Hello!");
+/// docs::mount(app, &models).run("127.0.0.1:8000")?;
+/// # Ok::<(), tinyserve::Error>(())
+/// ```
+pub fn mount(app: App, models: &ModelRegistry) -> App {
+    let site = Site {
+        catalog: app.catalog(),
+        models: Arc::new(models.iter().map(ModelInfo::new).collect()),
+        demos: true,
+    };
+    let app = mount_docs(app, &site);
+    pages::mount_demos(app, &site)
+}
+
+/// Adds only `GET /openapi.json` and `GET /docs`, documenting whatever routes `app` has
+/// (and those added later): for apps that serve no models.
+///
+/// # Example
+/// ```
+/// use tinyserve::{docs, App, RouteDoc};
+/// let app = App::new()
+///     .get("/hello", |_| "Hello!")
+///     .document("GET", "/hello", RouteDoc::new("Say hello"));
+/// let app = docs::mount_openapi(app);
+/// let routes = app.catalog().routes();
+/// assert!(routes.iter().any(|r| r.pattern == "/openapi.json"));
+/// ```
+pub fn mount_openapi(app: App) -> App {
+    let site = Site {
+        catalog: app.catalog(),
+        models: Arc::new(Vec::new()),
+        demos: false,
+    };
+    mount_docs(app, &site)
+}
+
+fn mount_docs(app: App, site: &Site) -> App {
+    let (openapi_site, docs_site) = (site.clone(), site.clone());
+    app.get("/openapi.json", move |req: &Request| {
+        Json(openapi::build(
+            &openapi_site.catalog,
+            &openapi_site.models,
+            req.root_path(),
+        ))
+    })
+    .document(
+        "GET",
+        "/openapi.json",
+        RouteDoc::new("This API as an OpenAPI 3.1 document")
+            .with_description(
+                "Every route of the server, with a concrete predict and v2 infer path per \
+                 loaded model whose schemas come from the model's signature. `servers` \
+                 follows `--root-path` and a trusted `X-Forwarded-Prefix`.",
+            )
+            .with_tag("Docs")
+            .with_response(
+                json!({"type": "object", "required": ["openapi", "info", "paths"],
+                "properties": {"openapi": {"const": "3.1.0"}}}),
+            ),
+    )
+    .get("/docs", move |req: &Request| pages::docs(&docs_site, req))
+    .document(
+        "GET",
+        "/docs",
+        RouteDoc::new("This API as a web page")
+            .with_description("Rendered in the browser from `openapi.json`; works offline.")
+            .with_tag("Docs")
+            .with_response(html()),
+    )
+}
+
+/// The schema of a 200 `text/html` answer.
+fn html() -> serde_json::Value {
+    json!({"type": "string", "contentMediaType": "text/html"})
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters, for a path segment.
+pub(crate) fn encode_segment(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn model_names_are_percent_encoded() {
+        assert_eq!(super::encode_segment("my model/v1"), "my%20model%2Fv1");
+        assert_eq!(super::encode_segment("iris-2.0_x~"), "iris-2.0_x~");
+    }
+}

@@ -1,0 +1,668 @@
+//! Outbound calls: `Upstream` + `FanOut` against real upstream servers on port 0 (tinyserve
+//! apps with sleeping handlers, one answering 500, a socket that accepts and never answers, a
+//! closed port), and the `tinyserve serve --upstream NAME=URL` proxy run as the real binary.
+//!
+//! Timing assertions are ratios or bounded waits that only a hang can exceed; streaming is
+//! checked by ordering (the upstream sends event k only after the test acknowledges k-1).
+//! Sleeps appear only inside upstream handlers (simulated latency) and in bounded polling.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tinyserve::model::ModelRegistry;
+use tinyserve::protocol::{self, Readiness};
+use tinyserve::{App, Error, ErrorKind, Event, FanOut, Request, Sse, Upstream};
+
+use crate::cli::{run, tinyserve};
+use crate::support::{repo, TestServer};
+
+/// Longest a test waits for anything; reaching it means a hang, and fails the test.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// An upstream whose `GET /echo/<i>?ms=N` sleeps N ms (simulated latency) and answers `i`,
+/// and whose `GET /fail` answers 500 with a recognizable body.
+fn echo_upstream() -> TestServer {
+    TestServer::start(
+        App::new()
+            .get("/echo/<i>", |req: &Request| {
+                let ms = req
+                    .query_param("ms")
+                    .and_then(|ms| ms.parse().ok())
+                    .unwrap_or(0);
+                thread::sleep(Duration::from_millis(ms));
+                req.param("i").unwrap_or_default().to_string()
+            })
+            .get("/fail", |_| (500, "the database is on fire"))
+            .with_workers(16),
+    )
+}
+
+/// A server that accepts connections and never answers. Dropping it closes them.
+struct Silent {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Silent {
+    fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind silent upstream");
+        let addr = listener.local_addr().expect("silent address");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((socket, _)) => held.push(socket),
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Silent {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A local port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+fn err_of(result: &tinyserve::Result<tinyserve::UpstreamReply>) -> &Error {
+    match result {
+        Ok(reply) => panic!("expected an error, got {} {:?}", reply.status, reply.text()),
+        Err(err) => err,
+    }
+}
+
+fn text_of(result: &tinyserve::Result<tinyserve::UpstreamReply>) -> String {
+    match result {
+        Ok(reply) => reply.text(),
+        Err(err) => panic!("expected an answer, got {err}"),
+    }
+}
+
+#[test]
+fn fan_out_takes_the_time_of_the_slowest_call_and_keeps_input_order() {
+    let upstream = echo_upstream();
+    let echo = Upstream::new("echo", &upstream.url(""));
+    // ~100 ms each; later calls are quicker, so they finish first: order must come from
+    // the input, not from completion.
+    let sleeps: Vec<u64> = (0..8).map(|i| 100 + 5 * (7 - i)).collect();
+    let calls = sleeps
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| echo.get(&format!("/echo/{i}?ms={ms}")))
+        .collect();
+    let started = Instant::now();
+    let results = FanOut::shared().expect("shared pool").run(calls, BOUND);
+    let elapsed = started.elapsed();
+    let sum = Duration::from_millis(sleeps.iter().sum());
+    let answers: Vec<String> = results.iter().map(text_of).collect();
+    let expected: Vec<String> = (0..8).map(|i| i.to_string()).collect();
+    assert_eq!(answers, expected, "results in input order");
+    assert!(
+        elapsed < sum / 2,
+        "8 parallel calls took {elapsed:?}; one after another they take {sum:?}"
+    );
+}
+
+#[test]
+fn failed_calls_do_not_fail_the_others() {
+    let upstream = echo_upstream();
+    let silent = Silent::start();
+    let port = closed_port();
+    let ok = Upstream::new("echo", &upstream.url(""));
+    let refused_url = format!("http://127.0.0.1:{port}");
+    let refused = Upstream::new("refused", &refused_url);
+    let hanging = Upstream::new("hanging", &silent.url());
+    let deadline = Duration::from_millis(500);
+    let calls = vec![
+        ok.get("/echo/0?ms=50"),
+        ok.get("/fail"),
+        refused.get("/search"),
+        hanging.get("/features"),
+        ok.get("/echo/4"),
+    ];
+    let started = Instant::now();
+    let results = FanOut::shared().expect("pool").run(calls, deadline);
+    let elapsed = started.elapsed();
+    assert_eq!(results.len(), 5);
+    assert_eq!(text_of(&results[0]), "0");
+    assert_eq!(text_of(&results[4]), "4");
+
+    let err = err_of(&results[1]);
+    assert_eq!(err.kind(), ErrorKind::BadGateway, "{err}");
+    assert_eq!(err.status(), 502);
+    assert_eq!(err.to_json()["code"], "upstream_error");
+    let fail_url = upstream.url("/fail");
+    let message = err.message();
+    for needle in [
+        "upstream \"echo\"",
+        fail_url.as_str(),
+        "status 500",
+        "the database is on fire",
+    ] {
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    }
+
+    let err = err_of(&results[2]);
+    assert_eq!(err.kind(), ErrorKind::BadGateway, "{err}");
+    let message = err.message();
+    for needle in ["upstream \"refused\"", &refused_url, "connection refused"] {
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    }
+
+    let err = err_of(&results[3]);
+    assert_eq!(err.kind(), ErrorKind::GatewayTimeout, "{err}");
+    assert_eq!(err.status(), 504);
+    assert_eq!(err.to_json()["code"], "upstream_timeout");
+    let silent_url = format!("{}/features", silent.url());
+    let message = err.message();
+    for needle in ["upstream \"hanging\"", silent_url.as_str()] {
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    }
+    assert!(
+        elapsed >= deadline,
+        "the hanging call was given up before the deadline: {elapsed:?}"
+    );
+}
+
+/// An HTTP client that gives up after [`BOUND`]: a hang fails the test instead of blocking it.
+fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(BOUND))
+        .build()
+        .into()
+}
+
+/// Status and JSON body of a response.
+fn status_json(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut response = response.expect("response within the client timeout");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("body");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("body is not JSON ({err}): {text}"));
+    (status, body)
+}
+
+#[test]
+fn a_missed_deadline_is_a_504_naming_the_upstream_and_frees_the_worker() {
+    let silent = Silent::start();
+    let llm = Upstream::new("llm", &silent.url());
+    let deadline = Duration::from_millis(300);
+    let server = TestServer::start(
+        App::new()
+            .get("/ask", move |req: &Request| -> tinyserve::Result<String> {
+                let mut results =
+                    FanOut::shared()?.run_for(req, vec![llm.get("/complete")], deadline);
+                match results.pop() {
+                    Some(result) => Ok(result?.text()),
+                    None => Err(Error::internal("no result")),
+                }
+            })
+            .get("/ping", |_| "pong")
+            .with_workers(1),
+    );
+    let agent = client();
+    let started = Instant::now();
+    let (status, body) = status_json(agent.get(server.url("/ask")).call());
+    let elapsed = started.elapsed();
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["code"], "upstream_timeout", "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("upstream \"llm\"") && message.contains(&silent.url()),
+        "{message:?}"
+    );
+    assert!(elapsed >= deadline, "answered before the deadline");
+    // The only worker is free again.
+    let mut reply = agent.get(server.url("/ping")).call().expect("ping");
+    assert_eq!(reply.status().as_u16(), 200);
+    assert_eq!(reply.body_mut().read_to_string().expect("body"), "pong");
+}
+
+#[test]
+fn a_client_that_leaves_abandons_the_fan_out() {
+    let silent = Silent::start();
+    let slow = Upstream::new("slow", &silent.url());
+    let deadline = Duration::from_secs(30);
+    let (started_tx, started) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
+    let server = TestServer::start(App::new().get("/ask", move |req: &Request| {
+        let _ = started_tx.send(());
+        let begun = Instant::now();
+        let calls = vec![slow.get("/a"), slow.get("/b")];
+        let results = match FanOut::shared() {
+            Ok(pool) => pool.run_for(req, calls, deadline),
+            Err(err) => vec![Err(err)],
+        };
+        let errors: Vec<Option<String>> = results
+            .iter()
+            .map(|r| r.as_ref().err().map(|e| e.message().to_string()))
+            .collect();
+        let _ = done_tx.send((begun.elapsed(), errors));
+        "too late"
+    }));
+    let mut socket = TcpStream::connect(server.addr).expect("connect");
+    socket
+        .write_all(b"GET /ask HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("send request");
+    started.recv_timeout(BOUND).expect("the handler started");
+    drop(socket);
+    let (elapsed, errors) = done
+        .recv_timeout(BOUND)
+        .expect("the handler returned soon after its client left, long before its 30 s deadline");
+    assert!(elapsed < deadline / 3, "{elapsed:?}");
+    assert_eq!(errors.len(), 2);
+    for error in errors {
+        let message = error.expect("an abandoned call is an error");
+        assert!(
+            message.contains("upstream \"slow\"") && message.contains("client went away"),
+            "{message:?}"
+        );
+    }
+}
+
+/// `tinyserve serve --port 0` with extra arguments; killed when dropped.
+struct Proxy {
+    child: Child,
+    addr: String,
+}
+
+impl Proxy {
+    fn start(args: &[String], env: &[(&str, &str)]) -> Proxy {
+        let mut command = tinyserve();
+        command
+            .args(["serve", "--port", "0", "--workers", "4", "--models"])
+            .arg(repo("models/tests/multi"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start tinyserve serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (line_tx, line) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = line_tx.send(reader.read_line(&mut first).map(|_| first));
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let mut proxy = Proxy {
+            child,
+            addr: String::new(),
+        };
+        let first = match line.recv_timeout(Duration::from_secs(120)) {
+            Ok(Ok(first)) => first,
+            other => panic!("tinyserve serve did not start: {other:?}"),
+        };
+        proxy.addr = first
+            .trim_end()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        proxy
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn upstream_arg(spec: String) -> Vec<String> {
+    vec!["--upstream".to_string(), spec]
+}
+
+/// A Server-Sent Events client on a raw socket: reads the chunked body event by event.
+struct EventReader {
+    reader: BufReader<TcpStream>,
+    pending: Vec<u8>,
+}
+
+impl EventReader {
+    /// POSTs `body` to `path` and reads the response head, which must be a 200 event stream.
+    fn open(addr: &str, path: &str, body: &Value) -> EventReader {
+        let mut socket = TcpStream::connect(addr).expect("connect to the proxy");
+        socket.set_read_timeout(Some(BOUND)).expect("timeout");
+        let body = body.to_string();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(request.as_bytes()).expect("send request");
+        let mut reader = BufReader::new(socket);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("response head in time");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let lower = head.to_ascii_lowercase();
+        assert!(head.starts_with("HTTP/1.1 200"), "head: {head}");
+        assert!(lower.contains("content-type: text/event-stream"), "{head}");
+        assert!(lower.contains("transfer-encoding: chunked"), "{head}");
+        EventReader {
+            reader,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The next event's text (comments skipped), or `None` at the end of the body. Panics when
+    /// nothing arrives within [`BOUND`].
+    fn next(&mut self) -> Option<String> {
+        loop {
+            if let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = self.pending.drain(..end + 2).collect();
+                let event = String::from_utf8_lossy(&event).trim_end().to_string();
+                if event.starts_with(':') {
+                    continue;
+                }
+                return Some(event);
+            }
+            let mut size = String::new();
+            self.reader
+                .read_line(&mut size)
+                .unwrap_or_else(|err| panic!("no event within {BOUND:?}: {err}"));
+            let size = usize::from_str_radix(size.trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size line {size:?}"));
+            if size == 0 {
+                return None;
+            }
+            let mut chunk = vec![0; size + 2];
+            self.reader.read_exact(&mut chunk).expect("chunk");
+            self.pending.extend_from_slice(&chunk[..size]);
+        }
+    }
+}
+
+fn chat(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[test]
+fn the_proxy_passes_each_event_through_as_it_comes() {
+    const EVENTS: usize = 5;
+    let (ack_tx, acks) = mpsc::channel::<usize>();
+    let acks = Arc::new(Mutex::new(acks));
+    let (model_tx, models) = mpsc::channel();
+    let upstream = TestServer::start(App::new().post(
+        "/v1/chat/completions",
+        move |req: &Request| -> tinyserve::Result<Sse> {
+            let body: Value = req.json()?;
+            let _ = model_tx.send(body["model"].clone());
+            let acks = Arc::clone(&acks);
+            Ok(Sse::new(move |events| {
+                let acks = acks.lock().unwrap_or_else(|p| p.into_inner());
+                for k in 0..EVENTS {
+                    // Event k only once the client has event k-1: a proxy that buffers
+                    // anything deadlocks here, and the test's read times out.
+                    if k > 0 && acks.recv_timeout(BOUND) != Ok(k - 1) {
+                        return Ok(());
+                    }
+                    events.send(Event::json(&json!({"k": k})))?;
+                }
+                events.send(Event::data("[DONE]"))
+            }))
+        },
+    ));
+    let proxy = Proxy::start(&upstream_arg(format!("up={}", upstream.url("/v1"))), &[]);
+    let mut events = EventReader::open(
+        &proxy.addr,
+        "/v1/chat/completions",
+        &chat("up/anything", true),
+    );
+    for k in 0..EVENTS {
+        let event = events.next().expect("an event");
+        assert_eq!(event, format!("data: {{\"k\":{k}}}"));
+        ack_tx.send(k).expect("upstream waits for the ack");
+    }
+    assert_eq!(events.next().as_deref(), Some("data: [DONE]"));
+    assert_eq!(events.next(), None, "the stream ends after [DONE]");
+    assert_eq!(
+        models
+            .recv_timeout(BOUND)
+            .expect("upstream saw the request"),
+        "anything",
+        "the upstream gets its own model name"
+    );
+}
+
+#[test]
+fn a_client_leaving_the_proxy_closes_the_upstream_stream() {
+    let (ended_tx, ended) = mpsc::channel();
+    let upstream =
+        TestServer::start(App::new().post("/v1/chat/completions", move |_: &Request| {
+            let ended_tx = ended_tx.clone();
+            Sse::new(move |events| {
+                // A long generation (~100 s): only a closed connection ends it early.
+                for k in 0..5000 {
+                    if let Err(gone) = events.send(Event::json(&json!({"k": k}))) {
+                        let _ = ended_tx.send(k);
+                        return Err(gone);
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Ok(())
+            })
+        }));
+    let proxy = Proxy::start(&upstream_arg(format!("up={}", upstream.url("/v1"))), &[]);
+    let mut events = EventReader::open(
+        &proxy.addr,
+        "/v1/chat/completions",
+        &chat("up/anything", true),
+    );
+    assert_eq!(events.next().as_deref(), Some("data: {\"k\":0}"));
+    assert_eq!(events.next().as_deref(), Some("data: {\"k\":1}"));
+    drop(events);
+    let sent = ended
+        .recv_timeout(BOUND)
+        .expect("the upstream producer saw its client (the proxy) leave");
+    assert!(sent >= 2, "{sent}");
+}
+
+#[test]
+fn the_proxy_timeout_bounds_each_wait_not_the_whole_stream() {
+    let timeout = Duration::from_secs(1);
+    let (unstall, stall) = mpsc::channel::<()>();
+    let stall = Arc::new(Mutex::new(stall));
+    let upstream =
+        TestServer::start(App::new().post("/v1/chat/completions", move |_: &Request| {
+            let stall = Arc::clone(&stall);
+            Sse::new(move |events| {
+                // Three timeouts' worth of events, a tenth of a timeout apart...
+                for k in 0..30 {
+                    events.send(Event::json(&json!({"k": k})))?;
+                    thread::sleep(timeout / 10);
+                }
+                // ...then silence, longer than the timeout.
+                let _ = stall.lock().map(|stall| stall.recv_timeout(BOUND));
+                events.send(Event::data("[DONE]"))
+            })
+        }));
+    // In process, to give the upstream a short timeout (the CLI's is 30 s).
+    let models = ModelRegistry::load_dir(repo("models/tests/multi")).expect("models");
+    let up = Upstream::new("up", &upstream.url("/v1")).with_timeout(timeout);
+    let app = protocol::mount_with_upstreams(App::new(), &models, &Readiness::new(true), &[up]);
+    let proxy = TestServer::start(app);
+    let mut events = EventReader::open(
+        &proxy.addr.to_string(),
+        "/v1/chat/completions",
+        &chat("up/long", true),
+    );
+    for k in 0..30 {
+        let event = events.next().expect("an event");
+        assert_eq!(event, format!("data: {{\"k\":{k}}}"), "the stream was cut");
+    }
+    let last = events
+        .next()
+        .expect("an error event for the stalled upstream");
+    let last: Value = serde_json::from_str(last.trim_start_matches("data: ")).expect("JSON");
+    assert_eq!(last["error"]["code"], "upstream_error", "{last}");
+    let message = last["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("upstream \"up\"") && message.contains("timeout"),
+        "{message:?}"
+    );
+    assert_eq!(events.next(), None, "the stream ends after the error");
+    drop(unstall); // lets the upstream's producer finish, so its server stops at once
+}
+
+/// POSTs JSON through the proxy; status and JSON body.
+fn post(url: &str, body: &Value) -> (u16, Value) {
+    status_json(client().post(url).send_json(body))
+}
+
+/// Asserts a 502 in OpenAI's error shape with code `upstream_error`; returns its message.
+fn bad_gateway((status, body): &(u16, Value)) -> &str {
+    assert_eq!(*status, 502, "{body}");
+    assert_eq!(body["error"]["type"], "server_error", "{body}");
+    assert_eq!(body["error"]["code"], "upstream_error", "{body}");
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn upstream_failures_through_the_proxy() {
+    let invalid = json!({"error": {"message": "temperature too high", "type": "invalid_request_error", "param": "temperature", "code": null}});
+    let answer = invalid.clone();
+    let upstream = TestServer::start(App::new().post(
+        "/v1/chat/completions",
+        move |req: &Request| -> tinyserve::Result<tinyserve::Response> {
+            let body: Value = req.json()?;
+            Ok(match body["model"].as_str() {
+                Some("crash") => tinyserve::Response::text("model crashed").with_status(500),
+                _ => tinyserve::Response::json(&answer).with_status(400),
+            })
+        },
+    ));
+    let port = closed_port();
+    let mut args = upstream_arg(format!("up={}", upstream.url("/v1")));
+    args.extend(upstream_arg(format!("dead=http://127.0.0.1:{port}/v1")));
+    let proxy = Proxy::start(&args, &[]);
+    let url = proxy.url("/v1/chat/completions");
+
+    let reply = post(&url, &chat("dead/gpt", false));
+    let message = bad_gateway(&reply);
+    assert!(
+        message.contains("upstream \"dead\"") && message.contains("connection refused"),
+        "{message:?}"
+    );
+
+    let reply = post(&url, &chat("up/crash", true));
+    let message = bad_gateway(&reply);
+    assert!(
+        message.contains("upstream \"up\"")
+            && message.contains("status 500")
+            && message.contains("model crashed"),
+        "{message:?}"
+    );
+
+    let (status, body) = post(&url, &chat("up/picky", false));
+    assert_eq!(status, 400, "a 4xx from the upstream is passed through");
+    assert_eq!(body, invalid);
+}
+
+const KEY_VAR: &str = "TINYSERVE_OUTBOUND_TEST_KEY";
+
+#[test]
+fn the_proxy_sends_the_key_from_the_environment_and_lists_upstream_models() {
+    let upstream = TestServer::start(
+        App::new()
+            .post("/v1/chat/completions", |req: &Request| {
+                json!({"authorization": req.header("Authorization"), "model": req.json::<Value>().ok().map(|b| b["model"].clone())})
+            })
+            .get("/v1/models", |_| {
+                json!({"object": "list", "data": [
+                    {"id": "small", "object": "model", "owned_by": "them"},
+                    {"id": "large", "object": "model", "owned_by": "them"}
+                ]})
+            }),
+    );
+    let spec = format!("up={},key-env={KEY_VAR}", upstream.url("/v1"));
+    let proxy = Proxy::start(&upstream_arg(spec), &[(KEY_VAR, "sk-test-123")]);
+
+    let (status, body) = post(&proxy.url("/v1/chat/completions"), &chat("up/large", false));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"authorization": "Bearer sk-test-123", "model": "large"})
+    );
+
+    let (status, body) = status_json(client().get(proxy.url("/v1/models")).call());
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    for id in ["up/small", "up/large", "add_mul", "scale"] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+}
+
+#[test]
+fn serve_refuses_an_upstream_whose_key_variable_is_unset() {
+    let mut command: Command = tinyserve();
+    command
+        .args(["serve", "--port", "0", "--models"])
+        .arg(repo("models/tests/multi"))
+        .arg("--upstream")
+        .arg(format!("x=http://127.0.0.1:9/v1,key-env={KEY_VAR}_UNSET"))
+        .env_remove(format!("{KEY_VAR}_UNSET"));
+    let out = run(command, Duration::from_secs(120));
+    assert!(
+        !out.success,
+        "serve started without its key: {}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("listening"),
+        "it must not listen: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.starts_with("error: ") && out.stderr.contains(&format!("{KEY_VAR}_UNSET")),
+        "stderr: {}",
+        out.stderr
+    );
+}
