@@ -4,6 +4,7 @@ mod support;
 
 mod batching;
 mod cli;
+mod docs;
 mod http;
 mod models;
 mod openai;

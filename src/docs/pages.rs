@@ -68,7 +68,7 @@ fn index(site: &Site, req: &Request) -> Response {
             (false, Some(_)) => "classifier",
             (false, None) => "form",
         };
-        let sig = &info.model.signature();
+        let sig = info.model.signature();
         items.push_str(&format!(
             "<li><a class=\"model\" href=\"{root}/models/{href}\">{name}</a> \
              <span class=\"badge\">{kind}</span><div class=\"sig\">{ins} → {outs}</div></li>\n",

@@ -158,9 +158,7 @@ impl Model {
         let mut session = self.take_session()?;
         let started = std::time::Instant::now();
         let result = (|| {
-            let outputs = session
-                .run(values)
-                .map_err(|err| Error::internal(format!("model \"{}\": {err}", self.name)))?;
+            let outputs = session.run(values).map_err(|err| self.run_error(&err))?;
             self.signature
                 .outputs
                 .iter()
@@ -178,6 +176,19 @@ impl Model {
             inferences.observe(started.elapsed());
         }
         result
+    }
+
+    /// ONNX Runtime refusing the values it was given (such as an index out of range in a
+    /// Gather) is the client's mistake, 422; anything else is ours, 500.
+    fn run_error(&self, err: &ort::Error) -> Error {
+        match err.code() {
+            ort::error::ErrorCode::InvalidArgument => Error::invalid_input(format!(
+                "model \"{}\" rejected the input: {}",
+                self.name,
+                err.message()
+            )),
+            _ => Error::internal(format!("model \"{}\": {err}", self.name)),
+        }
     }
 
     pub(crate) fn batcher(&self) -> Option<&Batcher> {

@@ -36,7 +36,7 @@ function render(doc) {
     el("p", {class: "muted"}, "Base URL ", el("code", {}, doc.servers[0].url),
       ` · OpenAPI ${doc.openapi} · `, el("a", {href: CONFIG.root + "/openapi.json"}, "openapi.json")),
     el("p", {}, sections.map(([tag], i) => [i ? " · " : "", el("a", {href: "#tag-" + tag}, tag)])),
-    sections.map(([tag, ops]) => el("section", {id: "tag-" + tag}, el("h2", {}, tag), ops)));
+    ...sections.map(([tag, ops]) => el("section", {id: "tag-" + tag}, el("h2", {}, tag), ops)));
 }
 
 function operation(doc, path, method, op) {
@@ -65,7 +65,7 @@ function operation(doc, path, method, op) {
   body.append(tryIt(path, method, op));
   return el("details", {class: "op", id: op.operationId},
     el("summary", {}, el("span", {class: "method " + method}, method.toUpperCase()),
-      el("code", {}, path), el("span", {class: "muted"}, op.summary || "")),
+      el("code", {}, path), el("span", {class: "muted"}, text(op.summary))),
     body);
 }
 

@@ -1,0 +1,413 @@
+//! Self-documentation: the OpenAPI document's per-model schemas, examples, streams, errors and
+//! servers; routes documented through the library; the docs and demo pages. `live` runs the
+//! real tools: openapi-spec-validator, schemathesis and headless Chromium.
+
+mod live;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use serde_json::{json, Value};
+use tinyserve::{docs, App, Json, Request, RouteDoc};
+
+use crate::cli::tinyserve;
+use crate::support::{repo, TestServer};
+
+fn openapi(server: &TestServer) -> Value {
+    let reply = server.get("/openapi.json");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+fn op<'a>(doc: &'a Value, path: &str, method: &str) -> &'a Value {
+    let op = &doc["paths"][path][method];
+    assert!(op.is_object(), "no {method} {path} in the document");
+    op
+}
+
+fn request_media(op: &Value) -> &Value {
+    &op["requestBody"]["content"]["application/json"]
+}
+
+/// The JSON Schema of one element of input `name` in a model's predict request.
+fn predict_element<'a>(doc: &'a Value, model: &str, name: &str) -> &'a Value {
+    let op = op(doc, &format!("/models/{model}/predict"), "post");
+    let mut schema = &request_media(op)["schema"]["properties"]["inputs"]["properties"][name];
+    while schema["type"] == "array" {
+        schema = &schema["items"];
+    }
+    schema
+}
+
+#[test]
+fn per_model_schemas_have_the_signature_and_a_working_example() {
+    let server = TestServer::models("models");
+    let doc = openapi(&server);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["servers"], json!([{"url": "/"}]));
+
+    let predict = op(&doc, "/models/iris/predict", "post");
+    let example = json!({"inputs": {"input": [[5.1, 3.5, 1.4, 0.2]]}});
+    assert_eq!(request_media(predict)["example"], example);
+    let input = &request_media(predict)["schema"]["properties"]["inputs"];
+    assert_eq!(input["required"], json!(["input"]));
+    assert_eq!(input["additionalProperties"], false);
+    let rows = &input["properties"]["input"];
+    assert_eq!(
+        (&rows["type"], &rows["minItems"]),
+        (&json!("array"), &json!(1))
+    );
+    assert!(
+        rows.get("maxItems").is_none(),
+        "a dynamic batch is unbounded: {rows}"
+    );
+    assert_eq!(
+        (&rows["items"]["minItems"], &rows["items"]["maxItems"]),
+        (&json!(4), &json!(4))
+    );
+    let max = f64::from(f32::MAX);
+    assert_eq!(
+        predict_element(&doc, "iris", "input"),
+        &json!({"type": "number", "minimum": -max, "maximum": max})
+    );
+    let outputs = &predict["responses"]["200"]["content"]["application/json"]["schema"]
+        ["properties"]["outputs"];
+    assert_eq!(outputs["required"], json!(["probabilities", "label"]));
+    assert_eq!(
+        outputs["properties"]["probabilities"]["items"]["maxItems"],
+        3
+    );
+    assert_eq!(outputs["properties"]["label"]["items"]["type"], "integer");
+
+    let infer = op(&doc, "/v2/models/iris/infer", "post");
+    let v2_example = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+        "data": [5.1, 3.5, 1.4, 0.2]}]});
+    assert_eq!(request_media(infer)["example"], v2_example);
+    let item = &request_media(infer)["schema"]["properties"]["inputs"]["items"]["oneOf"][0];
+    assert_eq!(item["properties"]["name"]["const"], "input");
+    assert_eq!(item["properties"]["datatype"]["const"], "FP32");
+
+    // The examples are valid: the server answers them, and iris says setosa.
+    let reply = server.post_json("/models/iris/predict", &example);
+    assert_eq!(reply.json()["outputs"]["label"], json!([0]));
+    let reply = server.post_json("/v2/models/iris/infer", &v2_example);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // A byte-level language model takes bytes.
+    let token = predict_element(&doc, "bytelm", "input_ids");
+    assert_eq!(
+        (&token["minimum"], &token["maximum"]),
+        (&json!(0), &json!(255))
+    );
+
+    // The generic routes stay, with their path parameters declared.
+    let generic = op(&doc, "/models/{name}/predict", "post");
+    assert_eq!(
+        generic["parameters"],
+        json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}])
+    );
+    for (path, method) in [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/v2", "get"),
+        ("/v2/models/{name}", "get"),
+        ("/v2/models/{name}/versions/{version}/infer", "post"),
+        ("/v1/models", "get"),
+        ("/v1/completions", "post"),
+        ("/metrics", "get"),
+        ("/models", "get"),
+        ("/predict", "post"),
+        ("/openapi.json", "get"),
+        ("/docs", "get"),
+        ("/", "get"),
+        ("/models/{name}", "get"),
+    ] {
+        assert!(!op(&doc, path, method)["summary"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty());
+    }
+}
+
+#[test]
+fn element_schemas_follow_each_datatype() {
+    let server = TestServer::models("models/tests/dtypes");
+    let doc = openapi(&server);
+    let int = |min: Value, max: Value| json!({"type": "integer", "minimum": min, "maximum": max});
+    let cases = [
+        ("bool", json!({"type": "boolean"})),
+        ("uint8", int(json!(0), json!(255))),
+        ("uint16", int(json!(0), json!(65535))),
+        ("uint32", int(json!(0), json!(4294967295u64))),
+        ("uint64", int(json!(0), json!(u64::MAX))),
+        ("int8", int(json!(-128), json!(127))),
+        ("int16", int(json!(-32768), json!(32767))),
+        ("int32", int(json!(i32::MIN), json!(i32::MAX))),
+        ("int64", int(json!(i64::MIN), json!(i64::MAX))),
+        (
+            "fp16",
+            json!({"type": "number", "minimum": -65504, "maximum": 65504}),
+        ),
+        ("fp64", json!({"type": "number"})),
+    ];
+    for (ty, expected) in cases {
+        let model = format!("echo_{ty}");
+        assert_eq!(predict_element(&doc, &model, "x"), &expected, "{model}");
+        // The generated example is valid for the model.
+        let op = op(&doc, &format!("/models/{model}/predict"), "post");
+        let reply = server.post_json(
+            &format!("/models/{model}/predict"),
+            &request_media(op)["example"],
+        );
+        assert_eq!(reply.status, 200, "{model}: {}", reply.text());
+    }
+    let output = &op(&doc, "/models/echo_fp32/predict", "post")["responses"]["200"]["content"]
+        ["application/json"]["schema"]["properties"]["outputs"]["properties"]["y"]["items"]
+        ["items"];
+    assert_eq!(
+        output["type"],
+        json!(["number", "null"]),
+        "NaN is written as null"
+    );
+}
+
+#[test]
+fn static_shapes_bound_every_dimension() {
+    let server = TestServer::models("models/tests/multi");
+    let doc = openapi(&server);
+    let media = request_media(op(&doc, "/models/add_mul/predict", "post"));
+    let inputs = &media["schema"]["properties"]["inputs"];
+    assert_eq!(inputs["required"], json!(["a", "b"]));
+    let a = &inputs["properties"]["a"];
+    assert_eq!((&a["minItems"], &a["maxItems"]), (&json!(2), &json!(2)));
+    assert_eq!(
+        (&a["items"]["minItems"], &a["items"]["maxItems"]),
+        (&json!(3), &json!(3))
+    );
+    let reply = server.post_json("/models/add_mul/predict", &media["example"]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let infer = request_media(op(&doc, "/v2/models/add_mul/infer", "post"));
+    let list = &infer["schema"]["properties"]["inputs"];
+    assert_eq!(
+        (&list["minItems"], &list["maxItems"]),
+        (&json!(2), &json!(2))
+    );
+    let reply = server.post_json("/v2/models/add_mul/infer", &infer["example"]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[test]
+fn streams_errors_and_text_answers_are_described() {
+    let server = TestServer::models("models");
+    let doc = openapi(&server);
+    let chat = &op(&doc, "/v1/chat/completions", "post")["responses"];
+    let event = &chat["200"]["content"]["text/event-stream"]["schema"];
+    for field in ["data", "event", "id", "retry"] {
+        assert!(
+            event["properties"][field].is_object(),
+            "event field {field}: {event}"
+        );
+    }
+    assert_eq!(
+        event["properties"]["data"]["contentMediaType"],
+        "application/json"
+    );
+    assert!(
+        chat["200"]["content"]["application/json"].is_object(),
+        "stream: false is JSON"
+    );
+    let openai_error = json!({"anyOf": [{"$ref": "#/components/schemas/OpenAIError"},
+        {"$ref": "#/components/schemas/Error"}]});
+    assert_eq!(
+        chat["4XX"]["content"]["application/json"]["schema"],
+        openai_error
+    );
+
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    for status in ["4XX", "5XX"] {
+        let responses = &op(&doc, "/models/iris/predict", "post")["responses"];
+        assert_eq!(
+            responses[status]["content"]["application/json"]["schema"],
+            error
+        );
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["Error"]["required"],
+        json!(["error", "code"])
+    );
+    let metrics = &op(&doc, "/metrics", "get")["responses"]["200"]["content"];
+    assert!(
+        metrics["text/plain; version=0.0.4"].is_object(),
+        "{metrics}"
+    );
+    let page = &op(&doc, "/docs", "get")["responses"]["200"]["content"];
+    assert!(page["text/html"].is_object(), "{page}");
+}
+
+#[test]
+fn routes_added_through_the_library_are_documented() {
+    let app = App::new()
+        .post("/echo", |req: &Request| req.json::<Value>().map(Json))
+        .document(
+            "POST",
+            "/echo",
+            RouteDoc::new("Echo a JSON value")
+                .with_tag("Mine")
+                .with_request(json!({"type": "object"}))
+                .with_example(json!({"hello": "world"}))
+                .with_response(json!({"type": "object"})),
+        )
+        .get("/secret", |_| "hidden")
+        .document("GET", "/secret", RouteDoc::new("Secret").hidden());
+    // Routes added after mounting show up too: the catalog is shared.
+    let app = docs::mount_openapi(app)
+        .get("/later/<id>", |req: &Request| {
+            req.param("id").unwrap_or("").to_string()
+        })
+        .document("GET", "/later/<id>", RouteDoc::new("Added after the docs"));
+    let server = TestServer::start(app);
+    let doc = openapi(&server);
+    let echo = op(&doc, "/echo", "post");
+    assert_eq!(echo["summary"], "Echo a JSON value");
+    assert_eq!(echo["tags"], json!(["Mine"]));
+    assert_eq!(request_media(echo)["example"], json!({"hello": "world"}));
+    assert_eq!(
+        op(&doc, "/later/{id}", "get")["parameters"][0]["name"],
+        "id"
+    );
+    assert!(
+        doc["paths"].get("/secret").is_none(),
+        "hidden routes are left out"
+    );
+    assert!(
+        doc["paths"].get("/").is_none(),
+        "mount_openapi adds no demo pages"
+    );
+    let page = server.get("/docs");
+    assert_eq!(
+        page.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        !page.text().contains(">Models</a>"),
+        "no link to demo pages that do not exist"
+    );
+}
+
+#[test]
+fn servers_and_page_urls_follow_the_root_path() {
+    // A trusted proxy's prefix (loopback is trusted by default).
+    let server = TestServer::models("models");
+    let reply = server.request(
+        "GET",
+        "/openapi.json",
+        &[("X-Forwarded-Prefix", "/proxy")],
+        b"",
+    );
+    assert_eq!(reply.json()["servers"], json!([{"url": "/proxy"}]));
+
+    // `tinyserve serve --root-path /api`, with or without the prefix in the request path.
+    let (_child, addr) = serve_with(&["--root-path", "/api"]);
+    let get = |path: &str| {
+        let url = format!("http://{addr}{path}");
+        let mut res = ureq::get(&url)
+            .call()
+            .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+        res.body_mut().read_to_string().expect("body")
+    };
+    for path in ["/api/openapi.json", "/openapi.json"] {
+        let doc: Value = serde_json::from_str(&get(path)).expect("JSON");
+        assert_eq!(doc["servers"], json!([{"url": "/api"}]), "{path}");
+    }
+    let page = get("/api/models/iris");
+    assert!(
+        page.contains(r#""predict":"/api/models/iris/predict""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"href="/api/docs""#), "{page}");
+    assert!(get("/api/").contains(r#"href="/api/models/bytelm""#));
+}
+
+#[test]
+fn pages_are_self_contained_html_next_to_the_json_routes() {
+    let server = TestServer::models("models");
+    for path in ["/", "/docs", "/models/iris", "/models/bytelm"] {
+        let reply = server.get(path);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        assert_eq!(
+            reply.header("Content-Type"),
+            Some("text/html; charset=utf-8"),
+            "{path}"
+        );
+        let html = reply.text();
+        for external in [
+            "http://",
+            "https://",
+            "<script src",
+            "<link rel=\"stylesheet\"",
+        ] {
+            assert!(
+                !html.contains(external),
+                "{path} loads something external: {external}"
+            );
+        }
+    }
+    let index = server.get("/").text();
+    for link in [
+        r#"href="/models/iris""#,
+        r#"href="/models/bytelm""#,
+        r#"href="/docs""#,
+    ] {
+        assert!(index.contains(link), "{link} missing from the index");
+    }
+    let iris = server.get("/models/iris").text();
+    assert!(
+        iris.contains(r#""example":{"input":[[5.1,3.5,1.4,0.2]]}"#),
+        "{iris}"
+    );
+    assert!(server
+        .get("/models/bytelm")
+        .text()
+        .contains(r#""chat":"/v1/chat/completions""#));
+    server
+        .get("/models/nope")
+        .assert_error(404, "model_not_found", "nope");
+    // The JSON routes next to the pages are unchanged.
+    assert_eq!(server.get("/models").json()["models"][0]["name"], "bytelm");
+    assert_eq!(server.get("/v2/models/iris").json()["name"], "iris");
+}
+
+/// `tinyserve serve --port 0 --models models ARGS`, killed when the guard drops; its address.
+fn serve_with(args: &[&str]) -> (KillOnDrop, String) {
+    let mut child = tinyserve()
+        .args(["serve", "--port", "0", "--workers", "4", "--models"])
+        .arg(repo("models"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tinyserve serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = KillOnDrop(child);
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    let addr = line
+        .trim_end()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    (guard, addr)
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
