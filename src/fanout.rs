@@ -1,10 +1,13 @@
 //! Outbound HTTP: an [`Upstream`] per service, and [`FanOut`] to call several at once.
 //!
-//! Handlers block, so parallel calls need threads: `FanOut` owns a pool of plain threads sized
-//! for I/O (threads mostly wait on sockets), fed by one queue. Not a rayon pool: rayon's
-//! work-stealing is built for one thread per core, and with hundreds of mostly idle threads it
-//! spends the CPU looking for work. A handler hands it N calls and gets N results back, in
-//! order, in the time of the slowest call, or by the deadline.
+//! Handlers block, so parallel calls need threads: `FanOut` owns a rayon pool sized for I/O
+//! (threads mostly wait on sockets), separate from rayon's global pool (one thread per core,
+//! which would run blocking calls one core at a time). A handler hands it N calls and gets N
+//! results back, in order, in the time of the slowest call, or by the deadline.
+//!
+//! Size the pool for the calls in flight, not far beyond: rayon's idle workers look for work
+//! (work stealing), which costs CPU that grows with the number of threads (measured: a
+//! 512-thread pool spent about half of two cores doing so under load; see the README).
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -318,12 +321,10 @@ impl Call {
     }
 }
 
-/// Runs outbound calls in parallel on its own thread pool.
+/// Runs outbound calls in parallel on its own rayon thread pool.
 pub struct FanOut {
-    jobs: mpsc::Sender<Job>,
+    pool: rayon::ThreadPool,
 }
-
-type Job = Box<dyn FnOnce() + Send>;
 
 /// Threads of the shared [`FanOut`] pool: calls mostly wait, so many more than cores.
 pub const DEFAULT_FANOUT_THREADS: usize = 64;
@@ -331,28 +332,15 @@ pub const DEFAULT_FANOUT_THREADS: usize = 64;
 impl FanOut {
     /// A pool of `threads` threads for outbound calls.
     pub fn new(threads: usize) -> Result<FanOut> {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
-        for i in 0..threads.max(1) {
-            let queue = Arc::clone(&queue);
-            std::thread::Builder::new()
-                .name(format!("tinyserve-fanout-{i}"))
-                .spawn(move || loop {
-                    let job = match queue.lock() {
-                        Ok(queue) => queue.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => {
-                            // A panicking call loses its result (reported as a 504), not the thread.
-                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                        }
-                        Err(_) => return, // the FanOut was dropped
-                    }
-                })
-                .map_err(Error::internal)?;
-        }
-        Ok(FanOut { jobs })
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("tinyserve-fanout-{i}"))
+            // rayon aborts the process on a panic in a spawned job unless a handler is set; a
+            // panicking call only loses its own result (reported as a 504 by the deadline).
+            .panic_handler(|_| crate::log::error("an outbound call panicked"))
+            .build()
+            .map_err(Error::internal)?;
+        Ok(FanOut { pool })
     }
 
     /// The process-wide pool ([`DEFAULT_FANOUT_THREADS`] threads), created on first use.
@@ -405,9 +393,9 @@ impl FanOut {
             .collect();
         for (index, call) in calls.into_iter().enumerate() {
             let done = done.clone();
-            let _ = self.jobs.send(Box::new(move || {
+            self.pool.spawn(move || {
                 let _ = done.send((index, call.send_within(deadline)));
-            }));
+            });
         }
         drop(done);
         let mut slots: Vec<Option<Result<UpstreamReply>>> = (0..urls.len()).map(|_| None).collect();

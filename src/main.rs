@@ -310,7 +310,8 @@ fn parse_upstream(spec: &str) -> tinyserve::Result<Upstream> {
             "expected NAME=URL with a NAME without '/' and an http(s) URL",
         ));
     }
-    let upstream = Upstream::new(name, url);
+    // LLM providers can take minutes for a long completion.
+    let upstream = Upstream::new(name, url).with_timeout(Duration::from_secs(300));
     match key_env {
         None => Ok(upstream),
         Some(var) => {
