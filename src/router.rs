@@ -25,15 +25,9 @@ impl Pattern {
     /// Parses `/a/<b>/c`. A segment written `<name>` (or `{name}`) captures one path segment.
     pub(crate) fn parse(text: &str) -> Pattern {
         let segments = split(text)
-            .map(|segment| {
-                let param = segment
-                    .strip_prefix('<')
-                    .and_then(|s| s.strip_suffix('>'))
-                    .or_else(|| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')));
-                match param {
-                    Some(name) => Segment::Param(name.to_string()),
-                    None => Segment::Literal(segment.to_string()),
-                }
+            .map(|segment| match param_name(segment) {
+                Some(name) => Segment::Param(name.to_string()),
+                None => Segment::Literal(segment.to_string()),
             })
             .collect();
         Pattern {
@@ -69,6 +63,14 @@ impl Pattern {
     pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
+}
+
+/// The parameter a pattern segment captures: `name` for `<name>` (or `{name}`).
+pub(crate) fn param_name(segment: &str) -> Option<&str> {
+    segment
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .or_else(|| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
 }
 
 fn split(path: &str) -> impl Iterator<Item = &str> {

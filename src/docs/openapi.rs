@@ -134,18 +134,12 @@ fn openapi_path(pattern: &str) -> (String, Vec<String>) {
     let mut params = Vec::new();
     let segments: Vec<String> = pattern
         .split('/')
-        .map(|segment| {
-            let param = segment
-                .strip_prefix('<')
-                .and_then(|s| s.strip_suffix('>'))
-                .or_else(|| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')));
-            match param {
-                Some(name) => {
-                    params.push(name.to_string());
-                    format!("{{{name}}}")
-                }
-                None => segment.to_string(),
+        .map(|segment| match crate::router::param_name(segment) {
+            Some(name) => {
+                params.push(name.to_string());
+                format!("{{{name}}}")
             }
+            None => segment.to_string(),
         })
         .collect();
     let path = segments.join("/");
