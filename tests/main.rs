@@ -5,6 +5,7 @@ mod support;
 mod batching;
 mod cli;
 mod docs;
+mod generation;
 mod http;
 mod models;
 mod openai;
