@@ -4,14 +4,11 @@
 
 mod live;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
 use serde_json::{json, Value};
 use tinyserve::{docs, App, Json, Request, RouteDoc};
 
-use crate::cli::tinyserve;
-use crate::support::{repo, TestServer};
+use crate::support::serve::ServeChild;
+use crate::support::TestServer;
 
 fn openapi(server: &TestServer) -> Value {
     let reply = server.get("/openapi.json");
@@ -307,9 +304,9 @@ fn servers_and_page_urls_follow_the_root_path() {
     assert_eq!(reply.json()["servers"], json!([{"url": "/proxy"}]));
 
     // `tinyserve serve --root-path /api`, with or without the prefix in the request path.
-    let (_child, addr) = serve_with(&["--root-path", "/api"]);
+    let server = ServeChild::start(&["--root-path", "/api"]);
     let get = |path: &str| {
-        let url = format!("http://{addr}{path}");
+        let url = server.url(path);
         let mut res = ureq::get(&url)
             .call()
             .unwrap_or_else(|err| panic!("GET {url}: {err}"));
@@ -375,39 +372,4 @@ fn pages_are_self_contained_html_next_to_the_json_routes() {
     // The JSON routes next to the pages are unchanged.
     assert_eq!(server.get("/models").json()["models"][0]["name"], "bytelm");
     assert_eq!(server.get("/v2/models/iris").json()["name"], "iris");
-}
-
-/// `tinyserve serve --port 0 --models models ARGS`, killed when the guard drops; its address.
-fn serve_with(args: &[&str]) -> (KillOnDrop, String) {
-    let mut child = tinyserve()
-        .args(["serve", "--port", "0", "--workers", "4", "--models"])
-        .arg(repo("models"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tinyserve serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let guard = KillOnDrop(child);
-    let mut reader = BufReader::new(stdout);
-    let mut line = String::new();
-    let _ = reader.read_line(&mut line);
-    let addr = line
-        .trim_end()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    (guard, addr)
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

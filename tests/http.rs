@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tinyserve::{App, Error, Json, Request, Settings};
 
+use crate::support::wire::{connect, find};
 use crate::support::{repo, Reply, TestServer};
 
 /// How long a client waits for the server before the test gives up.
@@ -103,10 +104,6 @@ impl Gate {
 // ---------------------------------------------------------------------------------------------
 // A raw HTTP/1.1 client: exact bytes out, responses parsed by Content-Length.
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Parses one response at the start of `buf`; `None` while it is incomplete. Returns the reply
 /// and the number of bytes it took. `head_only`: the response to a HEAD, which has no body.
 fn parse_response(buf: &[u8], head_only: bool) -> Option<(Reply, usize)> {
@@ -173,15 +170,8 @@ struct Conn {
 
 impl Conn {
     fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect to the test server");
-        stream
-            .set_read_timeout(Some(CLIENT_TIMEOUT))
-            .expect("set read timeout");
-        stream
-            .set_write_timeout(Some(CLIENT_TIMEOUT))
-            .expect("set write timeout");
         Conn {
-            stream,
+            stream: connect(addr, CLIENT_TIMEOUT),
             buf: Vec::new(),
         }
     }

@@ -8,44 +8,8 @@ use serde_json::{json, Value};
 use tinyserve::model::ModelRegistry;
 use tinyserve::App;
 
-use crate::support::{repo, Reply, TestServer};
-
-/// The cases of `models/tests/fixtures/<name>.json`.
-pub(crate) fn fixture(name: &str) -> Vec<Value> {
-    let path = repo(&format!("models/tests/fixtures/{name}.json"));
-    let text = std::fs::read_to_string(&path).expect("read fixture");
-    let cases: Vec<Value> = serde_json::from_str(&text).expect("fixture is a JSON list");
-    assert!(!cases.is_empty(), "{} has no cases", path.display());
-    cases
-}
-
-/// Row-major leaves of nested arrays.
-pub(crate) fn flatten(value: &Value) -> Vec<Value> {
-    match value {
-        Value::Array(items) => items.iter().flat_map(flatten).collect(),
-        scalar => vec![scalar.clone()],
-    }
-}
-
-/// The numbers of a nested array, flattened, as f64.
-pub(crate) fn floats(value: &Value) -> Vec<f64> {
-    flatten(value)
-        .iter()
-        .map(|v| v.as_f64().unwrap_or_else(|| panic!("{v} is not a number")))
-        .collect()
-}
-
-/// Asserts `got` (any nesting) equals `expected` (any nesting) element-wise within `tolerance`.
-pub(crate) fn assert_close(got: &Value, expected: &Value, tolerance: f64, what: &str) {
-    let (got, expected) = (floats(got), floats(expected));
-    assert_eq!(got.len(), expected.len(), "{what}: element count");
-    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert!(
-            (g - e).abs() <= tolerance,
-            "{what}: element {i} is {g}, expected {e} (tolerance {tolerance})"
-        );
-    }
-}
+use crate::support::fixtures::{assert_close, fixture, flatten, floats};
+use crate::support::{repo, scratch_dir, Reply, TestServer};
 
 /// The shape of a rectangular nested array.
 fn shape_of(value: &Value) -> Vec<usize> {
@@ -636,8 +600,7 @@ fn iris_fixture_through_predict_and_v2() {
     }
 
     // `POST /predict` works when exactly one model is loaded: a folder holding only iris.
-    let dir = std::env::temp_dir().join(format!("tinyserve-single-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = scratch_dir("single");
     std::fs::copy(repo("models/iris.onnx"), dir.join("iris.onnx")).expect("copy iris");
     let models = ModelRegistry::load_dir(&dir).expect("load the single model");
     let ready = tinyserve::protocol::Readiness::new(true);
@@ -1069,13 +1032,7 @@ struct EmptyDir(PathBuf);
 
 impl EmptyDir {
     fn new() -> EmptyDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path =
-            std::env::temp_dir().join(format!("tinyserve-empty-{}-{nanos}", std::process::id()));
-        std::fs::create_dir(&path).expect("create empty dir");
-        EmptyDir(path)
+        EmptyDir(scratch_dir("empty"))
     }
 }
 

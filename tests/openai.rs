@@ -8,128 +8,24 @@
 //! `/metrics` belong to that test alone. Generated text is never written down here: the model
 //! file may be regenerated, so expectations come from the reference generator at run time.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::cli::{run, tinyserve};
-use crate::python::python_env;
-use crate::streaming::{Http, Nginx};
+use crate::support::nginx::Nginx;
+use crate::support::process::run;
+use crate::support::python::{assert_checks_passed, python_env};
 use crate::support::repo;
+use crate::support::serve::ServeChild;
+use crate::support::wire::Http;
 
 /// Tokens asked for when a test needs a stream that runs for seconds (the server's maximum).
 const LONG: u64 = 4096;
 /// How long a bounded poll (of `/metrics`, or for a freed slot) may take.
 const POLL_LIMIT: Duration = Duration::from_secs(20);
-
-/// A `tinyserve serve --port 0 --models models --workers 4` child process, killed on drop
-/// (the pattern of `tests/cli.rs`, with extra flags).
-struct Serve {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    fn start(extra: &[&str]) -> Serve {
-        let mut command = tinyserve();
-        command
-            .args(["serve", "--port", "0", "--workers", "4", "--models"])
-            .arg(repo("models"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start tinyserve serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(pipe) = child.stderr.take() {
-            let stderr = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(mut text) = stderr.lock() {
-                        text.push_str(&line);
-                        text.push('\n');
-                    }
-                }
-            });
-        }
-        let (lines, first) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = lines.send(reader.read_line(&mut line).map(|_| line));
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        // From here on the guard kills the child whatever happens.
-        let mut guard = Serve {
-            child,
-            stderr,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let line = match first.recv_timeout(Duration::from_secs(120)) {
-            Ok(Ok(line)) => line,
-            Ok(Err(err)) => panic!("reading the server's stdout: {err}"),
-            Err(_) => panic!(
-                "tinyserve serve printed nothing within 120 s; stderr:\n{}",
-                guard.stderr()
-            ),
-        };
-        guard.addr = line
-            .trim_end()
-            .strip_prefix("listening on http://")
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "first stdout line {line:?} is not `listening on http://ADDR`; stderr:\n{}",
-                    guard.stderr()
-                )
-            });
-        guard
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// POSTs JSON, expects 200 JSON, returns the body.
-    fn ok(&self, path: &str, body: &Value) -> Value {
-        let mut http = Http::post_json(self.addr, path, body);
-        let status = http.status;
-        let answer = http.json();
-        assert_eq!(status, 200, "POST {path} {body}: {answer}");
-        answer
-    }
-
-    /// A counter or gauge of `/metrics` (the whole series, e.g. `name{model="bytelm"}`).
-    fn metric(&self, series: &str) -> f64 {
-        let mut http = Http::get(self.addr, "/metrics");
-        assert_eq!(http.status, 200);
-        let text = String::from_utf8(http.read_to_end()).expect("metrics are UTF-8");
-        text.lines()
-            .find_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                (name == series).then(|| value.parse().expect("a number"))
-            })
-            .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const TOKENS: &str = "tinyserve_generated_tokens_total{model=\"bytelm\"}";
 const CANCELLED: &str = "tinyserve_generations_cancelled_total{model=\"bytelm\"}";
@@ -192,7 +88,7 @@ fn assert_created_now(answer: &Value) {
 
 #[test]
 fn completions_and_chat_have_the_openai_shapes() {
-    let server = Serve::start(&[]);
+    let server = ServeChild::start(&[]);
 
     // Bytes, not characters: "é" is two tokens.
     let prompt = "Café au lait, ";
@@ -327,7 +223,7 @@ fn text_of(answer: &Value) -> String {
 
 #[test]
 fn greedy_completions_match_the_reference_generator() {
-    let server = Serve::start(&[]);
+    let server = ServeChild::start(&[]);
     for prompt in ["The ", "def ", "Naïve → "] {
         let (reference_text, tokens) = reference(prompt, 40);
         assert_eq!(tokens.len(), 40);
@@ -381,7 +277,7 @@ fn greedy_completions_match_the_reference_generator() {
 
 #[test]
 fn streams_use_the_openai_chunk_format() {
-    let server = Serve::start(&[]);
+    let server = ServeChild::start(&[]);
 
     // Completions.
     let plain = server.ok("/v1/completions", &completion("def ", 40));
@@ -497,7 +393,7 @@ fn assert_openai_error(mut http: Http, status: u16, code: &str, needle: &str) {
 
 #[test]
 fn errors_are_openai_shaped_with_the_right_status() {
-    let server = Serve::start(&[]);
+    let server = ServeChild::start(&[]);
     let post = |path: &str, body: Value| Http::post_json(server.addr, path, &body);
     let stream = |body: Value| streaming(body, json!({}));
 
@@ -548,7 +444,7 @@ fn errors_are_openai_shaped_with_the_right_status() {
 
 /// Waits (bounded) until the cancelled counter passes `before`, then until the token counter
 /// stops moving; returns the final token count.
-fn wait_for_cancellation(server: &Serve, cancelled_before: f64) -> f64 {
+fn wait_for_cancellation(server: &ServeChild, cancelled_before: f64) -> f64 {
     let deadline = Instant::now() + POLL_LIMIT;
     while server.metric(CANCELLED) <= cancelled_before {
         assert!(
@@ -578,7 +474,7 @@ fn wait_for_cancellation(server: &Serve, cancelled_before: f64) -> f64 {
 
 #[test]
 fn a_client_that_leaves_stops_the_generation() {
-    let server = Serve::start(&[]);
+    let server = ServeChild::start(&[]);
     let tokens_before = server.metric(TOKENS);
     let cancelled_before = server.metric(CANCELLED);
     let mut http = Http::post_json(
@@ -614,7 +510,7 @@ fn open_long_stream(addr: SocketAddr) -> Http {
 #[test]
 fn streams_beyond_the_cap_get_503_while_plain_requests_are_served() {
     const CAP: usize = 2;
-    let server = Serve::start(&["--max-streams", "2"]);
+    let server = ServeChild::start(&["--max-streams", "2"]);
     let addr = server.addr;
 
     // CAP + 2 streams at once; nobody reads them.
@@ -693,7 +589,7 @@ fn streams_beyond_the_cap_get_503_while_plain_requests_are_served() {
 
 #[test]
 fn a_model_stream_passes_through_nginx_as_it_is_generated() {
-    let server = Serve::start(&[]);
+    let server = ServeChild::start(&[]);
     let nginx = Nginx::start(&server.addr.to_string());
 
     let mut http = Http::get(nginx.addr, "/v1/models");
@@ -738,44 +634,35 @@ fn run_openai_check(urls: &[String], stderr: &dyn Fn() -> String) -> String {
     let mut command = Command::new(python);
     command.arg(repo("tests/python/openai_check.py")).args(urls);
     let out = run(command, Duration::from_secs(120));
-    let report = format!(
-        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- servers' stderr ---\n{}",
-        out.code,
-        out.stdout,
-        out.stderr,
-        stderr()
+    let report = format!("{}\n--- servers' stderr ---\n{}", out.report(), stderr());
+    assert_checks_passed(
+        &out,
+        "openai_check.py",
+        &report,
+        &[
+            "ok    models.list() contains bytelm",
+            "ok    streamed completion pieces",
+            "ok    streamed chat pieces",
+            "ok    the first chat chunk has role assistant",
+            "ok    include_usage",
+            "ok    an unknown model raises openai.NotFoundError",
+        ],
     );
-    assert!(out.success, "openai_check.py failed: {report}");
-    assert!(!out.stdout.contains("FAIL"), "{report}");
-    assert!(
-        out.stdout.trim_end().ends_with("all checks passed"),
-        "{report}"
-    );
-    for needle in [
-        "ok    models.list() contains bytelm",
-        "ok    streamed completion pieces",
-        "ok    streamed chat pieces",
-        "ok    the first chat chunk has role assistant",
-        "ok    include_usage",
-        "ok    an unknown model raises openai.NotFoundError",
-    ] {
-        assert!(out.stdout.contains(needle), "missing {needle:?}: {report}");
-    }
     out.stdout
 }
 
 #[test]
 fn the_official_openai_client_works() {
-    let server = Serve::start(&[]);
+    let server = ServeChild::start(&[]);
     let stdout = run_openai_check(&[server.base()], &|| server.stderr());
     assert!(!stdout.contains("through the proxy"), "no proxy given");
 }
 
 #[test]
 fn the_official_openai_client_streams_identically_through_an_upstream_proxy() {
-    let direct = Serve::start(&[]);
+    let direct = ServeChild::start(&[]);
     let upstream = format!("local={}/v1", direct.base());
-    let proxy = Serve::start(&["--upstream", &upstream]);
+    let proxy = ServeChild::start(&["--upstream", &upstream]);
     let stdout = run_openai_check(&[direct.base(), proxy.base()], &|| {
         format!("direct:\n{}\nproxy:\n{}", direct.stderr(), proxy.stderr())
     });

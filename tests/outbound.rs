@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -19,8 +19,9 @@ use tinyserve::model::ModelRegistry;
 use tinyserve::protocol::{self, Readiness};
 use tinyserve::{App, Error, ErrorKind, Event, FanOut, Request, Sse, Upstream};
 
-use crate::cli::{run, tinyserve};
-use crate::support::{repo, TestServer};
+use crate::support::process::tinyserve;
+use crate::support::serve::{assert_refuses_to_serve, ServeBuilder, ServeChild};
+use crate::support::{agent, repo, TestServer};
 
 /// Longest a test waits for anything; reaching it means a hang, and fails the test.
 const BOUND: Duration = Duration::from_secs(10);
@@ -217,15 +218,6 @@ fn failed_calls_do_not_fail_the_others() {
     );
 }
 
-/// An HTTP client that gives up after [`BOUND`]: a hang fails the test instead of blocking it.
-fn client() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(BOUND))
-        .build()
-        .into()
-}
-
 /// Status and JSON body of a response.
 fn status_json(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
     let mut response = response.expect("response within the client timeout");
@@ -254,7 +246,8 @@ fn a_missed_deadline_is_a_504_naming_the_upstream_and_frees_the_worker() {
             .get("/ping", |_| "pong")
             .with_workers(1),
     );
-    let agent = client();
+    // Gives up after BOUND: a hang fails the test instead of blocking it.
+    let agent = agent(BOUND);
     let started = Instant::now();
     let (status, body) = status_json(agent.get(server.url("/ask")).call());
     let elapsed = started.elapsed();
@@ -313,78 +306,16 @@ fn a_client_that_leaves_abandons_the_fan_out() {
     }
 }
 
-/// `tinyserve serve --port 0` with extra arguments; killed when dropped.
-struct Proxy {
-    child: Child,
-    addr: String,
-    stderr: Arc<Mutex<String>>,
+/// `tinyserve serve` on `models/tests/multi`: the proxy under test, given its `--upstream`s.
+fn serve_proxy() -> ServeBuilder {
+    ServeChild::builder().models(repo("models/tests/multi"))
 }
 
-impl Proxy {
-    fn start(args: &[String], env: &[(&str, &str)]) -> Proxy {
-        let mut command = tinyserve();
-        command
-            .args(["serve", "--port", "0", "--workers", "4", "--models"])
-            .arg(repo("models/tests/multi"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("start tinyserve serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let stderr = Arc::clone(&stderr);
-            thread::spawn(move || {
-                let mut buffer = [0; 4096];
-                while let Ok(n @ 1..) = pipe.read(&mut buffer) {
-                    if let Ok(mut text) = stderr.lock() {
-                        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
-                    }
-                }
-            });
-        }
-        let (line_tx, line) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut first = String::new();
-            let _ = line_tx.send(reader.read_line(&mut first).map(|_| first));
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        // From here on, dropping `proxy` kills the child whatever happens.
-        let mut proxy = Proxy {
-            child,
-            addr: String::new(),
-            stderr,
-        };
-        let first = line.recv_timeout(Duration::from_secs(120));
-        let addr = match &first {
-            Ok(Ok(line)) => line.trim_end().strip_prefix("listening on http://"),
-            _ => None,
-        };
-        match addr {
-            Some(addr) => proxy.addr = addr.to_string(),
-            None => panic!(
-                "tinyserve serve did not start ({first:?}); stderr:\n{}",
-                proxy.stderr.lock().map(|s| s.clone()).unwrap_or_default()
-            ),
-        }
-        proxy
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The proxy with `upstream` as the upstream `up`.
+fn proxy_to(upstream: &TestServer) -> ServeChild {
+    serve_proxy()
+        .args(upstream_arg(format!("up={}", upstream.url("/v1"))))
+        .start()
 }
 
 fn upstream_arg(spec: String) -> Vec<String> {
@@ -399,7 +330,7 @@ struct EventReader {
 
 impl EventReader {
     /// POSTs `body` to `path` and reads the response head, which must be a 200 event stream.
-    fn open(addr: &str, path: &str, body: &Value) -> EventReader {
+    fn open(addr: SocketAddr, path: &str, body: &Value) -> EventReader {
         let mut socket = TcpStream::connect(addr).expect("connect to the proxy");
         socket.set_read_timeout(Some(BOUND)).expect("timeout");
         let body = body.to_string();
@@ -486,9 +417,9 @@ fn the_proxy_passes_each_event_through_as_it_comes() {
             }))
         },
     ));
-    let proxy = Proxy::start(&upstream_arg(format!("up={}", upstream.url("/v1"))), &[]);
+    let proxy = proxy_to(&upstream);
     let mut events = EventReader::open(
-        &proxy.addr,
+        proxy.addr,
         "/v1/chat/completions",
         &chat("up/anything", true),
     );
@@ -526,9 +457,9 @@ fn a_client_leaving_the_proxy_closes_the_upstream_stream() {
                 Ok(())
             })
         }));
-    let proxy = Proxy::start(&upstream_arg(format!("up={}", upstream.url("/v1"))), &[]);
+    let proxy = proxy_to(&upstream);
     let mut events = EventReader::open(
-        &proxy.addr,
+        proxy.addr,
         "/v1/chat/completions",
         &chat("up/anything", true),
     );
@@ -565,11 +496,7 @@ fn the_proxy_timeout_bounds_each_wait_not_the_whole_stream() {
     let up = Upstream::new("up", &upstream.url("/v1")).with_timeout(timeout);
     let app = protocol::mount_with_upstreams(App::new(), &models, &Readiness::new(true), &[up]);
     let proxy = TestServer::start(app);
-    let mut events = EventReader::open(
-        &proxy.addr.to_string(),
-        "/v1/chat/completions",
-        &chat("up/long", true),
-    );
+    let mut events = EventReader::open(proxy.addr, "/v1/chat/completions", &chat("up/long", true));
     for k in 0..30 {
         let event = events.next().expect("an event");
         assert_eq!(event, format!("data: {{\"k\":{k}}}"), "the stream was cut");
@@ -590,7 +517,7 @@ fn the_proxy_timeout_bounds_each_wait_not_the_whole_stream() {
 
 /// POSTs JSON through the proxy; status and JSON body.
 fn post(url: &str, body: &Value) -> (u16, Value) {
-    status_json(client().post(url).send_json(body))
+    status_json(agent(BOUND).post(url).send_json(body))
 }
 
 /// Asserts a 502 in OpenAI's error shape with code `upstream_error`; returns its message.
@@ -618,7 +545,7 @@ fn upstream_failures_through_the_proxy() {
     let port = closed_port();
     let mut args = upstream_arg(format!("up={}", upstream.url("/v1")));
     args.extend(upstream_arg(format!("dead=http://127.0.0.1:{port}/v1")));
-    let proxy = Proxy::start(&args, &[]);
+    let proxy = serve_proxy().args(args).start();
     let url = proxy.url("/v1/chat/completions");
 
     let reply = post(&url, &chat("dead/gpt", false));
@@ -659,7 +586,10 @@ fn the_proxy_sends_the_key_from_the_environment_and_lists_upstream_models() {
             }),
     );
     let spec = format!("up={},key-env={KEY_VAR}", upstream.url("/v1"));
-    let proxy = Proxy::start(&upstream_arg(spec), &[(KEY_VAR, "sk-test-123")]);
+    let proxy = serve_proxy()
+        .args(upstream_arg(spec))
+        .env(KEY_VAR, "sk-test-123")
+        .start();
 
     let (status, body) = post(&proxy.url("/v1/chat/completions"), &chat("up/large", false));
     assert_eq!(status, 200, "{body}");
@@ -668,7 +598,7 @@ fn the_proxy_sends_the_key_from_the_environment_and_lists_upstream_models() {
         json!({"authorization": "Bearer sk-test-123", "model": "large"})
     );
 
-    let (status, body) = status_json(client().get(proxy.url("/v1/models")).call());
+    let (status, body) = status_json(agent(BOUND).get(proxy.url("/v1/models")).call());
     assert_eq!(status, 200, "{body}");
     let ids: Vec<&str> = body["data"]
         .as_array()
@@ -690,17 +620,7 @@ fn serve_refuses_an_upstream_whose_key_variable_is_unset() {
         .arg("--upstream")
         .arg(format!("x=http://127.0.0.1:9/v1,key-env={KEY_VAR}_UNSET"))
         .env_remove(format!("{KEY_VAR}_UNSET"));
-    let out = run(command, Duration::from_secs(120));
-    assert!(
-        !out.success,
-        "serve started without its key: {}",
-        out.stdout
-    );
-    assert!(
-        !out.stdout.contains("listening"),
-        "it must not listen: {}",
-        out.stdout
-    );
+    let out = assert_refuses_to_serve(command, "serve started without its key");
     assert!(
         out.stderr.starts_with("error: ") && out.stderr.contains(&format!("{KEY_VAR}_UNSET")),
         "stderr: {}",

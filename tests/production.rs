@@ -13,10 +13,9 @@
 //! Ordering, not sleeps: every wait is a bounded poll for something observable (a log line, a
 //! status, a refused connection), and the proxied stream is driven by the test's acks.
 
-use std::io::{BufRead, BufReader, ErrorKind as IoErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::ErrorKind as IoErrorKind;
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -25,58 +24,19 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tinyserve::{App, Event, Request, Settings, Sse, TrustedProxies};
 
-use crate::cli::{run, tinyserve};
-use crate::models::fixture;
-use crate::python::python_env;
-use crate::streaming::{Http, SseEvent};
-use crate::support::{repo, TestServer};
+use crate::support::fixtures::fixture;
+use crate::support::nginx::Nginx;
+use crate::support::process::{run, tinyserve, wait_until};
+use crate::support::python::python_env;
+use crate::support::serve::{assert_refuses_to_serve, ServeChild};
+use crate::support::wire::{Http, SseEvent};
+use crate::support::{self, repo, send, TestServer};
 
 /// Longest any single wait may take; reaching it means a hang (or a lost event) and fails.
 const BOUND: Duration = Duration::from_secs(30);
 
-/// Polls `done` every 10 ms until it holds or `limit` passes; whether it held.
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A private directory, removed by its owner.
-fn scratch_dir(what: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "tinyserve-production-{what}-{}-{}-{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("create {}: {err}", dir.display()));
-    dir
-}
-
 // ---------------------------------------------------------------------------------------------
 // The shipped nginx configuration, run for real
-
-/// nginx running `deploy/nginx/tinyserve.conf` with the test's ports, in the foreground
-/// without a master process (one child is the whole nginx), in its own temporary directory;
-/// killed and removed on drop.
-///
-/// `crate::streaming::Nginx` runs a fixed, generic proxy configuration; these tests need the
-/// repo's file instead, so this is the one addition: the same runner shape, another config.
-struct ShippedNginx {
-    child: Child,
-    dir: PathBuf,
-    addr: SocketAddr,
-}
 
 /// The shipped config with `listen 80;` and the two `server 127.0.0.1:800x` upstream lines
 /// pointed at the test's addresses. Panics if any of those lines is not there exactly once.
@@ -106,281 +66,44 @@ fn shipped_config(port: u16, upstreams: [SocketAddr; 2]) -> String {
     )
 }
 
-impl ShippedNginx {
-    /// Starts nginx with the shipped config in front of `upstreams`; `extra_http` goes into
-    /// the wrapping `http {}` block (so it applies to the shipped server without editing it).
-    /// Returns once a request through this very nginx came back.
-    fn start(upstreams: [SocketAddr; 2], extra_http: &str) -> ShippedNginx {
-        let dir = scratch_dir("nginx");
-        let token = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let binary = if std::path::Path::new("/usr/sbin/nginx").is_file() {
-            PathBuf::from("/usr/sbin/nginx")
-        } else {
-            PathBuf::from("nginx")
-        };
-        for attempt in 1..=5 {
-            // A free port right now; if another process takes it before nginx binds, retry.
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("probe a free port")
-                .port();
-            let config = format!(
-                r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-lock_file {dir}/nginx.lock;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    # Test instrumentation, outside the shipped file: which request id nginx generated and
+/// nginx running `deploy/nginx/tinyserve.conf` with the test's ports (see [`Nginx::run`]) in
+/// front of `upstreams`; `extra_http` goes into the wrapping `http {}` block (so it applies to
+/// the shipped server without editing it). Returns once a request through this very nginx came
+/// back.
+///
+/// `Nginx::start` runs a fixed, generic proxy configuration; these tests need the repo's file
+/// instead: the same runner, another config.
+fn shipped_nginx(upstreams: [SocketAddr; 2], extra_http: &str) -> Nginx {
+    Nginx::run("production-nginx", BOUND, 1024, |dir, port, token| {
+        format!(
+            r#"    # Test instrumentation, outside the shipped file: which request id nginx generated and
     # which replica(s) each request went to (a retried request lists two).
     log_format tinyserve_test '$request_id $status "$request" '
                               'upstream=$upstream_addr upstream_status=$upstream_status';
     access_log {dir}/access.log tinyserve_test;
-    add_header X-Test-Nginx "{token}" always;
+    add_header X-Test-Proxy "{token}" always;
 {extra_http}
 # ---- deploy/nginx/tinyserve.conf, with the test's listen port and upstream addresses ----
 {shipped}
-}}
 "#,
-                dir = dir.display(),
-                shipped = shipped_config(port, upstreams),
-            );
-            let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, config).expect("write nginx.conf");
-            let stderr = std::fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
-            let child = Command::new(&binary)
-                .arg("-p")
-                .arg(&dir)
-                .arg("-e")
-                .arg(dir.join("error.log"))
-                .arg("-c")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .unwrap_or_else(|err| {
-                    panic!("cannot run nginx ({err}): apt-get install nginx (.ci/run installs it)")
-                });
-            let mut nginx = ShippedNginx {
-                child,
-                dir: dir.clone(),
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            };
-            match nginx.wait_ready(&token) {
-                Ok(()) => return nginx,
-                Err(log) if log.contains("Address already in use") && attempt < 5 => {
-                    let _ = nginx.child.kill();
-                    let _ = nginx.child.wait();
-                    nginx.dir = PathBuf::new(); // keep the directory for the next attempt
-                }
-                Err(log) => panic!("nginx did not start:\n{log}"),
-            }
-        }
-        unreachable!("the last attempt returns or panics")
-    }
-
-    /// Waits until a request to this nginx (recognized by its `X-Test-Nginx` token) answers.
-    fn wait_ready(&mut self, token: &str) -> Result<(), String> {
-        let deadline = Instant::now() + BOUND;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("nginx exited ({status}):\n{}", self.log()));
-            }
-            if let Ok(mut stream) = TcpStream::connect(self.addr) {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = stream.write_all(
-                    b"GET /nginx-probe HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n",
-                );
-                let mut answer = Vec::new();
-                let _ = stream.read_to_end(&mut answer);
-                if String::from_utf8_lossy(&answer).contains(&format!("X-Test-Nginx: {token}")) {
-                    return Ok(());
-                }
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
-        Err(format!(
-            "nginx did not answer within {BOUND:?}:\n{}",
-            self.log()
-        ))
-    }
-
-    /// nginx's error log and stderr.
-    fn log(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
-        format!("{}{}", read("error.log"), read("stderr.log"))
-    }
-
-    /// nginx's access log (the test's format above).
-    fn access_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for ShippedNginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !self.dir.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+            dir = dir.display(),
+            shipped = shipped_config(port, upstreams),
+        )
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // The real binary
 
-/// A `tinyserve serve --port 0` child with extra flags and environment; stderr is collected
-/// line by line; killed on drop.
-struct Serve {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    stderr_closed: Arc<AtomicBool>,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    /// Starts the binary on the bundled models (`iris`, `bytelm`) and waits (bounded) for its
-    /// `listening on http://ADDR` line.
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Serve {
-        let mut command = tinyserve();
-        command
-            .args(["serve", "--port", "0", "--workers", "4"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("start tinyserve serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let stderr_closed = Arc::new(AtomicBool::new(false));
-        if let Some(pipe) = child.stderr.take() {
-            let (stderr, closed) = (Arc::clone(&stderr), Arc::clone(&stderr_closed));
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(mut text) = stderr.lock() {
-                        text.push_str(&line);
-                        text.push('\n');
-                    }
-                }
-                closed.store(true, Ordering::SeqCst);
-            });
-        }
-        let (first_tx, first) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = first_tx.send(reader.read_line(&mut line).map(|_| line));
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        // From here on the guard kills the child whatever happens.
-        let mut serve = Serve {
-            child,
-            stderr,
-            stderr_closed,
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
-        let line = match first.recv_timeout(Duration::from_secs(120)) {
-            Ok(Ok(line)) => line,
-            other => panic!(
-                "tinyserve serve {args:?} printed no first line ({other:?}); stderr:\n{}",
-                serve.stderr()
-            ),
-        };
-        serve.addr = line
-            .trim_end()
-            .strip_prefix("listening on http://")
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "first stdout line {line:?} is not `listening on http://ADDR`; stderr:\n{}",
-                    serve.stderr()
-                )
-            });
-        serve
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// Waits (bounded) until stderr satisfies `done`; panics with `what` and stderr otherwise.
-    fn wait_for_stderr(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let mut text = String::new();
-        if !wait_until(BOUND, || {
-            text = self.stderr();
-            done(&text)
-        }) {
-            panic!("waited {BOUND:?} for {what}; stderr:\n{text}");
-        }
-        text
-    }
-
-    /// Sends SIGTERM, as a process supervisor (systemd, Kubernetes) does to stop a replica.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {}: {status}", self.child.id());
-    }
-
-    /// Waits (bounded) for the process to exit, and for its stderr to be read to the end.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + BOUND;
-        let status = loop {
-            match self.child.try_wait().expect("wait for tinyserve") {
-                Some(status) => break status,
-                None if Instant::now() >= deadline => panic!(
-                    "tinyserve did not exit within {BOUND:?}; stderr:\n{}",
-                    self.stderr()
-                ),
-                None => thread::sleep(Duration::from_millis(10)),
-            }
-        };
-        let closed = Arc::clone(&self.stderr_closed);
-        assert!(
-            wait_until(BOUND, || closed.load(Ordering::SeqCst)),
-            "stderr of the exited tinyserve never closed"
-        );
-        status
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `tinyserve serve --port 0 --workers 4 ARGS` on the default models folder (the bundled
+/// `iris` and `bytelm`); stderr is collected line by line; killed on drop.
+fn serve(args: &[&str]) -> ServeChild {
+    ServeChild::builder().args(args).start()
 }
 
 /// A blocking HTTP client that reports every status as a response (no pooling across tests).
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .allow_non_standard_methods(true)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+    support::agent(Duration::from_secs(60))
 }
 
 /// Status, headers (lower-case names) and body of one request through `agent`.
@@ -391,25 +114,9 @@ fn call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
-    let mut builder = ureq::http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = builder.body(body.as_bytes().to_vec()).expect("request");
-    let mut response = agent
-        .run(request)
-        .unwrap_or_else(|err| panic!("{method} {url}: {err}"));
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .unwrap_or_else(|err| panic!("{method} {url}: reading the body: {err}"));
-    (status, headers, body)
+    let reply = send(agent, method, url, headers, body.as_bytes());
+    let text = reply.text();
+    (reply.status, reply.headers, text)
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -480,7 +187,7 @@ fn behind_the_shipped_nginx_the_client_address_prefix_and_request_id_are_right()
     let server = TestServer::start(whoami_app(
         TrustedProxies::parse("127.0.0.3").expect("trusted list"),
     ));
-    let nginx = ShippedNginx::start([server.addr, server.addr], "    proxy_bind 127.0.0.3;");
+    let nginx = shipped_nginx([server.addr, server.addr], "    proxy_bind 127.0.0.3;");
 
     let (http, who) = get_with(
         nginx.addr,
@@ -572,7 +279,7 @@ fn behind_the_shipped_nginx_the_client_address_prefix_and_request_id_are_right()
 
 #[test]
 fn root_path_routes_with_and_without_the_prefix() {
-    let server = Serve::start(&["--root-path", "/api"], &[]);
+    let server = serve(&["--root-path", "/api"]);
     let agent = agent();
     for path in ["/api/healthz", "/healthz"] {
         let (status, _, body) = call(&agent, "GET", &server.url(path), &[], "");
@@ -657,7 +364,7 @@ fn sse_passes_the_shipped_nginx_event_by_event() {
             })
         });
     let server = TestServer::start(app);
-    let nginx = ShippedNginx::start([server.addr, server.addr], "");
+    let nginx = shipped_nginx([server.addr, server.addr], "");
 
     let mut http = Http::get(nginx.addr, "/api/events");
     assert_eq!(http.status, 200, "{}", nginx.log());
@@ -695,9 +402,9 @@ impl Drop for StopOnDrop {
 fn sigterm_to_one_replica_behind_the_shipped_nginx_loses_no_request() {
     const CLIENTS: usize = 8;
     let args = ["--shutdown-grace", "1", "--drain-timeout", "10"];
-    let mut first = Serve::start(&args, &[]);
-    let mut second = Serve::start(&args, &[]);
-    let nginx = ShippedNginx::start([first.addr, second.addr], "");
+    let mut first = serve(&args);
+    let mut second = serve(&args);
+    let nginx = shipped_nginx([first.addr, second.addr], "");
 
     let cases: Arc<Vec<(String, Value)>> = Arc::new(
         fixture("iris")
@@ -768,7 +475,7 @@ fn sigterm_to_one_replica_behind_the_shipped_nginx_loses_no_request() {
     );
     first.terminate();
     let at_signal = ok.load(Ordering::SeqCst);
-    let status = first.wait_exit();
+    let status = first.wait_exit(BOUND);
     let at_exit = ok.load(Ordering::SeqCst);
     // Keep the load on after the replica is gone: its share now fails over to the other.
     assert!(
@@ -782,7 +489,7 @@ fn sigterm_to_one_replica_behind_the_shipped_nginx_loses_no_request() {
     let elapsed = started.elapsed();
     // Stop the survivor the same way, so its access log is complete.
     second.terminate();
-    let second_status = second.wait_exit();
+    let second_status = second.wait_exit(BOUND);
 
     let total = ok.load(Ordering::SeqCst);
     let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
@@ -835,7 +542,7 @@ fn sigterm_to_one_replica_behind_the_shipped_nginx_loses_no_request() {
 #[test]
 fn sigterm_lets_a_long_stream_finish_while_readiness_fails_and_the_listener_closes() {
     const MAX_TOKENS: u64 = 3000;
-    let mut server = Serve::start(&["--shutdown-grace", "2", "--drain-timeout", "60"], &[]);
+    let mut server = serve(&["--shutdown-grace", "2", "--drain-timeout", "60"]);
     let request = json!({
         "model": "bytelm", "prompt": "Once upon a time", "max_tokens": MAX_TOKENS,
         "temperature": 0, "stream": true, "stream_options": {"include_usage": true},
@@ -891,7 +598,7 @@ fn sigterm_lets_a_long_stream_finish_while_readiness_fails_and_the_listener_clos
     );
     let read_at_close = read.load(Ordering::SeqCst);
     assert!(
-        matches!(server.child.try_wait(), Ok(None)),
+        matches!(server.try_wait(), Ok(None)),
         "the process is still draining when the listener has closed"
     );
 
@@ -916,7 +623,7 @@ fn sigterm_lets_a_long_stream_finish_while_readiness_fails_and_the_listener_clos
         events[total - 3].json()["choices"][0]["finish_reason"],
         "length"
     );
-    let status = server.wait_exit();
+    let status = server.wait_exit(BOUND);
     assert!(
         status.success(),
         "exit 0 after draining, got {status}; stderr:\n{}",
@@ -932,7 +639,7 @@ fn metrics_parse_with_prometheus_client_and_count_the_requests_made() {
     const HEALTHZ: usize = 5;
     const PREDICTS: usize = 3;
     let python = python_env();
-    let server = Serve::start(&[], &[]);
+    let server = serve(&[]);
     for _ in 0..HEALTHZ {
         let mut http = Http::get(server.addr, "/healthz");
         assert_eq!(http.status, 200);
@@ -1049,15 +756,15 @@ fn metrics_parse_with_prometheus_client_and_count_the_requests_made() {
 #[test]
 fn cors_and_api_key_guard_the_binary() {
     const KEY: &str = "ts-secret-6f1d2c9a";
-    let server = Serve::start(
-        &[
+    let server = ServeChild::builder()
+        .args([
             "--cors-origin",
             "http://demo.local",
             "--api-key-env",
             "TS_KEY",
-        ],
-        &[("TS_KEY", KEY)],
-    );
+        ])
+        .env("TS_KEY", KEY)
+        .start();
     let agent = agent();
     let url = server.url("/models/iris/predict");
     let (body, label) = iris_case();
@@ -1161,7 +868,7 @@ fn cors_and_api_key_guard_the_binary() {
     }
 
     // The access log recorded those requests, and never a key.
-    let stderr = server.wait_for_stderr("the access line of GET /readyz", |t| {
+    let stderr = server.wait_for_stderr(BOUND, "the access line of GET /readyz", |t| {
         t.contains("\"GET /readyz\" 200")
     });
     assert!(
@@ -1188,13 +895,7 @@ fn cors_and_api_key_guard_the_binary() {
             "TS_KEY_NOT_SET_ANYWHERE",
         ])
         .env_remove("TS_KEY_NOT_SET_ANYWHERE");
-    let out = run(command, Duration::from_secs(120));
-    assert!(
-        !out.success,
-        "serve started without its key: {}",
-        out.stdout
-    );
-    assert!(!out.stdout.contains("listening"), "{}", out.stdout);
+    let out = assert_refuses_to_serve(command, "serve started without its key");
     assert!(
         out.stderr.contains("TS_KEY_NOT_SET_ANYWHERE"),
         "the error names the variable: {}",
@@ -1207,7 +908,7 @@ fn cors_and_api_key_guard_the_binary() {
 
 #[test]
 fn access_log_json_and_human_carry_the_request_id_and_model() {
-    let server = Serve::start(&["--log-format", "json"], &[]);
+    let server = serve(&["--log-format", "json"]);
     let agent = agent();
     let (body, _) = iris_case();
     let (status, _, health_body) = call(
@@ -1234,7 +935,7 @@ fn access_log_json_and_human_carry_the_request_id_and_model() {
         Some("prod-json-predict-2")
     );
 
-    let stderr = server.wait_for_stderr("both access lines", |t| {
+    let stderr = server.wait_for_stderr(BOUND, "both access lines", |t| {
         t.contains("prod-json-healthz-1") && t.contains("prod-json-predict-2")
     });
     let line_of = |id: &str| -> Value {
@@ -1275,7 +976,7 @@ fn access_log_json_and_human_carry_the_request_id_and_model() {
     assert_eq!(predict["request_id"], "prod-json-predict-2");
 
     // The human format, the default.
-    let server = Serve::start(&[], &[]);
+    let server = serve(&[]);
     let (status, _, _) = call(
         &agent,
         "POST",
@@ -1287,7 +988,7 @@ fn access_log_json_and_human_carry_the_request_id_and_model() {
         &body,
     );
     assert_eq!(status, 200);
-    let stderr = server.wait_for_stderr("the access line", |t| t.contains("prod-human-3"));
+    let stderr = server.wait_for_stderr(BOUND, "the access line", |t| t.contains("prod-human-3"));
     let line = stderr
         .lines()
         .find(|l| l.contains("prod-human-3"))

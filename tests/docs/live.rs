@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::serve_with;
-use crate::cli::{run, Finished, ServeChild};
-use crate::python::python_env;
+use crate::support::process::{run, Finished};
+use crate::support::python::python_env;
 use crate::support::repo;
+use crate::support::serve::ServeChild;
 
 /// Generation is slow and each stream holds a worker: tests/openai.rs covers these.
 const EXCLUDED: [&str; 2] = ["/v1/completions", "/v1/chat/completions"];
@@ -40,7 +40,7 @@ fn after<'a>(report: &'a str, label: &str) -> &'a str {
 #[test]
 fn openapi_document_passes_openapi_spec_validator() {
     let python = python_env();
-    let server = ServeChild::start(&repo("models"));
+    let server = ServeChild::start(&[]);
     let mut command = Command::new(&python);
     command.arg(repo("tests/python/openapi_check.py")).args([
         "--url",
@@ -72,7 +72,7 @@ fn openapi_document_passes_openapi_spec_validator() {
 #[test]
 fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
     let st = python_env().with_file_name("st");
-    let server = ServeChild::start(&repo("models"));
+    let server = ServeChild::start(&[]);
     // schemathesis keeps its Hypothesis database in the working directory.
     let workdir = repo("target/schemathesis");
     std::fs::create_dir_all(&workdir).expect("create target/schemathesis");
@@ -118,14 +118,14 @@ fn demo_pages_work_in_headless_chromium() {
     );
     let node_modules = install_playwright();
     // Behind a root path: every URL the pages use must carry it.
-    let (_server, addr) = serve_with(&["--root-path", "/api"]);
+    let server = ServeChild::start(&["--root-path", "/api"]);
     let shots = repo("target/screenshots");
     std::fs::create_dir_all(&shots).expect("create target/screenshots");
     let mut command = Command::new("node");
     command
         .env("NODE_PATH", &node_modules)
         .arg(repo("tests/browser/demo.js"))
-        .arg(format!("http://{addr}/api"))
+        .arg(server.url("/api"))
         .arg(&shots);
     let out = run(command, Duration::from_secs(300));
     assert_ok(&out, "node tests/browser/demo.js", "");

@@ -1,10 +1,25 @@
 //! Test support: a real server on port 0, an HTTP client, raw sockets, repository paths.
+//!
+//! - [`process`]: the binary under test, and commands run to completion with a time limit;
+//! - [`serve`]: `tinyserve serve --port 0` as a child process;
+//! - [`wire`]: a raw HTTP/1.1 client and a Server-Sent Events parser;
+//! - [`nginx`]: a real nginx in front of a server;
+//! - [`python`]: the Python environment of the tests that run Python clients and tools;
+//! - [`fixtures`]: the model fixtures, and comparing numbers in nested JSON arrays.
 
 #![allow(dead_code)]
+
+pub mod fixtures;
+pub mod nginx;
+pub mod process;
+pub mod python;
+pub mod serve;
+pub mod wire;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,6 +29,68 @@ use tinyserve::{protocol, App, Server};
 /// A path inside the repository.
 pub fn repo(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A fresh private directory under the system temp dir, `tinyserve-<what>-...`; removing it is
+/// up to its owner.
+pub fn scratch_dir(what: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "tinyserve-{what}-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("create {}: {err}", dir.display()));
+    dir
+}
+
+/// A blocking HTTP client that reports every status as a response (no pooling across tests);
+/// each call gives up after `timeout`.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .allow_non_standard_methods(true)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// One request through `agent`.
+pub fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(body.to_vec()).expect("build request");
+    let mut response = agent
+        .run(request)
+        .unwrap_or_else(|err| panic!("{method} {url}: {err}"));
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(256 * 1024 * 1024)
+        .read_to_vec()
+        .unwrap_or_else(|err| panic!("{method} {url}: reading the body: {err}"));
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A server running in this process on 127.0.0.1:0; shut down when dropped.
@@ -71,37 +148,13 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Reply {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .allow_non_standard_methods(true)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        let mut builder = ureq::http::Request::builder()
-            .method(method)
-            .uri(self.url(path));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder.body(body.to_vec()).expect("build request");
-        let mut response = agent.run(request).expect("HTTP request");
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(256 * 1024 * 1024)
-            .read_to_vec()
-            .expect("read body");
-        Reply {
-            status,
+        send(
+            &agent(Duration::from_secs(60)),
+            method,
+            &self.url(path),
             headers,
             body,
-        }
+        )
     }
 }
 
