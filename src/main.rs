@@ -80,12 +80,12 @@ struct ServeArgs {
     /// Seconds an idle keep-alive connection stays open.
     #[arg(long, default_value_t = Settings::default().keep_alive_timeout.as_secs())]
     keep_alive_timeout: u64,
-    /// ONNX Runtime sessions per model (1 = a lock per model) [default: cores]
-    #[arg(long)]
-    sessions_per_model: Option<usize>,
-    /// ONNX Runtime intra-op threads per session.
+    /// ONNX Runtime sessions per model (1 = a lock per model)
     #[arg(long, default_value_t = 1)]
-    intra_threads: usize,
+    sessions_per_model: usize,
+    /// ONNX Runtime intra-op threads per session [default: cores]
+    #[arg(long)]
+    intra_threads: Option<usize>,
     /// Dynamic batching (repeatable): `N` for every model with a dynamic first dimension, or
     /// `MODEL=N` for one model; concurrent requests are run together, up to N rows. Off by default.
     #[arg(long = "max-batch-size", value_name = "[MODEL=]N")]
@@ -160,10 +160,10 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     let dir = args.models.unwrap_or_else(bundled_models);
     let mut options = ModelOptions::default();
-    if let Some(sessions) = args.sessions_per_model {
-        options.sessions = sessions;
+    options.sessions = args.sessions_per_model.max(1);
+    if let Some(threads) = args.intra_threads {
+        options.intra_threads = threads.max(1);
     }
-    options.intra_threads = args.intra_threads;
     options.batch_timeout = Duration::from_micros(args.batch_timeout_us);
     for spec in &args.max_batch_size {
         let bad = || {

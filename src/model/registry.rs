@@ -16,16 +16,18 @@ use crate::{Error, ErrorKind, Histogram, Result};
 /// How each model's sessions are set up.
 ///
 /// ONNX Runtime's `Session::run` needs exclusive access (`&mut`), so concurrent requests for one
-/// model either wait on a lock or take one of several sessions. tinyserve keeps a pool: with the
-/// default of one session per core, each running with one intra-op thread, requests for a small
-/// model run in parallel instead of queueing behind one lock. Each extra session costs one more
-/// copy of the model's weights in memory (see the README's design notes for the measurement).
+/// model either wait on a lock or take one of several sessions. The default is the lock: one
+/// session per model, running each request with one intra-op thread per core. Measured on the
+/// compute-bound MLP of the benchmark it serves twice the requests of a pool of two
+/// single-threaded sessions (one copy of the weights stays in cache), and for a tiny model the
+/// two are within noise; a pool also costs one copy of the weights per session (see the
+/// README's design notes).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ModelOptions {
-    /// Sessions per model. 1 means one lock per model. Default: number of cores.
+    /// Sessions per model. 1 (the default) means one lock per model.
     pub sessions: usize,
-    /// ONNX Runtime intra-op threads per session. Default 1.
+    /// ONNX Runtime intra-op threads per session. Default: number of cores.
     pub intra_threads: usize,
     /// Dynamic batching: most rows in one batch (Triton's `max_batch_size`); 0 or 1 = off.
     /// Applies to models whose inputs and outputs all have a dynamic first dimension.
@@ -40,8 +42,8 @@ pub struct ModelOptions {
 impl Default for ModelOptions {
     fn default() -> ModelOptions {
         ModelOptions {
-            sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            intra_threads: 1,
+            sessions: 1,
+            intra_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_batch_size: 0,
             batch_timeout: Duration::from_micros(500),
             batch_overrides: BTreeMap::new(),
