@@ -418,7 +418,10 @@ fn serve_connection(shared: &Shared, stream: TcpStream, idle: &AtomicBool) {
         let id = request_id(head.header("X-Request-ID"));
         request.set_context(origin, &settings.root_path, id.clone());
         let (client, path) = (request.client_addr(), request.path().to_string());
-        let model = request_model(&request);
+        let model = settings
+            .access_log
+            .then(|| request_model(&request))
+            .flatten();
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let gone = request.gone_flag();
         let answer = match shared
