@@ -16,13 +16,14 @@ use crate::{
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Settings {
-    /// Worker threads running handlers. Default: 2 × the number of cores, at least 8.
+    /// Handlers running at once; each runs on its connection's thread during a worker turn.
+    /// Default: 2 × the number of cores, at least 8.
     pub workers: usize,
-    /// Requests waiting for a worker; beyond it the server answers 503 at once. Default 1024.
+    /// Requests waiting for a worker turn; beyond it the server answers 503 at once. Default 1024.
     pub queue_capacity: usize,
     /// Open connections; beyond it new connections get 503 and are closed. Default 1024.
     pub max_connections: usize,
-    /// Streamed responses at once. Each holds a worker while its producer runs, so the cap
+    /// Streamed responses at once. Each holds a worker turn while its producer runs, so the cap
     /// keeps streams from starving plain requests; beyond it a stream gets 503. Default: half
     /// the workers (at least 1).
     pub max_streams: usize,

@@ -50,13 +50,13 @@ struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8000)]
     port: u16,
-    /// Worker threads running handlers [default: 2 x cores, at least 8]
+    /// Handlers running at once (worker turns) [default: 2 x cores, at least 8]
     #[arg(long)]
     workers: Option<usize>,
     /// Largest request body in bytes; larger bodies get 413.
     #[arg(long, default_value_t = Settings::default().max_body_bytes)]
     max_body_bytes: usize,
-    /// Requests waiting for a worker; beyond it requests get 503.
+    /// Requests waiting for a worker turn; beyond it requests get 503.
     #[arg(long, default_value_t = Settings::default().queue_capacity)]
     queue_capacity: usize,
     /// Open connections; beyond it new connections get 503.

@@ -1,7 +1,7 @@
 //! The request a handler sees: method, path, parameters, query, headers and a body
 //! that was read under the server's size limit.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -34,6 +34,9 @@ pub struct Request {
     params: Vec<(String, String)>,
     remote_addr: Option<SocketAddr>,
     gone: Arc<AtomicBool>,
+    /// The client's socket, checked by [`Request::is_client_gone`]; none for requests built
+    /// by hand.
+    socket: Option<Arc<TcpStream>>,
     origin: Option<Origin>,
     root_path: String,
     request_id: String,
@@ -56,6 +59,7 @@ impl Request {
             params: Vec::new(),
             remote_addr: None,
             gone: Arc::new(AtomicBool::new(false)),
+            socket: None,
             origin: None,
             root_path: String::new(),
             request_id: String::new(),
@@ -146,15 +150,23 @@ impl Request {
         &self.request_id
     }
 
-    /// The flag the connection thread raises when the client goes away mid-request.
-    pub(crate) fn gone_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.gone)
+    /// Ties the request to the client's socket, for [`Request::is_client_gone`].
+    pub(crate) fn set_socket(&mut self, socket: Arc<TcpStream>) {
+        self.socket = Some(socket);
     }
 
     /// Whether the client closed its connection while this request was being handled; a
-    /// long handler can check it and give up (as [`crate::FanOut::run_for`] does).
+    /// long handler can check it and give up (as [`crate::FanOut::run_for`] does). Each call
+    /// looks at the socket (one system call, without blocking) until the answer is yes.
     pub fn is_client_gone(&self) -> bool {
-        self.gone.load(Ordering::Relaxed)
+        if self.gone.load(Ordering::Relaxed) {
+            return true;
+        }
+        let gone = self.socket.as_deref().is_some_and(crate::wire::peer_closed);
+        if gone {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        gone
     }
 
     pub(crate) fn set_params(&mut self, params: Vec<(String, String)>) {

@@ -1,15 +1,17 @@
-//! The running server: one accept thread, one thread per open connection (capped), and a
-//! fixed pool of workers fed by a bounded queue.
+//! The running server: one accept thread and one thread per open connection (capped).
 //!
-//! Connection threads do all the socket I/O (reading requests under limits, writing responses),
-//! so a slow client never holds a worker. Workers only run handlers. When the queue is full the
-//! connection thread answers 503 at once: latency cannot grow without bound.
+//! A connection thread reads a request under limits, runs its handler, and writes the answer:
+//! no hand-off to another thread, so a request costs no context switch. At most `workers`
+//! handlers run at once (a counting semaphore); up to `queue_capacity` more wait for a turn, and
+//! beyond that the connection thread answers 503 at once, so latency cannot grow without bound.
+//! A streamed body's producer runs on a thread of its own, holding its worker turn, while the
+//! connection thread writes its chunks.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -21,17 +23,11 @@ use crate::stream::Stream;
 use crate::wire::{self, Connection, Limits, ReadError};
 use crate::{forwarded, Error, Request, Result, ServerMetrics};
 
-/// A request handed to a worker, with the channel its answer goes back on.
-enum Job {
-    Run(Box<Request>, mpsc::Sender<Answer>),
-    Stop,
-}
-
-/// What a worker hands back to the connection thread.
+/// A handler's answer, ready to write.
 /// Each carries the route template the request matched, for metrics.
 enum Answer {
     Full(u16, Vec<(String, String)>, Vec<u8>, Option<String>),
-    /// A streamed body: chunks arrive on the receiver while the worker runs the producer.
+    /// A streamed body: chunks arrive on the receiver while another thread runs the producer.
     Stream {
         status: u16,
         headers: Vec<(String, String)>,
@@ -51,29 +47,31 @@ impl Answer {
 }
 
 /// One of the limited slots for concurrent streams, released when dropped.
-struct StreamSlot<'a>(&'a AtomicI64);
+struct StreamSlot(Arc<ServerMetrics>);
 
-impl<'a> StreamSlot<'a> {
-    fn take(open: &'a AtomicI64, max: usize) -> Option<StreamSlot<'a>> {
+impl StreamSlot {
+    fn take(metrics: &Arc<ServerMetrics>, max: usize) -> Option<StreamSlot> {
         let max = i64::try_from(max).unwrap_or(i64::MAX);
-        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| StreamSlot(open))
+        metrics
+            .active_streams
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot(Arc::clone(metrics)))
     }
 }
 
-impl Drop for StreamSlot<'_> {
+impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.active_streams.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 struct Shared {
     app: App,
     limits: Limits,
-    queue: SyncSender<Job>,
+    workers: Workers,
     stopping: AtomicBool,
     metrics: Arc<ServerMetrics>,
     next_id: AtomicU64,
@@ -102,7 +100,6 @@ impl Server {
         let addr = listener.local_addr()?;
         let settings = app.settings().clone();
         let app_metrics = app.metrics();
-        let (queue, jobs) = mpsc::sync_channel(settings.queue_capacity.max(1));
         let limits = Limits {
             max_head_bytes: settings.max_head_bytes,
             max_headers: settings.max_headers,
@@ -114,22 +111,13 @@ impl Server {
         let shared = Arc::new(Shared {
             app,
             limits,
-            queue,
+            workers: Workers::new(settings.workers.max(1), settings.queue_capacity.max(1)),
             stopping: AtomicBool::new(false),
             metrics: app_metrics,
             next_id: AtomicU64::new(0),
             sockets: Mutex::new(HashMap::new()),
         });
-        let jobs = Arc::new(Mutex::new(jobs));
         let mut threads = Vec::new();
-        for n in 0..settings.workers.max(1) {
-            let (shared, jobs) = (Arc::clone(&shared), Arc::clone(&jobs));
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("tinyserve-worker-{n}"))
-                    .spawn(move || work(&shared, &jobs))?,
-            );
-        }
         let accept_shared = Arc::clone(&shared);
         threads.push(
             thread::Builder::new()
@@ -248,9 +236,11 @@ fn accept(shared: &Arc<Shared>, listener: TcpListener) {
             sockets.insert(id, (clone, Arc::clone(&idle)));
         }
         let conn_shared = Arc::clone(shared);
+        // Handlers run on this thread: it gets the standard 2 MiB stack (address space; only
+        // the pages a handler touches take memory).
         let spawned = thread::Builder::new()
             .name("tinyserve-conn".into())
-            .stack_size(256 * 1024)
+            .stack_size(2 * 1024 * 1024)
             .spawn(move || {
                 serve_connection(&conn_shared, stream, &idle);
                 conn_shared.forget(id);
@@ -287,73 +277,136 @@ fn drain(shared: &Shared) {
             let _ = socket.shutdown(Shutdown::Both);
         }
     }
-    for _ in 0..shared.app.settings().workers.max(1) {
-        let _ = shared.queue.send(Job::Stop);
-    }
 }
 
-fn work(shared: &Shared, jobs: &Mutex<Receiver<Job>>) {
-    loop {
-        let job = match jobs.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
-        };
-        match job {
-            Ok(Job::Run(request, reply)) => {
-                shared.metrics.queued.fetch_sub(1, Ordering::Relaxed);
-                let id = request.request_id().to_string();
-                crate::log::with_request_id(&id, || {
-                    let (response, route) = shared.app.dispatch(*request);
-                    match response.into_parts() {
-                        (status, headers, Body::Full(body)) => {
-                            let _ = reply.send(Answer::Full(status, headers, body, route));
-                        }
-                        (status, headers, Body::Stream(stream)) => {
-                            produce(shared, status, headers, stream, route, &reply);
-                        }
-                    }
-                });
+/// Limits how many handlers run at once, with a bounded number of requests waiting for a turn.
+struct Workers {
+    count: Mutex<WorkerCount>,
+    freed: Condvar,
+    max_running: usize,
+    max_waiting: usize,
+}
+
+#[derive(Default)]
+struct WorkerCount {
+    running: usize,
+    waiting: usize,
+}
+
+/// One worker turn, given back when dropped.
+struct WorkerTurn(Arc<Shared>);
+
+impl Workers {
+    fn new(max_running: usize, max_waiting: usize) -> Workers {
+        Workers {
+            count: Mutex::new(WorkerCount::default()),
+            freed: Condvar::new(),
+            max_running,
+            max_waiting,
+        }
+    }
+
+    /// Waits for a turn; false at once when `max_waiting` requests are already waiting.
+    fn enter(&self, metrics: &ServerMetrics) -> bool {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        if count.running >= self.max_running {
+            if count.waiting >= self.max_waiting {
+                return false;
             }
-            Ok(Job::Stop) | Err(_) => return,
+            count.waiting += 1;
+            metrics.queued.fetch_add(1, Ordering::Relaxed);
+            while count.running >= self.max_running {
+                count = self.freed.wait(count).unwrap_or_else(|e| e.into_inner());
+            }
+            count.waiting -= 1;
+            metrics.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        count.running += 1;
+        true
+    }
+
+    fn leave(&self) {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        count.running -= 1;
+        if count.waiting > 0 {
+            self.freed.notify_one();
         }
     }
 }
 
-/// Runs a stream's producer on this worker while the connection thread writes its chunks.
+impl WorkerTurn {
+    fn take(shared: &Arc<Shared>) -> Option<WorkerTurn> {
+        let entered = shared.workers.enter(&shared.metrics);
+        entered.then(|| WorkerTurn(Arc::clone(shared)))
+    }
+}
+
+impl Drop for WorkerTurn {
+    fn drop(&mut self) {
+        self.0.workers.leave();
+    }
+}
+
+/// Runs the handler on this thread, during a worker turn. A streamed body's producer goes to a
+/// thread of its own, which keeps the turn until the stream ends.
+fn run(shared: &Arc<Shared>, request: Request) -> Answer {
+    let Some(turn) = WorkerTurn::take(shared) else {
+        shared.metrics.reject("queue_full");
+        let err = Error::overloaded("server is at capacity: request queue is full");
+        return Answer::error(&err, None);
+    };
+    let id = request.request_id().to_string();
+    let (response, route) = crate::log::with_request_id(&id, || shared.app.dispatch(request));
+    match response.into_parts() {
+        (status, headers, Body::Full(body)) => Answer::Full(status, headers, body, route),
+        (status, headers, Body::Stream(stream)) => {
+            produce(shared, turn, (status, headers, route), stream, id)
+        }
+    }
+}
+
+/// Starts a stream's producer on a thread of its own, which keeps the worker turn, and returns
+/// the answer whose chunks it sends; or a 503 when the stream cap is reached.
 fn produce(
-    shared: &Shared,
-    status: u16,
-    headers: Vec<(String, String)>,
+    shared: &Arc<Shared>,
+    turn: WorkerTurn,
+    (status, headers, route): (u16, Vec<(String, String)>, Option<String>),
     stream: Stream,
-    route: Option<String>,
-    reply: &mpsc::Sender<Answer>,
-) {
+    id: String,
+) -> Answer {
     let max = shared.app.settings().max_streams;
-    let Some(slot) = StreamSlot::take(&shared.metrics.active_streams, max) else {
+    let Some(slot) = StreamSlot::take(&shared.metrics, max) else {
         shared.metrics.reject("streams");
         let err = Error::overloaded(format!("too many concurrent streams (limit {max})"));
-        let _ = reply.send(Answer::error(&err, route));
-        return;
+        return Answer::error(&err, route);
     };
     let (mut sender, chunks) = Stream::channel();
-    let answer = Answer::Stream {
+    let producer = stream.producer;
+    let spawned = thread::Builder::new()
+        .name("tinyserve-stream".into())
+        .spawn(move || {
+            let panicked = crate::log::with_request_id(&id, || {
+                catch_unwind(AssertUnwindSafe(|| producer(&mut sender))).is_err()
+            });
+            // Free the slot and the turn before dropping the sender: that ends the body, and a
+            // client that has read the end may start its next stream at once, which must find
+            // them free.
+            drop((slot, turn));
+            drop(sender);
+            if panicked {
+                crate::log::error("a stream producer panicked; the stream was cut short");
+            }
+        });
+    if spawned.is_err() {
+        let err = Error::overloaded("cannot start a thread for the stream");
+        return Answer::error(&err, route);
+    }
+    Answer::Stream {
         status,
         headers,
         chunks,
         keep_alive: stream.keep_alive,
         route,
-    };
-    if reply.send(answer).is_err() {
-        return;
-    }
-    let producer = stream.producer;
-    let panicked = catch_unwind(AssertUnwindSafe(|| producer(&mut sender))).is_err();
-    // Free the slot before dropping the sender: that ends the body, and a client that has read
-    // the end may start its next stream at once, which must find the slot free.
-    drop(slot);
-    drop(sender);
-    if panicked {
-        crate::log::error("a stream producer panicked; the stream was cut short");
     }
 }
 
@@ -380,13 +433,12 @@ fn request_id(given: Option<&str>) -> String {
     format!("{:016x}", z ^ (z >> 31))
 }
 
-fn serve_connection(shared: &Shared, stream: TcpStream, idle: &AtomicBool) {
+fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) {
     let peer = stream.peer_addr().ok();
     let settings = shared.app.settings();
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(settings.io_timeout));
     let mut conn = Connection::new(stream);
-    let (reply_tx, reply_rx) = mpsc::channel();
     loop {
         idle.store(true, Ordering::SeqCst);
         // Checked after raising the flag: a shutdown either sees the flag or is seen here.
@@ -422,26 +474,9 @@ fn serve_connection(shared: &Shared, stream: TcpStream, idle: &AtomicBool) {
             .access_log
             .then(|| request_model(&request))
             .flatten();
+        request.set_socket(conn.socket());
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        let gone = request.gone_flag();
-        let answer = match shared
-            .queue
-            .try_send(Job::Run(Box::new(request), reply_tx.clone()))
-        {
-            Ok(()) => {
-                shared.metrics.queued.fetch_add(1, Ordering::Relaxed);
-                wait_for_answer(&conn, &reply_rx, &gone)
-            }
-            Err(TrySendError::Full(_)) => {
-                shared.metrics.reject("queue_full");
-                let err = Error::overloaded("server is at capacity: request queue is full");
-                Answer::error(&err, None)
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                let err = Error::new(crate::ErrorKind::NotReady, "server is stopping");
-                Answer::error(&err, None)
-            }
-        };
+        let answer = run(shared, request);
         let (status, route, written) = write_answer(
             &mut conn,
             answer,
@@ -534,26 +569,7 @@ fn write_answer(
     }
 }
 
-/// Waits for the worker's answer, raising the request's `gone` flag if the client leaves.
-fn wait_for_answer(conn: &Connection, answers: &Receiver<Answer>, gone: &AtomicBool) -> Answer {
-    loop {
-        match answers.recv_timeout(DISCONNECT_CHECK) {
-            Ok(answer) => return answer,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if !gone.load(Ordering::Relaxed) && conn.client_gone() {
-                    gone.store(true, Ordering::Relaxed);
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let err = Error::internal("worker ended without answering");
-                return Answer::error(&err, None);
-            }
-        }
-    }
-}
-
-/// How often a connection thread waiting for a worker or for the next chunk checks whether
-/// its client left.
+/// How often a connection thread waiting for the next chunk checks whether its client left.
 const DISCONNECT_CHECK: Duration = Duration::from_millis(50);
 
 /// Writes a stream's chunks as they arrive, with keep-alive comments while it is idle, and

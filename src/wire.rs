@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::{Error, ErrorKind};
@@ -76,7 +77,10 @@ impl From<io::Error> for ReadError {
 
 /// One client connection: the socket and the bytes read ahead of the current request.
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
+    /// The socket's read timeout as last set: setting it is a system call, skipped when the
+    /// value is unchanged (the usual case between keep-alive requests).
+    read_timeout: Option<Duration>,
     buf: Vec<u8>,
     start: usize,
 }
@@ -86,7 +90,8 @@ const READ_CHUNK: usize = 8 * 1024;
 impl Connection {
     pub(crate) fn new(stream: TcpStream) -> Connection {
         Connection {
-            stream,
+            stream: Arc::new(stream),
+            read_timeout: None,
             buf: Vec::with_capacity(READ_CHUNK),
             start: 0,
         }
@@ -94,6 +99,11 @@ impl Connection {
 
     pub(crate) fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+
+    /// A shared handle on the socket, for a request to check whether its client has gone.
+    pub(crate) fn socket(&self) -> Arc<TcpStream> {
+        Arc::clone(&self.stream)
     }
 
     fn buffered(&self) -> &[u8] {
@@ -115,10 +125,13 @@ impl Connection {
             self.start = 0;
         }
         let timeout = timeout.max(Duration::from_millis(1));
-        self.stream.set_read_timeout(Some(timeout))?;
+        if self.read_timeout != Some(timeout) {
+            self.stream.set_read_timeout(Some(timeout))?;
+            self.read_timeout = Some(timeout);
+        }
         let len = self.buf.len();
         self.buf.resize(len + READ_CHUNK, 0);
-        let result = self.stream.read(&mut self.buf[len..]);
+        let result = (&*self.stream).read(&mut self.buf[len..]);
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(len + n);
         result
@@ -218,7 +231,7 @@ impl Connection {
             .header("Expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         if expects && self.buffered().is_empty() {
-            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         Ok(())
     }
@@ -296,8 +309,8 @@ impl Connection {
         if !head_only {
             out.extend_from_slice(body);
         }
-        self.stream.write_all(&out)?;
-        self.stream.flush()
+        (&*self.stream).write_all(&out)?;
+        (&*self.stream).flush()
     }
 }
 
@@ -316,40 +329,46 @@ impl Connection {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        self.stream.write_all(&out)
+        (&*self.stream).write_all(&out)
     }
 
     /// Writes one piece of a streamed body, framed as a chunk when `chunked`, in one write.
     pub(crate) fn write_chunk(&mut self, data: &[u8], chunked: bool) -> io::Result<()> {
         if !chunked {
-            return self.stream.write_all(data);
+            return (&*self.stream).write_all(data);
         }
         let mut out = Vec::with_capacity(data.len() + 16);
         out.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
-        self.stream.write_all(&out)
+        (&*self.stream).write_all(&out)
     }
 
     /// Ends a chunked body.
     pub(crate) fn write_last_chunk(&mut self) -> io::Result<()> {
-        self.stream.write_all(b"0\r\n\r\n")
+        (&*self.stream).write_all(b"0\r\n\r\n")
     }
 
     /// Whether the client has closed its side (or reset the connection), checked without
     /// blocking and without consuming anything it may have sent.
     pub(crate) fn client_gone(&self) -> bool {
-        if self.stream.set_nonblocking(true).is_err() {
-            return true;
-        }
-        let mut byte = [0u8; 1];
-        let gone = match self.stream.peek(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(err) => err.kind() != io::ErrorKind::WouldBlock,
-        };
-        let _ = self.stream.set_nonblocking(false);
-        gone
+        peer_closed(&self.stream)
+    }
+}
+
+/// Whether the peer has closed its side of `stream` (or reset it), checked without blocking,
+/// without consuming anything it sent, and without touching the socket's blocking mode, so
+/// another thread may check while this one reads or writes.
+pub(crate) fn peer_closed(stream: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    match socket2::SockRef::from(stream).recv_with_flags(&mut byte, flags) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(err) => !matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ),
     }
 }
 
