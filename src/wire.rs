@@ -82,7 +82,9 @@ pub(crate) struct Connection {
     /// value is unchanged (the usual case between keep-alive requests).
     read_timeout: Option<Duration>,
     buf: Vec<u8>,
+    /// The unread bytes are `buf[start..end]`.
     start: usize,
+    end: usize,
 }
 
 const READ_CHUNK: usize = 8 * 1024;
@@ -92,8 +94,9 @@ impl Connection {
         Connection {
             stream: Arc::new(stream),
             read_timeout: None,
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf: vec![0; READ_CHUNK],
             start: 0,
+            end: 0,
         }
     }
 
@@ -107,21 +110,27 @@ impl Connection {
     }
 
     fn buffered(&self) -> &[u8] {
-        &self.buf[self.start..]
+        &self.buf[self.start..self.end]
     }
 
     fn consume(&mut self, n: usize) {
         self.start += n;
-        if self.start == self.buf.len() {
-            self.buf.clear();
+        if self.start == self.end {
             self.start = 0;
+            self.end = 0;
+            // A large body grew the buffer: give the memory back before waiting for the next
+            // request.
+            if self.buf.len() > 4 * READ_CHUNK {
+                self.buf = vec![0; READ_CHUNK];
+            }
         }
     }
 
     /// Reads more bytes into the buffer, waiting at most `timeout`. Returns 0 at end of stream.
     fn fill(&mut self, timeout: Duration) -> io::Result<usize> {
         if self.start > 0 {
-            self.buf.drain(..self.start);
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
         let timeout = timeout.max(Duration::from_millis(1));
@@ -129,12 +138,14 @@ impl Connection {
             self.stream.set_read_timeout(Some(timeout))?;
             self.read_timeout = Some(timeout);
         }
-        let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
-        let result = (&*self.stream).read(&mut self.buf[len..]);
-        let n = *result.as_ref().unwrap_or(&0);
-        self.buf.truncate(len + n);
-        result
+        // The buffer keeps its length (zeroed once) and `end` marks the bytes read, so a read
+        // does not zero memory it is about to overwrite.
+        if self.buf.len() - self.end < READ_CHUNK {
+            self.buf.resize(self.end + READ_CHUNK, 0);
+        }
+        let n = (&*self.stream).read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
     }
 
     /// Reads the next request head. Waits up to the keep-alive timeout for its first byte,
@@ -159,27 +170,12 @@ impl Connection {
         idle.store(false, std::sync::atomic::Ordering::SeqCst);
         let deadline = Instant::now() + limits.head_timeout;
         loop {
-            let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-            let mut parsed = httparse::Request::new(&mut headers);
-            match parsed.parse(self.buffered()) {
-                Ok(httparse::Status::Complete(len)) => {
+            match parse_head(self.buffered(), limits.max_headers) {
+                Ok(httparse::Status::Complete((len, head))) => {
                     // A complete head can arrive in one read, past the check below.
                     if len > limits.max_head_bytes {
                         return Err(ReadError::Reject(too_large_head(limits)));
                     }
-                    let head = Head {
-                        method: parsed.method.unwrap_or("GET").to_string(),
-                        target: parsed.path.unwrap_or("/").to_string(),
-                        minor_version: parsed.version.unwrap_or(1),
-                        headers: parsed
-                            .headers
-                            .iter()
-                            .map(|h| {
-                                let value = String::from_utf8_lossy(h.value).into_owned();
-                                (h.name.to_string(), value)
-                            })
-                            .collect(),
-                    };
                     self.consume(len);
                     return Ok(head);
                 }
@@ -305,7 +301,7 @@ impl Connection {
     ) -> io::Result<()> {
         let mut out = Vec::with_capacity(256 + body.len());
         write_head(&mut out, status, headers, keep_alive);
-        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
         if !head_only {
             out.extend_from_slice(body);
         }
@@ -372,6 +368,46 @@ pub(crate) fn peer_closed(stream: &TcpStream) -> bool {
     }
 }
 
+/// Headers parsed into an array on the stack; heads with more are parsed again into one of
+/// `max_headers` on the heap.
+const STACK_HEADERS: usize = 32;
+
+/// Parses a request head: its length and the owned head once complete.
+fn parse_head(buf: &[u8], max_headers: usize) -> httparse::Result<(usize, Head)> {
+    fn parse<'b>(
+        buf: &'b [u8],
+        headers: &mut [httparse::Header<'b>],
+    ) -> httparse::Result<(usize, Head)> {
+        let mut parsed = httparse::Request::new(headers);
+        Ok(match parsed.parse(buf)? {
+            httparse::Status::Complete(len) => httparse::Status::Complete((
+                len,
+                Head {
+                    method: parsed.method.unwrap_or("GET").to_string(),
+                    target: parsed.path.unwrap_or("/").to_string(),
+                    minor_version: parsed.version.unwrap_or(1),
+                    headers: parsed
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            let value = String::from_utf8_lossy(h.value).into_owned();
+                            (h.name.to_string(), value)
+                        })
+                        .collect(),
+                },
+            )),
+            httparse::Status::Partial => httparse::Status::Partial,
+        })
+    }
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    match parse(buf, &mut stack[..max_headers.min(STACK_HEADERS)]) {
+        Err(httparse::Error::TooManyHeaders) if max_headers > STACK_HEADERS => {
+            parse(buf, &mut vec![httparse::EMPTY_HEADER; max_headers])
+        }
+        result => result,
+    }
+}
+
 fn too_large_head(limits: &Limits) -> Error {
     Error::new(
         ErrorKind::HeadersTooLarge,
@@ -414,17 +450,20 @@ fn framing(head: &Head) -> Result<Framing, ReadError> {
 
 /// Status line and the headers every response carries.
 fn write_head(out: &mut Vec<u8>, status: u16, headers: &[(String, String)], keep_alive: bool) {
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
     for (name, value) in headers {
         // Header values come from handlers: never let them split the response.
         if value.contains(['\r', '\n']) || name.contains(['\r', '\n', ':']) {
             continue;
         }
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+            out.extend_from_slice(part);
+        }
     }
-    out.extend_from_slice(
-        format!("Date: {}\r\n", http_date(std::time::SystemTime::now())).as_bytes(),
-    );
+    out.extend_from_slice(b"Date: ");
+    push_http_date(out);
+    out.extend_from_slice(b"\r\n");
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
     }
@@ -470,6 +509,26 @@ pub(crate) fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "Unknown",
     }
+}
+
+/// Appends the current IMF-fixdate, formatted at most once a second per thread.
+fn push_http_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static CACHE: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((u64::MAX, String::new()))
+        };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHE.with_borrow_mut(|(at, date)| {
+        if *at != secs {
+            *at = secs;
+            *date = http_date(now);
+        }
+        out.extend_from_slice(date.as_bytes());
+    });
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
