@@ -55,7 +55,7 @@ UVICORN = [str(PYTHON / "uvicorn"), "fastapi_app:app", "--app-dir", str(BENCH / 
 
 SERVERS = [
     {"name": "tinyserve", "family": "tinyserve",
-     "settings": f"`tinyserve serve` with its defaults: 8 workers (2 x cores, at least 8), one "
+     "settings": f"`tinyserve serve` with its defaults: 256 worker turns, one "
                  f"session per model with {CORES} intra-op threads; access log off. Fan-out and "
                  "SSE: `tinyserve-bench serve` (the same built-in routes plus /fanout and /sse, "
                  "same model defaults), 512 workers, FanOut::new(256), 384 streams at most",

@@ -19,7 +19,7 @@ mod sse;
 mod stream;
 mod wire;
 
-pub use app::{ApiKey, App, Settings};
+pub use app::{ApiKey, App, Settings, DEFAULT_WORKERS};
 pub use catalog::{RouteCatalog, RouteDoc, RouteInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use fanout::{Call, FanOut, Upstream, UpstreamReply, DEFAULT_FANOUT_THREADS};

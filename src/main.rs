@@ -50,7 +50,7 @@ struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8000)]
     port: u16,
-    /// Handlers running at once (worker turns) [default: 2 x cores, at least 8]
+    /// Handlers running at once (worker turns) [default: 256]
     #[arg(long)]
     workers: Option<usize>,
     /// Largest request body in bytes; larger bodies get 413.

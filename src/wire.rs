@@ -87,14 +87,19 @@ pub(crate) struct Connection {
     end: usize,
 }
 
-const READ_CHUNK: usize = 8 * 1024;
+/// A new connection's read buffer: most request heads and small JSON bodies fit.
+const INITIAL_BUFFER: usize = 2 * 1024;
+/// Free space below which the buffer grows (doubling) before the next read.
+const MIN_READ: usize = 1024;
+/// Above this, a buffer grown by a large body is given back once the body is consumed.
+const KEEP_BUFFER: usize = 64 * 1024;
 
 impl Connection {
     pub(crate) fn new(stream: TcpStream) -> Connection {
         Connection {
             stream: Arc::new(stream),
             read_timeout: None,
-            buf: vec![0; READ_CHUNK],
+            buf: vec![0; INITIAL_BUFFER],
             start: 0,
             end: 0,
         }
@@ -120,8 +125,8 @@ impl Connection {
             self.end = 0;
             // A large body grew the buffer: give the memory back before waiting for the next
             // request.
-            if self.buf.len() > 4 * READ_CHUNK {
-                self.buf = vec![0; READ_CHUNK];
+            if self.buf.len() > KEEP_BUFFER {
+                self.buf = vec![0; INITIAL_BUFFER];
             }
         }
     }
@@ -140,8 +145,8 @@ impl Connection {
         }
         // The buffer keeps its length (zeroed once) and `end` marks the bytes read, so a read
         // does not zero memory it is about to overwrite.
-        if self.buf.len() - self.end < READ_CHUNK {
-            self.buf.resize(self.end + READ_CHUNK, 0);
+        if self.buf.len() - self.end < MIN_READ {
+            self.buf.resize(self.buf.len() * 2, 0);
         }
         let n = (&*self.stream).read(&mut self.buf[self.end..])?;
         self.end += n;
