@@ -208,9 +208,14 @@ def targets(results):
         small_name = min(theirs, key=lambda s: theirs[s]["peak_rss_mb"])
         small = theirs[small_name]["peak_rss_mb"]
         x = ours["peak_rss_mb"] / small
+        # The memory target is the small classifier's; the other scenarios are shown
+        # for information, with no verdict.
+        is_target = sc["name"] == "iris"
         found.append(target(
-            f"memory ({sc['name']}): tinyserve peak RSS vs the smallest baseline", x <= 1 / 3,
-            f"{ours['peak_rss_mb']:.0f} MB vs {small:.0f} MB ({small_name}): {x:.2f}×", "≤ 1/3"))
+            f"memory ({sc['name']}): tinyserve peak RSS vs the smallest baseline",
+            x <= 1 / 3 if is_target else "info",
+            f"{ours['peak_rss_mb']:.0f} MB vs {small:.0f} MB ({small_name}): {x:.2f}×",
+            "≤ 1/3" if is_target else "— (not a target)"))
     return found
 
 
@@ -232,7 +237,7 @@ def markdown(results):
 
     lines += ["", "## Targets", "", "| target | goal | measured | holds |", "|---|---|---|---|"]
     for t in results["targets"]:
-        mark = {True: "yes", False: "**no**", None: "not run"}[t["holds"]]
+        mark = {True: "yes", False: "**no**", None: "not run", "info": "—"}[t["holds"]]
         lines.append(f"| {t['target']} | {t['goal']} | {t['measured']} | {mark} |")
 
     floor = results.get("floor", {})
@@ -320,7 +325,7 @@ def summary(results, images="bench/results"):
         lines += ["", f"![{sc['title']}]({images}/{sc['name']}.png)", ""]
     lines += ["| target | goal | measured | holds |", "|---|---|---|---|"]
     for t in results["targets"]:
-        mark = {True: "yes", False: "**no**", None: "not run"}[t["holds"]]
+        mark = {True: "yes", False: "**no**", None: "not run", "info": "—"}[t["holds"]]
         lines.append(f"| {t['target']} | {t['goal']} | {t['measured']} | {mark} |")
     return "\n".join(lines) + "\n"
 
@@ -380,7 +385,7 @@ def main():
             plot(results, sc, path.parent / f"{sc['name']}.png")
     print(f"wrote {path.parent / 'results.md'} and {len(results['scenarios'])} plot(s)")
     for t in results["targets"]:
-        mark = {True: "holds", False: "MISSED", None: "not run"}[t["holds"]]
+        mark = {True: "holds", False: "MISSED", None: "not run", "info": "info"}[t["holds"]]
         print(f"  {mark:8} {t['target']}: {t['measured']}")
 
 

@@ -62,11 +62,19 @@ pub(crate) fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// What is recorded of one route template.
+#[derive(Debug, Default)]
+struct RouteStats {
+    /// Requests by method and status: a handful per route, so a list.
+    answered: Vec<(String, u16, u64)>,
+    durations: Histogram,
+}
+
 /// The HTTP server's own metrics. Shared by the server and the `/metrics` route.
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    durations: Mutex<BTreeMap<String, Histogram>>,
+    /// By route template: one lock per request, and no allocation once a series exists.
+    routes: Mutex<BTreeMap<String, RouteStats>>,
     pub(crate) in_flight: AtomicI64,
     pub(crate) queued: AtomicI64,
     pub(crate) open_connections: AtomicI64,
@@ -78,16 +86,23 @@ pub struct ServerMetrics {
 impl ServerMetrics {
     /// Records a finished request.
     pub(crate) fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        if let Ok(mut requests) = self.requests.lock() {
-            *requests
-                .entry((method.to_string(), route.to_string(), status))
-                .or_default() += 1;
+        let Ok(mut routes) = self.routes.lock() else {
+            return;
+        };
+        if !routes.contains_key(route) {
+            routes.insert(route.to_string(), RouteStats::default());
         }
-        if let Ok(mut durations) = self.durations.lock() {
-            durations
-                .entry(route.to_string())
-                .or_default()
-                .observe(elapsed);
+        let Some(stats) = routes.get_mut(route) else {
+            return;
+        };
+        stats.durations.observe(elapsed);
+        match stats
+            .answered
+            .iter_mut()
+            .find(|(m, s, _)| *s == status && m == method)
+        {
+            Some((_, _, count)) => *count += 1,
+            None => stats.answered.push((method.to_string(), status, 1)),
         }
     }
 
@@ -102,23 +117,27 @@ impl ServerMetrics {
     pub fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP tinyserve_requests_total Requests answered, by method, route template and status.");
         let _ = writeln!(out, "# TYPE tinyserve_requests_total counter");
-        if let Ok(requests) = self.requests.lock() {
-            for ((method, route, status), count) in requests.iter() {
+        let routes = self.routes.lock();
+        let routes = routes.as_deref().ok();
+        for (route, stats) in routes.into_iter().flatten() {
+            let mut answered = stats.answered.clone();
+            answered.sort();
+            for (method, status, count) in answered {
                 let _ = writeln!(
                     out,
                     "tinyserve_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {count}",
-                    label(method),
+                    label(&method),
                     label(route)
                 );
             }
         }
         let _ = writeln!(out, "# HELP tinyserve_request_duration_seconds Time from request head to last byte written, by route template.");
         let _ = writeln!(out, "# TYPE tinyserve_request_duration_seconds histogram");
-        if let Ok(durations) = self.durations.lock() {
-            for (route, histogram) in durations.iter() {
-                let labels = format!("route=\"{}\"", label(route));
-                histogram.render(out, "tinyserve_request_duration_seconds", &labels);
-            }
+        for (route, stats) in routes.into_iter().flatten() {
+            let labels = format!("route=\"{}\"", label(route));
+            stats
+                .durations
+                .render(out, "tinyserve_request_duration_seconds", &labels);
         }
         let gauges = [
             (

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde::de::DeserializeOwned;
 
@@ -35,8 +35,8 @@ pub struct Request {
     remote_addr: Option<SocketAddr>,
     gone: Arc<AtomicBool>,
     /// The client's socket, checked by [`Request::is_client_gone`]; none for requests built
-    /// by hand.
-    socket: Option<Arc<TcpStream>>,
+    /// by hand. Weak, so a request kept by a handler never keeps the connection open.
+    socket: Option<Weak<TcpStream>>,
     origin: Option<Origin>,
     root_path: String,
     request_id: String,
@@ -151,8 +151,8 @@ impl Request {
     }
 
     /// Ties the request to the client's socket, for [`Request::is_client_gone`].
-    pub(crate) fn set_socket(&mut self, socket: Arc<TcpStream>) {
-        self.socket = Some(socket);
+    pub(crate) fn set_socket(&mut self, socket: &Arc<TcpStream>) {
+        self.socket = Some(Arc::downgrade(socket));
     }
 
     /// Whether the client closed its connection while this request was being handled; a
@@ -162,7 +162,12 @@ impl Request {
         if self.gone.load(Ordering::Relaxed) {
             return true;
         }
-        let gone = self.socket.as_deref().is_some_and(crate::wire::peer_closed);
+        // A connection that has already ended counts as gone.
+        let gone = self.socket.as_ref().is_some_and(|socket| {
+            socket
+                .upgrade()
+                .is_none_or(|socket| crate::wire::peer_closed(&socket))
+        });
         if gone {
             self.gone.store(true, Ordering::Relaxed);
         }
@@ -289,6 +294,52 @@ fn hex(byte: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two ends of a loopback TCP connection: (client, server).
+    fn connected() -> (TcpStream, Arc<TcpStream>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        (client, Arc::new(server))
+    }
+
+    #[test]
+    fn client_gone_follows_the_socket() {
+        let (client, server) = connected();
+        let mut req = Request::new("GET", "/");
+        req.set_socket(&server);
+        assert!(!req.is_client_gone(), "connected and silent");
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(req.is_client_gone(), "closed by the client");
+        assert!(req.clone().is_client_gone(), "clones share the answer");
+
+        // A pipelined next request is unread data, not a departure.
+        let (client, server) = connected();
+        let mut req = Request::new("GET", "/");
+        req.set_socket(&server);
+        std::io::Write::write_all(&mut &client, b"GET / HTTP/1.1\r\n").expect("write");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!req.is_client_gone(), "data waiting");
+    }
+
+    #[test]
+    fn client_gone_when_the_connection_has_ended_and_a_request_never_holds_it_open() {
+        let (client, server) = connected();
+        let mut req = Request::new("GET", "/");
+        req.set_socket(&server);
+        let kept = req.clone();
+        drop(server);
+        assert!(kept.is_client_gone());
+        // The request held no strong reference: the server's drop closed the socket.
+        let mut byte = [0u8; 1];
+        let read = std::io::Read::read(&mut &client, &mut byte).expect("read");
+        assert_eq!(read, 0, "the client sees the connection closed");
+        assert!(
+            !Request::new("GET", "/").is_client_gone(),
+            "no socket: never gone"
+        );
+    }
 
     #[test]
     fn percent_decoding_handles_escapes_plus_and_garbage() {

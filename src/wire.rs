@@ -109,9 +109,9 @@ impl Connection {
         &self.stream
     }
 
-    /// A shared handle on the socket, for a request to check whether its client has gone.
-    pub(crate) fn socket(&self) -> Arc<TcpStream> {
-        Arc::clone(&self.stream)
+    /// The socket, for a request to check whether its client has gone.
+    pub(crate) fn socket(&self) -> &Arc<TcpStream> {
+        &self.stream
     }
 
     fn buffered(&self) -> &[u8] {

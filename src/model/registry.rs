@@ -61,12 +61,19 @@ impl ModelOptions {
     }
 }
 
+/// The idle sessions of a model, and how many requests wait for one: a condition variable's
+/// notify is a system call even when nobody waits, so it is made only when somebody does.
+struct SessionPool {
+    idle: Vec<Session>,
+    waiting: usize,
+}
+
 /// One loaded model: its name, signature and a pool of ONNX Runtime sessions.
 pub struct Model {
     name: String,
     path: PathBuf,
     signature: Signature,
-    pool: Mutex<Vec<Session>>,
+    pool: Mutex<SessionPool>,
     returned: Condvar,
     inferences: Mutex<Histogram>,
     batcher: Option<Batcher>,
@@ -113,7 +120,10 @@ impl Model {
             name: name.to_string(),
             path: path.to_path_buf(),
             signature,
-            pool: Mutex::new(sessions),
+            pool: Mutex::new(SessionPool {
+                idle: sessions,
+                waiting: 0,
+            }),
             returned: Condvar::new(),
             inferences: Mutex::new(Histogram::default()),
             batcher: None,
@@ -267,18 +277,24 @@ impl Model {
         let poisoned = |_| Error::internal("session pool lock poisoned");
         let mut pool = self.pool.lock().map_err(poisoned)?;
         loop {
-            if let Some(session) = pool.pop() {
+            if let Some(session) = pool.idle.pop() {
                 return Ok(session);
             }
-            pool = self.returned.wait(pool).map_err(poisoned)?;
+            pool.waiting += 1;
+            let woken = self.returned.wait(pool);
+            pool = woken.map_err(poisoned)?;
+            pool.waiting -= 1;
         }
     }
 
     fn give_back(&self, session: Session) {
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.push(session);
+        let Ok(mut pool) = self.pool.lock() else {
+            return;
+        };
+        pool.idle.push(session);
+        if pool.waiting > 0 {
+            self.returned.notify_one();
         }
-        self.returned.notify_one();
     }
 }
 
