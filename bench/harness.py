@@ -55,8 +55,9 @@ UVICORN = [str(PYTHON / "uvicorn"), "fastapi_app:app", "--app-dir", str(BENCH / 
 
 SERVERS = [
     {"name": "tinyserve", "family": "tinyserve",
-     "settings": f"`tinyserve serve` with its defaults: 256 worker turns, one "
-                 f"session per model with {CORES} intra-op threads; access log off. Fan-out and "
+     "settings": f"`tinyserve serve` with its defaults: 256 worker turns; sessions by model "
+                 f"size (iris: {CORES} sessions x 1 intra-op thread; the MLP: 1 session x "
+                 f"{CORES} threads); access log off. Fan-out and "
                  "SSE: `tinyserve-bench serve` (the same built-in routes plus /fanout and /sse, "
                  "same model defaults), 512 workers, FanOut::new(256), 384 streams at most",
      "predict": TINYSERVE_SERVE, "app": BENCH_SERVER, "health": "/healthz"},

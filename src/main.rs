@@ -80,10 +80,11 @@ struct ServeArgs {
     /// Seconds an idle keep-alive connection stays open.
     #[arg(long, default_value_t = Settings::default().keep_alive_timeout.as_secs())]
     keep_alive_timeout: u64,
-    /// ONNX Runtime sessions per model (1 = a lock per model)
-    #[arg(long, default_value_t = 1)]
-    sessions_per_model: usize,
-    /// ONNX Runtime intra-op threads per session [default: cores]
+    /// ONNX Runtime sessions per model (1 = a lock per model) [default: one per core for
+    /// model files under 1 MiB, else 1]
+    #[arg(long)]
+    sessions_per_model: Option<usize>,
+    /// ONNX Runtime intra-op threads per session [default: cores / sessions]
     #[arg(long)]
     intra_threads: Option<usize>,
     /// Dynamic batching (repeatable): `N` for every model with a dynamic first dimension, or
@@ -160,10 +161,8 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     let dir = args.models.unwrap_or_else(bundled_models);
     let mut options = ModelOptions::default();
-    options.sessions = args.sessions_per_model.max(1);
-    if let Some(threads) = args.intra_threads {
-        options.intra_threads = threads.max(1);
-    }
+    options.sessions = args.sessions_per_model;
+    options.intra_threads = args.intra_threads;
     options.batch_timeout = Duration::from_micros(args.batch_timeout_us);
     for spec in &args.max_batch_size {
         let bad = || {
@@ -338,7 +337,7 @@ fn load_one(file: &Path) -> tinyserve::Result<Model> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut options = ModelOptions::default();
-    options.sessions = 1;
+    options.sessions = Some(1);
     Model::load(&name, file, &options)
 }
 

@@ -9,6 +9,6 @@ mod signature;
 mod tensor;
 
 pub use generate::{FinishReason, Generation, Generator, Sampling, CONTEXT_BYTES};
-pub use registry::{Model, ModelOptions, ModelRegistry};
+pub use registry::{Model, ModelOptions, ModelRegistry, SMALL_MODEL_BYTES};
 pub use signature::{DataType, Signature, TensorSpec};
 pub use tensor::{Tensor, TensorData};

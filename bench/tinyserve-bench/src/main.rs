@@ -162,12 +162,8 @@ fn serve(
 ) -> AnyResult<()> {
     let (port, workers, fanout_threads, max_streams) = sizes;
     let mut options = ModelOptions::default();
-    if let Some(sessions) = onnx.0 {
-        options.sessions = sessions;
-    }
-    if let Some(intra) = onnx.1 {
-        options.intra_threads = intra;
-    }
+    options.sessions = onnx.0;
+    options.intra_threads = onnx.1;
     let models = ModelRegistry::load_dir_with(models, &options)?;
     let mut settings = Settings::default();
     settings.workers = workers;
@@ -497,8 +493,8 @@ fn floor(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut options = ModelOptions::default();
-    options.sessions = sessions.max(1);
-    options.intra_threads = intra.max(1);
+    options.sessions = Some(sessions.max(1));
+    options.intra_threads = Some(intra.max(1));
     let model = Arc::new(Model::load(&name, path, &options)?);
     let spec = model.signature().inputs[0].clone();
     let width = spec
