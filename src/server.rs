@@ -84,7 +84,8 @@ struct Shared {
 pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    /// The accept thread, which drains the connections once a shutdown starts.
+    accept: JoinHandle<()>,
 }
 
 /// Stops a running server from anywhere (another thread, a signal handler thread).
@@ -117,17 +118,14 @@ impl Server {
             next_id: AtomicU64::new(0),
             sockets: Mutex::new(HashMap::new()),
         });
-        let mut threads = Vec::new();
         let accept_shared = Arc::clone(&shared);
-        threads.push(
-            thread::Builder::new()
-                .name("tinyserve-accept".into())
-                .spawn(move || accept(&accept_shared, listener))?,
-        );
+        let accept = thread::Builder::new()
+            .name("tinyserve-accept".into())
+            .spawn(move || accept(&accept_shared, listener))?;
         Ok(Server {
             addr,
             shared,
-            threads,
+            accept,
         })
     }
 
@@ -144,7 +142,8 @@ impl Server {
         }
     }
 
-    /// Stops accepting, lets requests in flight finish, and waits for every thread to end.
+    /// Stops accepting, lets requests in flight finish, and waits until their connections have
+    /// closed (or the drain timeout cut them off).
     pub fn shutdown(self) {
         self.shutdown_handle().shutdown();
         self.join();
@@ -152,9 +151,7 @@ impl Server {
 
     /// Blocks until the server has been shut down (through a [`ShutdownHandle`]) and has stopped.
     pub fn join(self) {
-        for thread in self.threads {
-            let _ = thread.join();
-        }
+        let _ = self.accept.join();
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use ort::session::Session;
@@ -80,21 +81,17 @@ impl ModelOptions {
     }
 }
 
-/// The idle sessions of a model, and how many requests wait for one: a condition variable's
-/// notify is a system call even when nobody waits, so it is made only when somebody does.
-struct SessionPool {
-    idle: Vec<Session>,
-    waiting: usize,
-}
-
 /// One loaded model: its name, signature and a pool of ONNX Runtime sessions.
 pub struct Model {
     name: String,
     path: PathBuf,
     signature: Signature,
-    pool: Mutex<SessionPool>,
-    session_count: usize,
-    returned: Condvar,
+    /// Each session behind its own lock: a request takes the first free one, or waits on one.
+    /// A release wakes at most one waiter, with no second lock to win on waking (as a shared
+    /// pool's condition variable needs), and a run that panics cannot lose its session.
+    sessions: Vec<Mutex<Session>>,
+    /// Where the next request starts looking, so waiters spread over the sessions.
+    next_session: AtomicUsize,
     inferences: Mutex<Histogram>,
     batcher: Option<Batcher>,
 }
@@ -139,12 +136,8 @@ impl Model {
             name: name.to_string(),
             path: path.to_path_buf(),
             signature,
-            session_count,
-            pool: Mutex::new(SessionPool {
-                idle: sessions,
-                waiting: 0,
-            }),
-            returned: Condvar::new(),
+            sessions: sessions.into_iter().map(Mutex::new).collect(),
+            next_session: AtomicUsize::new(0),
             inferences: Mutex::new(Histogram::default()),
             batcher: None,
         })
@@ -187,7 +180,7 @@ impl Model {
         for tensor in &inputs {
             values.push((tensor.name.clone(), tensor.to_ort()?));
         }
-        let mut session = self.take_session()?;
+        let mut session = self.session();
         let started = std::time::Instant::now();
         let result = (|| {
             let outputs = session.run(values).map_err(|err| self.run_error(&err))?;
@@ -203,7 +196,7 @@ impl Model {
                 })
                 .collect::<Result<Vec<Tensor>>>()
         })();
-        self.give_back(session);
+        drop(session);
         if let Ok(mut inferences) = self.inferences.lock() {
             inferences.observe(started.elapsed());
         }
@@ -293,28 +286,26 @@ impl Model {
         Ok(())
     }
 
-    fn take_session(&self) -> Result<Session> {
-        let poisoned = |_| Error::internal("session pool lock poisoned");
-        let mut pool = self.pool.lock().map_err(poisoned)?;
-        loop {
-            if let Some(session) = pool.idle.pop() {
-                return Ok(session);
+    /// A free session, or the next one to come free. A run that panicked leaves its session
+    /// usable (ONNX Runtime keeps no state between runs), so a poisoned lock is taken anyway.
+    fn session(&self) -> MutexGuard<'_, Session> {
+        let count = self.sessions.len();
+        let start = self.next_session.fetch_add(1, Ordering::Relaxed);
+        for i in 0..count {
+            match self.sessions[(start + i) % count].try_lock() {
+                Ok(session) => return session,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
             }
-            pool.waiting += 1;
-            let woken = self.returned.wait(pool);
-            pool = woken.map_err(poisoned)?;
-            pool.waiting -= 1;
         }
+        self.sessions[start % count]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn give_back(&self, session: Session) {
-        let Ok(mut pool) = self.pool.lock() else {
-            return;
-        };
-        pool.idle.push(session);
-        if pool.waiting > 0 {
-            self.returned.notify_one();
-        }
+    /// How many sessions the model has.
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 }
 
@@ -382,7 +373,7 @@ impl ModelRegistry {
             }
             let model = Arc::new(model);
             if batching {
-                Batcher::start(&model, model.session_count);
+                Batcher::start(&model, model.session_count());
             }
             models.insert(name, model);
         }
