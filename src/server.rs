@@ -471,7 +471,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) 
             .access_log
             .then(|| request_model(&request))
             .flatten();
-        request.set_socket(conn.socket());
+        request.set_socket(conn.stream());
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let answer = run(shared, request);
         let (status, route, written) = write_answer(
@@ -612,7 +612,7 @@ fn relay(
 
 /// Answers a request that could not be read, then closes: the rest of its bytes are unread.
 fn reject(conn: &mut Connection, err: &Error) {
-    let mut stream = conn.stream();
+    let mut stream: &TcpStream = conn.stream();
     let _ = wire::write_error(stream, err);
     let _ = stream.shutdown(Shutdown::Write);
     // Read what the client already sent (briefly, bounded) so closing does not reset the

@@ -105,12 +105,8 @@ impl Connection {
         }
     }
 
-    pub(crate) fn stream(&self) -> &TcpStream {
-        &self.stream
-    }
-
-    /// The socket, for a request to check whether its client has gone.
-    pub(crate) fn socket(&self) -> &Arc<TcpStream> {
+    /// The socket: shared, so a request can check whether its client has gone.
+    pub(crate) fn stream(&self) -> &Arc<TcpStream> {
         &self.stream
     }
 
