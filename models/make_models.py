@@ -195,6 +195,63 @@ def make_scale():
     assert (run(path, {"x": x})["y"] == x * 2 + 1).all(), "scale differs"
 
 
+def save_current(graph, path):
+    """Like `save`, but at what this onnx package writes by default (IR 14, its newest opset
+    that ONNX Runtime runs), the way a user's current exporter writes models."""
+    model = helper.make_model(graph, producer_name="tinyserve-make_models")
+    onnx.checker.check_model(model, full_check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path
+
+
+def make_rejects():
+    """Models whose run fails on some values of valid-looking inputs, so ONNX Runtime itself
+    rejects them at run time: each is a 400 naming the model and ONNX Runtime's reason."""
+    f, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
+    vi = helper.make_tensor_value_info
+    models = {
+        # a / b on integers: b == 0 is a division by zero.
+        "int_div": helper.make_graph(
+            [helper.make_node("Div", ["a", "b"], ["y"])], "int_div",
+            [vi("a", i32, ["n"]), vi("b", i32, ["n"])], [vi("y", i32, ["n"])]),
+        # table[indices]: an index past 4 is out of range.
+        "gather": helper.make_graph(
+            [helper.make_node("Gather", ["table", "indices"], ["y"])], "gather",
+            [vi("indices", i64, ["n"])], [vi("y", f, ["n"])],
+            initializer=[numpy_helper.from_array(np.arange(5, dtype=np.float32), "table")]),
+        # x reshaped to `shape`: a shape of another element count is impossible.
+        "reshape": helper.make_graph(
+            [helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape",
+            [vi("x", f, ["n"]), vi("shape", i64, [2])], [vi("y", f, ["a", "b"])]),
+        # x split in two parts of the given sizes: sizes that do not add up to len(x) fail.
+        "split": helper.make_graph(
+            [helper.make_node("Split", ["x", "sizes"], ["first", "second"])], "split",
+            [vi("x", f, ["n"]), vi("sizes", i64, [2])],
+            [vi("first", f, ["p"]), vi("second", f, ["q"])]),
+        # x squeezed on axis 1: a second dimension other than 1 cannot be squeezed.
+        "squeeze": helper.make_graph(
+            [helper.make_node("Squeeze", ["x", "axes"], ["y"])], "squeeze",
+            [vi("x", f, ["n", "m"])], [vi("y", f, ["n"])],
+            initializer=[numpy_helper.from_array(np.array([1], np.int64), "axes")]),
+    }
+    for name, graph in models.items():
+        path = save_current(graph, TESTS / "rejects" / f"{name}.onnx")
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        bad = {
+            "int_div": {"a": np.array([1], np.int32), "b": np.array([0], np.int32)},
+            "gather": {"indices": np.array([7], np.int64)},
+            "reshape": {"x": np.zeros(6, np.float32), "shape": np.array([4, 4], np.int64)},
+            "split": {"x": np.zeros(6, np.float32), "sizes": np.array([2, 2], np.int64)},
+            "squeeze": {"x": np.zeros((2, 3), np.float32)},
+        }[name]
+        try:
+            sess.run(None, bad)
+        except Exception:  # onnxruntime's own exception types; the run must fail
+            continue
+        raise AssertionError(f"onnxruntime accepted the bad input of {name}")
+
+
 def make_broken():
     """A file named .onnx that is not a model, so loading it must fail."""
     path = TESTS / "broken" / "not_a_model.onnx"
@@ -229,6 +286,7 @@ def main():
     make_identities()
     make_add_mul()
     make_scale()
+    make_rejects()
     make_broken()
     print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}")
     print(f"iris: {HIDDEN} tanh hidden, {EPOCHS} epochs, lr {LR}, seed {SEED}: "

@@ -10,9 +10,10 @@ pub enum ErrorKind {
     BadRequest,
     /// The body is not valid JSON. 400.
     InvalidJson,
-    /// The JSON is well-formed but does not have the expected shape. 422.
+    /// The JSON is well-formed but does not have the expected shape. 400.
     InvalidBody,
-    /// The input does not fit the model's signature. 422 for shape/type mistakes, see [`Error::status`].
+    /// The input does not fit the model's signature, or the model rejected its values at run
+    /// time (an index out of range, a division by zero). 400.
     InvalidInput,
     /// A missing or wrong API key. 401, with `WWW-Authenticate: Bearer`.
     Unauthorized,
@@ -46,8 +47,12 @@ impl ErrorKind {
     /// The HTTP status for this kind.
     pub fn status(self) -> u16 {
         match self {
-            ErrorKind::BadRequest | ErrorKind::InvalidJson => 400,
-            ErrorKind::InvalidBody | ErrorKind::InvalidInput => 422,
+            // 400 for every input mistake, as Triton, KServe and OpenAI answer, so that their
+            // official clients raise their bad-request error; the `code` tells them apart.
+            ErrorKind::BadRequest
+            | ErrorKind::InvalidJson
+            | ErrorKind::InvalidBody
+            | ErrorKind::InvalidInput => 400,
             ErrorKind::Unauthorized => 401,
             ErrorKind::NotFound | ErrorKind::ModelNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
@@ -93,7 +98,7 @@ impl ErrorKind {
 /// use tinyserve::{Error, ErrorKind};
 /// let err = Error::invalid_input(r#"input "x": expected shape [-1, 4], got [1, 3]"#);
 /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
-/// assert_eq!(err.status(), 422);
+/// assert_eq!(err.status(), 400);
 /// assert_eq!(err.to_json()["code"], "invalid_input");
 /// ```
 pub struct Error(Box<Inner>);
@@ -163,7 +168,7 @@ impl Error {
         )
     }
 
-    /// 422: the JSON is valid but does not fit the expected shape or the model's signature.
+    /// 400: the JSON is valid but does not fit the expected shape or the model's signature.
     pub fn invalid_input(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::InvalidInput, message)
     }
@@ -181,8 +186,9 @@ impl Error {
         err
     }
 
-    /// The error for a body that failed to parse as JSON: 400 when it is not JSON at all,
-    /// 422 when it is JSON of the wrong shape (serde_json's category decides).
+    /// The error for a body that failed to parse as JSON: `invalid_json` when it is not JSON at
+    /// all, `invalid_body` when it is JSON of the wrong shape (serde_json's category decides);
+    /// both are 400.
     pub fn from_json(err: serde_json::Error) -> Error {
         use serde_json::error::Category;
         let kind = match err.classify() {
@@ -310,10 +316,12 @@ mod tests {
     }
 
     #[test]
-    fn json_syntax_is_400_and_wrong_shape_is_422() {
+    fn json_syntax_and_wrong_shape_are_400_with_their_own_codes() {
         let syntax = serde_json::from_str::<Vec<u32>>("[1,").map_err(Error::from_json);
-        assert_eq!(syntax.map_err(|e| e.status()).err(), Some(400));
+        let syntax = syntax.err().map(|e| (e.status(), e.kind().code()));
+        assert_eq!(syntax, Some((400, "invalid_json")));
         let shape = serde_json::from_str::<u32>("\"x\"").map_err(Error::from_json);
-        assert_eq!(shape.map_err(|e| e.status()).err(), Some(422));
+        let shape = shape.err().map(|e| (e.status(), e.kind().code()));
+        assert_eq!(shape, Some((400, "invalid_body")));
     }
 }

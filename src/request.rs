@@ -233,7 +233,7 @@ impl Request {
     }
 
     /// Parses the body as JSON. A `Content-Type` other than JSON gives 415, malformed JSON 400,
-    /// JSON of the wrong shape 422. A missing `Content-Type` is accepted.
+    /// JSON of the wrong shape 400 (code `invalid_body`). A missing `Content-Type` is accepted.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         if let Some(content_type) = self.header("Content-Type") {
             let essence = content_type.split(';').next().unwrap_or("").trim();

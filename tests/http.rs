@@ -508,12 +508,12 @@ fn handler_return_types_become_responses() {
 
     server
         .get("/err")
-        .assert_error(422, "invalid_input", "x must be positive");
+        .assert_error(400, "invalid_input", "x must be positive");
     assert_eq!(server.get("/str").text(), "static");
 }
 
 #[test]
-fn json_bodies_map_errors_to_415_400_and_422() {
+fn json_bodies_map_errors_to_415_and_400() {
     let server = TestServer::start(app().post("/sum", |req| -> tinyserve::Result<Json<Value>> {
         let pair: Pair = req.json()?;
         Ok(Json(json!({"sum": pair.a + pair.b})))
@@ -544,8 +544,8 @@ fn json_bodies_map_errors_to_415_400_and_422() {
     post("application/json", "").assert_error(400, "invalid_json", "invalid JSON");
     assert_eq!(post("application/json", r#"{"a": 1, "b": 1}"#).status, 200);
 
-    post("application/json", r#"{"a": 1}"#).assert_error(422, "invalid_body", "missing field `b`");
-    post("application/json", r#"{"a": "one", "b": 2}"#).assert_error(422, "invalid_body", "a");
+    post("application/json", r#"{"a": 1}"#).assert_error(400, "invalid_body", "missing field `b`");
+    post("application/json", r#"{"a": "one", "b": 2}"#).assert_error(400, "invalid_body", "a");
     assert_eq!(
         post("application/json", r#"{"a": 40, "b": 2}"#).json(),
         json!({"sum": 42})

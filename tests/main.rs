@@ -4,8 +4,10 @@ mod support;
 
 mod batching;
 mod cli;
+mod conformance;
 mod docs;
 mod generation;
+mod hostile;
 mod http;
 mod models;
 mod openai;

@@ -419,7 +419,7 @@ fn errors_are_openai_shaped_with_the_right_status() {
     body["temperature"] = json!(5);
     assert_openai_error(
         post("/v1/chat/completions", stream(body)),
-        422,
+        400,
         "invalid_input",
         "temperature",
     );
@@ -428,7 +428,7 @@ fn errors_are_openai_shaped_with_the_right_status() {
             "/v1/chat/completions",
             stream(json!({"model": "bytelm", "max_tokens": 4})),
         ),
-        422,
+        400,
         "invalid_input",
         "messages",
     );
@@ -436,7 +436,7 @@ fn errors_are_openai_shaped_with_the_right_status() {
     body["n"] = json!(2);
     assert_openai_error(
         post("/v1/chat/completions", stream(body)),
-        422,
+        400,
         "invalid_input",
         "n = 1",
     );
@@ -646,6 +646,8 @@ fn run_openai_check(urls: &[String], stderr: &dyn Fn() -> String) -> String {
             "ok    the first chat chunk has role assistant",
             "ok    include_usage",
             "ok    an unknown model raises openai.NotFoundError",
+            "ok    a negative temperature raises openai.BadRequestError (400, invalid_request_error)",
+            "ok    max_tokens past the limit raises openai.BadRequestError (400, invalid_request_error)",
         ],
     );
     out.stdout

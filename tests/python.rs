@@ -40,6 +40,7 @@ fn triton_client_talks_to_tinyserve() {
             "ok    [requested outputs, default binary] case 4 (3 rows): labels",
             "ok    [binary_data=False] case 4 (3 rows): probabilities within 1e-5 of the fixture",
             "ok    a wrong shape is reported with the input's name",
+            "ok    a bad input is a 400 InferenceServerException, as Triton answers",
         ],
     );
 }

@@ -203,15 +203,26 @@ impl Model {
         result
     }
 
-    /// ONNX Runtime refusing the values it was given (such as an index out of range in a
-    /// Gather) is the client's mistake, 422; anything else is ours, 500.
+    /// ONNX Runtime failing a run on inputs that passed the signature check is the values' fault
+    /// (an index out of range in a Gather, an integer division by zero, a Reshape or Split that
+    /// does not add up): a 400 that names the model and says what ONNX Runtime said. A failure
+    /// to allocate, or a code that points at the runtime itself, stays ours: 500, logged.
     fn run_error(&self, err: &ort::Error) -> Error {
+        use ort::error::ErrorCode;
+        let message = err.message();
+        let ours = message.contains("bad_alloc") || message.contains("Failed to allocate");
         match err.code() {
-            ort::error::ErrorCode::InvalidArgument => Error::invalid_input(format!(
-                "model \"{}\" rejected the input: {}",
-                self.name,
-                err.message()
-            )),
+            ErrorCode::InvalidArgument
+            | ErrorCode::GenericFailure
+            | ErrorCode::RuntimeException
+                if !ours =>
+            {
+                Error::invalid_input(format!(
+                    "model \"{}\" rejected the input: {}",
+                    self.name,
+                    message.trim()
+                ))
+            }
             _ => Error::internal(format!("model \"{}\": {err}", self.name)),
         }
     }
@@ -247,7 +258,7 @@ impl Model {
             .unwrap_or_default()
     }
 
-    /// The spec of input `name`, or a 422 naming the inputs the model has.
+    /// The spec of input `name`, or a 400 naming the inputs the model has.
     pub fn input_spec(&self, name: &str) -> Result<&TensorSpec> {
         self.signature.input(name).ok_or_else(|| {
             Error::invalid_input(format!(

@@ -4,7 +4,7 @@
 //! once per process. The library comes from, in order:
 //!
 //! 1. `ORT_DYLIB_PATH`, used as is (never downloaded);
-//! 2. the cache file `<cache>/onnxruntime-1.24.4/libonnxruntime.so.1.24.4`, where `<cache>` is
+//! 2. the cache file `<cache>/onnxruntime-1.32.0/libonnxruntime.so.1.32.0`, where `<cache>` is
 //!    `$TINYSERVE_CACHE_DIR`, else `$XDG_CACHE_HOME/tinyserve`, else `$HOME/.cache/tinyserve`;
 //! 3. the pinned `onnxruntime` wheel from PyPI, fetched with `python3 -m pip download` (so pip's
 //!    index and proxy settings apply), checked against its pinned SHA-256 and unpacked into the
@@ -27,21 +27,20 @@ use sha2::{Digest, Sha256};
 use crate::{Error, ErrorKind, Result};
 
 /// Pinned ONNX Runtime version and wheel.
-pub const ORT_VERSION: &str = "1.24.4";
+pub const ORT_VERSION: &str = "1.32.0";
 
 /// The oldest ONNX Runtime minor version `ort` (built with `api-24`) accepts, for messages.
 const MIN_VERSION: &str = "1.24";
 /// The pinned wheel's file name on PyPI.
-const WHEEL_FILE: &str =
-    "onnxruntime-1.24.4-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl";
+const WHEEL_FILE: &str = "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl";
 /// The pinned wheel's SHA-256, as PyPI lists it.
-const WHEEL_SHA256: &str = "e54ad52e61d2d4618dcff8fa1480ac66b24ee2eab73331322db1049f11ccf330";
+const WHEEL_SHA256: &str = "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d";
 /// The library inside the wheel.
-const WHEEL_MEMBER: &str = "onnxruntime/capi/libonnxruntime.so.1.24.4";
+const WHEEL_MEMBER: &str = "onnxruntime/capi/libonnxruntime.so.1.32.0";
 /// The library's file name in the cache.
-const LIB_FILE: &str = "libonnxruntime.so.1.24.4";
+const LIB_FILE: &str = "libonnxruntime.so.1.32.0";
 /// The cache subdirectory for this version.
-const VERSION_DIR: &str = "onnxruntime-1.24.4";
+const VERSION_DIR: &str = "onnxruntime-1.32.0";
 /// `pip download` arguments after `python3`, before `-d <dir>`.
 const PIP_ARGS: [&str; 11] = [
     "-m",
@@ -53,7 +52,7 @@ const PIP_ARGS: [&str; 11] = [
     "3.11",
     "--platform",
     "manylinux_2_28_x86_64",
-    "onnxruntime==1.24.4",
+    "onnxruntime==1.32.0",
     "-d",
 ];
 /// Python one-liner that copies one zip member to a file: `argv[1]` zip, `argv[2]` member, `argv[3]` destination.
@@ -75,7 +74,7 @@ static STATE: OnceLock<std::result::Result<Loaded, String>> = OnceLock::new();
 /// The library is looked up in this order:
 ///
 /// 1. `ORT_DYLIB_PATH` if set and non-empty, used as is (never downloaded);
-/// 2. `<cache>/onnxruntime-1.24.4/libonnxruntime.so.1.24.4`, where `<cache>` is
+/// 2. `<cache>/onnxruntime-1.32.0/libonnxruntime.so.1.32.0`, where `<cache>` is
 ///    `$TINYSERVE_CACHE_DIR`, else `$XDG_CACHE_HOME/tinyserve`, else `$HOME/.cache/tinyserve`;
 /// 3. if that file is missing, it is fetched with `python3 -m pip download` (printing one line to
 ///    stderr), checked against the pinned SHA-256 and unpacked atomically into place.
@@ -555,7 +554,7 @@ mod tests {
     fn library_lives_in_a_versioned_directory() {
         assert_eq!(
             library_path(Path::new("/c")),
-            PathBuf::from("/c/onnxruntime-1.24.4/libonnxruntime.so.1.24.4")
+            PathBuf::from("/c/onnxruntime-1.32.0/libonnxruntime.so.1.32.0")
         );
         assert!(WHEEL_MEMBER.ends_with(LIB_FILE));
         assert!(VERSION_DIR.ends_with(ORT_VERSION) && WHEEL_FILE.contains(ORT_VERSION));
@@ -585,15 +584,15 @@ mod tests {
 
     #[test]
     fn fetch_command_is_complete() {
-        let line = fetch_command_line(Path::new("/c/onnxruntime-1.24.4/libonnxruntime.so.1.24.4"));
+        let line = fetch_command_line(Path::new("/c/onnxruntime-1.32.0/libonnxruntime.so.1.32.0"));
         assert_eq!(
             line,
             "python3 -m pip download --no-deps --only-binary=:all: --python-version 3.11 \
-             --platform manylinux_2_28_x86_64 onnxruntime==1.24.4 -d /c/onnxruntime-1.24.4 \
+             --platform manylinux_2_28_x86_64 onnxruntime==1.32.0 -d /c/onnxruntime-1.32.0 \
              && python3 -c 'import sys, shutil, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
              d = open(sys.argv[3], \"wb\"); shutil.copyfileobj(z.open(sys.argv[2]), d); d.close()' \
-             /c/onnxruntime-1.24.4/onnxruntime-1.24.4-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl \
-             onnxruntime/capi/libonnxruntime.so.1.24.4 /c/onnxruntime-1.24.4/libonnxruntime.so.1.24.4"
+             /c/onnxruntime-1.32.0/onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl \
+             onnxruntime/capi/libonnxruntime.so.1.32.0 /c/onnxruntime-1.32.0/libonnxruntime.so.1.32.0"
         );
     }
 

@@ -702,7 +702,7 @@ mod tests {
     fn assert_invalid(result: Result<Tensor>, message: &str) {
         let err = result.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        assert_eq!(err.status(), 422);
+        assert_eq!(err.status(), 400);
         assert_eq!(err.message(), message);
     }
 

@@ -43,7 +43,7 @@ fn document(app: App) -> App {
                 "`{\"inputs\": {\"<input name>\": <nested array>}}` → \
                  `{\"outputs\": {\"<output name>\": <nested array>}}`. A bare nested array \
                  (or `{\"inputs\": [...]}`) is accepted for a single-input model. Inputs are \
-                 checked against the signature: a mistake is a 422 naming the input.",
+                 checked against the signature: a mistake is a 400 naming the input.",
             )
             .with_tag("Predict")
             .with_request(request.clone())

@@ -38,7 +38,7 @@ async function main() {
     const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
     page.setDefaultTimeout(60000);
     page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
-    // Failed requests are logged as console errors too: the 422 below is expected.
+    // Failed requests are logged as console errors too: the 400 below is expected.
     page.on("console", (msg) => msg.type() === "error" && !msg.text().startsWith("Failed to load resource")
       && problems.push(`console: ${msg.text()}`));
     // The pages must be self-contained: any request to another origin is refused and counted.
@@ -78,7 +78,7 @@ async function main() {
     await page.click("#run");
     await page.waitForSelector("#error:not([hidden])");
     const error = await page.textContent("#error");
-    check(error.includes("422 invalid_input") && error.includes("expected shape [-1, 4], got [1, 3]"),
+    check(error.includes("400 invalid_input") && error.includes("expected shape [-1, 4], got [1, 3]"),
       "a wrong shape shows the server's error message", error);
     await shot(page, "iris-error.png");
 

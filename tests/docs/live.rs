@@ -105,7 +105,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
         tested
     };
     // Every other operation of the document: 23 of 25 with models/ loaded (a token id out of
-    // range for bytelm is a 422 from ONNX Runtime's InvalidArgument, not a 5xx).
+    // range for bytelm is a 400 from ONNX Runtime's InvalidArgument, not a 5xx).
     assert!(fuzz("all", "--exclude-path", &EXCLUDED) >= 22);
 }
 

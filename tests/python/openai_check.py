@@ -132,6 +132,16 @@ def check_direct(client):
     except openai.APIError as err:
         check(False, f"an unknown model raises openai.NotFoundError, not {type(err).__name__}: "
                      f"{err}")
+    for what, kwargs in (("a negative temperature", {"temperature": -1.0}),
+                         ("max_tokens past the limit", {"max_tokens": 1_000_000})):
+        try:
+            client.completions.create(model="bytelm", prompt="x", **{"max_tokens": 1, **kwargs})
+            check(False, f"{what} raises openai.BadRequestError (nothing raised)")
+        except openai.BadRequestError as err:
+            check(err.status_code == 400 and err.body.get("type") == "invalid_request_error",
+                  f"{what} raises openai.BadRequestError (400, invalid_request_error): {err}")
+        except openai.APIError as err:
+            check(False, f"{what} raises openai.BadRequestError, not {type(err).__name__}: {err}")
     return pieces, chat_pieces
 
 

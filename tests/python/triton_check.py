@@ -139,6 +139,10 @@ def check_errors(client):
             'input "input": expected shape [-1, 4], got [1, 3]' in str(err.message()),
             f"a wrong shape is reported with the input's name: {err}",
         )
+        check(
+            str(err.status()) == "400",
+            f"a bad input is a 400 InferenceServerException, as Triton answers: status {err.status()}",
+        )
 
     # Only the requested output comes back.
     x = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)

@@ -216,6 +216,26 @@ impl ServeChild {
         text
     }
 
+    /// The server's resident memory now and at its peak so far, in KiB (`VmRSS` and `VmHWM` of
+    /// `/proc/PID/status`): what the hostile-client tests hold against the documented bound.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {path}:\n{status}"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Whether the process is still running (it has not exited or been killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends SIGTERM, as a process supervisor (systemd, Kubernetes) does to stop a replica.
     pub fn terminate(&self) {
         let status = Command::new("kill")

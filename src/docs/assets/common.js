@@ -19,7 +19,7 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-/** "422 invalid_input: <message>" from an error answer: tinyserve's {"error", "code"} or
+/** "400 invalid_input: <message>" from an error answer: tinyserve's {"error", "code"} or
  *  OpenAI's {"error": {"message", "code"}}; the raw text when it is not JSON. */
 async function errorText(res) {
   const text = await res.text();

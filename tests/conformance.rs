@@ -1,0 +1,1 @@
+//! The ONNX backend node test suite through the HTTP API (issue #11).
