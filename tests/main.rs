@@ -12,6 +12,7 @@ mod http;
 mod models;
 mod openai;
 mod outbound;
+mod platforms;
 mod production;
 mod python;
 mod streaming;

@@ -26,35 +26,102 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, ErrorKind, Result};
 
-/// Pinned ONNX Runtime version and wheel.
+/// Pinned ONNX Runtime version.
 pub const ORT_VERSION: &str = "1.32.0";
 
 /// The oldest ONNX Runtime minor version `ort` (built with `api-24`) accepts, for messages.
 const MIN_VERSION: &str = "1.24";
-/// The pinned wheel's file name on PyPI.
-const WHEEL_FILE: &str = "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl";
-/// The pinned wheel's SHA-256, as PyPI lists it.
-const WHEEL_SHA256: &str = "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d";
-/// The library inside the wheel.
-const WHEEL_MEMBER: &str = "onnxruntime/capi/libonnxruntime.so.1.32.0";
-/// The library's file name in the cache.
-const LIB_FILE: &str = "libonnxruntime.so.1.32.0";
 /// The cache subdirectory for this version.
 const VERSION_DIR: &str = "onnxruntime-1.32.0";
-/// `pip download` arguments after `python3`, before `-d <dir>`.
-const PIP_ARGS: [&str; 11] = [
-    "-m",
-    "pip",
-    "download",
-    "--no-deps",
-    "--only-binary=:all:",
-    "--python-version",
-    "3.11",
-    "--platform",
-    "manylinux_2_28_x86_64",
-    "onnxruntime==1.32.0",
-    "-d",
+
+/// One pinned `onnxruntime` wheel on PyPI: where the library for one target comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wheel {
+    /// The Rust target triple it serves, such as `x86_64-unknown-linux-gnu`.
+    pub target: &'static str,
+    /// pip's `--platform` tag.
+    pub platform: &'static str,
+    /// The wheel's file name on PyPI.
+    pub file: &'static str,
+    /// The wheel's SHA-256, as PyPI lists it.
+    pub sha256: &'static str,
+    /// The library inside the wheel.
+    pub member: &'static str,
+    /// The library's file name, in the cache and as the platform names it (`.so` or `.dylib`).
+    pub library: &'static str,
+}
+
+/// Every pinned wheel, one per supported target. A test downloads each and checks its hash and
+/// member, so no entry can rot unnoticed.
+pub const WHEELS: [Wheel; 3] = [
+    Wheel {
+        target: "x86_64-unknown-linux-gnu",
+        platform: "manylinux_2_28_x86_64",
+        file: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+        sha256: "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d",
+        member: "onnxruntime/capi/libonnxruntime.so.1.32.0",
+        library: "libonnxruntime.so.1.32.0",
+    },
+    Wheel {
+        target: "aarch64-unknown-linux-gnu",
+        platform: "manylinux_2_28_aarch64",
+        file: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_aarch64.whl",
+        sha256: "2303372a85299b6757b0e11e1cbf13e410ddf7e10c37f4b37e99d1c90e7daf7c",
+        member: "onnxruntime/capi/libonnxruntime.so.1.32.0",
+        library: "libonnxruntime.so.1.32.0",
+    },
+    Wheel {
+        target: "aarch64-apple-darwin",
+        platform: "macosx_14_0_arm64",
+        file: "onnxruntime-1.32.0-cp311-cp311-macosx_14_0_arm64.whl",
+        sha256: "366b9e53d07812cc5c92822cecf7563b76a8a0f32ba3bb8dd232a206ac3bcb6c",
+        member: "onnxruntime/capi/libonnxruntime.1.32.0.dylib",
+        library: "libonnxruntime.1.32.0.dylib",
+    },
 ];
+
+/// The target this binary was compiled for, as the wheel table names targets ("" for others).
+const TARGET: &str = if cfg!(all(
+    target_os = "linux",
+    target_env = "gnu",
+    target_arch = "x86_64"
+)) {
+    "x86_64-unknown-linux-gnu"
+} else if cfg!(all(
+    target_os = "linux",
+    target_env = "gnu",
+    target_arch = "aarch64"
+)) {
+    "aarch64-unknown-linux-gnu"
+} else if cfg!(all(target_os = "macos", target_arch = "aarch64")) {
+    "aarch64-apple-darwin"
+} else {
+    ""
+};
+
+/// The pinned wheel for the target this binary was compiled for, if there is one.
+pub fn pinned_wheel() -> Option<&'static Wheel> {
+    WHEELS.iter().find(|wheel| wheel.target == TARGET)
+}
+
+/// `pip download` arguments after `python3`, up to `-d` (the directory follows).
+fn pip_args(wheel: &Wheel) -> [String; 11] {
+    [
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+        "--platform",
+        wheel.platform,
+        &format!("onnxruntime=={ORT_VERSION}"),
+        "-d",
+    ]
+    .map(str::to_owned)
+}
+
 /// Python one-liner that copies one zip member to a file: `argv[1]` zip, `argv[2]` member, `argv[3]` destination.
 const UNZIP_SCRIPT: &str = "import sys, shutil, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
 d = open(sys.argv[3], \"wb\"); shutil.copyfileobj(z.open(sys.argv[2]), d); d.close()";
@@ -151,8 +218,8 @@ fn cache_root(
 }
 
 /// The cached library's path under a cache root.
-fn library_path(root: &Path) -> PathBuf {
-    root.join(VERSION_DIR).join(LIB_FILE)
+fn library_path(root: &Path, wheel: &Wheel) -> PathBuf {
+    root.join(VERSION_DIR).join(wheel.library)
 }
 
 /// The cache root from the process environment, made absolute (so `ort` never reinterprets it).
@@ -168,10 +235,10 @@ fn process_cache_root() -> Option<PathBuf> {
 }
 
 /// Where the manual fix in error messages puts the library: the cache file if there is a cache, else a temp dir.
-fn suggested_library_path() -> PathBuf {
+fn suggested_library_path(wheel: &Wheel) -> PathBuf {
     match process_cache_root() {
-        Some(root) => library_path(&root),
-        None => std::env::temp_dir().join(VERSION_DIR).join(LIB_FILE),
+        Some(root) => library_path(&root, wheel),
+        None => std::env::temp_dir().join(VERSION_DIR).join(wheel.library),
     }
 }
 
@@ -186,36 +253,64 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// The `pip download` command line, for messages.
-fn pip_command_line(dir: &Path) -> String {
+fn pip_command_line(wheel: &Wheel, dir: &Path) -> String {
     format!(
         "python3 {} {}",
-        PIP_ARGS.join(" "),
+        pip_args(wheel).join(" "),
         shell_quote(&dir.to_string_lossy())
     )
 }
 
 /// The complete shell command that fetches the pinned library to `lib`.
-fn fetch_command_line(lib: &Path) -> String {
+fn fetch_command_line(wheel: &Wheel, lib: &Path) -> String {
     let dir = lib.parent().unwrap_or(Path::new("."));
-    let wheel = dir.join(WHEEL_FILE);
+    let file = dir.join(wheel.file);
     format!(
         "{} && python3 -c {} {} {} {}",
-        pip_command_line(dir),
+        pip_command_line(wheel, dir),
         shell_quote(UNZIP_SCRIPT),
-        shell_quote(&wheel.to_string_lossy()),
-        WHEEL_MEMBER,
+        shell_quote(&file.to_string_lossy()),
+        wheel.member,
         shell_quote(&lib.to_string_lossy()),
     )
 }
 
 /// The advice every error ends with: how to get a working library by hand.
-fn manual_fix(lib: &Path) -> String {
+fn manual_fix(wheel: Option<&Wheel>) -> String {
+    let Some(wheel) = wheel else {
+        return unsupported_target();
+    };
+    let lib = suggested_library_path(wheel);
     format!(
-        "Set ORT_DYLIB_PATH to a libonnxruntime.so of version >= {MIN_VERSION} (tinyserve pins {ORT_VERSION}). \
+        "Set ORT_DYLIB_PATH to a {} of version >= {MIN_VERSION} (tinyserve pins {ORT_VERSION}). \
          To fetch the pinned one, run:\n  {}\nthen start tinyserve again with ORT_DYLIB_PATH={} \
-         (the wheel's SHA-256 should be {WHEEL_SHA256}).",
-        fetch_command_line(lib),
+         (the wheel's SHA-256 should be {}).",
+        library_kind(),
+        fetch_command_line(wheel, &lib),
         shell_quote(&lib.to_string_lossy()),
+        wheel.sha256,
+    )
+}
+
+/// What the ONNX Runtime library is called on this platform, for messages.
+fn library_kind() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "libonnxruntime.dylib"
+    } else if cfg!(windows) {
+        "onnxruntime.dll"
+    } else {
+        "libonnxruntime.so"
+    }
+}
+
+/// The one line for a target without a pinned wheel.
+fn unsupported_target() -> String {
+    let targets: Vec<&str> = WHEELS.iter().map(|w| w.target).collect();
+    format!(
+        "tinyserve pins ONNX Runtime {ORT_VERSION} only for {}; on this target set ORT_DYLIB_PATH \
+         to an ONNX Runtime library of your own ({}, version >= {MIN_VERSION}).",
+        targets.join(", "),
+        library_kind()
     )
 }
 
@@ -223,23 +318,26 @@ fn manual_fix(lib: &Path) -> String {
 fn startup_error(problem: impl std::fmt::Display) -> Error {
     Error::new(
         ErrorKind::Internal,
-        format!("{problem}\n{}", manual_fix(&suggested_library_path())),
+        format!("{problem}\n{}", manual_fix(pinned_wheel())),
     )
 }
 
 /// Returns the cached library, fetching it first if it is missing.
 fn cached_library() -> Result<PathBuf> {
+    let Some(wheel) = pinned_wheel() else {
+        return Err(Error::new(ErrorKind::Internal, unsupported_target()));
+    };
     let Some(root) = process_cache_root() else {
         return Err(startup_error(
             "cannot find a cache directory for ONNX Runtime: none of TINYSERVE_CACHE_DIR, XDG_CACHE_HOME \
              and HOME is set. Set TINYSERVE_CACHE_DIR to a writable directory, or set ORT_DYLIB_PATH.",
         ));
     };
-    let lib = library_path(&root);
+    let lib = library_path(&root, wheel);
     if lib.is_file() {
         return Ok(lib);
     }
-    fetch(&lib)?;
+    fetch(wheel, &lib)?;
     Ok(lib)
 }
 
@@ -272,7 +370,7 @@ impl Drop for TempDir {
 }
 
 /// Fetches the pinned wheel with pip, verifies it and unpacks the library atomically to `lib`.
-fn fetch(lib: &Path) -> Result<()> {
+fn fetch(wheel: &Wheel, lib: &Path) -> Result<()> {
     let dir = lib.parent().unwrap_or(Path::new("."));
     let io_error = |what: &str, path: &Path, err: io::Error| {
         startup_error(format!(
@@ -320,34 +418,38 @@ fn fetch(lib: &Path) -> Result<()> {
     );
     let tmp = TempDir::new(dir).map_err(|e| io_error("create a temporary directory in", dir, e))?;
 
-    let mut pip_args: Vec<&OsStr> = PIP_ARGS.iter().map(OsStr::new).collect();
-    pip_args.push(tmp.0.as_os_str());
-    run_python(&pip_args, &pip_command_line(&tmp.0))?;
+    let pip_args = pip_args(wheel);
+    let mut args: Vec<&OsStr> = pip_args.iter().map(OsStr::new).collect();
+    args.push(tmp.0.as_os_str());
+    run_python(&args, &pip_command_line(wheel, &tmp.0))?;
 
-    let wheel = find_wheel(&tmp.0)?;
-    let actual = sha256_file(&wheel).map_err(|e| io_error("read", &wheel, e))?;
-    if actual != WHEEL_SHA256 {
-        let _ = fs::remove_file(&wheel);
+    let file = find_wheel(wheel, &tmp.0)?;
+    let actual = sha256_file(&file).map_err(|e| io_error("read", &file, e))?;
+    if actual != wheel.sha256 {
+        let _ = fs::remove_file(&file);
         return Err(startup_error(format!(
             "the wheel pip downloaded, {}, has SHA-256 {actual}, but the pinned onnxruntime {ORT_VERSION} wheel \
-             ({WHEEL_FILE}) has SHA-256 {WHEEL_SHA256}; the file was deleted. Check which index pip uses \
-             (PIP_INDEX_URL, PIP_FIND_LINKS, pip.conf), or set ORT_DYLIB_PATH to a libonnxruntime.so you trust.",
-            wheel.display()
+             ({}) has SHA-256 {}; the file was deleted. Check which index pip uses \
+             (PIP_INDEX_URL, PIP_FIND_LINKS, pip.conf), or set ORT_DYLIB_PATH to a library you trust.",
+            file.display(),
+            wheel.file,
+            wheel.sha256,
         )));
     }
 
-    let part = tmp.0.join(format!("{LIB_FILE}.part"));
+    let part = tmp.0.join(format!("{}.part", wheel.library));
     let unzip_args = [
         OsStr::new("-c"),
         OsStr::new(UNZIP_SCRIPT),
-        wheel.as_os_str(),
-        OsStr::new(WHEEL_MEMBER),
+        file.as_os_str(),
+        OsStr::new(wheel.member),
         part.as_os_str(),
     ];
     let unzip_line = format!(
-        "python3 -c {} {} {WHEEL_MEMBER} {}",
+        "python3 -c {} {} {} {}",
         shell_quote(UNZIP_SCRIPT),
-        shell_quote(&wheel.to_string_lossy()),
+        shell_quote(&file.to_string_lossy()),
+        wheel.member,
         shell_quote(&part.to_string_lossy())
     );
     run_python(&unzip_args, &unzip_line)?;
@@ -390,8 +492,8 @@ fn run_python(args: &[&OsStr], line: &str) -> Result<()> {
 }
 
 /// The one wheel pip left in `dir`.
-fn find_wheel(dir: &Path) -> Result<PathBuf> {
-    let exact = dir.join(WHEEL_FILE);
+fn find_wheel(wheel: &Wheel, dir: &Path) -> Result<PathBuf> {
+    let exact = dir.join(wheel.file);
     if exact.is_file() {
         return Ok(exact);
     }
@@ -408,8 +510,9 @@ fn find_wheel(dir: &Path) -> Result<PathBuf> {
         // A differently named wheel can only pass if its hash is the pinned one.
         Ok([wheel]) => Ok(wheel),
         Err(wheels) => Err(startup_error(format!(
-            "pip finished but left {} wheel files instead of {WHEEL_FILE} in {}.",
+            "pip finished but left {} wheel files instead of {} in {}.",
             wheels.len(),
+            wheel.file,
             dir.display()
         ))),
     }
@@ -553,11 +656,33 @@ mod tests {
     #[test]
     fn library_lives_in_a_versioned_directory() {
         assert_eq!(
-            library_path(Path::new("/c")),
+            library_path(Path::new("/c"), &WHEELS[0]),
             PathBuf::from("/c/onnxruntime-1.32.0/libonnxruntime.so.1.32.0")
         );
-        assert!(WHEEL_MEMBER.ends_with(LIB_FILE));
-        assert!(VERSION_DIR.ends_with(ORT_VERSION) && WHEEL_FILE.contains(ORT_VERSION));
+        assert!(VERSION_DIR.ends_with(ORT_VERSION));
+        for wheel in &WHEELS {
+            assert!(wheel.member.ends_with(wheel.library), "{wheel:?}");
+            assert!(wheel.library.contains(ORT_VERSION), "{wheel:?}");
+            assert!(wheel.file.contains(ORT_VERSION), "{wheel:?}");
+            assert!(wheel.file.contains(wheel.platform), "{wheel:?}");
+            assert_eq!(wheel.sha256.len(), 64, "{wheel:?}");
+        }
+    }
+
+    #[test]
+    fn each_supported_target_has_one_wheel_and_others_get_one_line() {
+        let mut targets: Vec<&str> = WHEELS.iter().map(|w| w.target).collect();
+        targets.sort_unstable();
+        targets.dedup();
+        assert_eq!(targets.len(), WHEELS.len(), "one wheel per target");
+        // This crate's own CI builds on x86-64 Linux, aarch64 Linux and (checked) macOS arm64.
+        assert_eq!(pinned_wheel().is_some(), !TARGET.is_empty());
+        let line = unsupported_target();
+        assert!(!line.contains('\n'), "{line}");
+        for wheel in &WHEELS {
+            assert!(line.contains(wheel.target), "{line}");
+        }
+        assert!(line.contains("ORT_DYLIB_PATH"), "{line}");
     }
 
     #[test]
@@ -579,12 +704,16 @@ mod tests {
             message.contains("python3 -m pip download --no-deps --only-binary=:all:"),
             "{message}"
         );
-        assert!(message.contains(WHEEL_MEMBER), "{message}");
+        let member = pinned_wheel().map_or("", |w| w.member);
+        assert!(message.contains(member), "{message}");
     }
 
     #[test]
     fn fetch_command_is_complete() {
-        let line = fetch_command_line(Path::new("/c/onnxruntime-1.32.0/libonnxruntime.so.1.32.0"));
+        let line = fetch_command_line(
+            &WHEELS[0],
+            Path::new("/c/onnxruntime-1.32.0/libonnxruntime.so.1.32.0"),
+        );
         assert_eq!(
             line,
             "python3 -m pip download --no-deps --only-binary=:all: --python-version 3.11 \
