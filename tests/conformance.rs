@@ -36,6 +36,14 @@ fn onnx_backend_node_cases_pass_through_the_v2_api() {
         .arg(&folder);
     let prepared = run(prepare, STEP_LIMIT);
     assert!(prepared.success, "prepare failed: {}", prepared.report());
+    // The list of cases ONNX Runtime passes was decided with the runtime the server uses.
+    let manifest = std::fs::read(folder.join("manifest.json")).expect("read manifest.json");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest JSON");
+    assert_eq!(
+        manifest["onnxruntime"],
+        tinyserve::model::runtime::ORT_VERSION,
+        "the pinned onnxruntime of tests/python/requirements.txt"
+    );
 
     // One session per model and no intra-op thread pool: ~1,500 models then load in seconds
     // and about 240 MB (with `--sessions-per-model 1` alone, each session's two-thread pool

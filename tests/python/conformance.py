@@ -347,6 +347,11 @@ def check(url, folder):
         data = np.load(os.path.join(folder, "data", case["case"] + ".npz"))
         inputs = [data[f"input_{i}"] for i in range(len(case["inputs"]))]
         expected = [data[f"output_{i}"] for i in range(len(case["outputs"]))]
+        tensors = inputs + expected
+        counts["  with a 0-d (scalar) tensor"] += any(x.ndim == 0 for x in tensors)
+        counts["  with an empty tensor"] += any(x.size == 0 for x in tensors)
+        for ty in sorted({v2_type(x) for x in tensors}):
+            counts[f"  with a {ty} tensor"] += 1
         modes = [("binary", infer_binary)]
         if json_expressible(inputs + expected):
             modes.insert(0, ("json", infer_json))
@@ -370,8 +375,12 @@ def check(url, folder):
     print(f"passed {counts['passed']}")
     print(f"failed {served - counts['passed']}")
     for key in sorted(counts):
-        if key != "passed":
+        if key != "passed" and not key.startswith(" "):
             print(f"  {key}: {counts[key]}")
+    print("served cases")
+    for key in sorted(counts):
+        if key.startswith(" "):
+            print(f"{key}: {counts[key]}")
     print(f"skipped {len(manifest['skipped'])}")
     print_skipped(manifest["skipped"])
     return 1 if failures else 0
