@@ -33,8 +33,12 @@ pub struct Settings {
     pub max_head_bytes: usize,
     /// Most headers in a request; more gets 431. Default 100.
     pub max_headers: usize,
-    /// Time allowed to receive a whole request head once it started. Default 30 s.
+    /// Time allowed to receive a whole request head once it started; a new connection must
+    /// send its first head whole within it, or is closed. Default 30 s.
     pub head_timeout: Duration,
+    /// Time allowed to receive a whole request, head and body, from its first byte; then 408
+    /// and close. Default 60 s (a 10 MiB body at 175 KB/s).
+    pub request_timeout: Duration,
     /// Longest pause while reading a body, and while the client reads a response. Default 30 s.
     pub io_timeout: Duration,
     /// How long an idle keep-alive connection stays open. Default 75 s (longer than nginx's 60 s
@@ -102,6 +106,7 @@ impl Default for Settings {
             max_head_bytes: 16 * 1024,
             max_headers: 100,
             head_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
             io_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(75),
             drain_timeout: Duration::from_secs(30),

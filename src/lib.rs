@@ -7,6 +7,7 @@ pub mod docs;
 mod error;
 mod fanout;
 mod forwarded;
+mod framing;
 pub mod log;
 mod metrics;
 pub mod model;

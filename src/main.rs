@@ -71,9 +71,14 @@ struct ServeArgs {
     /// Most headers in a request; more gets 431.
     #[arg(long, default_value_t = Settings::default().max_headers)]
     max_headers: usize,
-    /// Seconds allowed to receive a request head; then 408 and close.
+    /// Seconds allowed to receive a request head; then 408 and close. A new connection that
+    /// sends nothing in this time is closed.
     #[arg(long, default_value_t = Settings::default().head_timeout.as_secs())]
     head_timeout: u64,
+    /// Seconds allowed to receive a whole request, head and body, from its first byte; then
+    /// 408 and close.
+    #[arg(long, default_value_t = Settings::default().request_timeout.as_secs())]
+    request_timeout: u64,
     /// Seconds a body read or a response write may stall before the connection closes.
     #[arg(long, default_value_t = Settings::default().io_timeout.as_secs())]
     io_timeout: u64,
@@ -188,6 +193,7 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     settings.max_head_bytes = args.max_head_bytes;
     settings.max_headers = args.max_headers;
     settings.head_timeout = Duration::from_secs(args.head_timeout);
+    settings.request_timeout = Duration::from_secs(args.request_timeout);
     settings.io_timeout = Duration::from_secs(args.io_timeout);
     settings.keep_alive_timeout = Duration::from_secs(args.keep_alive_timeout);
     settings.drain_timeout = Duration::from_secs(args.drain_timeout);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::app::App;
+use crate::framing;
 use crate::response::Body;
 use crate::stream::Stream;
 use crate::wire::{self, Connection, Limits, ReadError};
@@ -106,6 +107,7 @@ impl Server {
             max_headers: settings.max_headers,
             max_body_bytes: settings.max_body_bytes,
             head_timeout: settings.head_timeout,
+            request_timeout: settings.request_timeout,
             read_timeout: settings.io_timeout,
             keep_alive_timeout: settings.keep_alive_timeout,
         };
@@ -436,20 +438,28 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) 
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(settings.io_timeout));
     let mut conn = Connection::new(stream);
+    let mut first = true;
     loop {
         idle.store(true, Ordering::SeqCst);
         // Checked after raising the flag: a shutdown either sees the flag or is seen here.
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let head = match conn.read_head(&shared.limits, idle) {
+        let head = match conn.read_head(&shared.limits, first, || {
+            idle.store(false, Ordering::SeqCst);
+        }) {
             Ok(head) => head,
             Err(ReadError::Closed) => return,
             Err(ReadError::Reject(err)) => return reject(&mut conn, &err),
         };
+        first = false;
         idle.store(false, Ordering::SeqCst);
         let started = Instant::now();
-        let body = match conn.read_body(&head, &shared.limits) {
+        let framing = match framing::framing(&head) {
+            Ok(framing) => framing,
+            Err(err) => return reject(&mut conn, &err),
+        };
+        let body = match conn.read_body(&head, framing, &shared.limits) {
             Ok(body) => body,
             Err(ReadError::Closed) => return,
             Err(ReadError::Reject(err)) => return reject(&mut conn, &err),

@@ -745,6 +745,8 @@ fn default_timeouts_are_bounded() {
     assert!(settings.head_timeout <= Duration::from_secs(60));
     assert!(settings.io_timeout > Duration::ZERO);
     assert!(settings.io_timeout <= Duration::from_secs(60));
+    assert!(settings.request_timeout >= settings.head_timeout);
+    assert!(settings.request_timeout <= Duration::from_secs(120));
     assert!(settings.keep_alive_timeout > Duration::ZERO);
 }
 
