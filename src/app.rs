@@ -232,31 +232,33 @@ impl App {
         Ok(())
     }
 
-    /// Runs the handler the request's method and path select (after the API key and CORS
-    /// checks); a panic becomes a 500. Returns the response and the route template matched.
-    pub(crate) fn dispatch(&self, mut req: Request) -> (Response, Option<String>) {
-        let origin = req.header("Origin").map(str::to_string);
-        let allowed_origin = origin.as_deref().and_then(|o| self.allowed_origin(o));
+    /// The answer to a request that is settled by its head alone: a CORS preflight (204), or
+    /// 401 when the API key is missing or wrong. The server asks before it reads the body or
+    /// sends `100 Continue`, so a refused request costs no body. `None`: go on to the handler.
+    pub(crate) fn screen(&self, req: &Request) -> Option<Response> {
+        let allowed_origin = req.header("Origin").and_then(|o| self.allowed_origin(o));
         if let Some(allowed) = &allowed_origin {
             if req.method() == "OPTIONS" && req.header("Access-Control-Request-Method").is_some() {
-                return (self.preflight(&req, allowed), None);
+                return Some(self.preflight(req, allowed));
             }
         }
-        let (response, route) = if self.is_authorized(&req) {
-            self.handle(&mut req)
-        } else {
-            let err = Error::new(ErrorKind::Unauthorized, "missing or invalid API key")
-                .with_header("WWW-Authenticate", "Bearer");
-            (Response::from_error(&err), None)
-        };
-        let response = match allowed_origin {
-            Some(allowed) => response
-                .with_header("Access-Control-Allow-Origin", &allowed)
-                .with_header("Access-Control-Expose-Headers", "X-Request-ID")
-                .with_header("Vary", "Origin"),
-            None => response,
-        };
-        (response, route)
+        if self.is_authorized(req) {
+            return None;
+        }
+        let err = Error::new(ErrorKind::Unauthorized, "missing or invalid API key")
+            .with_header("WWW-Authenticate", "Bearer");
+        Some(with_cors(Response::from_error(&err), allowed_origin))
+    }
+
+    /// Runs the handler the request's method and path select, after [`App::screen`]; a panic
+    /// becomes a 500. Returns the response and the route template matched.
+    pub(crate) fn dispatch(&self, mut req: Request) -> (Response, Option<String>) {
+        if let Some(response) = self.screen(&req) {
+            return (response, None);
+        }
+        let allowed_origin = req.header("Origin").and_then(|o| self.allowed_origin(o));
+        let (response, route) = self.handle(&mut req);
+        (with_cors(response, allowed_origin), route)
     }
 
     fn handle(&self, req: &mut Request) -> (Response, Option<String>) {
@@ -326,5 +328,16 @@ impl App {
             .with_header("Access-Control-Allow-Headers", &headers)
             .with_header("Access-Control-Max-Age", "600")
             .with_header("Vary", "Origin")
+    }
+}
+
+/// Adds the CORS headers of an allowed origin to a response.
+fn with_cors(response: Response, allowed_origin: Option<String>) -> Response {
+    match allowed_origin {
+        Some(allowed) => response
+            .with_header("Access-Control-Allow-Origin", &allowed)
+            .with_header("Access-Control-Expose-Headers", "X-Request-ID")
+            .with_header("Vary", "Origin"),
+        None => response,
     }
 }

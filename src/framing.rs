@@ -28,6 +28,13 @@ pub(crate) enum Framing {
     Chunked,
 }
 
+impl Framing {
+    /// Whether a body follows the head.
+    pub(crate) fn has_body(self) -> bool {
+        self != Framing::Length(0)
+    }
+}
+
 /// The framing of a request, or why its head is refused (400, then close).
 pub(crate) fn framing(head: &Head) -> Result<Framing, Error> {
     if head.minor_version >= 1 {

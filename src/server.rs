@@ -22,7 +22,7 @@ use crate::framing;
 use crate::response::Body;
 use crate::stream::Stream;
 use crate::wire::{self, Connection, Limits, ReadError};
-use crate::{forwarded, Error, Request, Result, ServerMetrics};
+use crate::{forwarded, Error, Request, Response, Result, ServerMetrics};
 
 /// A handler's answer, ready to write.
 /// Each carries the route template the request matched, for metrics.
@@ -44,6 +44,17 @@ impl Answer {
         let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
         headers.extend(err.headers().iter().cloned());
         Answer::Full(err.status(), headers, body, route)
+    }
+
+    /// A response whose body is whole (an error, a preflight).
+    fn from_response(response: Response, route: Option<String>) -> Answer {
+        match response.into_parts() {
+            (status, headers, Body::Full(body)) => Answer::Full(status, headers, body, route),
+            (_, _, Body::Stream(_)) => Answer::error(
+                &Error::internal("a streamed answer to a refused request"),
+                route,
+            ),
+        }
     }
 }
 
@@ -459,14 +470,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) 
             Ok(framing) => framing,
             Err(err) => return reject(&mut conn, &err),
         };
-        let body = match conn.read_body(&head, framing, &shared.limits) {
-            Ok(body) => body,
-            Err(ReadError::Closed) => return,
-            Err(ReadError::Reject(err)) => return reject(&mut conn, &err),
-        };
-        let keep_alive = head.wants_keep_alive() && !shared.stopping.load(Ordering::SeqCst);
-        let head_only = head.method == "HEAD";
-        let mut request = Request::new(&head.method, &head.target).with_body(body);
+        let mut request = Request::new(&head.method, &head.target);
         for (name, value) in &head.headers {
             request = request.with_header(name, value);
         }
@@ -476,14 +480,37 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) 
         let origin = forwarded::resolve(peer, &head.headers, &settings.trusted_proxies);
         let id = request_id(head.header("X-Request-ID"));
         request.set_context(origin, &settings.root_path, id.clone());
+        // The API key and CORS preflight are checked on the head, before any body byte is read
+        // or `100 Continue` sent. A refused request's body is left unread, so the connection
+        // closes after the answer.
+        let early = shared.app.screen(&request);
+        let unread_body = early.is_some() && framing.has_body();
+        let keep_alive =
+            head.wants_keep_alive() && !unread_body && !shared.stopping.load(Ordering::SeqCst);
+        let head_only = head.method == "HEAD";
         let (client, path) = (request.client_addr(), request.path().to_string());
         let model = settings
             .access_log
             .then(|| request_model(&request))
             .flatten();
-        request.set_socket(conn.stream());
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        let answer = run(shared, request);
+        let answer = match early {
+            Some(response) => Answer::from_response(response, None),
+            None => match conn.read_body(&head, framing, &shared.limits) {
+                Ok(body) => {
+                    let mut request = request.with_body(body);
+                    request.set_socket(conn.stream());
+                    run(shared, request)
+                }
+                Err(err) => {
+                    shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    if let ReadError::Reject(err) = err {
+                        reject(&mut conn, &err);
+                    }
+                    return;
+                }
+            },
+        };
         let (status, route, written) = write_answer(
             &mut conn,
             answer,
@@ -513,6 +540,9 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) 
                 request_id: &id,
                 model: model.as_deref(),
             });
+        }
+        if unread_body {
+            linger(conn.stream());
         }
         if written.is_err() || !keep_alive || shared.stopping.load(Ordering::SeqCst) {
             return;
@@ -622,11 +652,15 @@ fn relay(
 
 /// Answers a request that could not be read, then closes: the rest of its bytes are unread.
 fn reject(conn: &mut Connection, err: &Error) {
-    let mut stream: &TcpStream = conn.stream();
-    let _ = wire::write_error(stream, err);
+    let _ = wire::write_error(conn.stream(), err);
+    linger(conn.stream());
+}
+
+/// Ends a connection whose client may still be sending: the answer is written; stop writing,
+/// and read what the client already sent (briefly, bounded) so closing does not reset the
+/// connection before the client has read the answer.
+fn linger(mut stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
-    // Read what the client already sent (briefly, bounded) so closing does not reset the
-    // connection before the client has read our answer.
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     let mut sink = [0u8; 8192];
     for _ in 0..16 {

@@ -177,6 +177,137 @@ fn endless_chunked_trailers_get_431_within_the_head_limit() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 6. Work before authentication.
+
+fn with_key(args: &[&str]) -> (ServeChild, u64) {
+    let server = ServeChild::builder()
+        .models(crate::support::repo("models"))
+        .args(["--api-key-env", "TINYSERVE_TEST_KEY"])
+        .args(args)
+        .env("TINYSERVE_TEST_KEY", "sesame")
+        .start();
+    let (rss, _) = server.rss_kib();
+    (server, rss)
+}
+
+#[test]
+fn a_request_without_the_key_is_refused_before_its_body() {
+    let (mut server, rss) = with_key(&[]);
+    let head =
+        "POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                Content-Length: 10485760\r\n";
+    // Waiting for `100 Continue`: the answer is the 401, never an invitation to send.
+    let waiting: Vec<_> = (0..30)
+        .map(|_| {
+            let addr = server.addr;
+            let request = format!("{head}Expect: 100-continue\r\n\r\n");
+            thread::spawn(move || send_and_wait_close(addr, request.as_bytes()))
+        })
+        .collect();
+    for client in waiting {
+        let answer = client.join().expect("client");
+        assert_eq!(
+            statuses(&answer),
+            [401],
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert_eq!(error_body(&answer)["code"], "unauthorized");
+    }
+    // Without `Expect`, before sending a byte of the body: the 401 comes all the same (a
+    // server that read the body first would wait for it).
+    let answer = send_and_wait_close(server.addr, format!("{head}\r\n").as_bytes());
+    assert_eq!(
+        statuses(&answer),
+        [401],
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // Pushing whole 10 MiB bodies at once: 401, and the bodies are not buffered (the RSS
+    // bound below).
+    let pushing: Vec<_> = (0..10)
+        .map(|_| {
+            let (addr, head) = (server.addr, format!("{head}\r\n"));
+            thread::spawn(move || {
+                let stream = connect(addr, CLIENT_LIMIT);
+                (&stream).write_all(head.as_bytes()).expect("send the head");
+                let writer = stream.try_clone().expect("clone");
+                let body = thread::spawn(move || {
+                    let chunk = vec![b'['; 64 * 1024];
+                    for _ in 0..160 {
+                        if (&writer).write_all(&chunk).is_err() {
+                            return;
+                        }
+                    }
+                });
+                let answer = until_closed(&stream);
+                let _ = stream.shutdown(Shutdown::Both);
+                let _ = body.join();
+                answer
+            })
+        })
+        .collect();
+    for client in pushing {
+        let answer = client.join().expect("client");
+        assert_eq!(
+            statuses(&answer),
+            [401],
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // With the key, the same request is invited, read and served.
+    let body =
+        r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let request = format!(
+        "POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer sesame\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    let mut stream = connect(server.addr, CLIENT_LIMIT);
+    stream.write_all(request.as_bytes()).expect("send the head");
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).expect("100 Continue");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(body.as_bytes()).expect("send the body");
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    let answer = until_closed(&stream);
+    assert_eq!(
+        statuses(&answer),
+        [200],
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_survived(&mut server, rss);
+}
+
+#[test]
+fn a_cors_preflight_is_answered_on_its_head_without_the_key() {
+    let (mut server, rss) = with_key(&["--cors-origin", "https://app.example"]);
+    let preflight = "OPTIONS /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\n\
+                     Origin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n";
+    let mut http = Http::send(server.addr, preflight.as_bytes());
+    assert_eq!(http.status, 204);
+    assert_eq!(
+        http.header("Access-Control-Allow-Origin"),
+        Some("https://app.example")
+    );
+    assert!(http.at_end());
+    // The 401 of a browser's request carries the CORS headers, so the page can read it.
+    let request =
+        "POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\n\
+                   Content-Length: 10485760\r\nExpect: 100-continue\r\n\r\n";
+    let answer = send_and_wait_close(server.addr, request.as_bytes());
+    assert_eq!(statuses(&answer), [401]);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.contains("Access-Control-Allow-Origin: https://app.example"),
+        "{text}"
+    );
+    assert_survived(&mut server, rss);
+}
+
+// ---------------------------------------------------------------------------------------------
 // 7. Slots hoarded by silence.
 
 #[test]
