@@ -21,7 +21,10 @@ pub struct Settings {
     pub workers: usize,
     /// Requests waiting for a worker turn; beyond it the server answers 503 at once. Default 1024.
     pub queue_capacity: usize,
-    /// Open connections; beyond it new connections get 503 and are closed. Default 1024.
+    /// Open connections. When they are all taken, a new connection takes the slot of the one
+    /// that has been idle longest (waiting for its first request, or between two); when none is
+    /// idle it gets one of a few reserved slots that answer only the health probes
+    /// (`public_paths`), else 503. Default 1024.
     pub max_connections: usize,
     /// Streamed responses at once. Each holds a worker turn while its producer runs, so the cap
     /// keeps streams from starving plain requests; beyond it a stream gets 503. Default: half
@@ -261,6 +264,12 @@ impl App {
         (with_cors(response, allowed_origin), route)
     }
 
+    /// Whether `path` is a health probe's (served without an API key, and on the reserved
+    /// connection slots when every other slot is busy).
+    pub(crate) fn is_public(&self, path: &str) -> bool {
+        self.settings.public_paths.iter().any(|p| p == path)
+    }
+
     fn handle(&self, req: &mut Request) -> (Response, Option<String>) {
         match self.router.find(req.method(), req.path()) {
             Match::Found { route, params } => {
@@ -295,7 +304,7 @@ impl App {
         let Some(key) = &self.settings.api_key else {
             return true;
         };
-        if self.settings.public_paths.iter().any(|p| p == req.path()) {
+        if self.is_public(req.path()) {
             return true;
         }
         req.header("Authorization")

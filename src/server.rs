@@ -6,6 +6,11 @@
 //! beyond that the connection thread answers 503 at once, so latency cannot grow without bound.
 //! A streamed body's producer runs on a thread of its own, holding its worker turn, while the
 //! connection thread writes its chunks.
+//!
+//! Connection slots cannot be hoarded by silence: when all `max_connections` are open, a new
+//! connection takes the slot of the one idle longest (it sent nothing yet, or waits between
+//! requests), which is closed; when none is idle, it gets one of [`RESERVED_SLOTS`] that answer
+//! only the health probes, so a server that is merely full still looks alive.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -46,12 +51,12 @@ impl Answer {
         Answer::Full(err.status(), headers, body, route)
     }
 
-    /// A response whose body is whole (an error, a preflight).
+    /// A response whose body is whole (an error, a preflight); a streamed one is refused.
     fn from_response(response: Response, route: Option<String>) -> Answer {
         match response.into_parts() {
             (status, headers, Body::Full(body)) => Answer::Full(status, headers, body, route),
             (_, _, Body::Stream(_)) => Answer::error(
-                &Error::internal("a streamed answer to a refused request"),
+                &Error::internal("a streamed answer to a request settled on its head"),
                 route,
             ),
         }
@@ -83,13 +88,81 @@ impl Drop for StreamSlot {
 struct Shared {
     app: App,
     limits: Limits,
+    /// The limits on a reserved slot: a health probe sends its request at once.
+    reserved_limits: Limits,
     workers: Workers,
     stopping: AtomicBool,
     metrics: Arc<ServerMetrics>,
     next_id: AtomicU64,
-    /// Clones of open sockets with their "idle between requests" flag, so a shutdown can close
+    /// The open connections, so a new one can take an idle one's slot and a shutdown can close
     /// idle connections at once and let busy ones finish.
-    sockets: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
+    slots: Mutex<Slots>,
+    /// Where the idle times of [`Slot`] count from.
+    epoch: Instant,
+}
+
+/// Connections beyond `max_connections` that answer only the health probes (the `public_paths`
+/// of the settings), one request each, with a short head timeout; anything else gets 503.
+pub(crate) const RESERVED_SLOTS: usize = 16;
+
+/// How long a connection on a reserved slot may take to send its request head.
+const RESERVED_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The open connections: each with its slot, counted by kind.
+#[derive(Default)]
+struct Slots {
+    open: HashMap<u64, Arc<Slot>>,
+    regular: usize,
+    reserved: usize,
+}
+
+/// One open connection as the accept thread and a shutdown see it.
+struct Slot {
+    /// A clone of the connection's socket, to close it from another thread.
+    socket: TcpStream,
+    /// Milliseconds since [`Shared::epoch`], plus one, since the connection became idle
+    /// (waiting for a request's first byte); 0 while a request is read, handled or answered.
+    idle_since: AtomicU64,
+    /// Whether this is one of the [`RESERVED_SLOTS`].
+    reserved: bool,
+}
+
+impl Slot {
+    fn set_idle(&self, epoch: Instant) {
+        let since = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.idle_since.store(since + 1, Ordering::SeqCst);
+    }
+
+    fn set_busy(&self) {
+        self.idle_since.store(0, Ordering::SeqCst);
+    }
+
+    fn is_idle(&self) -> bool {
+        self.idle_since.load(Ordering::SeqCst) != 0
+    }
+}
+
+impl Slots {
+    fn count(&mut self, reserved: bool) -> &mut usize {
+        match reserved {
+            true => &mut self.reserved,
+            false => &mut self.regular,
+        }
+    }
+
+    /// Closes the connection idle longest, if any, and frees its slot at once: returns whether
+    /// that was a reserved one.
+    fn evict_idlest(&mut self) -> Option<bool> {
+        let (&id, _) = self
+            .open
+            .iter()
+            .filter(|(_, slot)| slot.is_idle())
+            .min_by_key(|(_, slot)| slot.idle_since.load(Ordering::SeqCst))?;
+        let slot = self.open.remove(&id)?;
+        *self.count(slot.reserved) -= 1;
+        let _ = slot.socket.shutdown(Shutdown::Both);
+        Some(slot.reserved)
+    }
 }
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
@@ -122,14 +195,20 @@ impl Server {
             read_timeout: settings.io_timeout,
             keep_alive_timeout: settings.keep_alive_timeout,
         };
+        let reserved_limits = Limits {
+            head_timeout: limits.head_timeout.min(RESERVED_HEAD_TIMEOUT),
+            ..limits.clone()
+        };
         let shared = Arc::new(Shared {
             app,
             limits,
+            reserved_limits,
             workers: Workers::new(settings.workers.max(1), settings.queue_capacity.max(1)),
             stopping: AtomicBool::new(false),
             metrics: app_metrics,
             next_id: AtomicU64::new(0),
-            sockets: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots::default()),
+            epoch: Instant::now(),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = thread::Builder::new()
@@ -182,10 +261,10 @@ impl ShutdownHandle {
             wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-        if let Ok(sockets) = self.shared.sockets.lock() {
-            for (socket, idle) in sockets.values() {
-                if idle.load(Ordering::SeqCst) {
-                    let _ = socket.shutdown(Shutdown::Read);
+        if let Ok(slots) = self.shared.slots.lock() {
+            for slot in slots.open.values() {
+                if slot.is_idle() {
+                    let _ = slot.socket.shutdown(Shutdown::Read);
                 }
             }
         }
@@ -227,24 +306,18 @@ fn accept(shared: &Arc<Shared>, listener: TcpListener) {
             thread::sleep(Duration::from_millis(10));
             continue;
         };
-        let max = i64::try_from(shared.app.settings().max_connections).unwrap_or(i64::MAX);
-        if shared.metrics.open_connections.load(Ordering::SeqCst) >= max {
+        let Some((id, slot)) = shared.admit(&stream) else {
             shared.metrics.reject("connections");
             let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
             let err = Error::overloaded("too many open connections");
             let _ = wire::write_error(&stream, &err);
             let _ = stream.shutdown(Shutdown::Write);
             continue;
-        }
+        };
         shared
             .metrics
             .open_connections
             .fetch_add(1, Ordering::SeqCst);
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let idle = Arc::new(AtomicBool::new(true));
-        if let (Ok(clone), Ok(mut sockets)) = (stream.try_clone(), shared.sockets.lock()) {
-            sockets.insert(id, (clone, Arc::clone(&idle)));
-        }
         let conn_shared = Arc::clone(shared);
         // Handlers run on this thread: it gets the standard 2 MiB stack (address space; only
         // the pages a handler touches take memory).
@@ -252,7 +325,7 @@ fn accept(shared: &Arc<Shared>, listener: TcpListener) {
             .name("tinyserve-conn".into())
             .stack_size(2 * 1024 * 1024)
             .spawn(move || {
-                serve_connection(&conn_shared, stream, &idle);
+                serve_connection(&conn_shared, stream, &slot);
                 conn_shared.forget(id);
             });
         if spawned.is_err() {
@@ -267,10 +340,39 @@ fn accept(shared: &Arc<Shared>, listener: TcpListener) {
 }
 
 impl Shared {
+    /// A slot for a new connection: a free regular one, else the slot of the connection idle
+    /// longest (closed now), else a free reserved one; `None` when there is none.
+    fn admit(&self, stream: &TcpStream) -> Option<(u64, Arc<Slot>)> {
+        let socket = stream.try_clone().ok()?;
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let reserved = if slots.regular < self.app.settings().max_connections {
+            false
+        } else if let Some(reserved) = slots.evict_idlest() {
+            reserved
+        } else if slots.reserved < RESERVED_SLOTS {
+            true
+        } else {
+            return None;
+        };
+        let slot = Arc::new(Slot {
+            socket,
+            idle_since: AtomicU64::new(0),
+            reserved,
+        });
+        slot.set_idle(self.epoch);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        slots.open.insert(id, Arc::clone(&slot));
+        *slots.count(reserved) += 1;
+        Some((id, slot))
+    }
+
+    /// Frees a closed connection's slot (unless an eviction already did).
     fn forget(&self, id: u64) {
-        if let Ok(mut sockets) = self.sockets.lock() {
-            sockets.remove(&id);
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.open.remove(&id) {
+            *slots.count(slot.reserved) -= 1;
         }
+        drop(slots);
         self.metrics.open_connections.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -282,9 +384,9 @@ fn drain(shared: &Shared) {
     while shared.metrics.open_connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
     }
-    if let Ok(sockets) = shared.sockets.lock() {
-        for (socket, _) in sockets.values() {
-            let _ = socket.shutdown(Shutdown::Both);
+    if let Ok(slots) = shared.slots.lock() {
+        for slot in slots.open.values() {
+            let _ = slot.socket.shutdown(Shutdown::Both);
         }
     }
 }
@@ -358,12 +460,19 @@ impl Drop for WorkerTurn {
 }
 
 /// Runs the handler on this thread, during a worker turn. A streamed body's producer goes to a
-/// thread of its own, which keeps the turn until the stream ends.
-fn run(shared: &Arc<Shared>, request: Request) -> Answer {
-    let Some(turn) = WorkerTurn::take(shared) else {
-        shared.metrics.reject("queue_full");
-        let err = Error::overloaded("server is at capacity: request queue is full");
-        return Answer::error(&err, None);
+/// thread of its own, which keeps the turn until the stream ends. A health probe on a reserved
+/// slot (`probe`) runs without a turn: it must answer while the server is full.
+fn run(shared: &Arc<Shared>, request: Request, probe: bool) -> Answer {
+    let turn = match probe {
+        true => None,
+        false => match WorkerTurn::take(shared) {
+            Some(turn) => Some(turn),
+            None => {
+                shared.metrics.reject("queue_full");
+                let err = Error::overloaded("server is at capacity: request queue is full");
+                return Answer::error(&err, None);
+            }
+        },
     };
     let id = request.request_id().to_string();
     let (response, route) = crate::log::with_request_id(&id, || shared.app.dispatch(request));
@@ -379,7 +488,7 @@ fn run(shared: &Arc<Shared>, request: Request) -> Answer {
 /// the answer whose chunks it sends; or a 503 when the stream cap is reached.
 fn produce(
     shared: &Arc<Shared>,
-    turn: WorkerTurn,
+    turn: Option<WorkerTurn>,
     (status, headers, route): (u16, Vec<(String, String)>, Option<String>),
     stream: Stream,
     id: String,
@@ -443,28 +552,30 @@ fn request_id(given: Option<&str>) -> String {
     format!("{:016x}", z ^ (z >> 31))
 }
 
-fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) {
+fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
     let peer = stream.peer_addr().ok();
     let settings = shared.app.settings();
+    let limits = match slot.reserved {
+        true => &shared.reserved_limits,
+        false => &shared.limits,
+    };
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(settings.io_timeout));
     let mut conn = Connection::new(stream);
     let mut first = true;
     loop {
-        idle.store(true, Ordering::SeqCst);
-        // Checked after raising the flag: a shutdown either sees the flag or is seen here.
+        slot.set_idle(shared.epoch);
+        // Checked after marking the slot idle: a shutdown either sees the mark or is seen here.
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let head = match conn.read_head(&shared.limits, first, || {
-            idle.store(false, Ordering::SeqCst);
-        }) {
+        let head = match conn.read_head(limits, first, || slot.set_busy()) {
             Ok(head) => head,
             Err(ReadError::Closed) => return,
             Err(ReadError::Reject(err)) => return reject(&mut conn, &err),
         };
         first = false;
-        idle.store(false, Ordering::SeqCst);
+        slot.set_busy();
         let started = Instant::now();
         let framing = match framing::framing(&head) {
             Ok(framing) => framing,
@@ -480,13 +591,22 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) 
         let origin = forwarded::resolve(peer, &head.headers, &settings.trusted_proxies);
         let id = request_id(head.header("X-Request-ID"));
         request.set_context(origin, &settings.root_path, id.clone());
-        // The API key and CORS preflight are checked on the head, before any body byte is read
-        // or `100 Continue` sent. A refused request's body is left unread, so the connection
-        // closes after the answer.
-        let early = shared.app.screen(&request);
+        // Settled on the head alone, before any body byte is read or `100 Continue` sent: a
+        // reserved slot serves only the health probes, and the API key and CORS preflight
+        // are checked here. The body is left unread, so the connection closes after.
+        let early = if slot.reserved && !shared.app.is_public(request.path()) {
+            let err = Error::overloaded(
+                "too many open connections: this reserved connection answers only the health probes",
+            );
+            Some(Response::from_error(&err))
+        } else {
+            shared.app.screen(&request)
+        };
         let unread_body = early.is_some() && framing.has_body();
-        let keep_alive =
-            head.wants_keep_alive() && !unread_body && !shared.stopping.load(Ordering::SeqCst);
+        let keep_alive = head.wants_keep_alive()
+            && !slot.reserved
+            && !unread_body
+            && !shared.stopping.load(Ordering::SeqCst);
         let head_only = head.method == "HEAD";
         let (client, path) = (request.client_addr(), request.path().to_string());
         let model = settings
@@ -496,11 +616,11 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) 
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let answer = match early {
             Some(response) => Answer::from_response(response, None),
-            None => match conn.read_body(&head, framing, &shared.limits) {
+            None => match conn.read_body(&head, framing, limits) {
                 Ok(body) => {
                     let mut request = request.with_body(body);
                     request.set_socket(conn.stream());
-                    run(shared, request)
+                    run(shared, request, slot.reserved)
                 }
                 Err(err) => {
                     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);

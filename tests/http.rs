@@ -857,7 +857,7 @@ fn thousand_concurrent_connections_are_all_served() {
 }
 
 #[test]
-fn connections_over_the_limit_get_503_and_the_server_recovers() {
+fn a_new_connection_takes_the_slot_of_the_one_idle_longest() {
     let mut settings = Settings::default();
     settings.max_connections = 10;
     let server = serve(settings);
@@ -866,40 +866,98 @@ fn connections_over_the_limit_get_503_and_the_server_recovers() {
         conn.send(get_request(&format!("/echo/{i}")).as_bytes());
         assert_eq!(conn.response().text(), i.to_string());
     }
+    // All 10 slots are open and idle between requests: an 11th connection is served, and the
+    // connection idle longest (the first) is closed for it.
+    let mut extra = Conn::open(server.addr);
+    extra.send(get_request("/echo/extra").as_bytes());
+    assert_eq!(extra.response().text(), "extra");
+    conns[0].assert_closed();
+    for (i, conn) in conns.iter_mut().enumerate().skip(1) {
+        conn.send(get_request(&format!("/echo/again{i}")).as_bytes());
+        assert_eq!(conn.response().text(), format!("again{i}"));
+    }
+    assert_serving(&server);
+}
 
-    // The 11th connection is answered 503 at once and closed, before it sends anything...
+/// A server with 10 connection slots whose `/held` handler blocks until released; `/held`
+/// and `/healthz` are the health probe paths, served on the reserved slots too.
+fn held_server() -> (Gate, TestServer) {
+    let (gate, held) = gate();
+    let mut settings = Settings::default();
+    settings.max_connections = 10;
+    settings.public_paths = vec!["/healthz".to_string(), "/held".to_string()];
+    let app = app()
+        .get("/healthz", |_| "ok")
+        .get("/held", held)
+        .with_settings(settings);
+    (gate, TestServer::start(app))
+}
+
+/// `n` connections, each with a request in the blocked handler.
+fn hold(server: &TestServer, gate: &Gate, n: usize) -> Vec<Conn> {
+    (0..n)
+        .map(|_| {
+            let mut conn = Conn::open(server.addr);
+            conn.send(get_request("/held").as_bytes());
+            gate.wait_entered();
+            conn
+        })
+        .collect()
+}
+
+/// Releases every held handler (in whatever order they take the releases), then reads their
+/// answers.
+fn release_all(gate: &Gate, held: Vec<Conn>) {
+    for _ in &held {
+        gate.release();
+    }
+    for mut conn in held {
+        assert_eq!(conn.response().text(), "released");
+    }
+}
+
+#[test]
+fn when_every_slot_is_busy_a_reserved_slot_answers_health_probes() {
+    let (gate, server) = held_server();
+    let held = hold(&server, &gate, 10);
+    let mut probe = Conn::open(server.addr);
+    probe.send(get_request("/healthz").as_bytes());
+    let reply = probe.response();
+    assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
+    assert_eq!(reply.header("Connection"), Some("close"));
+    probe.assert_closed();
+    let mut other = Conn::open(server.addr);
+    other.send(get_request("/echo/x").as_bytes());
+    let reply = other.response();
+    reply.assert_error(503, "overloaded", "answers only the health probes");
+    other.assert_closed();
+    release_all(&gate, held);
+    assert_serving(&server);
+}
+
+#[test]
+fn when_the_reserved_slots_are_busy_too_new_connections_get_503_at_once() {
+    let (gate, server) = held_server();
+    let held = hold(&server, &gate, 10 + 16);
     let mut extra = Conn::open(server.addr);
     let reply = extra.response();
-    reply.assert_error(503, "overloaded", "connections");
+    reply.assert_error(503, "overloaded", "too many open connections");
     assert_eq!(reply.header("Retry-After"), Some("1"));
     assert_eq!(extra.finish().0, End::Eof);
-    // ...and when it sends a request right away.
-    let reply = exchange(server.addr, get_request("/echo/extra").as_bytes());
-    reply.assert_error(503, "overloaded", "connections");
-
-    // The 10 open connections still work.
-    conns[3].send(get_request("/echo/still").as_bytes());
-    assert_eq!(conns[3].response().text(), "still");
-
-    // Once they close, new connections are served. The server notices closes asynchronously:
-    // poll, bounded.
-    drop(conns);
+    release_all(&gate, held);
+    // The slots free up as the connections close (the reserved ones after one request), which
+    // the server notices asynchronously: poll, bounded.
     let mut last = None;
     for _ in 0..500 {
         let reply = exchange(server.addr, get_request("/echo/back").as_bytes());
         if reply.status == 200 {
-            assert_eq!(reply.text(), "back");
             last = None;
             break;
         }
-        reply.assert_error(503, "overloaded", "connections");
         last = Some(reply);
         thread::sleep(Duration::from_millis(10));
     }
-    assert!(
-        last.is_none(),
-        "still refused after the connections closed: {last:?}"
-    );
+    assert!(last.is_none(), "still refused: {last:?}");
     assert_serving(&server);
 }
 

@@ -311,6 +311,45 @@ fn a_cors_preflight_is_answered_on_its_head_without_the_key() {
 // 7. Slots hoarded by silence.
 
 #[test]
+fn a_thousand_silent_connections_do_not_fail_healthz() {
+    // Default settings: 1024 connection slots, 75 s keep-alive, 30 s head timeout.
+    let (mut server, rss) = start(&[]);
+    let silent: Vec<TcpStream> = (0..1024)
+        .map(|_| connect(server.addr, CLIENT_LIMIT))
+        .collect();
+    for _ in 0..20 {
+        let mut http = Http::get(server.addr, "/healthz");
+        let (status, body) = (http.status, http.json());
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &Value::from("ok")),
+            "{body}"
+        );
+        assert_eq!(Http::get(server.addr, "/readyz").status, 200);
+    }
+    // Model requests are served too: each newcomer takes a silent connection's slot.
+    let mut http = Http::get(server.addr, "/v2/models/iris");
+    let (status, body) = (http.status, http.json());
+    assert_eq!(status, 200, "{body}");
+    // The silent connections that lost their slot were closed by the server.
+    let closed = silent
+        .iter()
+        .filter(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(1)))
+                .expect("read timeout");
+            match (&**stream).read(&mut [0u8; 1]) {
+                Ok(n) => n == 0,
+                Err(err) => err.kind() == ErrorKind::ConnectionReset,
+            }
+        })
+        .count();
+    assert!(closed >= 1, "no silent connection lost its slot");
+    drop(silent);
+    assert_survived(&mut server, rss);
+}
+
+#[test]
 fn a_connection_that_sends_nothing_is_closed_at_the_head_timeout() {
     let (mut server, rss) = start(&["--head-timeout", "1", "--keep-alive-timeout", "600"]);
     let silent = connect(server.addr, CLIENT_LIMIT);
