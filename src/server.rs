@@ -26,7 +26,7 @@ use crate::app::App;
 use crate::framing;
 use crate::response::Body;
 use crate::stream::Stream;
-use crate::wire::{self, Connection, Limits, ReadError};
+use crate::wire::{self, Connection, Limits, Peer, ReadError};
 use crate::{forwarded, Error, Request, Response, Result, ServerMetrics};
 
 /// A handler's answer, ready to write.
@@ -738,7 +738,11 @@ fn relay(
     comments: Option<&(Duration, Vec<u8>)>,
     chunked: bool,
 ) -> std::io::Result<u64> {
-    let gone = || std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
+    // A client that shut down only its writing side (a half-close) still reads: its end of
+    // stream is not a departure. One that closed the socket resets the connection at the next
+    // chunk, and the write after fails.
+    let gone = |conn: &Connection| conn.peer() == Peer::Gone;
+    let aborted = || std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
     let mut idle_since = Instant::now();
     let mut bytes = 0u64;
     loop {
@@ -747,13 +751,13 @@ fn relay(
                 conn.write_chunk(&chunk, chunked)?;
                 bytes += chunk.len() as u64;
                 idle_since = Instant::now();
-                if conn.client_gone() {
-                    return Err(gone());
+                if gone(conn) {
+                    return Err(aborted());
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if conn.client_gone() {
-                    return Err(gone());
+                if gone(conn) {
+                    return Err(aborted());
                 }
                 if let Some((every, comment)) = comments {
                     if idle_since.elapsed() >= *every {

@@ -421,27 +421,49 @@ impl Connection {
         (&*self.stream).write_all(b"0\r\n\r\n")
     }
 
-    /// Whether the client has closed its side (or reset the connection), checked without
-    /// blocking and without consuming anything it may have sent.
-    pub(crate) fn client_gone(&self) -> bool {
-        peer_closed(&self.stream)
+    /// What the client has done with its side of the connection, checked without blocking
+    /// and without consuming anything it may have sent.
+    pub(crate) fn peer(&self) -> Peer {
+        peer_state(&self.stream)
     }
 }
 
-/// Whether the peer has closed its side of `stream` (or reset it), checked without blocking,
-/// without consuming anything it sent, and without touching the socket's blocking mode, so
-/// another thread may check while this one reads or writes.
-pub(crate) fn peer_closed(stream: &TcpStream) -> bool {
+/// What a peer has done with its side of a connection, as far as can be seen without writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// It may still send: nothing to read yet, or data waiting (a pipelined request).
+    Open,
+    /// It sent its end of stream: it closed the socket, or only shut down its writing side
+    /// (a half-close) and still reads. Only a write tells the two apart.
+    ReadClosed,
+    /// The connection was reset or failed: nothing written will arrive.
+    Gone,
+}
+
+/// The state of `stream`'s peer, checked without blocking, without consuming anything it
+/// sent, and without touching the socket's blocking mode, so another thread may check while
+/// this one reads or writes.
+pub(crate) fn peer_state(stream: &TcpStream) -> Peer {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
     let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
     match socket2::SockRef::from(stream).recv_with_flags(&mut byte, flags) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(err) => !matches!(
-            err.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ),
+        Ok(0) => Peer::ReadClosed,
+        Ok(_) => Peer::Open,
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Peer::Open
+        }
+        Err(_) => Peer::Gone,
     }
+}
+
+/// Whether the peer has closed its side of `stream` (or reset it): see [`peer_state`].
+pub(crate) fn peer_closed(stream: &TcpStream) -> bool {
+    peer_state(stream) != Peer::Open
 }
 
 /// Headers parsed into an array on the stack; heads with more are parsed again into one of

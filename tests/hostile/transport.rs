@@ -453,3 +453,34 @@ fn ambiguous_framing_is_400_and_closes_the_connection() {
     }
     assert_survived(&mut server, rss);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 13. Half-close.
+
+#[test]
+fn a_half_closed_client_gets_the_whole_stream() {
+    let (mut server, rss) = start(&[]);
+    let body = r#"{"model":"bytelm","prompt":"hello","max_tokens":20,"stream":true}"#;
+    let request = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let stream = connect(server.addr, CLIENT_LIMIT);
+    (&stream).write_all(request.as_bytes()).expect("send");
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    let answer = until_closed(&stream);
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(statuses(&answer), [200], "{text}");
+    assert!(text.contains("data: [DONE]\n\n"), "no [DONE]: {text}");
+    assert!(text.ends_with("\r\n0\r\n\r\n"), "no final chunk: {text}");
+    assert!(text.contains("\"finish_reason\":\"length\""), "{text}");
+    // A non-streaming answer too.
+    let request = "GET /v2/models/iris HTTP/1.1\r\nHost: t\r\n\r\n";
+    let stream = connect(server.addr, CLIENT_LIMIT);
+    (&stream).write_all(request.as_bytes()).expect("send");
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    let answer = until_closed(&stream);
+    assert_eq!(statuses(&answer), [200]);
+    assert_survived(&mut server, rss);
+}
