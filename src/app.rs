@@ -26,6 +26,10 @@ pub struct Settings {
     /// idle it gets one of a few reserved slots that answer only the health probes
     /// (`public_paths`), else 503. Default 1024.
     pub max_connections: usize,
+    /// Open connections from one client address (IPv6: one /64), not counting the trusted
+    /// proxies, whose connections carry many clients; beyond it new connections from that
+    /// address get 503. 0 turns the cap off. Default 128.
+    pub max_connections_per_ip: usize,
     /// Streamed responses at once. Each holds a worker turn while its producer runs, so the cap
     /// keeps streams from starving plain requests; beyond it a stream gets 503. Default: half
     /// the workers (at least 1).
@@ -105,6 +109,7 @@ impl Default for Settings {
             max_streams: (workers / 2).max(1),
             queue_capacity: 1024,
             max_connections: 1024,
+            max_connections_per_ip: 128,
             max_body_bytes: 10 * 1024 * 1024,
             max_head_bytes: 16 * 1024,
             max_headers: 100,

@@ -16,6 +16,7 @@ mod request;
 mod response;
 mod router;
 mod server;
+mod slots;
 mod sse;
 mod stream;
 mod wire;

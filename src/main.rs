@@ -59,9 +59,14 @@ struct ServeArgs {
     /// Requests waiting for a worker turn; beyond it requests get 503.
     #[arg(long, default_value_t = Settings::default().queue_capacity)]
     queue_capacity: usize,
-    /// Open connections; beyond it new connections get 503.
+    /// Open connections; when all are taken a new connection takes the slot of the one idle
+    /// longest, else one of 16 reserved slots that answer only the health probes, else 503.
     #[arg(long, default_value_t = Settings::default().max_connections)]
     max_connections: usize,
+    /// Open connections from one client address (IPv6: one /64), the trusted proxies
+    /// (--forwarded-allow-ips) exempt; beyond it 503. 0 turns the cap off.
+    #[arg(long, default_value_t = Settings::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
     /// Streamed responses at once; beyond it streams get 503 [default: workers / 2]
     #[arg(long)]
     max_streams: Option<usize>,
@@ -189,6 +194,7 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     settings.max_body_bytes = args.max_body_bytes;
     settings.queue_capacity = args.queue_capacity;
     settings.max_connections = args.max_connections;
+    settings.max_connections_per_ip = args.max_connections_per_ip;
     settings.max_streams = args.max_streams.unwrap_or((settings.workers / 2).max(1));
     settings.max_head_bytes = args.max_head_bytes;
     settings.max_headers = args.max_headers;

@@ -7,12 +7,9 @@
 //! A streamed body's producer runs on a thread of its own, holding its worker turn, while the
 //! connection thread writes its chunks.
 //!
-//! Connection slots cannot be hoarded by silence: when all `max_connections` are open, a new
-//! connection takes the slot of the one idle longest (it sent nothing yet, or waits between
-//! requests), which is closed; when none is idle, it gets one of [`RESERVED_SLOTS`] that answer
-//! only the health probes, so a server that is merely full still looks alive.
+//! Which connections may be open is up to [`crate::slots`]; a connection on a reserved slot
+//! serves only the health probes, so a server that is merely full still looks alive.
 
-use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -25,6 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::app::App;
 use crate::framing;
 use crate::response::Body;
+use crate::slots::{Slot, Slots};
 use crate::stream::Stream;
 use crate::wire::{self, Connection, Limits, Peer, ReadError};
 use crate::{forwarded, Error, Request, Response, Result, ServerMetrics};
@@ -93,77 +91,14 @@ struct Shared {
     workers: Workers,
     stopping: AtomicBool,
     metrics: Arc<ServerMetrics>,
-    next_id: AtomicU64,
     /// The open connections, so a new one can take an idle one's slot and a shutdown can close
     /// idle connections at once and let busy ones finish.
-    slots: Mutex<Slots>,
-    /// Where the idle times of [`Slot`] count from.
-    epoch: Instant,
+    slots: Slots,
 }
 
-/// Connections beyond `max_connections` that answer only the health probes (the `public_paths`
-/// of the settings), one request each, with a short head timeout; anything else gets 503.
-pub(crate) const RESERVED_SLOTS: usize = 16;
-
-/// How long a connection on a reserved slot may take to send its request head.
+/// How long a connection on a reserved slot may take to send its request head: a health
+/// probe sends it at once.
 const RESERVED_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The open connections: each with its slot, counted by kind.
-#[derive(Default)]
-struct Slots {
-    open: HashMap<u64, Arc<Slot>>,
-    regular: usize,
-    reserved: usize,
-}
-
-/// One open connection as the accept thread and a shutdown see it.
-struct Slot {
-    /// A clone of the connection's socket, to close it from another thread.
-    socket: TcpStream,
-    /// Milliseconds since [`Shared::epoch`], plus one, since the connection became idle
-    /// (waiting for a request's first byte); 0 while a request is read, handled or answered.
-    idle_since: AtomicU64,
-    /// Whether this is one of the [`RESERVED_SLOTS`].
-    reserved: bool,
-}
-
-impl Slot {
-    fn set_idle(&self, epoch: Instant) {
-        let since = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        self.idle_since.store(since + 1, Ordering::SeqCst);
-    }
-
-    fn set_busy(&self) {
-        self.idle_since.store(0, Ordering::SeqCst);
-    }
-
-    fn is_idle(&self) -> bool {
-        self.idle_since.load(Ordering::SeqCst) != 0
-    }
-}
-
-impl Slots {
-    fn count(&mut self, reserved: bool) -> &mut usize {
-        match reserved {
-            true => &mut self.reserved,
-            false => &mut self.regular,
-        }
-    }
-
-    /// Closes the connection idle longest, if any, and frees its slot at once: returns whether
-    /// that was a reserved one.
-    fn evict_idlest(&mut self) -> Option<bool> {
-        let (&id, _) = self
-            .open
-            .iter()
-            .filter(|(_, slot)| slot.is_idle())
-            .min_by_key(|(_, slot)| slot.idle_since.load(Ordering::SeqCst))?;
-        let slot = self.open.remove(&id)?;
-        *self.count(slot.reserved) -= 1;
-        let _ = slot.socket.shutdown(Shutdown::Both);
-        Some(slot.reserved)
-    }
-}
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
@@ -206,9 +141,11 @@ impl Server {
             workers: Workers::new(settings.workers.max(1), settings.queue_capacity.max(1)),
             stopping: AtomicBool::new(false),
             metrics: app_metrics,
-            next_id: AtomicU64::new(0),
-            slots: Mutex::new(Slots::default()),
-            epoch: Instant::now(),
+            slots: Slots::new(
+                settings.max_connections,
+                settings.max_connections_per_ip,
+                settings.trusted_proxies.clone(),
+            ),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = thread::Builder::new()
@@ -261,13 +198,7 @@ impl ShutdownHandle {
             wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-        if let Ok(slots) = self.shared.slots.lock() {
-            for slot in slots.open.values() {
-                if slot.is_idle() {
-                    let _ = slot.socket.shutdown(Shutdown::Read);
-                }
-            }
-        }
+        self.shared.slots.close_idle();
     }
 }
 
@@ -306,30 +237,33 @@ fn accept(shared: &Arc<Shared>, listener: TcpListener) {
             thread::sleep(Duration::from_millis(10));
             continue;
         };
-        let Some((id, slot)) = shared.admit(&stream) else {
-            shared.metrics.reject("connections");
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-            let err = Error::overloaded("too many open connections");
-            let _ = wire::write_error(&stream, &err);
-            let _ = stream.shutdown(Shutdown::Write);
-            continue;
+        let slot = match shared.slots.admit(&stream) {
+            Ok(slot) => slot,
+            Err(err) => {
+                shared.metrics.reject("connections");
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                let _ = wire::write_error(&stream, &err);
+                let _ = stream.shutdown(Shutdown::Write);
+                continue;
+            }
         };
         shared
             .metrics
             .open_connections
             .fetch_add(1, Ordering::SeqCst);
         let conn_shared = Arc::clone(shared);
+        let slot_of_thread = Arc::clone(&slot);
         // Handlers run on this thread: it gets the standard 2 MiB stack (address space; only
         // the pages a handler touches take memory).
         let spawned = thread::Builder::new()
             .name("tinyserve-conn".into())
             .stack_size(2 * 1024 * 1024)
             .spawn(move || {
-                serve_connection(&conn_shared, stream, &slot);
-                conn_shared.forget(id);
+                serve_connection(&conn_shared, stream, &slot_of_thread);
+                conn_shared.forget(&slot_of_thread);
             });
         if spawned.is_err() {
-            shared.forget(id);
+            shared.forget(&slot);
         }
     }
     // Close the listening socket before draining: new connections are refused at once (a
@@ -340,39 +274,9 @@ fn accept(shared: &Arc<Shared>, listener: TcpListener) {
 }
 
 impl Shared {
-    /// A slot for a new connection: a free regular one, else the slot of the connection idle
-    /// longest (closed now), else a free reserved one; `None` when there is none.
-    fn admit(&self, stream: &TcpStream) -> Option<(u64, Arc<Slot>)> {
-        let socket = stream.try_clone().ok()?;
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let reserved = if slots.regular < self.app.settings().max_connections {
-            false
-        } else if let Some(reserved) = slots.evict_idlest() {
-            reserved
-        } else if slots.reserved < RESERVED_SLOTS {
-            true
-        } else {
-            return None;
-        };
-        let slot = Arc::new(Slot {
-            socket,
-            idle_since: AtomicU64::new(0),
-            reserved,
-        });
-        slot.set_idle(self.epoch);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        slots.open.insert(id, Arc::clone(&slot));
-        *slots.count(reserved) += 1;
-        Some((id, slot))
-    }
-
-    /// Frees a closed connection's slot (unless an eviction already did).
-    fn forget(&self, id: u64) {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = slots.open.remove(&id) {
-            *slots.count(slot.reserved) -= 1;
-        }
-        drop(slots);
+    /// Frees a closed connection's slot.
+    fn forget(&self, slot: &Slot) {
+        self.slots.release(slot);
         self.metrics.open_connections.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -384,11 +288,7 @@ fn drain(shared: &Shared) {
     while shared.metrics.open_connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
     }
-    if let Ok(slots) = shared.slots.lock() {
-        for slot in slots.open.values() {
-            let _ = slot.socket.shutdown(Shutdown::Both);
-        }
-    }
+    shared.slots.close_all();
 }
 
 /// Limits how many handlers run at once, with a bounded number of requests waiting for a turn.
@@ -555,7 +455,7 @@ fn request_id(given: Option<&str>) -> String {
 fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
     let peer = stream.peer_addr().ok();
     let settings = shared.app.settings();
-    let limits = match slot.reserved {
+    let limits = match slot.is_reserved() {
         true => &shared.reserved_limits,
         false => &shared.limits,
     };
@@ -564,7 +464,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
     let mut conn = Connection::new(stream);
     let mut first = true;
     loop {
-        slot.set_idle(shared.epoch);
+        slot.set_idle();
         // Checked after marking the slot idle: a shutdown either sees the mark or is seen here.
         if shared.stopping.load(Ordering::SeqCst) {
             return;
@@ -594,7 +494,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
         // Settled on the head alone, before any body byte is read or `100 Continue` sent: a
         // reserved slot serves only the health probes, and the API key and CORS preflight
         // are checked here. The body is left unread, so the connection closes after.
-        let early = if slot.reserved && !shared.app.is_public(request.path()) {
+        let early = if slot.is_reserved() && !shared.app.is_public(request.path()) {
             let err = Error::overloaded(
                 "too many open connections: this reserved connection answers only the health probes",
             );
@@ -604,7 +504,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
         };
         let unread_body = early.is_some() && framing.has_body();
         let keep_alive = head.wants_keep_alive()
-            && !slot.reserved
+            && !slot.is_reserved()
             && !unread_body
             && !shared.stopping.load(Ordering::SeqCst);
         let head_only = head.method == "HEAD";
@@ -620,7 +520,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
                 Ok(body) => {
                     let mut request = request.with_body(body);
                     request.set_socket(conn.stream());
-                    run(shared, request, slot.reserved)
+                    run(shared, request, slot.is_reserved())
                 }
                 Err(err) => {
                     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tinyserve::{App, Error, Json, Request, Settings};
+use tinyserve::{App, Error, Json, Request, Settings, TrustedProxies};
 
 use crate::support::wire::{connect, find};
 use crate::support::{repo, Reply, TestServer};
@@ -877,6 +877,47 @@ fn a_new_connection_takes_the_slot_of_the_one_idle_longest() {
         assert_eq!(conn.response().text(), format!("again{i}"));
     }
     assert_serving(&server);
+}
+
+#[test]
+fn one_address_holds_at_most_max_connections_per_ip_unless_it_is_a_trusted_proxy() {
+    let mut settings = Settings::default();
+    settings.max_connections_per_ip = 3;
+    settings.trusted_proxies = TrustedProxies::none();
+    let server = serve(settings.clone());
+    let mut conns: Vec<Conn> = (0..3).map(|_| Conn::open(server.addr)).collect();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.send(get_request(&format!("/echo/{i}")).as_bytes());
+        assert_eq!(conn.response().text(), i.to_string());
+    }
+    let mut fourth = Conn::open(server.addr);
+    fourth
+        .response()
+        .assert_error(503, "overloaded", "from one address (limit 3)");
+    assert_eq!(fourth.finish().0, End::Eof);
+    // A closed connection gives its slot back (noticed asynchronously: poll, bounded).
+    drop(conns.pop());
+    let mut last = None;
+    for _ in 0..500 {
+        let reply = exchange(server.addr, get_request("/echo/again").as_bytes());
+        if reply.status == 200 {
+            last = None;
+            break;
+        }
+        last = Some(reply);
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(last.is_none(), "still refused: {last:?}");
+
+    // Behind a trusted proxy (loopback by default) the cap does not apply.
+    settings.trusted_proxies = TrustedProxies::default();
+    let proxied = serve(settings);
+    let mut conns: Vec<Conn> = (0..6).map(|_| Conn::open(proxied.addr)).collect();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.send(get_request(&format!("/echo/{i}")).as_bytes());
+        assert_eq!(conn.response().text(), i.to_string());
+    }
+    assert_serving(&proxied);
 }
 
 /// A server with 10 connection slots whose `/held` handler blocks until released; `/held`
