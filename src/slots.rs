@@ -188,13 +188,14 @@ impl Table {
         }
     }
 
-    /// Closes the connection idle longest, if any, and frees its slot at once.
+    /// Closes the connection idle longest (the oldest of those idle since the same
+    /// millisecond), if any, and frees its slot at once.
     fn evict_idlest(&mut self) -> Option<Arc<Slot>> {
         let id = self
             .open
             .values()
             .filter(|slot| slot.is_idle())
-            .min_by_key(|slot| slot.idle_since.load(Ordering::SeqCst))?
+            .min_by_key(|slot| (slot.idle_since.load(Ordering::SeqCst), slot.id))?
             .id;
         let slot = self.remove(id)?;
         let _ = slot.socket.shutdown(Shutdown::Both);
