@@ -21,8 +21,15 @@ pub struct Settings {
     pub workers: usize,
     /// Requests waiting for a worker turn; beyond it the server answers 503 at once. Default 1024.
     pub queue_capacity: usize,
-    /// Open connections; beyond it new connections get 503 and are closed. Default 1024.
+    /// Open connections. When they are all taken, a new connection takes the slot of the one
+    /// that has been idle longest (waiting for its first request, or between two); when none is
+    /// idle it gets one of a few reserved slots that answer only the health probes
+    /// (`public_paths`), else 503. Default 1024.
     pub max_connections: usize,
+    /// Open connections from one client address (IPv6: one /64), not counting the trusted
+    /// proxies, whose connections carry many clients; beyond it new connections from that
+    /// address get 503. 0 turns the cap off. Default 128.
+    pub max_connections_per_ip: usize,
     /// Streamed responses at once. Each holds a worker turn while its producer runs, so the cap
     /// keeps streams from starving plain requests; beyond it a stream gets 503. Default: half
     /// the workers (at least 1).
@@ -33,8 +40,12 @@ pub struct Settings {
     pub max_head_bytes: usize,
     /// Most headers in a request; more gets 431. Default 100.
     pub max_headers: usize,
-    /// Time allowed to receive a whole request head once it started. Default 30 s.
+    /// Time allowed to receive a whole request head once it started; a new connection must
+    /// send its first head whole within it, or is closed. Default 30 s.
     pub head_timeout: Duration,
+    /// Time allowed to receive a whole request, head and body, from its first byte; then 408
+    /// and close. Default 60 s (a 10 MiB body at 175 KB/s).
+    pub request_timeout: Duration,
     /// Longest pause while reading a body, and while the client reads a response. Default 30 s.
     pub io_timeout: Duration,
     /// How long an idle keep-alive connection stays open. Default 75 s (longer than nginx's 60 s
@@ -98,10 +109,12 @@ impl Default for Settings {
             max_streams: (workers / 2).max(1),
             queue_capacity: 1024,
             max_connections: 1024,
+            max_connections_per_ip: 128,
             max_body_bytes: 10 * 1024 * 1024,
             max_head_bytes: 16 * 1024,
             max_headers: 100,
             head_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
             io_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(75),
             drain_timeout: Duration::from_secs(30),
@@ -227,31 +240,39 @@ impl App {
         Ok(())
     }
 
-    /// Runs the handler the request's method and path select (after the API key and CORS
-    /// checks); a panic becomes a 500. Returns the response and the route template matched.
-    pub(crate) fn dispatch(&self, mut req: Request) -> (Response, Option<String>) {
-        let origin = req.header("Origin").map(str::to_string);
-        let allowed_origin = origin.as_deref().and_then(|o| self.allowed_origin(o));
+    /// The answer to a request that is settled by its head alone: a CORS preflight (204), or
+    /// 401 when the API key is missing or wrong. The server asks before it reads the body or
+    /// sends `100 Continue`, so a refused request costs no body. `None`: go on to the handler.
+    pub(crate) fn screen(&self, req: &Request) -> Option<Response> {
+        let allowed_origin = req.header("Origin").and_then(|o| self.allowed_origin(o));
         if let Some(allowed) = &allowed_origin {
             if req.method() == "OPTIONS" && req.header("Access-Control-Request-Method").is_some() {
-                return (self.preflight(&req, allowed), None);
+                return Some(self.preflight(req, allowed));
             }
         }
-        let (response, route) = if self.is_authorized(&req) {
-            self.handle(&mut req)
-        } else {
-            let err = Error::new(ErrorKind::Unauthorized, "missing or invalid API key")
-                .with_header("WWW-Authenticate", "Bearer");
-            (Response::from_error(&err), None)
-        };
-        let response = match allowed_origin {
-            Some(allowed) => response
-                .with_header("Access-Control-Allow-Origin", &allowed)
-                .with_header("Access-Control-Expose-Headers", "X-Request-ID")
-                .with_header("Vary", "Origin"),
-            None => response,
-        };
-        (response, route)
+        if self.is_authorized(req) {
+            return None;
+        }
+        let err = Error::new(ErrorKind::Unauthorized, "missing or invalid API key")
+            .with_header("WWW-Authenticate", "Bearer");
+        Some(with_cors(Response::from_error(&err), allowed_origin))
+    }
+
+    /// Runs the handler the request's method and path select, after [`App::screen`]; a panic
+    /// becomes a 500. Returns the response and the route template matched.
+    pub(crate) fn dispatch(&self, mut req: Request) -> (Response, Option<String>) {
+        if let Some(response) = self.screen(&req) {
+            return (response, None);
+        }
+        let allowed_origin = req.header("Origin").and_then(|o| self.allowed_origin(o));
+        let (response, route) = self.handle(&mut req);
+        (with_cors(response, allowed_origin), route)
+    }
+
+    /// Whether `path` is a health probe's (served without an API key, and on the reserved
+    /// connection slots when every other slot is busy).
+    pub(crate) fn is_public(&self, path: &str) -> bool {
+        self.settings.public_paths.iter().any(|p| p == path)
     }
 
     fn handle(&self, req: &mut Request) -> (Response, Option<String>) {
@@ -288,7 +309,7 @@ impl App {
         let Some(key) = &self.settings.api_key else {
             return true;
         };
-        if self.settings.public_paths.iter().any(|p| p == req.path()) {
+        if self.is_public(req.path()) {
             return true;
         }
         req.header("Authorization")
@@ -321,5 +342,16 @@ impl App {
             .with_header("Access-Control-Allow-Headers", &headers)
             .with_header("Access-Control-Max-Age", "600")
             .with_header("Vary", "Origin")
+    }
+}
+
+/// Adds the CORS headers of an allowed origin to a response.
+fn with_cors(response: Response, allowed_origin: Option<String>) -> Response {
+    match allowed_origin {
+        Some(allowed) => response
+            .with_header("Access-Control-Allow-Origin", &allowed)
+            .with_header("Access-Control-Expose-Headers", "X-Request-ID")
+            .with_header("Vary", "Origin"),
+        None => response,
     }
 }

@@ -59,9 +59,14 @@ struct ServeArgs {
     /// Requests waiting for a worker turn; beyond it requests get 503.
     #[arg(long, default_value_t = Settings::default().queue_capacity)]
     queue_capacity: usize,
-    /// Open connections; beyond it new connections get 503.
+    /// Open connections; when all are taken a new connection takes the slot of the one idle
+    /// longest, else one of 16 reserved slots that answer only the health probes, else 503.
     #[arg(long, default_value_t = Settings::default().max_connections)]
     max_connections: usize,
+    /// Open connections from one client address (IPv6: one /64), the trusted proxies
+    /// (--forwarded-allow-ips) exempt; beyond it 503. 0 turns the cap off.
+    #[arg(long, default_value_t = Settings::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
     /// Streamed responses at once; beyond it streams get 503 [default: workers / 2]
     #[arg(long)]
     max_streams: Option<usize>,
@@ -71,9 +76,14 @@ struct ServeArgs {
     /// Most headers in a request; more gets 431.
     #[arg(long, default_value_t = Settings::default().max_headers)]
     max_headers: usize,
-    /// Seconds allowed to receive a request head; then 408 and close.
+    /// Seconds allowed to receive a request head; then 408 and close. A new connection that
+    /// sends nothing in this time is closed.
     #[arg(long, default_value_t = Settings::default().head_timeout.as_secs())]
     head_timeout: u64,
+    /// Seconds allowed to receive a whole request, head and body, from its first byte; then
+    /// 408 and close.
+    #[arg(long, default_value_t = Settings::default().request_timeout.as_secs())]
+    request_timeout: u64,
     /// Seconds a body read or a response write may stall before the connection closes.
     #[arg(long, default_value_t = Settings::default().io_timeout.as_secs())]
     io_timeout: u64,
@@ -184,10 +194,12 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     settings.max_body_bytes = args.max_body_bytes;
     settings.queue_capacity = args.queue_capacity;
     settings.max_connections = args.max_connections;
+    settings.max_connections_per_ip = args.max_connections_per_ip;
     settings.max_streams = args.max_streams.unwrap_or((settings.workers / 2).max(1));
     settings.max_head_bytes = args.max_head_bytes;
     settings.max_headers = args.max_headers;
     settings.head_timeout = Duration::from_secs(args.head_timeout);
+    settings.request_timeout = Duration::from_secs(args.request_timeout);
     settings.io_timeout = Duration::from_secs(args.io_timeout);
     settings.keep_alive_timeout = Duration::from_secs(args.keep_alive_timeout);
     settings.drain_timeout = Duration::from_secs(args.drain_timeout);

@@ -158,6 +158,9 @@ impl Request {
     /// Whether the client closed its connection while this request was being handled; a
     /// long handler can check it and give up (as [`crate::FanOut::run_for`] does). Each call
     /// looks at the socket (one system call, without blocking) until the answer is yes.
+    /// A client that only shut down its writing side (a half-close) counts as gone too: without
+    /// writing to it, the server cannot tell it from one that left. A streamed response is not
+    /// cut for a half-close: the server keeps writing until a write fails.
     pub fn is_client_gone(&self) -> bool {
         if self.gone.load(Ordering::Relaxed) {
             return true;

@@ -6,8 +6,10 @@
 //! beyond that the connection thread answers 503 at once, so latency cannot grow without bound.
 //! A streamed body's producer runs on a thread of its own, holding its worker turn, while the
 //! connection thread writes its chunks.
+//!
+//! Which connections may be open is up to [`crate::slots`]; a connection on a reserved slot
+//! serves only the health probes, so a server that is merely full still looks alive.
 
-use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -18,10 +20,12 @@ use std::time::{Duration, Instant};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::app::App;
+use crate::framing;
 use crate::response::Body;
+use crate::slots::{Slot, Slots};
 use crate::stream::Stream;
-use crate::wire::{self, Connection, Limits, ReadError};
-use crate::{forwarded, Error, Request, Result, ServerMetrics};
+use crate::wire::{self, Connection, Limits, Peer, ReadError};
+use crate::{forwarded, Error, Request, Response, Result, ServerMetrics};
 
 /// A handler's answer, ready to write.
 /// Each carries the route template the request matched, for metrics.
@@ -43,6 +47,17 @@ impl Answer {
         let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
         headers.extend(err.headers().iter().cloned());
         Answer::Full(err.status(), headers, body, route)
+    }
+
+    /// A response whose body is whole (an error, a preflight); a streamed one is refused.
+    fn from_response(response: Response, route: Option<String>) -> Answer {
+        match response.into_parts() {
+            (status, headers, Body::Full(body)) => Answer::Full(status, headers, body, route),
+            (_, _, Body::Stream(_)) => Answer::error(
+                &Error::internal("a streamed answer to a request settled on its head"),
+                route,
+            ),
+        }
     }
 }
 
@@ -71,14 +86,19 @@ impl Drop for StreamSlot {
 struct Shared {
     app: App,
     limits: Limits,
+    /// The limits on a reserved slot: a health probe sends its request at once.
+    reserved_limits: Limits,
     workers: Workers,
     stopping: AtomicBool,
     metrics: Arc<ServerMetrics>,
-    next_id: AtomicU64,
-    /// Clones of open sockets with their "idle between requests" flag, so a shutdown can close
+    /// The open connections, so a new one can take an idle one's slot and a shutdown can close
     /// idle connections at once and let busy ones finish.
-    sockets: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
+    slots: Slots,
 }
+
+/// How long a connection on a reserved slot may take to send its request head: a health
+/// probe sends it at once.
+const RESERVED_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
@@ -106,17 +126,26 @@ impl Server {
             max_headers: settings.max_headers,
             max_body_bytes: settings.max_body_bytes,
             head_timeout: settings.head_timeout,
+            request_timeout: settings.request_timeout,
             read_timeout: settings.io_timeout,
             keep_alive_timeout: settings.keep_alive_timeout,
+        };
+        let reserved_limits = Limits {
+            head_timeout: limits.head_timeout.min(RESERVED_HEAD_TIMEOUT),
+            ..limits.clone()
         };
         let shared = Arc::new(Shared {
             app,
             limits,
+            reserved_limits,
             workers: Workers::new(settings.workers.max(1), settings.queue_capacity.max(1)),
             stopping: AtomicBool::new(false),
             metrics: app_metrics,
-            next_id: AtomicU64::new(0),
-            sockets: Mutex::new(HashMap::new()),
+            slots: Slots::new(
+                settings.max_connections,
+                settings.max_connections_per_ip,
+                settings.trusted_proxies.clone(),
+            ),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = thread::Builder::new()
@@ -169,13 +198,7 @@ impl ShutdownHandle {
             wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-        if let Ok(sockets) = self.shared.sockets.lock() {
-            for (socket, idle) in sockets.values() {
-                if idle.load(Ordering::SeqCst) {
-                    let _ = socket.shutdown(Shutdown::Read);
-                }
-            }
-        }
+        self.shared.slots.close_idle();
     }
 }
 
@@ -214,36 +237,33 @@ fn accept(shared: &Arc<Shared>, listener: TcpListener) {
             thread::sleep(Duration::from_millis(10));
             continue;
         };
-        let max = i64::try_from(shared.app.settings().max_connections).unwrap_or(i64::MAX);
-        if shared.metrics.open_connections.load(Ordering::SeqCst) >= max {
-            shared.metrics.reject("connections");
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-            let err = Error::overloaded("too many open connections");
-            let _ = wire::write_error(&stream, &err);
-            let _ = stream.shutdown(Shutdown::Write);
-            continue;
-        }
+        let slot = match shared.slots.admit(&stream) {
+            Ok(slot) => slot,
+            Err(err) => {
+                shared.metrics.reject("connections");
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                let _ = wire::write_error(&stream, &err);
+                let _ = stream.shutdown(Shutdown::Write);
+                continue;
+            }
+        };
         shared
             .metrics
             .open_connections
             .fetch_add(1, Ordering::SeqCst);
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let idle = Arc::new(AtomicBool::new(true));
-        if let (Ok(clone), Ok(mut sockets)) = (stream.try_clone(), shared.sockets.lock()) {
-            sockets.insert(id, (clone, Arc::clone(&idle)));
-        }
         let conn_shared = Arc::clone(shared);
+        let slot_of_thread = Arc::clone(&slot);
         // Handlers run on this thread: it gets the standard 2 MiB stack (address space; only
         // the pages a handler touches take memory).
         let spawned = thread::Builder::new()
             .name("tinyserve-conn".into())
             .stack_size(2 * 1024 * 1024)
             .spawn(move || {
-                serve_connection(&conn_shared, stream, &idle);
-                conn_shared.forget(id);
+                serve_connection(&conn_shared, stream, &slot_of_thread);
+                conn_shared.forget(&slot_of_thread);
             });
         if spawned.is_err() {
-            shared.forget(id);
+            shared.forget(&slot);
         }
     }
     // Close the listening socket before draining: new connections are refused at once (a
@@ -254,10 +274,9 @@ fn accept(shared: &Arc<Shared>, listener: TcpListener) {
 }
 
 impl Shared {
-    fn forget(&self, id: u64) {
-        if let Ok(mut sockets) = self.sockets.lock() {
-            sockets.remove(&id);
-        }
+    /// Frees a closed connection's slot.
+    fn forget(&self, slot: &Slot) {
+        self.slots.release(slot);
         self.metrics.open_connections.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -269,11 +288,7 @@ fn drain(shared: &Shared) {
     while shared.metrics.open_connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
     }
-    if let Ok(sockets) = shared.sockets.lock() {
-        for (socket, _) in sockets.values() {
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-    }
+    shared.slots.close_all();
 }
 
 /// Limits how many handlers run at once, with a bounded number of requests waiting for a turn.
@@ -345,12 +360,19 @@ impl Drop for WorkerTurn {
 }
 
 /// Runs the handler on this thread, during a worker turn. A streamed body's producer goes to a
-/// thread of its own, which keeps the turn until the stream ends.
-fn run(shared: &Arc<Shared>, request: Request) -> Answer {
-    let Some(turn) = WorkerTurn::take(shared) else {
-        shared.metrics.reject("queue_full");
-        let err = Error::overloaded("server is at capacity: request queue is full");
-        return Answer::error(&err, None);
+/// thread of its own, which keeps the turn until the stream ends. A health probe on a reserved
+/// slot (`probe`) runs without a turn: it must answer while the server is full.
+fn run(shared: &Arc<Shared>, request: Request, probe: bool) -> Answer {
+    let turn = match probe {
+        true => None,
+        false => match WorkerTurn::take(shared) {
+            Some(turn) => Some(turn),
+            None => {
+                shared.metrics.reject("queue_full");
+                let err = Error::overloaded("server is at capacity: request queue is full");
+                return Answer::error(&err, None);
+            }
+        },
     };
     let id = request.request_id().to_string();
     let (response, route) = crate::log::with_request_id(&id, || shared.app.dispatch(request));
@@ -366,7 +388,7 @@ fn run(shared: &Arc<Shared>, request: Request) -> Answer {
 /// the answer whose chunks it sends; or a 503 when the stream cap is reached.
 fn produce(
     shared: &Arc<Shared>,
-    turn: WorkerTurn,
+    turn: Option<WorkerTurn>,
     (status, headers, route): (u16, Vec<(String, String)>, Option<String>),
     stream: Stream,
     id: String,
@@ -430,33 +452,36 @@ fn request_id(given: Option<&str>) -> String {
     format!("{:016x}", z ^ (z >> 31))
 }
 
-fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) {
+fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
     let peer = stream.peer_addr().ok();
     let settings = shared.app.settings();
+    let limits = match slot.is_reserved() {
+        true => &shared.reserved_limits,
+        false => &shared.limits,
+    };
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(settings.io_timeout));
     let mut conn = Connection::new(stream);
+    let mut first = true;
     loop {
-        idle.store(true, Ordering::SeqCst);
-        // Checked after raising the flag: a shutdown either sees the flag or is seen here.
+        slot.set_idle();
+        // Checked after marking the slot idle: a shutdown either sees the mark or is seen here.
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let head = match conn.read_head(&shared.limits, idle) {
+        let head = match conn.read_head(limits, first, || slot.set_busy()) {
             Ok(head) => head,
             Err(ReadError::Closed) => return,
             Err(ReadError::Reject(err)) => return reject(&mut conn, &err),
         };
-        idle.store(false, Ordering::SeqCst);
+        first = false;
+        slot.set_busy();
         let started = Instant::now();
-        let body = match conn.read_body(&head, &shared.limits) {
-            Ok(body) => body,
-            Err(ReadError::Closed) => return,
-            Err(ReadError::Reject(err)) => return reject(&mut conn, &err),
+        let framing = match framing::framing(&head) {
+            Ok(framing) => framing,
+            Err(err) => return reject(&mut conn, &err),
         };
-        let keep_alive = head.wants_keep_alive() && !shared.stopping.load(Ordering::SeqCst);
-        let head_only = head.method == "HEAD";
-        let mut request = Request::new(&head.method, &head.target).with_body(body);
+        let mut request = Request::new(&head.method, &head.target);
         for (name, value) in &head.headers {
             request = request.with_header(name, value);
         }
@@ -466,14 +491,46 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) 
         let origin = forwarded::resolve(peer, &head.headers, &settings.trusted_proxies);
         let id = request_id(head.header("X-Request-ID"));
         request.set_context(origin, &settings.root_path, id.clone());
+        // Settled on the head alone, before any body byte is read or `100 Continue` sent: a
+        // reserved slot serves only the health probes, and the API key and CORS preflight
+        // are checked here. The body is left unread, so the connection closes after.
+        let early = if slot.is_reserved() && !shared.app.is_public(request.path()) {
+            let err = Error::overloaded(
+                "too many open connections: this reserved connection answers only the health probes",
+            );
+            Some(Response::from_error(&err))
+        } else {
+            shared.app.screen(&request)
+        };
+        let unread_body = early.is_some() && framing.has_body();
+        let keep_alive = head.wants_keep_alive()
+            && !slot.is_reserved()
+            && !unread_body
+            && !shared.stopping.load(Ordering::SeqCst);
+        let head_only = head.method == "HEAD";
         let (client, path) = (request.client_addr(), request.path().to_string());
         let model = settings
             .access_log
             .then(|| request_model(&request))
             .flatten();
-        request.set_socket(conn.stream());
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        let answer = run(shared, request);
+        let answer = match early {
+            Some(response) => Answer::from_response(response, None),
+            None => match conn.read_body(&head, framing, limits) {
+                Ok(body) => {
+                    let mut request = request.with_body(body);
+                    request.set_socket(conn.stream());
+                    run(shared, request, slot.is_reserved())
+                }
+                Err(err) => {
+                    shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    if let ReadError::Reject(err) = err {
+                        reject(&mut conn, &err);
+                    }
+                    return;
+                }
+            },
+        };
         let (status, route, written) = write_answer(
             &mut conn,
             answer,
@@ -503,6 +560,9 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, idle: &AtomicBool) 
                 request_id: &id,
                 model: model.as_deref(),
             });
+        }
+        if unread_body {
+            linger(conn.stream());
         }
         if written.is_err() || !keep_alive || shared.stopping.load(Ordering::SeqCst) {
             return;
@@ -578,7 +638,11 @@ fn relay(
     comments: Option<&(Duration, Vec<u8>)>,
     chunked: bool,
 ) -> std::io::Result<u64> {
-    let gone = || std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
+    // A client that shut down only its writing side (a half-close) still reads: its end of
+    // stream is not a departure. One that closed the socket resets the connection at the next
+    // chunk, and the write after fails.
+    let gone = |conn: &Connection| conn.peer() == Peer::Gone;
+    let aborted = || std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
     let mut idle_since = Instant::now();
     let mut bytes = 0u64;
     loop {
@@ -587,13 +651,13 @@ fn relay(
                 conn.write_chunk(&chunk, chunked)?;
                 bytes += chunk.len() as u64;
                 idle_since = Instant::now();
-                if conn.client_gone() {
-                    return Err(gone());
+                if gone(conn) {
+                    return Err(aborted());
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if conn.client_gone() {
-                    return Err(gone());
+                if gone(conn) {
+                    return Err(aborted());
                 }
                 if let Some((every, comment)) = comments {
                     if idle_since.elapsed() >= *every {
@@ -612,11 +676,15 @@ fn relay(
 
 /// Answers a request that could not be read, then closes: the rest of its bytes are unread.
 fn reject(conn: &mut Connection, err: &Error) {
-    let mut stream: &TcpStream = conn.stream();
-    let _ = wire::write_error(stream, err);
+    let _ = wire::write_error(conn.stream(), err);
+    linger(conn.stream());
+}
+
+/// Ends a connection whose client may still be sending: the answer is written; stop writing,
+/// and read what the client already sent (briefly, bounded) so closing does not reset the
+/// connection before the client has read the answer.
+fn linger(mut stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
-    // Read what the client already sent (briefly, bounded) so closing does not reset the
-    // connection before the client has read our answer.
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     let mut sink = [0u8; 8192];
     for _ in 0..16 {

@@ -2,14 +2,16 @@
 //! and writing a response.
 //!
 //! Every read is bounded in bytes (head size, header count, body size) and in time (a deadline
-//! for the head, a timeout per body read), so a slow or hostile client costs one connection
-//! slot for a bounded time and bounded memory.
+//! for the head, one for the whole request, and a timeout per read), so a slow or hostile
+//! client costs one connection slot for a bounded time and bounded memory. Where a body ends
+//! is decided by [`crate::framing`].
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::framing::{ChunkedDecoder, Framing};
 use crate::{Error, ErrorKind};
 
 /// The limits a connection enforces while reading a request.
@@ -19,6 +21,8 @@ pub(crate) struct Limits {
     pub(crate) max_headers: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) head_timeout: Duration,
+    /// The whole request, head and body, from its first byte.
+    pub(crate) request_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) keep_alive_timeout: Duration,
 }
@@ -30,11 +34,23 @@ pub(crate) struct Head {
     pub(crate) target: String,
     pub(crate) minor_version: u8,
     pub(crate) headers: Vec<(String, String)>,
+    /// Bytes of the request line and headers.
+    pub(crate) len: usize,
+    /// When the request's first byte arrived: the whole-request deadline counts from here.
+    pub(crate) started: Instant,
 }
 
 impl Head {
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         crate::request::find_header(&self.headers, name)
+    }
+
+    /// The values of every header called `name` (case-insensitive), in order.
+    pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
     }
 
     /// Whether the client wants the connection kept open after this request.
@@ -46,12 +62,6 @@ impl Head {
             !connection.contains("close")
         }
     }
-}
-
-/// How the body is framed.
-enum Framing {
-    Length(usize),
-    Chunked,
 }
 
 /// Why reading a request stopped.
@@ -134,11 +144,7 @@ impl Connection {
             self.end -= self.start;
             self.start = 0;
         }
-        let timeout = timeout.max(Duration::from_millis(1));
-        if self.read_timeout != Some(timeout) {
-            self.stream.set_read_timeout(Some(timeout))?;
-            self.read_timeout = Some(timeout);
-        }
+        self.set_timeout(timeout)?;
         // The buffer keeps its length (zeroed once) and `end` marks the bytes read, so a read
         // does not zero memory it is about to overwrite.
         if self.buf.len() - self.end < MIN_READ {
@@ -149,35 +155,54 @@ impl Connection {
         Ok(n)
     }
 
-    /// Reads the next request head. Waits up to the keep-alive timeout for its first byte,
-    /// then up to the head timeout for the rest.
-    /// `idle` is lowered as soon as the first byte arrives: from then on a graceful shutdown
-    /// lets this request finish.
+    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        if self.read_timeout != Some(timeout) {
+            self.stream.set_read_timeout(Some(timeout))?;
+            self.read_timeout = Some(timeout);
+        }
+        Ok(())
+    }
+
+    /// Reads the next request head. The first request of a connection must arrive whole
+    /// within the head timeout; a later one may wait up to the keep-alive timeout for its first
+    /// byte, then gets the head timeout for the rest. A connection that stays silent is closed
+    /// quietly. `started` is called as soon as the first byte arrives: from then on a graceful
+    /// shutdown lets this request finish.
     pub(crate) fn read_head(
         &mut self,
         limits: &Limits,
-        idle: &std::sync::atomic::AtomicBool,
+        first: bool,
+        started: impl FnOnce(),
     ) -> Result<Head, ReadError> {
+        let accepted = Instant::now();
         // Browsers and proxies may send empty lines between requests (RFC 9112 section 2.2).
         while self.buffered().starts_with(b"\r\n") {
             self.consume(2);
         }
         if self.buffered().is_empty() {
-            match self.fill(limits.keep_alive_timeout) {
+            let wait = if first {
+                limits.head_timeout
+            } else {
+                limits.keep_alive_timeout
+            };
+            match self.fill(wait) {
                 Ok(0) | Err(_) => return Err(ReadError::Closed),
                 Ok(_) => {}
             }
         }
-        idle.store(false, std::sync::atomic::Ordering::SeqCst);
-        let deadline = Instant::now() + limits.head_timeout;
+        started();
+        let now = Instant::now();
+        let deadline = if first { accepted } else { now } + limits.head_timeout;
         loop {
             match parse_head(self.buffered(), limits.max_headers) {
-                Ok(httparse::Status::Complete((len, head))) => {
+                Ok(httparse::Status::Complete((len, mut head))) => {
                     // A complete head can arrive in one read, past the check below.
                     if len > limits.max_head_bytes {
                         return Err(ReadError::Reject(too_large_head(limits)));
                     }
                     self.consume(len);
+                    head.started = now;
                     return Ok(head);
                 }
                 Ok(httparse::Status::Partial) => {}
@@ -202,25 +227,44 @@ impl Connection {
         }
     }
 
-    /// Reads the body the head announces, refusing more than the body limit.
-    pub(crate) fn read_body(&mut self, head: &Head, limits: &Limits) -> Result<Vec<u8>, ReadError> {
-        let body = match framing(head)? {
-            Framing::Length(0) => return Ok(Vec::new()),
-            Framing::Length(len) if len > limits.max_body_bytes => {
-                return Err(ReadError::Reject(Error::payload_too_large(
-                    limits.max_body_bytes,
-                )));
-            }
+    /// Reads the body `framing` announces (sending `100 Continue` first if the client waits for
+    /// it), refusing more than the body limit, a pause longer than the read timeout, and a
+    /// request not received whole within the request timeout.
+    pub(crate) fn read_body(
+        &mut self,
+        head: &Head,
+        framing: Framing,
+        limits: &Limits,
+    ) -> Result<Vec<u8>, ReadError> {
+        let mut reader = BodyReader {
+            conn: self,
+            deadline: head.started + limits.request_timeout,
+            limits,
+        };
+        match framing {
+            Framing::Length(0) => Ok(Vec::new()),
+            Framing::Length(len) if len > limits.max_body_bytes => Err(ReadError::Reject(
+                Error::payload_too_large(limits.max_body_bytes),
+            )),
             Framing::Length(len) => {
-                self.send_continue(head)?;
-                self.read_exact_body(len, limits)?
+                reader.conn.send_continue(head)?;
+                reader.exact(len)
             }
             Framing::Chunked => {
-                self.send_continue(head)?;
-                self.read_chunked_body(limits)?
+                reader.conn.send_continue(head)?;
+                // Trailers get what the head left of the head limits.
+                let trailer_bytes = limits.max_head_bytes.saturating_sub(head.len);
+                let trailer_fields = limits.max_headers.saturating_sub(head.headers.len());
+                let head_limits = (limits.max_head_bytes, limits.max_headers);
+                let decoder = ChunkedDecoder::new(
+                    limits.max_body_bytes,
+                    trailer_bytes,
+                    trailer_fields,
+                    head_limits,
+                );
+                reader.chunked(decoder)
             }
-        };
-        Ok(body)
+        }
     }
 
     fn send_continue(&mut self, head: &Head) -> io::Result<()> {
@@ -231,64 +275,6 @@ impl Connection {
             (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         Ok(())
-    }
-
-    fn read_exact_body(&mut self, len: usize, limits: &Limits) -> Result<Vec<u8>, ReadError> {
-        while self.buffered().len() < len {
-            let want = len - self.buffered().len();
-            if self.fill(limits.read_timeout)? == 0 {
-                let message = format!("body ended {want} bytes before its declared length");
-                return Err(ReadError::Reject(Error::bad_request(message)));
-            }
-        }
-        let body = self.buffered()[..len].to_vec();
-        self.consume(len);
-        Ok(body)
-    }
-
-    fn read_line(&mut self, limits: &Limits) -> Result<String, ReadError> {
-        loop {
-            if let Some(pos) = self.buffered().windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(&self.buffered()[..pos]).into_owned();
-                self.consume(pos + 2);
-                return Ok(line);
-            }
-            if self.buffered().len() > 4096 {
-                return Err(ReadError::Reject(Error::bad_request("chunk line too long")));
-            }
-            if self.fill(limits.read_timeout)? == 0 {
-                return Err(ReadError::Reject(Error::bad_request(
-                    "chunked body ended early",
-                )));
-            }
-        }
-    }
-
-    fn read_chunked_body(&mut self, limits: &Limits) -> Result<Vec<u8>, ReadError> {
-        let mut body = Vec::new();
-        loop {
-            let line = self.read_line(limits)?;
-            let size_text = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16).map_err(|_| {
-                ReadError::Reject(Error::bad_request(format!("bad chunk size {size_text:?}")))
-            })?;
-            if size == 0 {
-                // Trailers, if any, end with an empty line.
-                while !self.read_line(limits)?.is_empty() {}
-                return Ok(body);
-            }
-            if body.len().saturating_add(size) > limits.max_body_bytes {
-                return Err(ReadError::Reject(Error::payload_too_large(
-                    limits.max_body_bytes,
-                )));
-            }
-            body.extend(self.read_exact_body(size, limits)?);
-            if !self.read_line(limits)?.is_empty() {
-                return Err(ReadError::Reject(Error::bad_request(
-                    "chunk not followed by CRLF",
-                )));
-            }
-        }
     }
 
     /// Writes a whole response. `head_only` leaves the body out (HEAD requests) but keeps its length.
@@ -308,6 +294,95 @@ impl Connection {
         }
         (&*self.stream).write_all(&out)?;
         (&*self.stream).flush()
+    }
+}
+
+/// Reads one request body under the read timeout and the whole-request deadline.
+struct BodyReader<'a> {
+    conn: &'a mut Connection,
+    deadline: Instant,
+    limits: &'a Limits,
+}
+
+impl BodyReader<'_> {
+    /// `len` bytes, read straight into the body (no copy through the connection's buffer).
+    fn exact(&mut self, len: usize) -> Result<Vec<u8>, ReadError> {
+        // Zeroed lazily by the allocator: pages cost memory as the body fills them.
+        let mut body = vec![0u8; len];
+        let have = self.conn.buffered().len().min(len);
+        body[..have].copy_from_slice(&self.conn.buffered()[..have]);
+        self.conn.consume(have);
+        let mut got = have;
+        while got < len {
+            let timeout = self.timeout()?;
+            self.conn.set_timeout(timeout)?;
+            match (&*self.conn.stream).read(&mut body[got..]) {
+                Ok(0) => {
+                    let message =
+                        format!("body ended {} bytes before its declared length", len - got);
+                    return Err(ReadError::Reject(Error::bad_request(message)));
+                }
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.timed_out(err)),
+            }
+        }
+        Ok(body)
+    }
+
+    fn chunked(&mut self, mut decoder: ChunkedDecoder) -> Result<Vec<u8>, ReadError> {
+        let mut body = Vec::new();
+        loop {
+            let used = decoder
+                .decode(self.conn.buffered(), &mut body)
+                .map_err(ReadError::Reject)?;
+            self.conn.consume(used);
+            if decoder.is_done() {
+                return Ok(body);
+            }
+            let timeout = self.timeout()?;
+            match self.conn.fill(timeout) {
+                Ok(0) => {
+                    return Err(ReadError::Reject(Error::bad_request(
+                        "chunked body ended early",
+                    )))
+                }
+                Ok(_) => {}
+                Err(err) => return Err(self.timed_out(err)),
+            }
+        }
+    }
+
+    /// How long the next read may wait: the read timeout, or less when the request deadline
+    /// comes first.
+    fn timeout(&self) -> Result<Duration, ReadError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.late());
+        }
+        Ok(left.min(self.limits.read_timeout))
+    }
+
+    fn timed_out(&self, err: io::Error) -> ReadError {
+        let timeout = matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        );
+        if timeout && Instant::now() >= self.deadline {
+            self.late()
+        } else {
+            err.into()
+        }
+    }
+
+    fn late(&self) -> ReadError {
+        ReadError::Reject(Error::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "the request was not received whole within the request timeout of {} s",
+                self.limits.request_timeout.as_secs_f64()
+            ),
+        ))
     }
 }
 
@@ -346,27 +421,49 @@ impl Connection {
         (&*self.stream).write_all(b"0\r\n\r\n")
     }
 
-    /// Whether the client has closed its side (or reset the connection), checked without
-    /// blocking and without consuming anything it may have sent.
-    pub(crate) fn client_gone(&self) -> bool {
-        peer_closed(&self.stream)
+    /// What the client has done with its side of the connection, checked without blocking
+    /// and without consuming anything it may have sent.
+    pub(crate) fn peer(&self) -> Peer {
+        peer_state(&self.stream)
     }
 }
 
-/// Whether the peer has closed its side of `stream` (or reset it), checked without blocking,
-/// without consuming anything it sent, and without touching the socket's blocking mode, so
-/// another thread may check while this one reads or writes.
-pub(crate) fn peer_closed(stream: &TcpStream) -> bool {
+/// What a peer has done with its side of a connection, as far as can be seen without writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// It may still send: nothing to read yet, or data waiting (a pipelined request).
+    Open,
+    /// It sent its end of stream: it closed the socket, or only shut down its writing side
+    /// (a half-close) and still reads. Only a write tells the two apart.
+    ReadClosed,
+    /// The connection was reset or failed: nothing written will arrive.
+    Gone,
+}
+
+/// The state of `stream`'s peer, checked without blocking, without consuming anything it
+/// sent, and without touching the socket's blocking mode, so another thread may check while
+/// this one reads or writes.
+pub(crate) fn peer_state(stream: &TcpStream) -> Peer {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
     let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
     match socket2::SockRef::from(stream).recv_with_flags(&mut byte, flags) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(err) => !matches!(
-            err.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ),
+        Ok(0) => Peer::ReadClosed,
+        Ok(_) => Peer::Open,
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Peer::Open
+        }
+        Err(_) => Peer::Gone,
     }
+}
+
+/// Whether the peer has closed its side of `stream` (or reset it): see [`peer_state`].
+pub(crate) fn peer_closed(stream: &TcpStream) -> bool {
+    peer_state(stream) != Peer::Open
 }
 
 /// Headers parsed into an array on the stack; heads with more are parsed again into one of
@@ -395,6 +492,8 @@ fn parse_head(buf: &[u8], max_headers: usize) -> httparse::Result<(usize, Head)>
                             (h.name.to_string(), value)
                         })
                         .collect(),
+                    len,
+                    started: Instant::now(),
                 },
             )),
             httparse::Status::Partial => httparse::Status::Partial,
@@ -417,36 +516,6 @@ fn too_large_head(limits: &Limits) -> Error {
             limits.max_head_bytes, limits.max_headers
         ),
     )
-}
-
-fn framing(head: &Head) -> Result<Framing, ReadError> {
-    if let Some(encoding) = head.header("Transfer-Encoding") {
-        if encoding.trim().eq_ignore_ascii_case("chunked") {
-            return Ok(Framing::Chunked);
-        }
-        let message = format!("unsupported transfer encoding {encoding:?}");
-        return Err(ReadError::Reject(Error::bad_request(message)));
-    }
-    let mut lengths = head
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("Content-Length"));
-    let Some((_, first)) = lengths.next() else {
-        return Ok(Framing::Length(0));
-    };
-    if lengths.any(|(_, v)| v != first) {
-        return Err(ReadError::Reject(Error::bad_request(
-            "conflicting Content-Length headers",
-        )));
-    }
-    let text = first.trim();
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ReadError::Reject(Error::bad_request(format!(
-            "bad Content-Length {text:?}"
-        ))));
-    }
-    // Longer than usize: certainly over any limit.
-    Ok(Framing::Length(text.parse().unwrap_or(usize::MAX)))
 }
 
 /// Status line and the headers every response carries.
@@ -553,6 +622,75 @@ fn http_date(time: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A request head as the parser should read it back.
+    fn head_parts() -> impl Strategy<Value = (String, String, u8, Vec<(String, String)>)> {
+        (
+            "[A-Z]{1,10}",
+            "/[A-Za-z0-9/._~%?=&-]{0,60}",
+            0u8..=1,
+            proptest::collection::vec(
+                (
+                    "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}",
+                    "([!-~]([ -~]{0,40}[!-~])?)?",
+                ),
+                0..40,
+            ),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_head_parser(
+            input in proptest::collection::vec(any::<u8>(), 0..600),
+            max_headers in 0usize..50,
+        ) {
+            if let Ok(httparse::Status::Complete((len, head))) = parse_head(&input, max_headers) {
+                prop_assert!(len <= input.len());
+                prop_assert!(head.headers.len() <= max_headers);
+                let _ = crate::framing::framing(&head);
+            }
+        }
+
+        #[test]
+        fn arbitrary_header_lines_never_panic_the_head_parser(
+            lines in proptest::collection::vec("[ -~\\t]{0,40}", 0..20),
+        ) {
+            let input = format!("GET / HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
+            if let Ok(httparse::Status::Complete((_, head))) = parse_head(input.as_bytes(), 100) {
+                let _ = crate::framing::framing(&head);
+            }
+        }
+
+        #[test]
+        fn valid_heads_round_trip((method, target, minor, headers) in head_parts()) {
+            let mut text = format!("{method} {target} HTTP/1.{minor}\r\n");
+            for (name, value) in &headers {
+                text.push_str(&format!("{name}: {value}\r\n"));
+            }
+            text.push_str("\r\n");
+            let mut input = text.clone().into_bytes();
+            input.extend_from_slice(b"next request");
+            let parsed = parse_head(&input, 40).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let httparse::Status::Complete((len, head)) = parsed else {
+                return Err(TestCaseError::fail("partial"));
+            };
+            prop_assert_eq!(len, text.len());
+            prop_assert_eq!(head.len, text.len());
+            prop_assert_eq!(head.method, method);
+            prop_assert_eq!(head.target, target);
+            prop_assert_eq!(head.minor_version, minor);
+            prop_assert_eq!(head.headers, headers);
+            // Every prefix is incomplete, never an error.
+            for cut in 0..text.len() {
+                prop_assert!(matches!(
+                    parse_head(&input[..cut], 40),
+                    Ok(httparse::Status::Partial)
+                ));
+            }
+        }
+    }
 
     #[test]
     fn http_date_matches_known_instants() {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tinyserve::{App, Error, Json, Request, Settings};
+use tinyserve::{App, Error, Json, Request, Settings, TrustedProxies};
 
 use crate::support::wire::{connect, find};
 use crate::support::{repo, Reply, TestServer};
@@ -745,6 +745,8 @@ fn default_timeouts_are_bounded() {
     assert!(settings.head_timeout <= Duration::from_secs(60));
     assert!(settings.io_timeout > Duration::ZERO);
     assert!(settings.io_timeout <= Duration::from_secs(60));
+    assert!(settings.request_timeout >= settings.head_timeout);
+    assert!(settings.request_timeout <= Duration::from_secs(120));
     assert!(settings.keep_alive_timeout > Duration::ZERO);
 }
 
@@ -855,7 +857,7 @@ fn thousand_concurrent_connections_are_all_served() {
 }
 
 #[test]
-fn connections_over_the_limit_get_503_and_the_server_recovers() {
+fn a_new_connection_takes_the_slot_of_the_one_idle_longest() {
     let mut settings = Settings::default();
     settings.max_connections = 10;
     let server = serve(settings);
@@ -864,40 +866,153 @@ fn connections_over_the_limit_get_503_and_the_server_recovers() {
         conn.send(get_request(&format!("/echo/{i}")).as_bytes());
         assert_eq!(conn.response().text(), i.to_string());
     }
+    // All 10 slots are open and idle between requests: an 11th connection is served, and the
+    // connection idle longest is closed for it. (Which one that is depends on when each
+    // connection thread marked itself idle after answering, so the test does not name it.)
+    let mut extra = Conn::open(server.addr);
+    extra.send(get_request("/echo/extra").as_bytes());
+    assert_eq!(extra.response().text(), "extra");
+    // The server closed it before answering the newcomer: its end of stream is already here.
+    let closed: Vec<usize> = conns
+        .iter()
+        .enumerate()
+        .filter(|(_, conn)| {
+            conn.stream.set_nonblocking(true).expect("non-blocking");
+            let ended = matches!(conn.stream.peek(&mut [0u8; 1]), Ok(0));
+            conn.stream.set_nonblocking(false).expect("blocking");
+            ended
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(closed.len(), 1, "closed: {closed:?}");
+    conns.remove(closed[0]).assert_closed();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.send(get_request(&format!("/echo/again{i}")).as_bytes());
+        assert_eq!(conn.response().text(), format!("again{i}"));
+    }
+    assert_serving(&server);
+}
 
-    // The 11th connection is answered 503 at once and closed, before it sends anything...
+#[test]
+fn one_address_holds_at_most_max_connections_per_ip_unless_it_is_a_trusted_proxy() {
+    let mut settings = Settings::default();
+    settings.max_connections_per_ip = 3;
+    settings.trusted_proxies = TrustedProxies::none();
+    let server = serve(settings.clone());
+    let mut conns: Vec<Conn> = (0..3).map(|_| Conn::open(server.addr)).collect();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.send(get_request(&format!("/echo/{i}")).as_bytes());
+        assert_eq!(conn.response().text(), i.to_string());
+    }
+    let mut fourth = Conn::open(server.addr);
+    fourth
+        .response()
+        .assert_error(503, "overloaded", "from one address (limit 3)");
+    assert_eq!(fourth.finish().0, End::Eof);
+    // A closed connection gives its slot back (noticed asynchronously: poll, bounded).
+    drop(conns.pop());
+    let mut last = None;
+    for _ in 0..500 {
+        let reply = exchange(server.addr, get_request("/echo/again").as_bytes());
+        if reply.status == 200 {
+            last = None;
+            break;
+        }
+        last = Some(reply);
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(last.is_none(), "still refused: {last:?}");
+
+    // Behind a trusted proxy (loopback by default) the cap does not apply.
+    settings.trusted_proxies = TrustedProxies::default();
+    let proxied = serve(settings);
+    let mut conns: Vec<Conn> = (0..6).map(|_| Conn::open(proxied.addr)).collect();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.send(get_request(&format!("/echo/{i}")).as_bytes());
+        assert_eq!(conn.response().text(), i.to_string());
+    }
+    assert_serving(&proxied);
+}
+
+/// A server with 10 connection slots whose `/held` handler blocks until released; `/held`
+/// and `/healthz` are the health probe paths, served on the reserved slots too.
+fn held_server() -> (Gate, TestServer) {
+    let (gate, held) = gate();
+    let mut settings = Settings::default();
+    settings.max_connections = 10;
+    settings.public_paths = vec!["/healthz".to_string(), "/held".to_string()];
+    let app = app()
+        .get("/healthz", |_| "ok")
+        .get("/held", held)
+        .with_settings(settings);
+    (gate, TestServer::start(app))
+}
+
+/// `n` connections, each with a request in the blocked handler.
+fn hold(server: &TestServer, gate: &Gate, n: usize) -> Vec<Conn> {
+    (0..n)
+        .map(|_| {
+            let mut conn = Conn::open(server.addr);
+            conn.send(get_request("/held").as_bytes());
+            gate.wait_entered();
+            conn
+        })
+        .collect()
+}
+
+/// Releases every held handler (in whatever order they take the releases), then reads their
+/// answers.
+fn release_all(gate: &Gate, held: Vec<Conn>) {
+    for _ in &held {
+        gate.release();
+    }
+    for mut conn in held {
+        assert_eq!(conn.response().text(), "released");
+    }
+}
+
+#[test]
+fn when_every_slot_is_busy_a_reserved_slot_answers_health_probes() {
+    let (gate, server) = held_server();
+    let held = hold(&server, &gate, 10);
+    let mut probe = Conn::open(server.addr);
+    probe.send(get_request("/healthz").as_bytes());
+    let reply = probe.response();
+    assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
+    assert_eq!(reply.header("Connection"), Some("close"));
+    probe.assert_closed();
+    let mut other = Conn::open(server.addr);
+    other.send(get_request("/echo/x").as_bytes());
+    let reply = other.response();
+    reply.assert_error(503, "overloaded", "answers only the health probes");
+    other.assert_closed();
+    release_all(&gate, held);
+    assert_serving(&server);
+}
+
+#[test]
+fn when_the_reserved_slots_are_busy_too_new_connections_get_503_at_once() {
+    let (gate, server) = held_server();
+    let held = hold(&server, &gate, 10 + 16);
     let mut extra = Conn::open(server.addr);
     let reply = extra.response();
-    reply.assert_error(503, "overloaded", "connections");
+    reply.assert_error(503, "overloaded", "too many open connections");
     assert_eq!(reply.header("Retry-After"), Some("1"));
     assert_eq!(extra.finish().0, End::Eof);
-    // ...and when it sends a request right away.
-    let reply = exchange(server.addr, get_request("/echo/extra").as_bytes());
-    reply.assert_error(503, "overloaded", "connections");
-
-    // The 10 open connections still work.
-    conns[3].send(get_request("/echo/still").as_bytes());
-    assert_eq!(conns[3].response().text(), "still");
-
-    // Once they close, new connections are served. The server notices closes asynchronously:
-    // poll, bounded.
-    drop(conns);
+    release_all(&gate, held);
+    // The slots free up as the connections close (the reserved ones after one request), which
+    // the server notices asynchronously: poll, bounded.
     let mut last = None;
     for _ in 0..500 {
         let reply = exchange(server.addr, get_request("/echo/back").as_bytes());
         if reply.status == 200 {
-            assert_eq!(reply.text(), "back");
             last = None;
             break;
         }
-        reply.assert_error(503, "overloaded", "connections");
         last = Some(reply);
         thread::sleep(Duration::from_millis(10));
     }
-    assert!(
-        last.is_none(),
-        "still refused after the connections closed: {last:?}"
-    );
+    assert!(last.is_none(), "still refused: {last:?}");
     assert_serving(&server);
 }
 

@@ -1,0 +1,229 @@
+//! Connection slots: which connections may be open, and which gives way when all are taken.
+//!
+//! Each open connection holds a slot (and a thread). Slots cannot be hoarded by silence:
+//! - `max_connections` regular slots; when all are taken, a new connection takes the slot of
+//!   the connection idle longest (one that has sent nothing yet, or waits between requests),
+//!   which is closed at once. A connection busy with a request is never taken.
+//! - When none is idle, the newcomer gets one of [`RESERVED_SLOTS`], which serve only the health
+//!   probes (the settings' `public_paths`), one request each; past those, 503 at once.
+//! - One client address may hold at most `max_connections_per_ip` slots (IPv6 counted by /64),
+//!   unless it is a trusted proxy, whose connections carry many clients.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::{Error, TrustedProxies};
+
+/// Connections beyond `max_connections` that answer only the health probes.
+pub(crate) const RESERVED_SLOTS: usize = 16;
+
+/// The open connections and the rules for admitting one more.
+pub(crate) struct Slots {
+    table: Mutex<Table>,
+    epoch: Instant,
+    max_regular: usize,
+    /// 0: no cap.
+    max_per_client: usize,
+    trusted: TrustedProxies,
+}
+
+#[derive(Default)]
+struct Table {
+    open: HashMap<u64, Arc<Slot>>,
+    regular: usize,
+    reserved: usize,
+    /// Open connections per capped client address; an address leaves the map at 0.
+    per_client: HashMap<IpAddr, usize>,
+    next_id: u64,
+}
+
+/// One open connection's slot.
+pub(crate) struct Slot {
+    id: u64,
+    /// A clone of the connection's socket, to close it from another thread.
+    socket: TcpStream,
+    /// Milliseconds since the table's epoch, plus one, since the connection became idle
+    /// (waiting for a request's first byte); 0 while a request is read, handled or answered.
+    idle_since: AtomicU64,
+    epoch: Instant,
+    reserved: bool,
+    /// The address counted against the per-client cap; none when the cap does not apply.
+    client: Option<IpAddr>,
+}
+
+impl Slot {
+    /// Marks the connection idle: waiting for a request's first byte.
+    pub(crate) fn set_idle(&self) {
+        let since = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.idle_since.store(since + 1, Ordering::SeqCst);
+    }
+
+    /// Marks the connection busy: a request is being read, handled or answered.
+    pub(crate) fn set_busy(&self) {
+        self.idle_since.store(0, Ordering::SeqCst);
+    }
+
+    fn is_idle(&self) -> bool {
+        self.idle_since.load(Ordering::SeqCst) != 0
+    }
+
+    /// Whether this is a reserved slot, which serves the health probes only.
+    pub(crate) fn is_reserved(&self) -> bool {
+        self.reserved
+    }
+}
+
+impl Slots {
+    /// `max_regular` regular slots (plus the reserved ones); at most `max_per_client` per
+    /// client address not in `trusted` (0: no cap).
+    pub(crate) fn new(max_regular: usize, max_per_client: usize, trusted: TrustedProxies) -> Slots {
+        Slots {
+            table: Mutex::new(Table::default()),
+            epoch: Instant::now(),
+            max_regular,
+            max_per_client,
+            trusted,
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for a new connection, marked idle: a free regular one, else the slot of the
+    /// connection idle longest (closed now), else a free reserved one. The error (503) says
+    /// why there is none.
+    pub(crate) fn admit(&self, stream: &TcpStream) -> Result<Arc<Slot>, Error> {
+        let socket = stream
+            .try_clone()
+            .map_err(|_| Error::overloaded("cannot take the connection"))?;
+        let client = stream
+            .peer_addr()
+            .ok()
+            .map(|peer| peer.ip().to_canonical())
+            .filter(|&ip| self.max_per_client > 0 && !self.trusted.contains(ip))
+            .map(client_key);
+        let mut table = self.table();
+        if let Some(ip) = client {
+            if table.per_client.get(&ip).copied().unwrap_or(0) >= self.max_per_client {
+                return Err(Error::overloaded(format!(
+                    "too many open connections from one address (limit {})",
+                    self.max_per_client
+                )));
+            }
+        }
+        let reserved = if table.regular < self.max_regular {
+            false
+        } else if let Some(evicted) = table.evict_idlest() {
+            evicted.reserved
+        } else if table.reserved < RESERVED_SLOTS {
+            true
+        } else {
+            return Err(Error::overloaded("too many open connections"));
+        };
+        table.next_id += 1;
+        let slot = Arc::new(Slot {
+            id: table.next_id,
+            socket,
+            idle_since: AtomicU64::new(0),
+            epoch: self.epoch,
+            reserved,
+            client,
+        });
+        slot.set_idle();
+        table.insert(Arc::clone(&slot));
+        Ok(slot)
+    }
+
+    /// Frees a closed connection's slot (unless an eviction already did).
+    pub(crate) fn release(&self, slot: &Slot) {
+        self.table().remove(slot.id);
+    }
+
+    /// Stops reading on every idle connection, so its thread ends (a graceful shutdown).
+    pub(crate) fn close_idle(&self) {
+        for slot in self.table().open.values().filter(|slot| slot.is_idle()) {
+            let _ = slot.socket.shutdown(Shutdown::Read);
+        }
+    }
+
+    /// Closes every connection (the end of a drain).
+    pub(crate) fn close_all(&self) {
+        for slot in self.table().open.values() {
+            let _ = slot.socket.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Table {
+    fn insert(&mut self, slot: Arc<Slot>) {
+        *self.count(slot.reserved) += 1;
+        if let Some(ip) = slot.client {
+            *self.per_client.entry(ip).or_insert(0) += 1;
+        }
+        self.open.insert(slot.id, slot);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Arc<Slot>> {
+        let slot = self.open.remove(&id)?;
+        *self.count(slot.reserved) -= 1;
+        if let Some(ip) = slot.client {
+            if let Some(n) = self.per_client.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_client.remove(&ip);
+                }
+            }
+        }
+        Some(slot)
+    }
+
+    fn count(&mut self, reserved: bool) -> &mut usize {
+        match reserved {
+            true => &mut self.reserved,
+            false => &mut self.regular,
+        }
+    }
+
+    /// Closes the connection idle longest (the oldest of those idle since the same
+    /// millisecond), if any, and frees its slot at once.
+    fn evict_idlest(&mut self) -> Option<Arc<Slot>> {
+        let id = self
+            .open
+            .values()
+            .filter(|slot| slot.is_idle())
+            .min_by_key(|slot| (slot.idle_since.load(Ordering::SeqCst), slot.id))?
+            .id;
+        let slot = self.remove(id)?;
+        let _ = slot.socket.shutdown(Shutdown::Both);
+        Some(slot)
+    }
+}
+
+/// The address a client is counted under: IPv4 as is, IPv6 by its /64 (one subscriber's
+/// network, where an attacker has 2^64 addresses).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(network))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_bit_prefix() {
+        let key = |s: &str| client_key(s.parse().expect("an address"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("192.0.2.7").to_string(), "192.0.2.7");
+    }
+}
