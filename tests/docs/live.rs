@@ -55,6 +55,7 @@ fn openapi_document_passes_openapi_spec_validator() {
     for needle in [
         "ok    openapi-spec-validator: valid OpenAPI 3.1.0",
         "ok    every request and response schema is a valid JSON Schema 2020-12",
+        "ok    every operation lists each status it answers, every error with its JSON body",
         "ok    POST /models/iris/predict: the example request fits its schema",
         "ok    POST /v2/models/iris/infer: the example request fits its schema",
     ] {
