@@ -32,6 +32,10 @@ pub struct RouteDoc {
     pub request: Option<Value>,
     /// A valid example request body.
     pub request_example: Option<Value>,
+    /// More request media types besides JSON: (media type, schema).
+    pub request_contents: Vec<(String, Value)>,
+    /// Header parameters: (name, OpenAPI parameter object).
+    pub headers: Vec<(String, Value)>,
     /// JSON Schema of the 200 JSON response.
     pub response: Option<Value>,
     /// The 200 response is `text/event-stream`; `response` then describes one event's data.
@@ -96,6 +100,30 @@ impl RouteDoc {
     /// Marks the 200 response as a Server-Sent Events stream.
     pub fn streaming(mut self) -> RouteDoc {
         self.streaming = true;
+        self
+    }
+
+    /// Adds a request media type besides JSON, such as `application/octet-stream`.
+    pub fn with_request_content(
+        mut self,
+        media_type: impl Into<String>,
+        schema: Value,
+    ) -> RouteDoc {
+        self.request_contents.push((media_type.into(), schema));
+        self
+    }
+
+    /// Adds an optional request header the route reads.
+    pub fn with_request_header(
+        mut self,
+        name: impl Into<String>,
+        description: &str,
+        schema: Value,
+    ) -> RouteDoc {
+        let name = name.into();
+        let parameter = serde_json::json!({"name": name, "in": "header", "required": false,
+            "description": description, "schema": schema});
+        self.headers.push((name, parameter));
         self
     }
 

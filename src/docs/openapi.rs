@@ -217,21 +217,27 @@ fn operation(
     if !doc.tags.is_empty() {
         op.insert("tags".into(), json!(doc.tags));
     }
-    if !params.is_empty() {
-        let params: Vec<Value> = params
-            .iter()
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        op.insert("parameters".into(), json!(params));
+    let mut parameters: Vec<Value> = params
+        .iter()
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    parameters.extend(doc.headers.iter().map(|(_, parameter)| parameter.clone()));
+    if !parameters.is_empty() {
+        op.insert("parameters".into(), json!(parameters));
     }
     if let Some(schema) = &doc.request {
         let mut media = json!({ "schema": schema });
         if let Some(example) = &doc.request_example {
             media["example"] = example.clone();
         }
+        let mut content = Map::new();
+        content.insert("application/json".into(), media);
+        for (media_type, schema) in &doc.request_contents {
+            content.insert(media_type.clone(), json!({ "schema": schema }));
+        }
         op.insert(
             "requestBody".into(),
-            json!({"required": true, "content": {"application/json": media}}),
+            json!({"required": true, "content": content}),
         );
     }
     if auth.public.is_some() && !auth.guards(path) {
@@ -478,7 +484,7 @@ fn per_model(
     if let Some(example) = example {
         media["example"] = example;
     }
-    op["requestBody"] = json!({"required": true, "content": {"application/json": media}});
+    op["requestBody"]["content"]["application/json"] = media;
     op["responses"]["200"]["content"]["application/json"] = json!({ "schema": response });
     // The model is loaded: its own path never answers `model_not_found`.
     if let Some(responses) = op["responses"].as_object_mut() {

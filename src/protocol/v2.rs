@@ -101,6 +101,18 @@ fn document(app: App) -> App {
                 output's raw little-endian elements in the order of `outputs`, \
                 `parameters.binary_data_size` bytes each"}),
     )
+    .with_request_content(
+        "application/octet-stream",
+        json!({"type": "string", "contentMediaType": "application/octet-stream",
+            "description": "Binary inputs: the JSON request, `Inference-Header-Content-Length` \
+                bytes long, then each binary input's raw little-endian elements in the order of \
+                `inputs`, `parameters.binary_data_size` bytes each"}),
+    )
+    .with_request_header(
+        BINARY_HEADER,
+        "With binary inputs: the length in bytes of the body's leading JSON",
+        json!({"type": "integer", "minimum": 0}),
+    )
     .with_response_header(
         BINARY_HEADER,
         "With an `application/octet-stream` answer: the length in bytes of its leading JSON",
