@@ -35,7 +35,7 @@ pub struct RouteDoc {
     /// More request media types besides JSON: (media type, schema).
     pub request_contents: Vec<(String, Value)>,
     /// Header parameters: (name, OpenAPI parameter object).
-    pub headers: Vec<(String, Value)>,
+    pub request_headers: Vec<(String, Value)>,
     /// JSON Schema of the 200 JSON response.
     pub response: Option<Value>,
     /// The 200 response is `text/event-stream`; `response` then describes one event's data.
@@ -123,7 +123,7 @@ impl RouteDoc {
         let name = name.into();
         let parameter = serde_json::json!({"name": name, "in": "header", "required": false,
             "description": description, "schema": schema});
-        self.headers.push((name, parameter));
+        self.request_headers.push((name, parameter));
         self
     }
 

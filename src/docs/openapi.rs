@@ -1,16 +1,26 @@
 //! The OpenAPI 3.1 document of an app, built from its route catalog and its loaded models.
 //!
 //! How [`RouteDoc`](crate::RouteDoc) fields become OpenAPI:
-//! - `<name>` (or `{name}`) segments become `{name}` with a required string path parameter.
-//! - `request` and `request_example` become the JSON request body.
+//! - `<name>` (or `{name}`) segments become `{name}` with a required string path parameter;
+//!   `request_headers` become header parameters.
+//! - `request` and `request_example` become the JSON request body; `request_contents` add
+//!   other media types (the v2 binary tensor body).
 //! - `response` is the 200 `application/json` schema, or, when it is a string schema with a
-//!   `contentMediaType` (such as `text/plain` or `text/html`), a 200 of that media type.
+//!   `contentMediaType` (such as `text/plain` or `text/html`), a 200 of that media type;
+//!   `contents` add other media types and `response_headers` the 200's headers (every 200 has
+//!   `X-Request-ID`).
 //! - `streaming`: the 200 is `text/event-stream`, described as one event (`data`, `event`,
-//!   `id`, `retry`) whose `data` holds JSON matching `response`. When the request schema has
-//!   a boolean `stream` property (OpenAI's convention), the 200 may also be that JSON.
-//! - Every operation answers errors (`4XX`, `5XX`) with the shared `Error` schema
-//!   `{"error": string, "code": string}`; routes tagged [`OPENAI_TAG`] may also answer
-//!   OpenAI's `{"error": {"message", "type", "param", "code"}}`.
+//!   `id`, `retry`) whose `data` holds JSON matching `event` (or `response`), or is
+//!   `stream_end` on the last event. When the request schema has a boolean `stream` property
+//!   (OpenAI's convention), the 200 may also be `response` as JSON.
+//! - `errors`: each status the route answers, plus those the server answers on any route
+//!   (400, 408, 413, 431, 500, 503 with `Retry-After`, and 401 with `WWW-Authenticate` on the
+//!   routes an API key guards), each with the shared `Error` schema
+//!   `{"error": string, "code": string}`; routes tagged [`OPENAI_TAG`] answer their own
+//!   statuses in OpenAI's `{"error": {"message", "type", "param", "code"}}`. A route without
+//!   `errors` is documented with `4XX` and `5XX`. 405 (with `Allow`) is
+//!   `components/responses/MethodNotAllowed`: it answers methods a path does not list, so no
+//!   operation has it.
 //! - `hidden` routes are left out; so are methods OpenAPI 3.1 has no field for.
 //!
 //! For each loaded model, the predict and v2 infer routes also get a concrete path
@@ -221,7 +231,11 @@ fn operation(
         .iter()
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
-    parameters.extend(doc.headers.iter().map(|(_, parameter)| parameter.clone()));
+    parameters.extend(
+        doc.request_headers
+            .iter()
+            .map(|(_, parameter)| parameter.clone()),
+    );
     if !parameters.is_empty() {
         op.insert("parameters".into(), json!(parameters));
     }
