@@ -32,10 +32,28 @@ pub struct RouteDoc {
     pub request: Option<Value>,
     /// A valid example request body.
     pub request_example: Option<Value>,
+    /// More request media types besides JSON: (media type, schema).
+    pub request_contents: Vec<(String, Value)>,
+    /// Header parameters: (name, OpenAPI parameter object).
+    pub request_headers: Vec<(String, Value)>,
     /// JSON Schema of the 200 JSON response.
     pub response: Option<Value>,
     /// The 200 response is `text/event-stream`; `response` then describes one event's data.
     pub streaming: bool,
+    /// JSON Schema of one event's data when it differs from `response` (say, a stream that may
+    /// also carry an error event).
+    pub event: Option<Value>,
+    /// The data of a stream's last event when it is this text rather than JSON (OpenAI's
+    /// `[DONE]`).
+    pub stream_end: Option<String>,
+    /// More 200 media types besides JSON: (media type, schema).
+    pub contents: Vec<(String, Value)>,
+    /// Headers of the 200 response: (name, OpenAPI header object).
+    pub response_headers: Vec<(String, Value)>,
+    /// The error statuses the handler itself answers, besides those the server answers on any
+    /// route (400, 408, 413, 431, 500, 503, and 401 with an API key). `None`: not declared,
+    /// and the document allows any `4XX` and `5XX`.
+    pub errors: Option<Vec<u16>>,
     /// Left out of the OpenAPI document.
     pub hidden: bool,
 }
@@ -82,6 +100,75 @@ impl RouteDoc {
     /// Marks the 200 response as a Server-Sent Events stream.
     pub fn streaming(mut self) -> RouteDoc {
         self.streaming = true;
+        self
+    }
+
+    /// Adds a request media type besides JSON, such as `application/octet-stream`.
+    pub fn with_request_content(
+        mut self,
+        media_type: impl Into<String>,
+        schema: Value,
+    ) -> RouteDoc {
+        self.request_contents.push((media_type.into(), schema));
+        self
+    }
+
+    /// Adds an optional request header the route reads.
+    pub fn with_request_header(
+        mut self,
+        name: impl Into<String>,
+        description: &str,
+        schema: Value,
+    ) -> RouteDoc {
+        let name = name.into();
+        let parameter = serde_json::json!({"name": name, "in": "header", "required": false,
+            "description": description, "schema": schema});
+        self.request_headers.push((name, parameter));
+        self
+    }
+
+    /// Sets the JSON Schema of one event's data, when it differs from the 200 JSON response.
+    pub fn with_event(mut self, schema: Value) -> RouteDoc {
+        self.event = Some(schema);
+        self
+    }
+
+    /// Declares the stream's last event: its data is `text`, not JSON.
+    pub fn with_stream_end(mut self, text: impl Into<String>) -> RouteDoc {
+        self.stream_end = Some(text.into());
+        self
+    }
+
+    /// Adds a 200 media type besides JSON, such as `application/octet-stream`.
+    pub fn with_content(mut self, media_type: impl Into<String>, schema: Value) -> RouteDoc {
+        self.contents.push((media_type.into(), schema));
+        self
+    }
+
+    /// Adds a header of the 200 response; `required` when every 200 carries it.
+    pub fn with_response_header(
+        mut self,
+        name: impl Into<String>,
+        description: &str,
+        schema: Value,
+        required: bool,
+    ) -> RouteDoc {
+        let header =
+            serde_json::json!({"description": description, "required": required, "schema": schema});
+        self.response_headers.push((name.into(), header));
+        self
+    }
+
+    /// Declares the error statuses the handler answers (see [`RouteDoc::errors`]): the
+    /// document then lists exactly those and the server's own, each with its error body.
+    ///
+    /// ```
+    /// use tinyserve::RouteDoc;
+    /// let doc = RouteDoc::new("Look a thing up").with_errors(&[404]);
+    /// assert_eq!(doc.errors, Some(vec![404]));
+    /// ```
+    pub fn with_errors(mut self, statuses: &[u16]) -> RouteDoc {
+        self.errors = Some(statuses.to_vec());
         self
     }
 

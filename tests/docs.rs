@@ -4,6 +4,8 @@
 
 mod live;
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use tinyserve::{docs, App, Json, Request, RouteDoc};
 
@@ -70,10 +72,20 @@ fn per_model_schemas_have_the_signature_and_a_working_example() {
     let outputs = &predict["responses"]["200"]["content"]["application/json"]["schema"]
         ["properties"]["outputs"];
     assert_eq!(outputs["required"], json!(["probabilities", "label"]));
+    // The rank is the model's; the dimensions are open, since ONNX Runtime does not hold a
+    // model to the output dimensions it declares (the declared ones are in the description).
+    let probabilities = &outputs["properties"]["probabilities"];
     assert_eq!(
-        outputs["properties"]["probabilities"]["items"]["maxItems"],
-        3
+        probabilities["items"]["items"]["type"],
+        json!(["number", "null"])
     );
+    assert!(
+        probabilities["items"].get("maxItems").is_none(),
+        "{probabilities}"
+    );
+    assert!(probabilities["description"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("FP32 [-1, 3] as the model declares it")));
     assert_eq!(outputs["properties"]["label"]["items"]["type"], "integer");
 
     let infer = op(&doc, "/v2/models/iris/infer", "post");
@@ -205,32 +217,86 @@ fn streams_errors_and_text_answers_are_described() {
             "event field {field}: {event}"
         );
     }
+    // An event holds a JSON chunk (or an error), and the last one is the `[DONE]` sentinel.
+    let data = &event["properties"]["data"]["anyOf"];
+    assert_eq!(data[0]["contentMediaType"], "application/json");
     assert_eq!(
-        event["properties"]["data"]["contentMediaType"],
-        "application/json"
+        data[0]["contentSchema"]["anyOf"][0]["properties"]["object"]["const"],
+        "chat.completion.chunk"
     );
-    assert!(
-        chat["200"]["content"]["application/json"].is_object(),
+    assert_eq!(
+        data[0]["contentSchema"]["anyOf"][1],
+        json!({"$ref": "#/components/schemas/OpenAIError"})
+    );
+    assert_eq!(data[1]["const"], "[DONE]");
+    let answer = &chat["200"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        answer["properties"]["object"]["const"], "chat.completion",
         "stream: false is JSON"
     );
-    let openai_error = json!({"anyOf": [{"$ref": "#/components/schemas/OpenAIError"},
-        {"$ref": "#/components/schemas/Error"}]});
-    assert_eq!(
-        chat["4XX"]["content"]["application/json"]["schema"],
-        openai_error
-    );
 
+    // Each operation lists the statuses it answers, with their bodies: OpenAI's shape for what
+    // a /v1 route answers itself, tinyserve's for what the server answers on any route.
+    let openai = json!({"$ref": "#/components/schemas/OpenAIError"});
+    let either = json!({"anyOf": [openai, {"$ref": "#/components/schemas/Error"}]});
     let error = json!({"$ref": "#/components/schemas/Error"});
-    for status in ["4XX", "5XX"] {
-        let responses = &op(&doc, "/models/iris/predict", "post")["responses"];
-        assert_eq!(
-            responses[status]["content"]["application/json"]["schema"],
-            error
-        );
+    let statuses = |responses: &Value| -> Vec<String> {
+        responses
+            .as_object()
+            .map_or(vec![], |r| r.keys().cloned().collect())
+    };
+    let body = |response: &Value| response["content"]["application/json"]["schema"].clone();
+    assert_eq!(
+        statuses(chat),
+        ["200", "400", "404", "408", "413", "415", "431", "500", "503"]
+    );
+    assert_eq!(body(&chat["400"]), either);
+    assert_eq!(body(&chat["404"]), openai);
+    assert_eq!(body(&chat["413"]), error);
+    assert_eq!(chat["503"]["headers"]["Retry-After"]["required"], true);
+
+    let predict = &op(&doc, "/models/iris/predict", "post")["responses"];
+    assert_eq!(
+        statuses(predict),
+        ["200", "400", "408", "413", "415", "431", "500", "503"],
+        "a loaded model's own path never answers 404"
+    );
+    for status in ["400", "415", "500", "503"] {
+        assert_eq!(body(&predict[status]), error, "{status}");
     }
+    assert_eq!(
+        statuses(&op(&doc, "/models/{name}/predict", "post")["responses"]),
+        ["200", "400", "404", "408", "413", "415", "431", "500", "503"]
+    );
+    let ready = &op(&doc, "/readyz", "get")["responses"];
+    assert_eq!(
+        statuses(ready),
+        ["200", "400", "408", "413", "431", "500", "503"]
+    );
+    assert_eq!(
+        ready["503"]["headers"]["Retry-After"]["required"], false,
+        "not_ready comes without Retry-After"
+    );
     assert_eq!(
         doc["components"]["schemas"]["Error"]["required"],
         json!(["error", "code"])
+    );
+    assert_eq!(
+        doc["components"]["responses"]["MethodNotAllowed"]["headers"]["Allow"]["required"],
+        true
+    );
+
+    // Binary tensor data: an infer answer may be application/octet-stream with the length of
+    // its JSON part in a header.
+    let infer = &op(&doc, "/v2/models/iris/infer", "post")["responses"]["200"];
+    assert!(
+        infer["content"]["application/octet-stream"].is_object(),
+        "{infer}"
+    );
+    assert!(infer["content"]["application/json"].is_object(), "{infer}");
+    assert_eq!(
+        infer["headers"]["Inference-Header-Content-Length"]["required"],
+        false
     );
     let metrics = &op(&doc, "/metrics", "get")["responses"]["200"]["content"];
     assert!(
@@ -239,6 +305,88 @@ fn streams_errors_and_text_answers_are_described() {
     );
     let page = &op(&doc, "/docs", "get")["responses"]["200"]["content"];
     assert!(page["text/html"].is_object(), "{page}");
+}
+
+#[test]
+fn a_binary_answer_matches_its_documentation() {
+    let server = TestServer::models("models");
+    let doc = openapi(&server);
+    let documented = &op(&doc, "/v2/models/iris/infer", "post")["responses"]["200"];
+    let body = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+        "data": [5.1, 3.5, 1.4, 0.2]}], "parameters": {"binary_data_output": true}});
+    let reply = server.post_json("/v2/models/iris/infer", &body);
+    assert_eq!(reply.status, 200);
+    let media = reply.header("Content-Type").unwrap_or_default().to_string();
+    assert!(
+        documented["content"][&media].is_object(),
+        "{media} is undocumented"
+    );
+    let length: usize = reply
+        .header("Inference-Header-Content-Length")
+        .and_then(|v| v.parse().ok())
+        .expect("the header is documented for binary answers");
+    let bytes = reply.body.clone();
+    let header: Value = serde_json::from_slice(&bytes[..length]).expect("a JSON part");
+    // The JSON part fits the model's documented answer.
+    let outputs = &documented["content"]["application/json"]["schema"]["properties"]["outputs"]
+        ["items"]["oneOf"];
+    let probabilities = &outputs[0]["properties"];
+    assert_eq!(probabilities["name"]["const"], header["outputs"][0]["name"]);
+    assert_eq!(probabilities["shape"]["maxItems"], 2);
+    assert_eq!(header["outputs"][0]["shape"], json!([1, 3]));
+    let sizes: u64 = header["outputs"].as_array().map_or(0, |o| {
+        o.iter()
+            .filter_map(|t| t["parameters"]["binary_data_size"].as_u64())
+            .sum()
+    });
+    assert_eq!(length as u64 + sizes, bytes.len() as u64);
+}
+
+#[test]
+fn an_api_key_adds_401_to_the_guarded_operations() {
+    let server = ServeChild::builder()
+        .models(crate::support::repo("models"))
+        .args(["--api-key-env", "TINYSERVE_DOCS_KEY"])
+        .env("TINYSERVE_DOCS_KEY", "sesame")
+        .start();
+    let url = server.url("/openapi.json");
+    let mut res = ureq::get(&url)
+        .header("Authorization", "Bearer sesame")
+        .call()
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+    let doc: Value = res.body_mut().read_json().expect("JSON");
+    let predict = &op(&doc, "/models/iris/predict", "post")["responses"]["401"];
+    assert_eq!(predict["headers"]["WWW-Authenticate"]["required"], true);
+    assert_eq!(doc["security"], json!([{"apiKey": []}]));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["apiKey"]["scheme"],
+        "bearer"
+    );
+    let health = op(&doc, "/healthz", "get");
+    assert!(
+        health["responses"].get("401").is_none(),
+        "the probes are public"
+    );
+    assert_eq!(health["security"], json!([]));
+    // What the document says is what the server does.
+    let agent = crate::support::agent(Duration::from_secs(30));
+    let reply = agent
+        .post(server.url("/models/iris/predict"))
+        .send_json(json!({"inputs": {"input": [[5.1, 3.5, 1.4, 0.2]]}}))
+        .expect("a response");
+    assert_eq!(reply.status().as_u16(), 401);
+    assert_eq!(
+        reply
+            .headers()
+            .get("WWW-Authenticate")
+            .map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
+    let reply = agent
+        .get(server.url("/healthz"))
+        .call()
+        .expect("a response");
+    assert_eq!(reply.status().as_u16(), 200);
 }
 
 #[test]

@@ -33,6 +33,8 @@ struct Site {
     models: Arc<Vec<ModelInfo>>,
     /// Whether the demo pages (`/`, `/models/<name>`) are mounted, for the page header.
     demos: bool,
+    /// The routes the app's API key guards, for the 401 answers.
+    auth: openapi::Auth,
 }
 
 /// Adds `GET /openapi.json`, `GET /docs`, `GET /` (the models, with links to their demos and
@@ -56,6 +58,7 @@ pub fn mount(app: App, models: &ModelRegistry) -> App {
         catalog: app.catalog(),
         models: Arc::new(models.iter().map(ModelInfo::new).collect()),
         demos: true,
+        auth: auth(&app),
     };
     let app = mount_docs(app, &site);
     pages::mount_demos(app, &site)
@@ -79,6 +82,7 @@ pub fn mount_openapi(app: App) -> App {
         catalog: app.catalog(),
         models: Arc::new(Vec::new()),
         demos: false,
+        auth: auth(&app),
     };
     mount_docs(app, &site)
 }
@@ -90,6 +94,7 @@ fn mount_docs(app: App, site: &Site) -> App {
             &openapi_site.catalog,
             &openapi_site.models,
             req.root_path(),
+            &openapi_site.auth,
         ))
     })
     .document(
@@ -105,7 +110,8 @@ fn mount_docs(app: App, site: &Site) -> App {
             .with_response(
                 json!({"type": "object", "required": ["openapi", "info", "paths"],
                 "properties": {"openapi": {"const": "3.1.0"}}}),
-            ),
+            )
+            .with_errors(&[]),
     )
     .get("/docs", move |req: &Request| pages::docs(&docs_site, req))
     .document(
@@ -114,8 +120,21 @@ fn mount_docs(app: App, site: &Site) -> App {
         RouteDoc::new("This API as a web page")
             .with_description("Rendered in the browser from `openapi.json`; works offline.")
             .with_tag("Docs")
-            .with_response(html()),
+            .with_response(html())
+            .with_errors(&[]),
     )
+}
+
+/// What the app's settings say about its API key (read when the docs are mounted: set the
+/// key before mounting).
+fn auth(app: &App) -> openapi::Auth {
+    let settings = app.settings();
+    openapi::Auth {
+        public: settings
+            .api_key
+            .as_ref()
+            .map(|_| settings.public_paths.clone()),
+    }
 }
 
 /// The schema of a 200 `text/html` answer.

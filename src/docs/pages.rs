@@ -28,7 +28,8 @@ pub(super) fn mount_demos(app: App, site: &Site) -> App {
             RouteDoc::new("Demo pages: the loaded models")
                 .with_description("Links to each model's demo page and to the API docs.")
                 .with_tag("Docs")
-                .with_response(html()),
+                .with_response(html())
+                .with_errors(&[]),
         )
         .get("/models/<name>", move |req: &Request| {
             model(&model_site, req)
@@ -44,7 +45,8 @@ pub(super) fn mount_demos(app: App, site: &Site) -> App {
                      JSON metadata is `GET /v2/models/{name}`.",
                 )
                 .with_tag("Docs")
-                .with_response(html()),
+                .with_response(html())
+                .with_errors(&[404]),
         )
 }
 

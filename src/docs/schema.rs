@@ -86,8 +86,7 @@ impl ModelInfo {
     pub fn predict_response(&self) -> Value {
         let mut properties = Map::new();
         for spec in &self.model.signature().outputs {
-            let schema = nested(&spec.shape, output_element(spec.datatype), false);
-            properties.insert(spec.name.clone(), described(schema, spec));
+            properties.insert(spec.name.clone(), output_nested(spec));
         }
         json!({
             "type": "object",
@@ -107,7 +106,13 @@ impl ModelInfo {
             .iter()
             .map(|spec| {
                 let element = self.input_element(spec);
-                let flat = json!({"type": "array", "items": element, "description": "row-major"});
+                let mut flat =
+                    json!({"type": "array", "items": element, "description": "row-major"});
+                if spec.shape.iter().all(|&d| d >= 0) {
+                    let count: i64 = spec.shape.iter().product();
+                    flat["minItems"] = json!(count);
+                    flat["maxItems"] = json!(count);
+                }
                 json!({
                     "type": "object",
                     "required": ["name", "shape", "datatype", "data"],
@@ -157,8 +162,9 @@ impl ModelInfo {
                     "properties": {
                         "name": {"const": spec.name},
                         "datatype": {"const": spec.datatype.as_str()},
-                        "shape": shape_schema(&spec.shape),
-                        "data": {"type": "array", "items": output_element(spec.datatype)},
+                        "shape": output_shape(spec),
+                        "data": {"type": "array", "items": output_element(spec.datatype),
+                            "description": "flat, row-major; absent for a binary output"},
                         "parameters": {"type": "object", "properties": {
                             "binary_data_size": {"type": "integer", "minimum": 0}}},
                     },
@@ -228,12 +234,73 @@ pub(crate) fn nested(shape: &[i64], element: Value, input: bool) -> Value {
     schema
 }
 
-/// A v2 `shape`: one non-negative integer per dimension (the description tells the static
-/// ones: `prefixItems` would say it, but not every OpenAPI tool reads it yet).
+/// Why an output's schema leaves its dimensions open.
+const OUTPUT_DIMENSIONS: &str = "ONNX Runtime does not hold a model to the output dimensions \
+    it declares (NonZero, Compress, Unique, or a reduction over an `axes` input, answer other \
+    sizes), so only the rank is fixed";
+
+/// Why a `[]` output may be anything.
+const OUTPUT_UNKNOWN: &str = "a 0-d output, or one whose shape the model does not declare \
+    (ONNX Runtime reports both as `[]`): a bare value or nested arrays of any depth";
+
+/// An output in a predict answer: nested arrays of the declared rank, each dimension open;
+/// for a declared `[]`, a bare value or nested arrays.
+fn output_nested(spec: &TensorSpec) -> Value {
+    let element = output_element(spec.datatype);
+    let (mut schema, why) = match spec.shape.is_empty() {
+        true => (
+            json!({"anyOf": [element, {"type": "array"}]}),
+            OUTPUT_UNKNOWN,
+        ),
+        false => (
+            nested(&vec![-1; spec.shape.len()], element, false),
+            OUTPUT_DIMENSIONS,
+        ),
+    };
+    schema["description"] = json!(format!(
+        "{} {} as the model declares it; {why}",
+        spec.datatype,
+        spec.shape_text()
+    ));
+    schema
+}
+
+/// An output's v2 `shape`: as many dimensions as declared (any number for a declared `[]`).
+fn output_shape(spec: &TensorSpec) -> Value {
+    let mut schema = json!({"type": "array", "items": {"type": "integer", "minimum": 0}});
+    let why = match spec.shape.is_empty() {
+        true => OUTPUT_UNKNOWN,
+        false => {
+            schema["minItems"] = json!(spec.shape.len());
+            schema["maxItems"] = json!(spec.shape.len());
+            OUTPUT_DIMENSIONS
+        }
+    };
+    schema["description"] = json!(format!(
+        "{} as the model declares it; {why}",
+        spec.shape_text()
+    ));
+    schema
+}
+
+/// An input's v2 `shape`: one non-negative integer per dimension, `prefixItems` fixing the
+/// static ones (a tool that does not read `prefixItems` still gets the rank and the range).
 fn shape_schema(shape: &[i64]) -> Value {
-    json!({"type": "array", "items": {"type": "integer", "minimum": 0},
+    let dims: Vec<Value> = shape
+        .iter()
+        .map(|&d| match d >= 0 {
+            true => json!({"const": d}),
+            false => json!({"type": "integer", "minimum": 0}),
+        })
+        .collect();
+    let mut schema = json!({"type": "array", "items": {"type": "integer", "minimum": 0},
         "minItems": shape.len(), "maxItems": shape.len(),
-        "description": format!("{shape:?}; -1 is any size")})
+        "description": format!("{shape:?}; -1 is any size")});
+    if !dims.is_empty() {
+        // JSON Schema wants at least one item in `prefixItems`.
+        schema["prefixItems"] = Value::Array(dims);
+    }
+    schema
 }
 
 fn described(mut schema: Value, spec: &TensorSpec) -> Value {

@@ -49,7 +49,8 @@ pub(super) fn mount(app: App, ready: &Readiness) -> App {
             "/healthz",
             RouteDoc::new("Liveness: the process is up")
                 .with_tag("Health")
-                .with_response(status("ok")),
+                .with_response(status("ok"))
+                .with_errors(&[]),
         )
         .document(
             "GET",
@@ -57,7 +58,8 @@ pub(super) fn mount(app: App, ready: &Readiness) -> App {
             RouteDoc::new("Readiness: models loaded, not shutting down")
                 .with_description("503 `not_ready` from the moment a shutdown starts.")
                 .with_tag("Health")
-                .with_response(status("ready")),
+                .with_response(status("ready"))
+                .with_errors(&[503]),
         )
 }
 

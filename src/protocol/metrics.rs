@@ -27,7 +27,8 @@ pub(super) fn mount(
         RouteDoc::new("Prometheus metrics")
             .with_description("Requests, inferences, generation and outbound calls, in the Prometheus text format.")
             .with_tag("Metrics")
-            .with_response(serde_json::json!({"type": "string", "contentMediaType": "text/plain; version=0.0.4"})),
+            .with_response(serde_json::json!({"type": "string", "contentMediaType": "text/plain; version=0.0.4"}))
+            .with_errors(&[]),
     )
 }
 

@@ -48,13 +48,15 @@ fn document(app: App) -> App {
             .with_tag("Predict")
             .with_request(request.clone())
             .with_response(response.clone())
+            .with_errors(&[400, 404, 415])
     };
     app.document(
         "GET",
         "/models",
         RouteDoc::new("The loaded models with their signatures")
             .with_tag("Predict")
-            .with_response(list),
+            .with_response(list)
+            .with_errors(&[]),
     )
     .document(
         "POST",

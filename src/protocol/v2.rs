@@ -53,6 +53,7 @@ fn document(app: App) -> App {
         RouteDoc::new(summary)
             .with_tag("KServe v2")
             .with_response(response)
+            .with_errors(&[])
     };
     let flag = |name: &str| json!({"type": "object", "required": [name], "properties": {name: {"const": true}}});
     let specs = json!({"type": "array", "items": tensor_spec_schema()});
@@ -64,12 +65,14 @@ fn document(app: App) -> App {
             "properties": {"name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
                 "platform": {"type": "string"}, "inputs": specs, "outputs": specs},
         }),
-    );
+    )
+    .with_errors(&[404]);
     let ready = doc(
         "Model readiness",
         json!({"type": "object", "required": ["name", "ready"],
         "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}}),
-    );
+    )
+    .with_errors(&[404]);
     let datatypes: Vec<&str> = DataType::ALL.iter().map(|t| t.as_str()).collect();
     let shape = json!({"type": "array", "items": {"type": "integer", "minimum": 0}});
     let infer = doc("Inference (KServe v2)", json!({
@@ -88,6 +91,33 @@ fn document(app: App) -> App {
          tensor data extension (`Inference-Header-Content-Length`), the body is JSON followed \
          by raw little-endian tensors, and so is an answer with binary outputs \
          (`application/octet-stream`).",
+    )
+    .with_errors(&[400, 404, 415])
+    .with_content(
+        "application/octet-stream",
+        json!({"type": "string", "contentMediaType": "application/octet-stream",
+            "description": "Binary outputs (`binary_data_output`, or `binary_data` on an output): \
+                the JSON answer, `Inference-Header-Content-Length` bytes long, then each binary \
+                output's raw little-endian elements in the order of `outputs`, \
+                `parameters.binary_data_size` bytes each"}),
+    )
+    .with_request_content(
+        "application/octet-stream",
+        json!({"type": "string", "contentMediaType": "application/octet-stream",
+            "description": "Binary inputs: the JSON request, `Inference-Header-Content-Length` \
+                bytes long, then each binary input's raw little-endian elements in the order of \
+                `inputs`, `parameters.binary_data_size` bytes each"}),
+    )
+    .with_request_header(
+        BINARY_HEADER,
+        "With binary inputs: the length in bytes of the body's leading JSON",
+        json!({"type": "integer", "minimum": 0}),
+    )
+    .with_response_header(
+        BINARY_HEADER,
+        "With an `application/octet-stream` answer: the length in bytes of its leading JSON",
+        json!({"type": "string", "pattern": "^[0-9]+$"}),
+        false,
     )
     .with_request(json!({
         "type": "object",
@@ -115,7 +145,7 @@ fn document(app: App) -> App {
     .document(
         "GET",
         "/v2/health/ready",
-        doc("Server readiness", flag("ready")),
+        doc("Server readiness", flag("ready")).with_errors(&[503]),
     )
     .document(
         "GET",

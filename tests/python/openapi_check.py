@@ -2,7 +2,9 @@
 
 tests/docs.rs runs it against `tinyserve serve`: the document must be valid OpenAPI 3.1, every
 example request must validate against its own schema (JSON Schema 2020-12), every schema must
-itself be valid, and `servers` must be what the test expects. Prints one "ok ..." line per
+itself be valid, every operation must list its statuses (no `4XX` ranges: the built-in routes
+declare what they answer) with a JSON body for each error, and `servers` must be what the test
+expects. Prints one "ok ..." line per
 check, "FAIL ..." and exit code 1 on the first failure, else "all checks passed".
 
 usage: openapi_check.py --url http://HOST:PORT[/PREFIX] --server EXPECTED_SERVER_URL
@@ -66,6 +68,15 @@ def main():
             except jsonschema.SchemaError as err:
                 fail(f"{method.upper()} {path} {where}: not a valid JSON Schema: {err.message}")
     ok("every request and response schema is a valid JSON Schema 2020-12")
+
+    for path, method, op in operations(doc):
+        ranges = [status for status in op.get("responses", {}) if "X" in status.upper()]
+        if ranges:
+            fail(f"{method.upper()} {path}: answers a status range {ranges}, not its statuses")
+        for status, response in op["responses"].items():
+            if status != "200" and "application/json" not in response.get("content", {}):
+                fail(f"{method.upper()} {path}: {status} has no JSON error body")
+    ok("every operation lists each status it answers, every error with its JSON body")
 
     examples = 0
     for path, method, op in operations(doc):
