@@ -20,6 +20,13 @@ fn statuses(answers: &[u8]) -> Vec<u16> {
         .collect()
 }
 
+/// One request on a new connection: the status and the body as text.
+fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut http = Http::send(addr, request);
+    let body = http.read_to_end();
+    (http.status, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Sends `count` requests with unique 16 KB method tokens, then `head` (the rest of the request
 /// line and headers), pipelined `per_conn` to a connection (the last asks to close), reading the answers as they come; returns the
 /// statuses answered.
@@ -117,5 +124,59 @@ fn unique_method_tokens_do_not_grow_the_metrics() {
             "peak RSS {peak} KiB, idle {idle} KiB: the flood is being kept"
         );
         assert!(server.is_running());
+    }
+}
+
+/// Case 11: a `%0A` in the model name of the path used to write a forged line into the human
+/// access log. Every field is escaped now, in both formats.
+#[test]
+fn a_model_name_cannot_forge_log_lines() {
+    let forged = "2026-12-05T00:00:00.000Z INFO 203.0.113.1 \"GET /admin\" 200 0B 0.1ms rid=forged";
+    let path = format!(
+        "/models/x%0A{}%0D%1B[31m%E2%80%A8%C2%85/predict",
+        forged.replace(' ', "%20").replace('"', "%22")
+    );
+    for format in ["human", "json"] {
+        let server = ServeChild::start(&["--log-format", format]);
+        let body = r#"{"inputs": {"input": [[1, 2, 3, 4]]}}"#;
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nX-Request-ID: hostile-log-{format}\r\n\r\n{body}",
+            body.len()
+        );
+        let (status, answer) = exchange(server.addr, request.as_bytes());
+        assert_eq!(status, 404, "{answer}");
+        let log = server.wait_for_stderr(BOUND, "the access line", |log| {
+            log.contains(&format!("hostile-log-{format}"))
+        });
+        for line in log.lines() {
+            assert!(
+                !line.starts_with("2026-12-05T00:00:00.000Z"),
+                "a forged line in the {format} log:\n{log}"
+            );
+            assert!(
+                !line.chars().any(|c| c.is_control() || c == '\u{2028}'),
+                "a control character in the {format} log: {line:?}"
+            );
+            if format == "json" {
+                let parsed: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|err| panic!("not one JSON object per line ({err}): {line:?}"));
+                if parsed["request_id"] == format!("hostile-log-{format}") {
+                    assert!(parsed["model"].as_str().is_some_and(|m| m.contains('\n')));
+                }
+            }
+        }
+        let access = log
+            .lines()
+            .find(|l| l.contains(&format!("hostile-log-{format}")))
+            .unwrap_or_default();
+        if format == "human" {
+            assert!(
+                access.contains("model=\"x\\x0a2026-12-05T00:00:00.000Z INFO"),
+                "{access}"
+            );
+        }
+        let (status, answer) = exchange(server.addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(status, 200, "{answer}");
     }
 }
