@@ -6,8 +6,11 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tinyserve::TrustedProxies;
+
 use crate::support::serve::ServeChild;
 use crate::support::wire::{connect, Http};
+use crate::support::TestServer;
 
 /// Longest a test waits on a socket; reaching it means a hang, and fails the test.
 const BOUND: Duration = Duration::from_secs(30);
@@ -178,5 +181,51 @@ fn a_model_name_cannot_forge_log_lines() {
         }
         let (status, answer) = exchange(server.addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(status, 200, "{answer}");
+    }
+}
+
+/// Case 12: from a trusted proxy, `X-Forwarded-For: 203.0.113.7` plus a client's own
+/// `Forwarded: for=6.6.6.6` logged 6.6.6.6. With X-Forwarded-For present, `Forwarded` is
+/// ignored: directly from a trusted peer, and behind the shipped nginx configuration.
+#[test]
+fn a_client_forwarded_header_cannot_choose_the_logged_address() {
+    let server = ServeChild::start(&["--forwarded-allow-ips", "127.0.0.1"]);
+    let request = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.7\r\n\
+        Forwarded: for=6.6.6.6;proto=https\r\nX-Request-ID: hostile-forwarded\r\n\r\n";
+    let (status, _) = exchange(server.addr, request);
+    assert_eq!(status, 200);
+    let log = server.wait_for_stderr(BOUND, "the access line", |log| {
+        log.contains("hostile-forwarded")
+    });
+    let line = log
+        .lines()
+        .find(|l| l.contains("hostile-forwarded"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(" INFO 203.0.113.7 \"GET /healthz\""),
+        "{line}"
+    );
+    assert!(!log.contains("6.6.6.6"), "{log}");
+
+    // Behind the shipped nginx, which reaches the app from 127.0.0.3 (`proxy_bind`), the only
+    // trusted proxy: the client is the test's own 127.0.0.1, whatever it claims.
+    let app = TestServer::start(crate::production::whoami_app(
+        TrustedProxies::parse("127.0.0.3").expect("trusted list"),
+    ));
+    let nginx = crate::production::shipped_nginx([app.addr, app.addr], "    proxy_bind 127.0.0.3;");
+    for spoof in [
+        "Forwarded: for=6.6.6.6;proto=https;host=evil.example\r\n",
+        "X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https;host=evil.example\r\n",
+    ] {
+        let (http, who) = crate::production::get_with(
+            nginx.addr,
+            "/api/whoami",
+            &format!("Host: models.example.com\r\n{spoof}"),
+        );
+        assert_eq!(http.status, 200, "{who}\n{}", nginx.log());
+        assert_eq!(who["peer"], "127.0.0.3", "{who}");
+        assert_eq!(who["client"], "127.0.0.1", "{spoof:?}: {who}");
+        assert_eq!(who["scheme"], "http", "{spoof:?}: {who}");
+        assert_eq!(who["host"], "models.example.com", "{spoof:?}: {who}");
     }
 }
