@@ -229,3 +229,90 @@ fn a_client_forwarded_header_cannot_choose_the_logged_address() {
         assert_eq!(who["host"], "models.example.com", "{spoof:?}: {who}");
     }
 }
+
+/// A v2 request for bytelm with these token ids, as raw HTTP/1.1 (kept alive).
+fn bytelm_request(ids: &[i64]) -> Vec<u8> {
+    let body = serde_json::json!({"inputs": [{"name": "input_ids", "shape": [1, ids.len()],
+        "datatype": "INT64", "data": ids}]})
+    .to_string();
+    format!(
+        "POST /v2/models/bytelm/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Case 4 and acceptance 3: with `--max-batch-size 8`, one client looping an out-of-vocabulary
+/// token used to fail everyone's batch (normal clients got 235 × 200 and 12,700 × 500, each
+/// failure an ERROR line). Now a failed batch is run again request by request: the attacker
+/// gets its 400, every normal client its own 200 with the answer it gets alone, and a 4xx
+/// writes no ERROR line.
+#[test]
+fn with_batching_a_bad_client_causes_no_5xx_for_others() {
+    let server = ServeChild::start(&["--max-batch-size", "8", "--batch-timeout-us", "20000"]);
+    let normal = bytelm_request(&[72, 105, 33]);
+    let (status, alone) = exchange(server.addr, &normal);
+    assert_eq!(status, 200, "{alone}");
+    let alone: serde_json::Value = serde_json::from_str(&alone).expect("JSON");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (attacker, normals) = std::thread::scope(|scope| {
+        let attacker = scope.spawn(|| {
+            let mut statuses = Vec::new();
+            let request = bytelm_request(&[72, 300, 33]);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut http = Http::send(server.addr, &request);
+                let body = http.json();
+                statuses.push((http.status, body["code"].clone()));
+            }
+            statuses
+        });
+        let clients: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..40)
+                        .map(|_| {
+                            let mut http = Http::send(server.addr, &normal);
+                            (http.status, http.json())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let normals: Vec<_> = clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("client thread"))
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (attacker.join().expect("attacker thread"), normals)
+    });
+    for (status, body) in &normals {
+        assert_eq!(*status, 200, "a normal client got {status}: {body}");
+        assert_eq!(
+            body["outputs"], alone["outputs"],
+            "a batched answer differs"
+        );
+    }
+    assert!(!attacker.is_empty());
+    for (status, code) in &attacker {
+        assert_eq!((*status, code.as_str()), (400, Some("invalid_input")));
+    }
+    let (_, metrics) = exchange(server.addr, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    let shared: u64 = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("tinyserve_batches_total{model=\"bytelm\",size=\""))
+        .filter_map(|rest| {
+            let (size, count) = rest.split_once("\"} ")?;
+            (size.parse::<u64>().ok()? > 1).then(|| count.parse::<u64>().ok())?
+        })
+        .sum();
+    assert!(
+        shared > 0,
+        "no batch held two requests, the test proved nothing:\n{metrics}"
+    );
+    let log = server.stderr();
+    assert!(
+        !log.lines().any(|l| l.contains(" ERROR ")),
+        "a 4xx was logged as an error:\n{log}"
+    );
+}
