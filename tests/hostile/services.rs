@@ -316,3 +316,95 @@ fn with_batching_a_bad_client_causes_no_5xx_for_others() {
         "a 4xx was logged as an error:\n{log}"
     );
 }
+
+/// A fake upstream on a raw socket: it answers every request whose body names the model
+/// `switch` with `101 Switching Protocols` (then raw bytes), and any other with a 500 whose
+/// body holds a secret. One connection at a time, each closed after its answer.
+fn fake_upstream() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake upstream");
+    let addr = listener.local_addr().expect("fake upstream address");
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { continue };
+            let _ = socket.set_read_timeout(Some(BOUND));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 8192];
+            // Head, then as much body as Content-Length says.
+            while let Ok(n @ 1..) = socket.read(&mut buf) {
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let Some(end) = text.find("\r\n\r\n") else {
+                    continue;
+                };
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+            let answer: &[u8] = if String::from_utf8_lossy(&request).contains("\"switch\"") {
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nraw bytes"
+            } else {
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+                  Content-Length: 55\r\n\r\n{\"error\": \"db password=hunter2 at postgres://10.0.0.5\"}"
+            };
+            let _ = socket.write_all(answer);
+        }
+    });
+    addr
+}
+
+/// Case 14: an upstream's 101 was relayed as `HTTP/1.1 101 Unknown` with `Content-Length: 0`
+/// on a kept-alive connection, and a 502 quoted the upstream's error body (secrets included)
+/// and its internal URL. Now a 1xx is a 502, and a 502 names the upstream and the status only;
+/// the body and URL are in the server's log.
+#[test]
+fn upstream_answers_are_mapped_to_our_own_errors() {
+    let upstream = fake_upstream();
+    let server = ServeChild::builder()
+        .models(crate::support::repo("models/tests/multi"))
+        .args(["--upstream", &format!("internal=http://{upstream}/v1")])
+        .start();
+    let chat = |model: &str| {
+        let body =
+            serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+                .to_string();
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for (model, says) in [
+        ("internal/switch", "answered status 101"),
+        ("internal/crash", "answered status 500"),
+    ] {
+        let mut http = Http::send(server.addr, chat(model).as_bytes());
+        let status = http.status;
+        let body = http.json();
+        assert_eq!(status, 502, "{model}: {body}");
+        assert_eq!(body["error"]["code"], "upstream_error", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("upstream \"internal\"") && message.contains(says),
+            "{model}: {message:?}"
+        );
+        for secret in ["hunter2", "10.0.0.5", &upstream.to_string(), "raw bytes"] {
+            assert!(
+                !body.to_string().contains(secret),
+                "{model} leaks {secret}: {body}"
+            );
+        }
+        // The connection is still good for the next request.
+        let (status, _) = exchange(server.addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(status, 200);
+    }
+    server.wait_for_stderr(BOUND, "the upstream's body and URL in the log", |log| {
+        log.lines().any(|l| {
+            l.contains(" WARN ") && l.contains("hunter2") && l.contains(&upstream.to_string())
+        })
+    });
+}
