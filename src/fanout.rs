@@ -195,8 +195,10 @@ impl Upstream {
             100..=199 => format!("answered status {status}, not a final answer"),
             _ => format!("answered status {status}"),
         };
-        let detail = format!("body: {:?}", excerpt.trim());
-        self.error(ErrorKind::BadGateway, url, what, Some(&detail))
+        // The log escapes control characters itself: the excerpt goes in as it is.
+        let detail = format!("body: {}", excerpt.trim());
+        let detail = (!body.is_empty()).then_some(detail.as_str());
+        self.error(ErrorKind::BadGateway, url, what, detail)
     }
 }
 
