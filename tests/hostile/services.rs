@@ -23,6 +23,20 @@ fn statuses(answers: &[u8]) -> Vec<u16> {
         .collect()
 }
 
+/// How far above its idle RSS a server may peak in these cases: none of them may keep what an
+/// attacker sends (the metrics flood alone once grew RSS by 1 GB).
+const RSS_HEADROOM_KIB: u64 = 64 * 1024;
+
+/// Asserts the server still runs and its peak RSS stayed within [`RSS_HEADROOM_KIB`] of `idle`.
+fn assert_up_and_bounded(server: &mut ServeChild, idle_kib: u64) {
+    assert!(server.is_running(), "the server died:\n{}", server.stderr());
+    let (_, peak) = server.rss_kib();
+    assert!(
+        peak < idle_kib + RSS_HEADROOM_KIB,
+        "peak RSS {peak} KiB, idle {idle_kib} KiB"
+    );
+}
+
 /// One request on a new connection: the status and the body as text.
 fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut http = Http::send(addr, request);
@@ -121,12 +135,7 @@ fn unique_method_tokens_do_not_grow_the_metrics() {
             "metrics grew to {} bytes",
             text.len()
         );
-        let (_, peak) = server.rss_kib();
-        assert!(
-            peak < idle + 64 * 1024,
-            "peak RSS {peak} KiB, idle {idle} KiB: the flood is being kept"
-        );
-        assert!(server.is_running());
+        assert_up_and_bounded(&mut server, idle);
     }
 }
 
@@ -140,7 +149,8 @@ fn a_model_name_cannot_forge_log_lines() {
         forged.replace(' ', "%20").replace('"', "%22")
     );
     for format in ["human", "json"] {
-        let server = ServeChild::start(&["--log-format", format]);
+        let mut server = ServeChild::start(&["--log-format", format]);
+        let (idle, _) = server.rss_kib();
         let body = r#"{"inputs": {"input": [[1, 2, 3, 4]]}}"#;
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
@@ -181,6 +191,7 @@ fn a_model_name_cannot_forge_log_lines() {
         }
         let (status, answer) = exchange(server.addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(status, 200, "{answer}");
+        assert_up_and_bounded(&mut server, idle);
     }
 }
 
@@ -189,7 +200,8 @@ fn a_model_name_cannot_forge_log_lines() {
 /// ignored: directly from a trusted peer, and behind the shipped nginx configuration.
 #[test]
 fn a_client_forwarded_header_cannot_choose_the_logged_address() {
-    let server = ServeChild::start(&["--forwarded-allow-ips", "127.0.0.1"]);
+    let mut server = ServeChild::start(&["--forwarded-allow-ips", "127.0.0.1"]);
+    let (idle, _) = server.rss_kib();
     let request = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.7\r\n\
         Forwarded: for=6.6.6.6;proto=https\r\nX-Request-ID: hostile-forwarded\r\n\r\n";
     let (status, _) = exchange(server.addr, request);
@@ -206,6 +218,7 @@ fn a_client_forwarded_header_cannot_choose_the_logged_address() {
         "{line}"
     );
     assert!(!log.contains("6.6.6.6"), "{log}");
+    assert_up_and_bounded(&mut server, idle);
 
     // Behind the shipped nginx, which reaches the app from 127.0.0.3 (`proxy_bind`), the only
     // trusted proxy: the client is the test's own 127.0.0.1, whatever it claims.
@@ -250,11 +263,12 @@ fn bytelm_request(ids: &[i64]) -> Vec<u8> {
 /// writes no ERROR line.
 #[test]
 fn with_batching_a_bad_client_causes_no_5xx_for_others() {
-    let server = ServeChild::start(&["--max-batch-size", "8", "--batch-timeout-us", "20000"]);
+    let mut server = ServeChild::start(&["--max-batch-size", "8", "--batch-timeout-us", "20000"]);
     let normal = bytelm_request(&[72, 105, 33]);
     let (status, alone) = exchange(server.addr, &normal);
     assert_eq!(status, 200, "{alone}");
     let alone: serde_json::Value = serde_json::from_str(&alone).expect("JSON");
+    let (idle, _) = server.rss_kib();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (attacker, normals) = std::thread::scope(|scope| {
         let attacker = scope.spawn(|| {
@@ -315,6 +329,7 @@ fn with_batching_a_bad_client_causes_no_5xx_for_others() {
         !log.lines().any(|l| l.contains(" ERROR ")),
         "a 4xx was logged as an error:\n{log}"
     );
+    assert_up_and_bounded(&mut server, idle);
 }
 
 /// A fake upstream on a raw socket: it answers every request whose body names the model
@@ -364,10 +379,11 @@ fn fake_upstream() -> SocketAddr {
 #[test]
 fn upstream_answers_are_mapped_to_our_own_errors() {
     let upstream = fake_upstream();
-    let server = ServeChild::builder()
+    let mut server = ServeChild::builder()
         .models(crate::support::repo("models/tests/multi"))
         .args(["--upstream", &format!("internal=http://{upstream}/v1")])
         .start();
+    let (idle, _) = server.rss_kib();
     let chat = |model: &str| {
         let body =
             serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
@@ -407,4 +423,5 @@ fn upstream_answers_are_mapped_to_our_own_errors() {
             l.contains(" WARN ") && l.contains("hunter2") && l.contains(&upstream.to_string())
         })
     });
+    assert_up_and_bounded(&mut server, idle);
 }
