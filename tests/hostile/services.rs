@@ -100,8 +100,8 @@ fn unique_method_tokens_do_not_grow_the_metrics() {
         let answered = method_flood(server.addr, 3_000, 100, head);
         assert!(answered.len() >= 30, "too few answers: {}", answered.len());
         assert!(
-            answered.iter().all(|s| (400..500).contains(s)),
-            "not all 4xx: {answered:?}"
+            answered.iter().all(|s| (400..500).contains(s) || *s == 501),
+            "not all refused: {answered:?}"
         );
         let scrape = |server: &ServeChild| {
             let mut http = Http::send(
@@ -116,20 +116,24 @@ fn unique_method_tokens_do_not_grow_the_metrics() {
             .lines()
             .filter(|l| l.starts_with("tinyserve_requests_total{"))
             .collect();
+        // However the transport answers these (dispatched and counted, as here, or refused
+        // while reading the head, which is not counted), no method token becomes a label.
+        assert!(
+            series.len() <= 4 && !series.iter().any(|l| l.contains("XXXX")),
+            "the flood made series: {series:?}"
+        );
         let flood: Vec<&str> = series
             .iter()
             .copied()
             .filter(|l| l.contains("method=\"OTHER\""))
             .collect();
-        assert_eq!(
-            flood.len(),
-            1,
+        assert!(
+            flood.len() <= 1,
             "one series for every unknown method: {series:?}"
         );
-        assert!(
-            flood[0].contains(&format!("status=\"{status}\"")),
-            "{flood:?}"
-        );
+        if let Some(line) = flood.first() {
+            assert!(line.contains(&format!("status=\"{status}\"")), "{line}");
+        }
         assert!(
             text.len() < 64 * 1024,
             "metrics grew to {} bytes",
