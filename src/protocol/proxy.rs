@@ -127,20 +127,8 @@ fn relay_events<R: BufRead>(
                 }
             }
             Err(err) => {
-                let ureq_timeout = err
-                    .get_ref()
-                    .and_then(|e| e.downcast_ref::<ureq::Error>())
-                    .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)));
-                let timed_out = ureq_timeout
-                    || matches!(
-                        err.kind(),
-                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                    );
-                let what = match timed_out {
-                    true => "stream stalled past the read timeout",
-                    false => "stream broke",
-                };
                 let detail = err.to_string();
+                let what = stream_failure(&err);
                 let err = upstream.error(ErrorKind::BadGateway, url, what, Some(&detail));
                 return send_error(out, &err);
             }
@@ -150,6 +138,22 @@ fn relay_events<R: BufRead>(
         out.send(&event)?;
     }
     Ok(())
+}
+
+/// What became of a stream whose read failed, in our words (ureq's go to the log).
+fn stream_failure(err: &std::io::Error) -> &'static str {
+    let ureq_timeout = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<ureq::Error>())
+        .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)));
+    let io_timeout = matches!(
+        err.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    );
+    match ureq_timeout || io_timeout {
+        true => "stream stalled past the read timeout",
+        false => "stream broke",
+    }
 }
 
 /// Ends a relayed stream with an error event in OpenAI's shape.
