@@ -112,7 +112,7 @@ fn is_unsafe(c: char) -> bool {
 
 /// `text` with every unsafe character written as `\xNN` (below 0x100) or `\u{NNNN}`, and `\`
 /// as `\\`, so a field can neither end the line nor be read as something it is not.
-pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(|c| is_unsafe(c) || c == '\\') {
         return std::borrow::Cow::Borrowed(text);
     }

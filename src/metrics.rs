@@ -73,7 +73,7 @@ const METHODS: [&str; 9] = [
 ];
 
 /// The `method` label for a request method: itself if standard, else `OTHER`.
-pub(crate) fn method_label(method: &str) -> &'static str {
+fn method_label(method: &str) -> &'static str {
     METHODS
         .iter()
         .find(|m| m.eq_ignore_ascii_case(method))
