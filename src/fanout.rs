@@ -31,7 +31,7 @@ use crate::{Error, ErrorKind, Request, Result};
 /// for result in FanOut::shared()?.run(calls, Duration::from_millis(300)) {
 ///     match result {
 ///         Ok(reply) => println!("{}", reply.text()),
-///         Err(err) => println!("{err}"), // names the upstream, its URL and what happened
+///         Err(err) => println!("{err}"), // names the upstream and what happened
 ///     }
 /// }
 /// # Ok::<(), tinyserve::Error>(())
@@ -164,12 +164,41 @@ impl Upstream {
         }
     }
 
-    /// An error about this upstream and `url`.
-    fn error(&self, kind: ErrorKind, url: &str, what: impl std::fmt::Display) -> Error {
-        Error::new(
-            kind,
-            format!("upstream \"{}\" ({url}): {what}", self.inner.name),
-        )
+    /// An error about this upstream, for the client: `upstream "NAME": what`, where `what` is
+    /// our own words (a status, "connection refused", a deadline). The URL, an internal
+    /// address, is kept for the log only: it is the error's source, and with `detail` (such as
+    /// the upstream's own error body, which may hold secrets) written as a warning now.
+    pub(crate) fn error(
+        &self,
+        kind: ErrorKind,
+        url: &str,
+        what: impl std::fmt::Display,
+        detail: Option<&str>,
+    ) -> Error {
+        let name = &self.inner.name;
+        let logged = match detail {
+            Some(detail) => format!("upstream \"{name}\" ({url}): {what}: {detail}"),
+            None => format!("upstream \"{name}\" ({url}): {what}"),
+        };
+        if kind != ErrorKind::BadRequest {
+            crate::log::warn(&logged);
+        }
+        Error::new(kind, format!("upstream \"{name}\": {what}")).with_source(logged)
+    }
+
+    /// The 502 for an answer with an error or non-final `status`: the client learns the status
+    /// and the upstream's name; an excerpt of `body` goes to the log.
+    pub(crate) fn status_error(&self, url: &str, status: u16, body: &[u8]) -> Error {
+        let text = String::from_utf8_lossy(body);
+        let excerpt: String = text.chars().take(EXCERPT_BYTES).collect();
+        let what = match status {
+            100..=199 => format!("answered status {status}, not a final answer"),
+            _ => format!("answered status {status}"),
+        };
+        // The log escapes control characters itself: the excerpt goes in as it is.
+        let detail = format!("body: {}", excerpt.trim());
+        let detail = (!body.is_empty()).then_some(detail.as_str());
+        self.error(ErrorKind::BadGateway, url, what, detail)
     }
 }
 
@@ -200,11 +229,14 @@ impl UpstreamReply {
 
     /// The body parsed as JSON.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        // serde_json's message may quote the body: the client gets the position only.
         serde_json::from_slice(&self.body).map_err(|err| {
+            let at = format!("line {}, column {}", err.line(), err.column());
             Error::new(
                 ErrorKind::BadGateway,
-                format!("upstream answered invalid JSON: {err}"),
+                format!("upstream answered invalid JSON ({at})"),
             )
+            .with_source(err)
         })
     }
 }
@@ -225,7 +257,8 @@ impl Call {
     }
 
     /// Sends the call and waits for the whole answer, within `timeout` at most (and the
-    /// upstream's own timeout). A status of 400 or more is a 502 error quoting the body.
+    /// upstream's own timeout). A status of 400 or more is a 502 error naming the upstream
+    /// and the status (the body and URL are logged, not put in the error's message).
     pub fn send_within(&self, timeout: Duration) -> Result<UpstreamReply> {
         let mut response = self.start(timeout, false)?;
         let status = response.status().as_u16();
@@ -235,16 +268,10 @@ impl Call {
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .map_err(|err| self.failure(err, timeout))?;
-        let reply = UpstreamReply { status, body };
         if status >= 400 {
-            let text = reply.text();
-            let excerpt: String = text.chars().take(EXCERPT_BYTES).collect();
-            let what = format!("status {status}: {}", excerpt.trim());
-            return Err(self
-                .upstream
-                .error(ErrorKind::BadGateway, &self.url(), what));
+            return Err(self.upstream.status_error(&self.url(), status, &body));
         }
-        Ok(reply)
+        Ok(UpstreamReply { status, body })
     }
 
     /// [`Call::send_within`] with the upstream's own timeout.
@@ -255,6 +282,7 @@ impl Call {
     /// Sends the call and returns the response as soon as its head arrives, for streaming.
     /// With `per_read`, `timeout` bounds each wait for the upstream (the head, then every read
     /// of the body) instead of the whole call, so a stream that keeps sending is never cut.
+    /// A 1xx answer (a `101 Switching Protocols`, say) is not an answer to relay: a 502.
     pub(crate) fn start(
         &self,
         timeout: Duration,
@@ -273,7 +301,7 @@ impl Call {
         }
         let request = builder
             .body(self.body.clone().unwrap_or_default())
-            .map_err(|err| self.upstream.error(ErrorKind::Internal, &url, err))?;
+            .map_err(|err| Error::internal(format!("upstream call to {url}: {err}")))?;
         let timeout = timeout.min(inner.timeout);
         let config = inner.agent.configure_request(request);
         let request = match per_read {
@@ -287,7 +315,13 @@ impl Call {
         let result = inner
             .agent
             .run(request)
-            .map_err(|err| self.failure(err, timeout));
+            .map_err(|err| self.failure(err, timeout))
+            .and_then(|response| match response.status().as_u16() {
+                100..=199 => Err(self
+                    .upstream
+                    .status_error(&url, response.status().as_u16(), b"")),
+                _ => Ok(response),
+            });
         self.upstream.count(match &result {
             Ok(response) if response.status().as_u16() < 500 => "ok",
             Err(err) if err.kind() == ErrorKind::GatewayTimeout => "timeout",
@@ -299,24 +333,27 @@ impl Call {
     fn failure(&self, err: ureq::Error, timeout: Duration) -> Error {
         let url = self.url();
         let upstream = &self.upstream;
+        let late = || format!("no answer within {} ms", timeout.as_millis());
         match &err {
-            ureq::Error::Timeout(_) => upstream.error(
-                ErrorKind::GatewayTimeout,
-                &url,
-                format!("no answer within {} ms", timeout.as_millis()),
-            ),
+            ureq::Error::Timeout(_) => {
+                upstream.error(ErrorKind::GatewayTimeout, &url, late(), None)
+            }
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-                upstream.error(ErrorKind::BadGateway, &url, "connection refused")
+                upstream.error(ErrorKind::BadGateway, &url, "connection refused", None)
             }
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => upstream.error(
-                ErrorKind::GatewayTimeout,
-                &url,
-                format!("no answer within {} ms", timeout.as_millis()),
-            ),
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                upstream.error(ErrorKind::GatewayTimeout, &url, late(), None)
+            }
             ureq::Error::HostNotFound => {
-                upstream.error(ErrorKind::BadGateway, &url, "host not found")
+                upstream.error(ErrorKind::BadGateway, &url, "host not found", None)
             }
-            other => upstream.error(ErrorKind::BadGateway, &url, other),
+            // ureq's own words may name hosts or quote the answer: for the log only.
+            other => upstream.error(
+                ErrorKind::BadGateway,
+                &url,
+                "no valid answer",
+                Some(&other.to_string()),
+            ),
         }
     }
 }
@@ -429,12 +466,14 @@ impl FanOut {
                             ErrorKind::BadRequest,
                             &url,
                             "abandoned: the client went away",
+                            None,
                         )
                     } else {
                         upstream.error(
                             ErrorKind::GatewayTimeout,
                             &url,
                             format!("no answer within the {} ms deadline", deadline.as_millis()),
+                            None,
                         )
                     })
                 })

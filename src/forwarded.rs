@@ -1,5 +1,14 @@
 //! Who the client really is behind a reverse proxy: `X-Forwarded-*` and RFC 7239 `Forwarded`,
 //! trusted only from configured proxy addresses.
+//!
+//! One precedence rule, the one nginx's usual configuration (and `deploy/nginx/`) implies:
+//! nginx writes `X-Forwarded-For` (appending the peer with `$proxy_add_x_forwarded_for`),
+//! `X-Forwarded-Proto`, `-Host` and `-Prefix`, and passes any `Forwarded` header the client
+//! sent through untouched. So when a request carries `X-Forwarded-For`, the `X-Forwarded-*`
+//! headers are the whole truth and `Forwarded` is ignored, field by field as well (a client's
+//! `Forwarded: proto=https` cannot stand in for a missing `X-Forwarded-Proto`). Only a request
+//! without `X-Forwarded-For`, from a proxy that speaks RFC 7239 alone, is read from
+//! `Forwarded` (such a proxy must drop the client's `X-Forwarded-*`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -120,13 +129,14 @@ pub(crate) fn resolve(
     let Some(peer) = peer.filter(|p| trusted.contains(p.ip())) else {
         return origin;
     };
-    let forwarded = header("Forwarded").map(parse_forwarded).unwrap_or_default();
-    let hops: Vec<IpAddr> = if forwarded.iter().any(|e| e.for_ip.is_some()) {
-        forwarded.iter().filter_map(|e| e.for_ip).collect()
-    } else {
-        header("X-Forwarded-For")
-            .map(|v| v.split(',').filter_map(|h| parse_ip(h.trim())).collect())
-            .unwrap_or_default()
+    let x_forwarded_for = header("X-Forwarded-For");
+    let forwarded = match x_forwarded_for {
+        Some(_) => Vec::new(),
+        None => header("Forwarded").map(parse_forwarded).unwrap_or_default(),
+    };
+    let hops: Vec<IpAddr> = match x_forwarded_for {
+        Some(list) => list.split(',').filter_map(|h| parse_ip(h.trim())).collect(),
+        None => forwarded.iter().filter_map(|e| e.for_ip).collect(),
     };
     // The right-most hop that is not a trusted proxy is the client; if all are trusted, the first.
     let mut client = peer.ip();
@@ -274,6 +284,21 @@ mod tests {
         let origin = resolve(peer("::1"), &h, &TrustedProxies::default());
         assert_eq!(origin.client, "2001:db8::1".parse().ok());
         assert_eq!(origin.host.as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn with_x_forwarded_for_a_client_forwarded_header_is_ignored() {
+        // What nginx sends when the client added its own `Forwarded`: nginx sets the
+        // X-Forwarded-* headers and passes `Forwarded` through.
+        let h = headers(&[
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("Forwarded", "for=6.6.6.6;proto=https;host=evil.example"),
+            ("Host", "models.example.com"),
+        ]);
+        let origin = resolve(peer("127.0.0.1"), &h, &TrustedProxies::default());
+        assert_eq!(origin.client, "203.0.113.7".parse().ok());
+        assert_eq!(origin.scheme, "http");
+        assert_eq!(origin.host.as_deref(), Some("models.example.com"));
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! Logging to stderr: one access line per request (human or JSON lines) and error lines, each
 //! with the request id when there is one.
+//!
+//! A field can hold what a client wrote (a decoded model name, a path, a message quoting the
+//! input), so no field may end a line or start a forged one: in the human format every control
+//! character (C0, DEL, C1) and the Unicode line and paragraph separators are written as
+//! `\xNN` or `\u{NNNN}`, a backslash as `\\`, and a field that may hold spaces is quoted; in
+//! JSON lines serde_json escapes C0 and the rest is written as `\uNNNN`.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -83,16 +89,74 @@ fn line(level: LogLevel, message: &str) {
         if let Some(id) = id {
             object["request_id"] = id.into();
         }
-        object.to_string()
+        json_line(&object)
     } else {
-        let rid = id.map(|id| format!(" rid={id}")).unwrap_or_default();
+        let rid = id
+            .map(|id| format!(" rid={}", escape(&id)))
+            .unwrap_or_default();
         format!(
-            "{} {}{rid} {message}",
+            "{} {}{rid} {}",
             timestamp(SystemTime::now()),
-            name.to_ascii_uppercase()
+            name.to_ascii_uppercase(),
+            escape(message)
         )
     };
     let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Whether `c` must not appear raw in a log line: a control character, or a Unicode line or
+/// paragraph separator (which some log viewers break lines at).
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// `text` with every unsafe character written as `\xNN` (below 0x100) or `\u{NNNN}`, and `\`
+/// as `\\`, so a field can neither end the line nor be read as something it is not.
+fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| is_unsafe(c) || c == '\\') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if is_unsafe(c) && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if is_unsafe(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A field for the human format that may hold spaces or quotes: escaped, and quoted (with `\"`
+/// inside) unless it is a plain token.
+fn quoted(text: &str) -> String {
+    let escaped = escape(text);
+    if !escaped.is_empty() && !escaped.contains([' ', '"', '=']) {
+        return escaped.into_owned();
+    }
+    format!("\"{}\"", escaped.replace('"', "\\\""))
+}
+
+/// One JSON line: serde_json escapes C0 controls, `"` and `\`; DEL, C1 controls and the line
+/// and paragraph separators, which it leaves raw, become `\uNNNN` (they can only occur inside
+/// strings, so this keeps the JSON valid and equal).
+fn json_line(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if !text.chars().any(is_unsafe) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// One request, as the access log records it.
@@ -115,7 +179,7 @@ pub(crate) fn access(record: &Access<'_>) {
     let client = record.client.map_or("-".to_string(), |ip| ip.to_string());
     let millis = record.duration.as_secs_f64() * 1000.0;
     let text = if json() {
-        serde_json::json!({
+        json_line(&serde_json::json!({
             "time": timestamp(SystemTime::now()),
             "level": "info",
             "client": client,
@@ -126,21 +190,20 @@ pub(crate) fn access(record: &Access<'_>) {
             "duration_ms": (millis * 1000.0).round() / 1000.0,
             "request_id": record.request_id,
             "model": record.model,
-        })
-        .to_string()
+        }))
     } else {
         let model = record
             .model
-            .map(|m| format!(" model={m}"))
+            .map(|m| format!(" model={}", quoted(m)))
             .unwrap_or_default();
         format!(
             "{} INFO {client} \"{} {}\" {} {}B {millis:.3}ms rid={}{model}",
             timestamp(SystemTime::now()),
-            record.method,
-            record.path.escape_debug(),
+            escape(record.method).replace('"', "\\\""),
+            escape(record.path).replace('"', "\\\""),
             record.status,
             record.bytes,
-            record.request_id
+            escape(record.request_id)
         )
     };
     let _ = writeln!(std::io::stderr().lock(), "{text}");
@@ -185,6 +248,33 @@ fn timestamp(time: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_character_can_end_or_fake_a_line() {
+        let forged = "x\n2026-12-05T00:00:00.000Z INFO 203.0.113.1 \"GET /\" 200";
+        assert_eq!(
+            escape(forged),
+            "x\\x0a2026-12-05T00:00:00.000Z INFO 203.0.113.1 \"GET /\" 200"
+        );
+        assert_eq!(
+            escape("a\rb\u{1b}[31m\u{7f}\u{85}\u{2028}\\x0a"),
+            "a\\x0db\\x1b[31m\\x7f\\x85\\u{2028}\\\\x0a"
+        );
+        assert_eq!(escape("iris"), "iris");
+        assert_eq!(quoted("iris"), "iris");
+        assert_eq!(quoted("a b\"c"), "\"a b\\\"c\"");
+        for c in (0..0x110000)
+            .filter_map(char::from_u32)
+            .filter(|&c| is_unsafe(c))
+        {
+            let text = format!("a{c}b");
+            assert!(!escape(&text).chars().any(is_unsafe), "{c:?}");
+            let line = json_line(&serde_json::json!({ "f": text }));
+            assert!(!line.chars().any(is_unsafe), "{c:?} in {line:?}");
+            let back: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            assert_eq!(back["f"], text.as_str(), "{c:?}");
+        }
+    }
 
     #[test]
     fn timestamps_are_rfc3339() {

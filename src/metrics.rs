@@ -1,5 +1,10 @@
-//! Server metrics for `GET /metrics` (Prometheus text format). Labels are route templates,
-//! never raw paths, so the number of series stays bounded.
+//! Server metrics for `GET /metrics` (Prometheus text format).
+//!
+//! Every label takes its value from a fixed set, never from what a client wrote, so the number
+//! of series is bounded by the application's routes, whatever clients send: `method` is one of
+//! the standard methods or `OTHER`, `route` is a registered route template or `(unmatched)`,
+//! and `status` a status code from 100 to 599 (anything else counts as 599, which no handler
+//! sends on purpose).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -62,11 +67,34 @@ pub(crate) fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The `method` label values; any other method token is counted as `OTHER`.
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+];
+
+/// The `method` label for a request method: itself if standard, else `OTHER`.
+fn method_label(method: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| m.eq_ignore_ascii_case(method))
+        .copied()
+        .unwrap_or("OTHER")
+}
+
+/// The `status` label for a status code: within 100..=599, else 599.
+fn status_label(status: u16) -> u16 {
+    if (100..=599).contains(&status) {
+        status
+    } else {
+        599
+    }
+}
+
 /// What is recorded of one route template.
 #[derive(Debug, Default)]
 struct RouteStats {
-    /// Requests by method and status: a handful per route, so a list.
-    answered: Vec<(String, u16, u64)>,
+    /// Requests by method label and status.
+    answered: BTreeMap<(&'static str, u16), u64>,
     durations: Histogram,
 }
 
@@ -84,8 +112,10 @@ pub struct ServerMetrics {
 }
 
 impl ServerMetrics {
-    /// Records a finished request.
+    /// Records a finished request. `route` is a route template or `(unmatched)`; the method
+    /// and status are reduced to their label values first.
     pub(crate) fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let key = (method_label(method), status_label(status));
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
@@ -96,14 +126,7 @@ impl ServerMetrics {
             return;
         };
         stats.durations.observe(elapsed);
-        match stats
-            .answered
-            .iter_mut()
-            .find(|(m, s, _)| *s == status && m == method)
-        {
-            Some((_, _, count)) => *count += 1,
-            None => stats.answered.push((method.to_string(), status, 1)),
-        }
+        *stats.answered.entry(key).or_default() += 1;
     }
 
     /// Records a request refused for capacity: `queue_full`, `connections` or `streams`.
@@ -120,14 +143,11 @@ impl ServerMetrics {
         let routes = self.routes.lock();
         let routes = routes.as_deref().ok();
         for (route, stats) in routes.into_iter().flatten() {
-            let mut answered = stats.answered.clone();
-            answered.sort();
-            for (method, status, count) in answered {
+            let route = label(route);
+            for ((method, status), count) in &stats.answered {
                 let _ = writeln!(
                     out,
-                    "tinyserve_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {count}",
-                    label(&method),
-                    label(route)
+                    "tinyserve_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
                 );
             }
         }
@@ -205,6 +225,33 @@ fn resident_bytes() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_method_token_is_one_of_ten_label_values() {
+        let metrics = ServerMetrics::default();
+        for i in 0..10_000 {
+            let method = format!("M{i}{}", "X".repeat(100));
+            metrics.record(&method, "(unmatched)", 405, Duration::from_micros(10));
+        }
+        metrics.record("get", "/healthz", 200, Duration::from_micros(10));
+        metrics.record("GET", "/healthz", 200, Duration::from_micros(10));
+        metrics.record("GET", "/healthz", 1000, Duration::from_micros(10));
+        let mut out = String::new();
+        metrics.render(&mut out);
+        let series: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("tinyserve_requests_total{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                "tinyserve_requests_total{method=\"OTHER\",route=\"(unmatched)\",status=\"405\"} 10000",
+                "tinyserve_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2",
+                "tinyserve_requests_total{method=\"GET\",route=\"/healthz\",status=\"599\"} 1",
+            ]
+        );
+        assert!(out.len() < 8 * 1024, "{} bytes", out.len());
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

@@ -73,7 +73,7 @@ fn shipped_config(port: u16, upstreams: [SocketAddr; 2]) -> String {
 ///
 /// `Nginx::start` runs a fixed, generic proxy configuration; these tests need the repo's file
 /// instead: the same runner, another config.
-fn shipped_nginx(upstreams: [SocketAddr; 2], extra_http: &str) -> Nginx {
+pub(crate) fn shipped_nginx(upstreams: [SocketAddr; 2], extra_http: &str) -> Nginx {
     Nginx::run("production-nginx", BOUND, 1024, |dir, port, token| {
         format!(
             r#"    # Test instrumentation, outside the shipped file: which request id nginx generated and
@@ -147,7 +147,7 @@ fn predict_lines(stderr: &str) -> usize {
 // 1. Client address, scheme, host, prefix and request id behind the shipped nginx
 
 /// `GET /whoami`: what the request says about where it came from.
-fn whoami_app(trusted: TrustedProxies) -> App {
+pub(crate) fn whoami_app(trusted: TrustedProxies) -> App {
     let mut settings = Settings::default();
     settings.trusted_proxies = trusted;
     settings.workers = 2;
@@ -167,7 +167,7 @@ fn whoami_app(trusted: TrustedProxies) -> App {
 }
 
 /// A `GET path` with extra header lines, on a fresh connection; the response and its JSON.
-fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (Http, Value) {
+pub(crate) fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (Http, Value) {
     let request = format!("GET {path} HTTP/1.1\r\n{extra}Connection: close\r\n\r\n");
     let mut http = Http::send(addr, request.as_bytes());
     let body = http.json();

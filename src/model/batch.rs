@@ -1,6 +1,13 @@
 //! Dynamic batching (Triton's `max_batch_size` / `max_queue_delay_microseconds`): concurrent
 //! requests for a model whose first dimension is dynamic are concatenated along it, run once,
 //! and split back, so a busy model runs fewer, larger inferences.
+//!
+//! Batching never makes one client's request fail because of another's. A request joins the
+//! queue only after it passed every check that can be made without running the model (names,
+//! types and shapes against the signature); and when ONNX Runtime rejects a batch (an
+//! out-of-vocabulary token in one request makes a Gather fail for all of them), each request
+//! of the batch is run again alone, so only the request at fault gets the error, with its own
+//! status (a 400 `invalid_input`, not a 500).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{mpsc, Arc, Condvar, Mutex, Weak};
@@ -257,13 +264,21 @@ fn run_batches(model: &Weak<Model>) {
                     let _ = pending.reply.send(Ok(piece));
                 }
             }
-            Err(err) => {
-                let message = err.message().to_string();
-                for pending in batch {
-                    let _ = pending.reply.send(Err(Error::internal(message.clone())));
+            Err(err) if batch.len() == 1 => {
+                if let Some(pending) = batch.into_iter().next() {
+                    let _ = pending.reply.send(Err(err));
                 }
             }
+            Err(_) => run_alone(&model, batch),
         }
+    }
+}
+
+/// Runs each request of a failed batch on its own, so each gets the answer it would have got
+/// without batching: the request at fault its own error, the others their outputs.
+fn run_alone(model: &Model, batch: Vec<Pending>) {
+    for pending in batch {
+        let _ = pending.reply.send(model.run(pending.inputs));
     }
 }
 

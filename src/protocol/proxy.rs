@@ -2,6 +2,11 @@
 //! an upstream declared with `--upstream NAME=URL`, are forwarded to that OpenAI-compatible
 //! server with `model` set to `model`. Streams pass through event by event, as the upstream
 //! produces them; when the client leaves, the upstream connection is closed.
+//!
+//! An upstream's failure reaches the client in our words: a 502 (or 504) naming the upstream
+//! and the status or failure. Its error body and its URL, internal details that may hold
+//! secrets, go to the log. A 4xx is passed through (the request is the client's to fix), and a
+//! 1xx, which is no answer to relay, is a 502.
 
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
@@ -78,27 +83,18 @@ pub(super) fn forward(
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_vec()
-            .map_err(|err| upstream_error(upstream, &call.url(), err))?;
+            .map_err(|err| upstream_error(upstream, &call.url(), &err))?;
         if status >= 500 {
-            let excerpt: String = String::from_utf8_lossy(&text).chars().take(200).collect();
-            return Err(Error::new(
-                ErrorKind::BadGateway,
-                format!(
-                    "upstream \"{}\" ({}): status {status}: {}",
-                    upstream.name(),
-                    call.url(),
-                    excerpt.trim()
-                ),
-            ));
+            return Err(upstream.status_error(&call.url(), status, &text));
         }
         // The upstream's own answer, errors included (4xx are the client's to fix).
         return Ok(Response::new(status, &content_type, text));
     }
     let url = call.url();
-    let name = upstream.name().to_string();
+    let upstream = upstream.clone();
     let reader = BufReader::new(response.into_body().into_reader());
     Ok(Response::stream("text/event-stream", move |out| {
-        relay_events(reader, out, &name, &url)
+        relay_events(reader, out, &upstream, &url)
     })
     .with_header("Cache-Control", "no-cache")
     .with_header("X-Accel-Buffering", "no"))
@@ -108,7 +104,7 @@ pub(super) fn forward(
 fn relay_events<R: BufRead>(
     mut reader: R,
     out: &mut crate::BodySender,
-    name: &str,
+    upstream: &Upstream,
     url: &str,
 ) -> std::result::Result<(), crate::Disconnected> {
     let mut event = Vec::new();
@@ -119,7 +115,8 @@ fn relay_events<R: BufRead>(
         match read {
             Ok(0) => break,
             Ok(_) if event.len() + line.len() > MAX_EVENT_BYTES => {
-                return send_error(out, name, url, "event too large");
+                let err = upstream.error(ErrorKind::BadGateway, url, "event too large", None);
+                return send_error(out, &err);
             }
             Ok(_) => {
                 let blank = line == b"\n" || line == b"\r\n";
@@ -129,7 +126,12 @@ fn relay_events<R: BufRead>(
                     event.clear();
                 }
             }
-            Err(err) => return send_error(out, name, url, &format!("stream broke: {err}")),
+            Err(err) => {
+                let detail = err.to_string();
+                let what = stream_failure(&err);
+                let err = upstream.error(ErrorKind::BadGateway, url, what, Some(&detail));
+                return send_error(out, &err);
+            }
         }
     }
     if !event.is_empty() {
@@ -138,20 +140,38 @@ fn relay_events<R: BufRead>(
     Ok(())
 }
 
+/// What became of a stream whose read failed, in our words (ureq's go to the log).
+fn stream_failure(err: &std::io::Error) -> &'static str {
+    let ureq_timeout = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<ureq::Error>())
+        .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)));
+    let io_timeout = matches!(
+        err.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    );
+    match ureq_timeout || io_timeout {
+        true => "stream stalled past the read timeout",
+        false => "stream broke",
+    }
+}
+
+/// Ends a relayed stream with an error event in OpenAI's shape.
 fn send_error(
     out: &mut crate::BodySender,
-    name: &str,
-    url: &str,
-    what: &str,
+    err: &Error,
 ) -> std::result::Result<(), crate::Disconnected> {
-    let message = format!("upstream \"{name}\" ({url}): {what}");
-    let body = json!({"error": {"message": message, "type": "server_error", "param": null, "code": "upstream_error"}});
+    let body = json!({"error": {"message": err.public_message(), "type": "server_error", "param": null, "code": "upstream_error"}});
     out.send(format!("data: {body}\n\n"))
 }
 
-fn upstream_error(upstream: &Upstream, url: &str, err: ureq::Error) -> Error {
-    Error::new(
+/// The 502 for a body that could not be read: ureq's words go to the log.
+fn upstream_error(upstream: &Upstream, url: &str, err: &ureq::Error) -> Error {
+    let detail = err.to_string();
+    upstream.error(
         ErrorKind::BadGateway,
-        format!("upstream \"{}\" ({url}): {err}", upstream.name()),
+        url,
+        "the answer broke off",
+        Some(&detail),
     )
 }
