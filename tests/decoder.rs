@@ -1,0 +1,256 @@
+//! Decoder folders in Hugging Face Optimum's layout (issue #15), through the library: the
+//! bundled `models/tinychat` against the Python reference `models/decoder_reference.py`
+//! (onnxruntime, tokenizers, Jinja2). The HTTP routes come later; these check the parts they
+//! will be built from: the chat template, the tokenizer, the KV-cache loop and the load errors.
+//!
+//! Expected outputs come from the reference at run time, never written down here, so the model
+//! can be regenerated.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tinyserve::model::{argmax, Decoder, Detokenizer};
+
+use crate::support::process::run;
+use crate::support::python::python_env;
+use crate::support::{repo, scratch_dir};
+
+fn tinychat() -> Decoder {
+    Decoder::load("tinychat", &repo("models/tinychat")).expect("load models/tinychat")
+}
+
+/// `models/decoder_reference.py models/tinychat ARGS --json`, parsed.
+fn reference(args: &[&str]) -> Value {
+    let mut command = Command::new(python_env());
+    command
+        .arg(repo("models/decoder_reference.py"))
+        .arg(repo("models/tinychat"))
+        .args(args)
+        .arg("--json");
+    let out = run(command, Duration::from_secs(120));
+    assert!(out.success, "decoder_reference.py failed: {}", out.report());
+    serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|err| panic!("reference output is not JSON ({err}): {}", out.stdout))
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list of ids: {value}"))
+        .iter()
+        .map(|id| {
+            id.as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .expect("an id")
+        })
+        .collect()
+}
+
+fn conversations() -> Vec<Value> {
+    vec![
+        json!([{"role": "user", "content": "What is assert?"}]),
+        json!([{"role": "system", "content": "  Answer briefly.\n"},
+               {"role": "user", "content": "What is lambda?"}]),
+        json!([{"role": "user", "content": "Hi"},
+               {"role": "assistant", "content": " Hello! Ask me about Python. "},
+               {"role": "user", "content": "naïve → 😀 \"quotes\" {{ braces }} {% raw %}"}]),
+    ]
+}
+
+#[test]
+fn the_chat_template_renders_as_jinja2_does() {
+    let decoder = tinychat();
+    let template = decoder.chat_template();
+    assert!(!template.is_plain());
+    for messages in conversations() {
+        let list = messages.as_array().expect("a list").clone();
+        for generation_prompt in [true, false] {
+            let text = messages.to_string();
+            let mut args = vec!["--messages", text.as_str(), "--render-only"];
+            if !generation_prompt {
+                args.push("--no-generation-prompt");
+            }
+            let expected = reference(&args);
+            let rendered = template.render(&list, generation_prompt).expect("render");
+            assert_eq!(
+                rendered,
+                expected["prompt"].as_str().expect("prompt"),
+                "{messages}"
+            );
+        }
+    }
+}
+
+#[test]
+fn raise_exception_in_the_template_fails_as_in_jinja2() {
+    let decoder = tinychat();
+    let messages = json!([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]);
+    let expected = reference(&["--messages", &messages.to_string(), "--render-only"]);
+    let message = expected["error"].as_str().expect("jinja2 raised");
+    let err = decoder
+        .chat_template()
+        .render(messages.as_array().expect("a list"), true)
+        .expect_err("roles do not alternate");
+    assert_eq!(err.status(), 400);
+    assert_eq!(err.message(), format!("chat template: {message}"));
+}
+
+#[test]
+fn greedy_generation_equals_the_reference_token_for_token() {
+    let decoder = tinychat();
+    let tokenizer = decoder.tokenizer();
+    for messages in conversations() {
+        let expected = reference(&["--messages", &messages.to_string(), "--max-tokens", "40"]);
+        let prompt = decoder
+            .chat_template()
+            .render(messages.as_array().expect("a list"), true)
+            .expect("render");
+        let prompt_ids = tokenizer.encode(&prompt, false).expect("encode");
+        assert_eq!(prompt_ids, ids(&expected["prompt_ids"]), "{messages}");
+        let tokens = decoder.greedy(&prompt_ids, 40).expect("generate");
+        assert_eq!(tokens, ids(&expected["tokens"]), "{messages}");
+        assert!(!tokens.is_empty());
+
+        // Streamed through the detokenizer, the pieces add up to the reference's text.
+        let mut detokenizer = Detokenizer::new();
+        let mut text = String::new();
+        for &id in &tokens {
+            text += &detokenizer.push(tokenizer, id).expect("detokenize");
+        }
+        text += &detokenizer.finish(tokenizer).expect("detokenize");
+        assert_eq!(text, expected["text"].as_str().expect("text"));
+    }
+    let expected = reference(&["--prompt", "The \"finally\" clause", "--max-tokens", "40"]);
+    let prompt_ids = tokenizer
+        .encode("The \"finally\" clause", false)
+        .expect("encode");
+    assert_eq!(prompt_ids, ids(&expected["prompt_ids"]));
+    assert_eq!(
+        decoder.greedy(&prompt_ids, 40).expect("generate"),
+        ids(&expected["tokens"])
+    );
+}
+
+#[test]
+fn each_step_feeds_one_token_and_the_cache_grows_by_one_position() {
+    let decoder = tinychat();
+    let layout = decoder.layout().clone();
+    assert_eq!(
+        (
+            layout.layers,
+            layout.heads,
+            layout.kv_heads,
+            layout.head_size
+        ),
+        (2, 4, 2, 32)
+    );
+    assert_eq!(
+        (layout.context, layout.vocab, layout.has_position_ids),
+        (1024, Some(1024), true)
+    );
+    assert_eq!(layout.cache_bytes(), 1024 * 2 * 2 * 32 * 4 * 2);
+
+    let prompt = decoder
+        .tokenizer()
+        .encode("The with statement", false)
+        .expect("encode");
+    let mut cache = decoder.cache().expect("cache");
+    let mut logits = decoder.forward(&mut cache, &prompt).expect("prompt");
+    assert_eq!(
+        (cache.last_fed(), cache.len(), cache.runs()),
+        (prompt.len(), prompt.len(), 1)
+    );
+    let mut sequence = prompt.clone();
+    for step in 1..=300 {
+        let next = argmax(&logits);
+        sequence.push(next);
+        logits = decoder.forward(&mut cache, &[next]).expect("step");
+        assert_eq!(cache.last_fed(), 1, "step {step}");
+        assert_eq!(cache.len(), prompt.len() + step);
+        let position = i64::try_from(cache.len()).expect("small");
+        for shape in cache.past_shapes() {
+            assert_eq!(shape, [1, 2, position, 32]);
+        }
+    }
+    assert_eq!(cache.past_shapes().len(), 4);
+    assert_eq!(cache.runs(), 301);
+
+    // The cached steps give what one run over the whole sequence gives.
+    let mut whole = decoder.cache().expect("cache");
+    let expected = decoder.forward(&mut whole, &sequence).expect("whole");
+    let diff = expected
+        .iter()
+        .zip(&logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff < 1e-3, "cached and uncached logits differ by {diff}");
+}
+
+#[test]
+fn a_request_beyond_the_context_is_a_400_naming_the_limit() {
+    let decoder = tinychat();
+    decoder
+        .check_fits(1000, 24)
+        .expect("exactly the context fits");
+    let err = decoder
+        .check_fits(1000, 25)
+        .expect_err("one past the context");
+    assert_eq!(err.status(), 400);
+    assert_eq!(
+        err.message(),
+        "the prompt (1000 tokens) plus max_tokens (25) exceed model \"tinychat\"'s context of 1024 tokens"
+    );
+    let long = vec![7; 1025];
+    let mut cache = decoder.cache().expect("cache");
+    let err = decoder.forward(&mut cache, &long).expect_err("too long");
+    assert_eq!(err.status(), 400);
+}
+
+/// A copy of `models/tinychat` without the files in `leave_out`, with `model` as model.onnx.
+fn folder(what: &str, model: &str, leave_out: &[&str]) -> std::path::PathBuf {
+    let dir = scratch_dir(what);
+    let source = repo("models/tinychat");
+    for entry in std::fs::read_dir(&source).expect("read models/tinychat") {
+        let name = entry.expect("entry").file_name();
+        let name = name.to_str().expect("utf-8 name");
+        if !leave_out.contains(&name) && name != "model.onnx" {
+            std::fs::copy(source.join(name), dir.join(name)).expect("copy");
+        }
+    }
+    std::fs::copy(repo(model), dir.join("model.onnx")).expect("copy the model");
+    dir
+}
+
+#[test]
+fn a_folder_missing_tokenizer_json_fails_naming_it() {
+    let dir = folder(
+        "no-tokenizer",
+        "models/tinychat/model.onnx",
+        &["tokenizer.json"],
+    );
+    assert!(Decoder::is_decoder_dir(&dir));
+    let err = Decoder::load("broken", &dir).expect_err("no tokenizer.json");
+    let message = err.message().to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(message.contains(&dir.display().to_string()), "{message}");
+    assert!(message.contains("missing tokenizer.json"), "{message}");
+    assert!(!Decoder::is_decoder_dir(Path::new(&repo("models"))));
+}
+
+#[test]
+fn a_model_without_a_cache_fails_naming_what_is_missing() {
+    let dir = folder("no-cache", "models/bytelm.onnx", &[]);
+    let err = Decoder::load("bytelm", &dir).expect_err("bytelm has no cache");
+    let message = err.message().to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        message.contains("--task text-generation-with-past"),
+        "{message}"
+    );
+    assert!(
+        message.contains("missing input \"attention_mask\""),
+        "{message}"
+    );
+}
