@@ -214,11 +214,10 @@ def build_graph(params):
     const("axes_12", np.array([1, 2], np.int64))
     const("axis_0", np.array([0], np.int64))
     const("axis_1", np.array([1], np.int64))
-    const("axis_2", np.array([2], np.int64))
     const("shape_q", np.array([0, 0, HEADS, HEAD_SIZE], np.int64))
     const("shape_kv", np.array([0, 0, KV_HEADS, HEAD_SIZE], np.int64))
-    const("expand_group", np.array([1, 1, HEADS // KV_HEADS, 1, 1], np.int64))
-    const("shape_heads", np.array([0, HEADS, -1, HEAD_SIZE], np.int64))
+    const("shape_groups", np.array([0, KV_HEADS, -1, 0], np.int64))
+    const("shape_heads", np.array([0, HEADS, -1, 0], np.int64))
     const("shape_model", np.array([0, 0, D_MODEL], np.int64))
 
     # Which keys each query may see: causal over past + current, and the attention mask.
@@ -253,15 +252,18 @@ def build_graph(params):
             node("Transpose", [p + kind + "_bshd"], p + kind + "_new", perm=[0, 2, 1, 3])
             past = f"past_key_values.{i}.key" if kind == "k" else f"past_key_values.{i}.value"
             node("Concat", [past, p + kind + "_new"], out, axis=2)
-            node("Unsqueeze", [out, "axis_2"], p + kind + "_5d")
-            node("Expand", [p + kind + "_5d", "expand_group"], p + kind + "_grouped")
-            node("Reshape", [p + kind + "_grouped", "shape_heads"], p + kind + "_all")
-        node("Transpose", [p + "k_all"], p + "k_t", perm=[0, 1, 3, 2])
-        node("MatMul", [q, p + "k_t"], p + "scores_raw")
+        # Grouped-query attention without copying the cache per query head: the query heads
+        # of one key/value head are stacked along the rows, [b, KV, group * s, HS].
+        node("Reshape", [q, "shape_groups"], p + "q_grouped")
+        node("Transpose", [f"present.{i}.key"], p + "k_t", perm=[0, 1, 3, 2])
+        node("MatMul", [p + "q_grouped", p + "k_t"], p + "scores_grouped")
+        node("Reshape", [p + "scores_grouped", "shape_heads"], p + "scores_raw")
         node("Mul", [p + "scores_raw", "scale"], p + "scores_scaled")
         node("Where", ["allowed", p + "scores_scaled", "neg"], p + "scores")
         node("Softmax", [p + "scores"], p + "probs", axis=-1)
-        node("MatMul", [p + "probs", p + "v_all"], p + "attn_bhsd")
+        node("Reshape", [p + "probs", "shape_groups"], p + "probs_grouped")
+        node("MatMul", [p + "probs_grouped", f"present.{i}.value"], p + "attn_grouped")
+        node("Reshape", [p + "attn_grouped", "shape_heads"], p + "attn_bhsd")
         node("Transpose", [p + "attn_bhsd"], p + "attn_bshd", perm=[0, 2, 1, 3])
         node("Reshape", [p + "attn_bshd", "shape_model"], p + "attn")
         node("MatMul", [p + "attn", p + "wo"], p + "attn_out")
