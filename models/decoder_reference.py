@@ -65,7 +65,9 @@ def generate(folder, prompt=None, messages=None, max_tokens=32):
     folder = Path(folder)
     text = render(folder, messages) if messages is not None else prompt
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    prompt_ids = tokenizer.encode(text, add_special_tokens=False).ids
+    # A rendered chat already holds its special tokens (apply_chat_template encodes it without
+    # adding any); a raw prompt gets what the tokenizer's post-processor adds, as in a pipeline.
+    prompt_ids = tokenizer.encode(text, add_special_tokens=messages is None).ids
     if not prompt_ids:
         raise SystemExit("empty prompt")
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -124,7 +124,7 @@ fn greedy_generation_equals_the_reference_token_for_token() {
     }
     let expected = reference(&["--prompt", "The \"finally\" clause", "--max-tokens", "40"]);
     let prompt_ids = tokenizer
-        .encode("The \"finally\" clause", false)
+        .encode("The \"finally\" clause", true)
         .expect("encode");
     assert_eq!(prompt_ids, ids(&expected["prompt_ids"]));
     assert_eq!(
