@@ -10,7 +10,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor};
@@ -19,7 +20,7 @@ use serde_json::Value;
 use super::chat_template::ChatTemplate;
 use super::runtime;
 use super::tokenizer::{read_json, Tokenizer};
-use super::{DataType, Signature, TensorSpec};
+use super::{DataType, ModelOptions, Signature, TensorSpec};
 use crate::{Error, ErrorKind, Result};
 
 /// The context length assumed when neither `config.json` nor `tokenizer_config.json` names one.
@@ -308,7 +309,10 @@ pub struct Decoder {
     layout: DecoderLayout,
     tokenizer: Tokenizer,
     chat_template: ChatTemplate,
-    session: Mutex<Session>,
+    /// Each run locks one session; several let streams step side by side.
+    sessions: Vec<Mutex<Session>>,
+    /// Where the next run starts looking for a free session.
+    next_session: AtomicUsize,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -328,10 +332,18 @@ impl Decoder {
         dir.is_dir() && REQUIRED_FILES.iter().any(|f| dir.join(f).is_file())
     }
 
+    /// Loads the folder `dir` as model `name` with the default [`ModelOptions`]; see
+    /// [`Decoder::load_with`].
+    pub fn load(name: &str, dir: &Path) -> Result<Decoder> {
+        Decoder::load_with(name, dir, &ModelOptions::default())
+    }
+
     /// Loads the folder `dir` as model `name`: checks that [`REQUIRED_FILES`] exist (naming the
     /// missing ones), reads the tokenizer and its configs, compiles the chat template, opens
-    /// `model.onnx` and reads its [`DecoderLayout`]. Every failure names the folder.
-    pub fn load(name: &str, dir: &Path) -> Result<Decoder> {
+    /// `model.onnx` with the sessions and threads `options` give for its size
+    /// ([`ModelOptions::sessions_for`]) and reads its [`DecoderLayout`]. Every failure names the
+    /// folder.
+    pub fn load_with(name: &str, dir: &Path, options: &ModelOptions) -> Result<Decoder> {
         let fail = |reason: String| {
             Error::new(
                 ErrorKind::Internal,
@@ -359,10 +371,22 @@ impl Decoder {
         )
         .map_err(|err| fail(err.message().to_string()))?;
         let config = read_json(dir, "config.json")?;
-        let session = Session::builder(runtime::environment()?)
-            .and_then(|mut b| b.commit_from_file(dir.join(REQUIRED_FILES[0])))
-            .map_err(|err| fail(format!("model.onnx: {err}")))?;
-        let signature = Signature::from_session(&session)
+        let path = dir.join(REQUIRED_FILES[0]);
+        let bytes = std::fs::metadata(&path).map_or(u64::MAX, |m| m.len());
+        let (count, intra_threads) = options.sessions_for(bytes);
+        let environment = runtime::environment()?;
+        let mut sessions = Vec::with_capacity(count);
+        for _ in 0..count {
+            let session = Session::builder(environment)
+                .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
+                .and_then(|mut b| b.commit_from_file(&path))
+                .map_err(|err| fail(format!("model.onnx: {err}")))?;
+            sessions.push(session);
+        }
+        let session = sessions
+            .first()
+            .ok_or_else(|| fail("model.onnx: no session".into()))?;
+        let signature = Signature::from_session(session)
             .map_err(|err| fail(format!("model.onnx: {}", err.message())))?;
         let mut layout = DecoderLayout::from_signature(&signature, &config)
             .map_err(|err| fail(format!("model.onnx: {}", err.message())))?;
@@ -377,8 +401,25 @@ impl Decoder {
             layout,
             tokenizer,
             chat_template,
-            session: Mutex::new(session),
+            sessions: sessions.into_iter().map(Mutex::new).collect(),
+            next_session: AtomicUsize::new(0),
         })
+    }
+
+    /// A free session if there is one, else the next one in turn once it is free.
+    fn session(&self) -> MutexGuard<'_, Session> {
+        let count = self.sessions.len();
+        let start = self.next_session.fetch_add(1, Ordering::Relaxed);
+        for i in 0..count {
+            match self.sessions[(start + i) % count].try_lock() {
+                Ok(session) => return session,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.sessions[start % count]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The model's name.
@@ -439,9 +480,18 @@ impl Decoder {
 
     /// Runs `ids` (the prompt on an empty cache, then one token per step) after what `cache`
     /// holds; stores the presents in `cache` and returns the logits of the last position.
+    ///
+    /// A run that fails leaves the cache unusable (its past went into the failed run): the
+    /// stream ends there, and a later `forward` on it fails.
     pub fn forward(&self, cache: &mut KvCache, ids: &[u32]) -> Result<Vec<f32>> {
         if ids.is_empty() {
             return Err(Error::invalid_input("the prompt has no tokens"));
+        }
+        if cache.past.len() != self.layout.layers * 2 {
+            return Err(Error::internal(format!(
+                "model \"{}\": the cache is unusable after a failed run",
+                self.name
+            )));
         }
         let total = cache.len + ids.len();
         if total > self.layout.context {
@@ -478,10 +528,7 @@ impl Decoder {
             let kind = if i % 2 == 0 { "key" } else { "value" };
             inputs.push((format!("past_key_values.{}.{kind}", i / 2), value.into()));
         }
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| Error::internal(format!("model \"{}\": session poisoned", self.name)))?;
+        let mut session = self.session();
         let mut outputs = session
             .run(inputs)
             .map_err(|err| Error::internal(format!("model \"{}\": {err}", self.name)))?;
