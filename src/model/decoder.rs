@@ -80,17 +80,12 @@ impl DecoderLayout {
         let mut dims = BTreeSet::new();
         for i in 0..layers {
             for kind in ["key", "value"] {
-                for (outlet, spec) in [
-                    (
-                        "input",
-                        signature.input(&format!("past_key_values.{i}.{kind}")),
-                    ),
-                    ("output", signature.output(&format!("present.{i}.{kind}"))),
+                let past = format!("past_key_values.{i}.{kind}");
+                let present = format!("present.{i}.{kind}");
+                for (outlet, name, spec) in [
+                    ("input", &past, signature.input(&past)),
+                    ("output", &present, signature.output(&present)),
                 ] {
-                    let name = match outlet {
-                        "input" => format!("past_key_values.{i}.{kind}"),
-                        _ => format!("present.{i}.{kind}"),
-                    };
                     match spec {
                         Some(spec) => {
                             expect_type(spec, outlet, DataType::Fp32, 4, &mut problems);
