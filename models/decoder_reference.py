@@ -14,7 +14,9 @@ id from generation_config.json (not included) or after --max-tokens.
 --json prints one JSON object: `prompt` (the text fed: the rendered template, or --prompt),
 `prompt_ids`, `tokens` (generated ids), `text` (tokens decoded, special tokens skipped) and
 `finish_reason` ("stop" or "length"); with --render-only only `prompt`, or `error` when the
-template raises. Without --json it prints the prompt and the text.
+template raises (--messages may then be a list of conversations, giving a list of results, and
+--template FILE renders another Jinja template with the folder's special tokens). Without
+--json it prints the prompt and the text.
 """
 import argparse
 import json
@@ -35,7 +37,7 @@ def token_text(value):
     return value or ""
 
 
-def render(folder, messages, add_generation_prompt=True):
+def render(folder, messages, add_generation_prompt=True, template_path=None):
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -46,7 +48,10 @@ def render(folder, messages, add_generation_prompt=True):
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
-    template = env.from_string(config["chat_template"])
+    source = config["chat_template"]
+    if template_path is not None:
+        source = Path(template_path).read_text(encoding="utf-8")
+    template = env.from_string(source)
     return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
                            bos_token=token_text(config.get("bos_token")),
                            eos_token=token_text(config.get("eos_token")))
@@ -111,6 +116,7 @@ def main():
     source.add_argument("--messages", help="a JSON list of {role, content}")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--template", help="render this Jinja file instead of the folder's template")
     parser.add_argument("--no-generation-prompt", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -118,18 +124,23 @@ def main():
     if args.render_only:
         if messages is None:
             parser.error("--render-only needs --messages")
-        try:
-            result = {"prompt": render(args.folder, messages, not args.no_generation_prompt)}
-        except Exception as err:  # the template's raise_exception, or a Jinja error
-            result = {"error": str(err)}
+        def one(conversation):
+            try:
+                return {"prompt": render(args.folder, conversation, not args.no_generation_prompt,
+                                         args.template)}
+            except Exception as err:  # the template's raise_exception, or a Jinja error
+                return {"error": str(err)}
+        batch = bool(messages) and isinstance(messages[0], list)
+        result = [one(c) for c in messages] if batch else one(messages)
     else:
         result = generate(args.folder, args.prompt, messages, args.max_tokens)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        print(result.get("prompt", result.get("error")))
-        if "text" in result:
-            print(result["text"])
+        for item in result if isinstance(result, list) else [result]:
+            print(item.get("prompt", item.get("error")))
+            if "text" in item:
+                print(item["text"])
     sys.stdout.flush()
 
 

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tinyserve::model::{argmax, Decoder, Detokenizer};
+use tinyserve::model::{argmax, ChatTemplate, Decoder, Detokenizer};
 
 use crate::support::process::run;
 use crate::support::python::python_env;
@@ -59,42 +59,75 @@ fn conversations() -> Vec<Value> {
     ]
 }
 
-#[test]
-fn the_chat_template_renders_as_jinja2_does() {
+/// Renders every conversation of [`conversations`] plus one whose roles do not alternate, with
+/// and without `add_generation_prompt`, by `template` (a Jinja file; `None` for the folder's
+/// own) both here and with Jinja2, and asserts equal text, or equal `raise_exception` messages.
+fn assert_renders_as_jinja2(template: Option<&str>) {
     let decoder = tinychat();
-    let template = decoder.chat_template();
-    assert!(!template.is_plain());
-    for messages in conversations() {
-        let list = messages.as_array().expect("a list").clone();
-        for generation_prompt in [true, false] {
-            let text = messages.to_string();
-            let mut args = vec!["--messages", text.as_str(), "--render-only"];
-            if !generation_prompt {
-                args.push("--no-generation-prompt");
+    let tokenizer = decoder.tokenizer();
+    let own;
+    let chat = match template {
+        Some(path) => {
+            let source = std::fs::read_to_string(repo(path)).expect("read the template");
+            own = ChatTemplate::new(Some(&source), tokenizer.bos_token(), tokenizer.eos_token())
+                .expect("compile");
+            &own
+        }
+        None => decoder.chat_template(),
+    };
+    assert!(!chat.is_plain());
+    let mut all = conversations();
+    all.push(json!([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]));
+    let batch = Value::Array(all.clone()).to_string();
+    let path = template.map(|t| repo(t).display().to_string());
+    for generation_prompt in [true, false] {
+        let mut args = vec!["--messages", batch.as_str(), "--render-only"];
+        if !generation_prompt {
+            args.push("--no-generation-prompt");
+        }
+        if let Some(path) = &path {
+            args.extend(["--template", path.as_str()]);
+        }
+        let expected = reference(&args);
+        let expected = expected.as_array().expect("one result per conversation");
+        assert_eq!(expected.len(), all.len());
+        for (messages, expected) in all.iter().zip(expected) {
+            let rendered = chat.render(messages.as_array().expect("a list"), generation_prompt);
+            let context = format!("{template:?}, {messages}, {generation_prompt}");
+            match (
+                &rendered,
+                expected["prompt"].as_str(),
+                expected["error"].as_str(),
+            ) {
+                (Ok(text), Some(prompt), _) => assert_eq!(text, prompt, "{context}"),
+                (Err(err), None, Some(message)) => {
+                    assert_eq!(err.status(), 400, "{context}");
+                    assert_eq!(
+                        err.message(),
+                        format!("chat template: {message}"),
+                        "{context}"
+                    );
+                }
+                _ => panic!("{context}: minijinja gave {rendered:?}, Jinja2 {expected}"),
             }
-            let expected = reference(&args);
-            let rendered = template.render(&list, generation_prompt).expect("render");
-            assert_eq!(
-                rendered,
-                expected["prompt"].as_str().expect("prompt"),
-                "{messages}"
-            );
         }
     }
 }
 
+/// The folder's own template, with its `raise_exception` for roles that do not alternate.
 #[test]
-fn raise_exception_in_the_template_fails_as_in_jinja2() {
-    let decoder = tinychat();
-    let messages = json!([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]);
-    let expected = reference(&["--messages", &messages.to_string(), "--render-only"]);
-    let message = expected["error"].as_str().expect("jinja2 raised");
-    let err = decoder
-        .chat_template()
-        .render(messages.as_array().expect("a list"), true)
-        .expect_err("roles do not alternate");
-    assert_eq!(err.status(), 400);
-    assert_eq!(err.message(), format!("chat template: {message}"));
+fn the_chat_template_renders_as_jinja2_does() {
+    assert_renders_as_jinja2(None);
+}
+
+/// Templates in the styles of ChatML (Qwen), Llama 3 (a filter inside `+`), Mistral (namespace,
+/// `raise_exception`, `messages[1:]`, `is defined`) and Zephyr (plain blocks that rely on
+/// `trim_blocks` and `lstrip_blocks`).
+#[test]
+fn well_known_template_styles_render_as_jinja2_does() {
+    for name in ["chatml", "llama3", "mistral", "zephyr"] {
+        assert_renders_as_jinja2(Some(&format!("models/tests/templates/{name}.jinja")));
+    }
 }
 
 #[test]
