@@ -13,7 +13,8 @@ id from generation_config.json (not included) or after --max-tokens.
 
 --json prints one JSON object: `prompt` (the text fed: the rendered template, or --prompt),
 `prompt_ids`, `tokens` (generated ids), `text` (tokens decoded, special tokens skipped) and
-`finish_reason` ("stop" or "length"); with --render-only only `prompt`, or `error` when the
+`finish_reason` ("stop" or "length") and `min_margin` (the smallest gap between the two
+largest logits along the path: how far another build's rounding is from changing it); with --render-only only `prompt`, or `error` when the
 template raises (--messages may then be a list of conversations, giving a list of results, and
 --template FILE renders another Jinja template with the folder's special tokens). Without
 --json it prints the prompt and the text.
@@ -85,7 +86,7 @@ def generate(folder, prompt=None, messages=None, max_tokens=32):
     stop = eos_ids(folder)
     ids = list(prompt_ids)
     fed = list(prompt_ids)
-    tokens, finish = [], "length"
+    tokens, finish, margin = [], "length", float("inf")
     while len(tokens) < max_tokens:
         start = len(ids) - len(fed)
         feed = {"input_ids": np.asarray([fed], np.int64),
@@ -96,7 +97,10 @@ def generate(folder, prompt=None, messages=None, max_tokens=32):
         outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
         past = {name.replace("present.", "past_key_values."): value
                 for name, value in outputs.items() if name.startswith("present.")}
-        token = int(np.argmax(outputs["logits"][0, -1]))
+        last = outputs["logits"][0, -1]
+        token = int(np.argmax(last))
+        top2 = np.partition(last, -2)[-2:]
+        margin = min(margin, float(top2[1] - top2[0]))
         if token in stop:
             finish = "stop"
             break
@@ -105,7 +109,7 @@ def generate(folder, prompt=None, messages=None, max_tokens=32):
         fed = [token]
     return {"prompt": text, "prompt_ids": prompt_ids, "tokens": tokens,
             "text": tokenizer.decode(tokens, skip_special_tokens=True),
-            "finish_reason": finish}
+            "finish_reason": finish, "min_margin": margin}
 
 
 def main():

@@ -422,7 +422,8 @@ def main():
                      [{"role": "system", "content": "Answer briefly."},
                       {"role": "user", "content": "What is lambda?"}]):
         result = decoder_reference.generate(OUT, messages=messages, max_tokens=48)
-        print(json.dumps(messages), "->", json.dumps(result["text"]))
+        print(json.dumps(messages), "->", json.dumps(result["text"]),
+              f"(smallest top-2 logit gap {result['min_margin']:.4f})")
     for name in sorted(os.listdir(OUT)):
         data = (OUT / name).read_bytes()
         print(f"  {name}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}")
