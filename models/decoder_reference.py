@@ -2,7 +2,8 @@
 """Reference greedy generator for a decoder folder in Hugging Face Optimum's layout.
 
 Renders the chat template from tokenizer_config.json with Jinja2 (as transformers does:
-sandboxed, trim_blocks, lstrip_blocks, `raise_exception`), encodes with `tokenizers`, runs the
+sandboxed, trim_blocks, lstrip_blocks, `raise_exception`), or tinyserve's plain format
+(`User: ...` lines, then `Assistant:`) when the folder has none, encodes with `tokenizers`, runs the
 prompt through onnxruntime once, then one token per step feeding each `present.*` output back
 as the next `past_key_values.*` input. Greedy (argmax, ties to the lowest id); stops at an EOS
 id from generation_config.json (not included) or after --max-tokens.
@@ -38,20 +39,41 @@ def token_text(value):
     return value or ""
 
 
+PLAIN_ROLES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
+
+
+def render_plain(messages, add_generation_prompt):
+    """tinyserve's plain format for models without a template: `Role: content` lines, then
+    `Assistant:`."""
+    lines = []
+    for message in messages:
+        role = PLAIN_ROLES.get(message["role"])
+        if role is None:
+            raise ValueError(f'unknown message role "{message["role"]}"')
+        content = message.get("content") or ""
+        if isinstance(content, list):
+            content = "".join(part.get("text", "") for part in content)
+        lines.append(f"{role}: {content}\n")
+    return "".join(lines) + ("Assistant:" if add_generation_prompt else "")
+
+
 def render(folder, messages, add_generation_prompt=True, template_path=None):
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     config = load_json(Path(folder) / "tokenizer_config.json")
+    if template_path is None and "chat_template" not in config:
+        return render_plain(messages, add_generation_prompt)
 
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
-    source = config["chat_template"]
     if template_path is not None:
         source = Path(template_path).read_text(encoding="utf-8")
+    else:
+        source = config["chat_template"]
     template = env.from_string(source)
     return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
                            bos_token=token_text(config.get("bos_token")),

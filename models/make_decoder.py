@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write models/tinychat/: a small decoder in the layout Hugging Face Optimum exports.
+"""Write models/tinychat/ (and models/tests/decoders/minimal/): small decoders in the layout
+Hugging Face Optimum exports.
 
 The folder holds `model.onnx` (a decoder with a KV cache: `input_ids`, `attention_mask`,
 `position_ids`, `past_key_values.{i}.key/.value` in; `logits`, `present.{i}.key/.value` out),
@@ -7,13 +8,17 @@ The folder holds `model.onnx` (a decoder with a KV cache: `input_ids`, `attentio
 `tokenizer_config.json` (special tokens and a Jinja chat template), `generation_config.json`
 and `config.json`.
 
-The weights are not trained by gradient descent. The embedding and the LM head are the two
-factors of a rank-128 SVD of the log bigram probabilities of the training text, so the model
-without its layers is a bigram model. Two transformer layers with seeded random weights (real
+The transformer is not trained by gradient descent. The embedding and the LM head are a
+rank-128 bigram model: started from an SVD of the log bigram probabilities of the training
+text and fitted with a few hundred full-batch Adam steps, so the model without its layers is
+a bigram model. Two transformer layers with seeded random weights (real
 causal attention over the cached and the current keys, grouped-query: 4 query heads share 2
-key/value heads) add a perturbation to the residual stream large enough to change about a
-fifth of the greedy choices, so the output depends on the whole context and on the positions:
-a cache that is fed wrongly gives other tokens. Fixed seeds, no network. Run with the pinned
+key/value heads) add a perturbation to the residual stream large enough to change over 40 %
+of the greedy choices, so the output depends on the whole context and on the positions:
+a cache that is fed wrongly gives other tokens. The second folder, for tests, is smaller and
+takes the other branches a server must handle: one layer, multi-head attention, no position_ids
+input (the graph derives positions from the mask), GPT-2's config.json names, an integer
+eos_token_id and no chat template. Fixed seeds, no network. Run with the pinned
 venv (models/requirements.txt):
     python models/make_decoder.py
 """
@@ -22,6 +27,7 @@ import json
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -37,7 +43,6 @@ from pydoc_data.topics import topics  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-OUT = ROOT / "tinychat"
 sys.path.insert(0, str(ROOT))
 sys.dont_write_bytecode = True
 import decoder_reference  # noqa: E402
@@ -45,15 +50,38 @@ import decoder_reference  # noqa: E402
 OPSET, IR_VERSION = 17, 8
 SEED = 0
 VOCAB = 1024
-LAYERS, D_MODEL, HEADS, KV_HEADS, HEAD_SIZE, FFN = 2, 128, 4, 2, 32, 256
-RANK = D_MODEL                 # rank of the bigram factorization
 CONTEXT = 1024                 # max_position_embeddings
 BIGRAM_STEPS, BIGRAM_LR = 300, 0.01
-LAYER_SCALE = 0.1                # output projections of the layers (see the docstring)
 POSITION_SCALE = 0.05            # position embeddings
 BOS, EOS, PAD = "<|begin|>", "<|end|>", "<|pad|>"
 ROLES = ["<|system|>", "<|user|>", "<|assistant|>"]
 SPECIAL = [BOS, EOS, PAD] + ROLES
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One decoder to write: where, its sizes, and which optional parts it has."""
+    out: Path
+    layers: int
+    d_model: int          # also the rank of the bigram factorization
+    heads: int
+    kv_heads: int
+    head_size: int
+    ffn: int
+    position_ids: bool    # an input; without it the graph derives positions from the mask
+    chat_template: bool   # in tokenizer_config.json; without it servers use a plain format
+    gpt2_config: bool     # config.json with GPT-2's key names (n_layer, n_head, ...)
+    layer_scale: float    # scales the layers' output projections (see the docstring)
+
+
+# The bundled model: Llama-style config, grouped-query attention, position_ids, a template.
+TINYCHAT = Shape(ROOT / "tinychat", layers=2, d_model=128, heads=4, kv_heads=2, head_size=32,
+                 ffn=256, position_ids=True, chat_template=True, gpt2_config=False,
+                 layer_scale=0.1)
+# For tests: GPT-2-style config, multi-head attention, no position_ids input, no template.
+MINIMAL = Shape(ROOT / "tests" / "decoders" / "minimal", layers=1, d_model=64, heads=2,
+                kv_heads=2, head_size=32, ffn=128, position_ids=False, chat_template=False,
+                gpt2_config=True, layer_scale=0.3)
 
 CHAT_TEMPLATE = (
     "{% if messages[0]['role'] == 'system' %}"
@@ -104,19 +132,19 @@ def train_tokenizer(text):
     return tokenizer
 
 
-def bigram_factors(ids):
-    """A rank-RANK bigram model: an embedding [V, RANK] and a head [RANK, V] with
+def bigram_factors(ids, rank):
+    """A rank-`rank` bigram model: an embedding [V, rank] and a head [rank, V] with
     softmax(emb[a] @ head) ~ P(next | a). Starts from the SVD of the smoothed log bigram
     probabilities, then full-batch Adam on the mean cross-entropy of the corpus's bigrams
-    (the counts matrix makes each step one [V, RANK] x [RANK, V] product)."""
+    (the counts matrix makes each step one [V, rank] x [rank, V] product)."""
     counts = np.zeros((VOCAB, VOCAB), dtype=np.float64)
     np.add.at(counts, (ids[:-1], ids[1:]), 1.0)
     unigram = (np.bincount(ids, minlength=VOCAB) + 1.0) / (len(ids) + VOCAB)
     probs = (counts + 0.1 * VOCAB * unigram) / (counts.sum(1, keepdims=True) + 0.1 * VOCAB)
     logp = np.log(probs)
     u, s, vt = np.linalg.svd(logp - logp.mean(1, keepdims=True))
-    root = np.sqrt(s[:RANK])
-    params = [u[:, :RANK] * root, root[:, None] * vt[:RANK]]
+    root = np.sqrt(s[:rank])
+    params = [u[:, :rank] * root, root[:, None] * vt[:rank]]
     moments = [[np.zeros_like(p), np.zeros_like(p)] for p in params]
     total = counts.sum()
     row = counts.sum(1, keepdims=True)
@@ -141,19 +169,19 @@ def bigram_factors(ids):
     return logp, emb.astype(np.float32), head.astype(np.float32)
 
 
-def init_layers(rng):
-    d, kv = D_MODEL, KV_HEADS * HEAD_SIZE
+def init_layers(rng, shape):
+    d, kv, ffn = shape.d_model, shape.kv_heads * shape.head_size, shape.ffn
     normal = lambda fan_in, *shape: rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)  # noqa: E731
     layers = []
-    for _ in range(LAYERS):
+    for _ in range(shape.layers):
         layers.append({
             "ln1_g": np.ones(d), "ln1_b": np.zeros(d),
             "wq": normal(d, d, d), "wk": normal(d, d, kv), "wv": normal(d, d, kv),
-            "wo": LAYER_SCALE * normal(d, d, d),
+            "wo": shape.layer_scale * normal(d, d, d),
             "ln2_g": np.ones(d), "ln2_b": np.zeros(d),
-            "w1": normal(d, d, FFN), "w2": LAYER_SCALE * normal(FFN, FFN, d),
+            "w1": normal(d, d, ffn), "w2": shape.layer_scale * normal(ffn, ffn, d),
         })
-    position = rng.normal(0.0, POSITION_SCALE, (CONTEXT, D_MODEL))
+    position = rng.normal(0.0, POSITION_SCALE, (CONTEXT, d))
     as32 = lambda tree: {k: v.astype(np.float32) for k, v in tree.items()}  # noqa: E731
     return [as32(layer) for layer in layers], position.astype(np.float32)
 
@@ -164,36 +192,46 @@ def layer_norm(x, g, b):
     return (x - mean) / np.sqrt(var + 1e-5) * g + b
 
 
-def forward(params, ids, positions, mask, past):
-    """NumPy reference of the graph. ids/positions [B, S], mask [B, P+S], past: list of
-    (key, value) [B, KV, P, HS]. Returns logits [B, S, V] and the presents."""
+def mask_positions(mask, s):
+    """The positions a model without a position_ids input derives, as transformers does for
+    GPT-2: the running count of unmasked keys minus one (0 for masked ones), last s columns."""
+    return np.maximum(np.cumsum(mask, 1) - 1, 0)[:, -s:]
+
+
+def forward(params, shape, ids, positions, mask, past):
+    """NumPy reference of the graph. ids/positions [B, S] (positions None: derived from the
+    mask), mask [B, P+S], past: list of (key, value) [B, KV, P, HS]. Returns logits [B, S, V]
+    and the presents."""
     emb, head, layers, pos_table = params["emb"], params["head"], params["layers"], params["pos"]
-    x = emb[ids] + pos_table[positions]
+    heads, kv_heads, size = shape.heads, shape.kv_heads, shape.head_size
     b, s = ids.shape
+    if positions is None:
+        positions = mask_positions(mask, s)
+    x = emb[ids] + pos_table[positions]
     total = mask.shape[1]
     q_pos = np.arange(total - s, total)[:, None]
     allowed = (np.arange(total)[None, :] <= q_pos)[None, None] & (mask[:, None, None, :] != 0)
     presents = []
     for layer, (past_k, past_v) in zip(layers, past):
         h = layer_norm(x, layer["ln1_g"], layer["ln1_b"])
-        q = (h @ layer["wq"]).reshape(b, s, HEADS, HEAD_SIZE).transpose(0, 2, 1, 3)
-        k = (h @ layer["wk"]).reshape(b, s, KV_HEADS, HEAD_SIZE).transpose(0, 2, 1, 3)
-        v = (h @ layer["wv"]).reshape(b, s, KV_HEADS, HEAD_SIZE).transpose(0, 2, 1, 3)
+        q = (h @ layer["wq"]).reshape(b, s, heads, size).transpose(0, 2, 1, 3)
+        k = (h @ layer["wk"]).reshape(b, s, kv_heads, size).transpose(0, 2, 1, 3)
+        v = (h @ layer["wv"]).reshape(b, s, kv_heads, size).transpose(0, 2, 1, 3)
         k, v = np.concatenate([past_k, k], 2), np.concatenate([past_v, v], 2)
         presents.append((k, v))
-        group = HEADS // KV_HEADS
+        group = heads // kv_heads
         kk, vv = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
-        scores = q @ kk.transpose(0, 1, 3, 2) / np.sqrt(HEAD_SIZE)
+        scores = q @ kk.transpose(0, 1, 3, 2) / np.sqrt(size)
         scores = np.where(allowed, scores, -1e9)
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         attn = (scores / scores.sum(-1, keepdims=True)) @ vv
-        x = x + attn.transpose(0, 2, 1, 3).reshape(b, s, D_MODEL) @ layer["wo"]
+        x = x + attn.transpose(0, 2, 1, 3).reshape(b, s, shape.d_model) @ layer["wo"]
         h = layer_norm(x, layer["ln2_g"], layer["ln2_b"]) @ layer["w1"]
         x = x + (h / (1.0 + np.exp(-h))) @ layer["w2"]
     return x @ head, presents
 
 
-def build_graph(params):
+def build_graph(params, shape):
     nodes, inits = [], []
 
     def const(name, array):
@@ -210,15 +248,15 @@ def build_graph(params):
     const("zero", np.array(0, np.int64))
     const("one", np.array(1, np.int64))
     const("neg", np.array(-1e9, np.float32))
-    const("scale", np.array(1.0 / np.sqrt(HEAD_SIZE), np.float32))
+    const("scale", np.array(1.0 / np.sqrt(shape.head_size), np.float32))
     const("axes_12", np.array([1, 2], np.int64))
     const("axis_0", np.array([0], np.int64))
     const("axis_1", np.array([1], np.int64))
-    const("shape_q", np.array([0, 0, HEADS, HEAD_SIZE], np.int64))
-    const("shape_kv", np.array([0, 0, KV_HEADS, HEAD_SIZE], np.int64))
-    const("shape_groups", np.array([0, KV_HEADS, -1, 0], np.int64))
-    const("shape_heads", np.array([0, HEADS, -1, 0], np.int64))
-    const("shape_model", np.array([0, 0, D_MODEL], np.int64))
+    const("shape_q", np.array([0, 0, shape.heads, shape.head_size], np.int64))
+    const("shape_kv", np.array([0, 0, shape.kv_heads, shape.head_size], np.int64))
+    const("shape_groups", np.array([0, shape.kv_heads, -1, 0], np.int64))
+    const("shape_heads", np.array([0, shape.heads, -1, 0], np.int64))
+    const("shape_model", np.array([0, 0, shape.d_model], np.int64))
 
     # Which keys each query may see: causal over past + current, and the attention mask.
     node("Shape", ["input_ids"], "seq_1d", start=1, end=2)
@@ -235,8 +273,17 @@ def build_graph(params):
     node("Unsqueeze", ["mask_bool", "axes_12"], "mask_4d")
     node("And", ["causal", "mask_4d"], "allowed")
 
+    positions = "position_ids"
+    if not shape.position_ids:
+        # As transformers derives them for GPT-2: cumsum(mask) - 1, at least 0, last s columns.
+        node("CumSum", ["attention_mask", "one"], "mask_count", )
+        node("Sub", ["mask_count", "one"], "mask_index")
+        node("Max", ["mask_index", "zero"], "mask_positions")
+        node("Unsqueeze", ["past_len", "axis_0"], "past_len_1d")
+        positions = node("Slice", ["mask_positions", "past_len_1d", "total_1d", "axis_1"],
+                         "derived_position_ids")
     node("Gather", ["emb", "input_ids"], "tok_emb")
-    node("Gather", ["pos_table", "position_ids"], "pos_emb")
+    node("Gather", ["pos_table", positions], "pos_emb")
     x = node("Add", ["tok_emb", "pos_emb"], "x_0")
     for i, layer in enumerate(params["layers"]):
         p = f"l{i}_"
@@ -281,16 +328,18 @@ def build_graph(params):
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, [batch, seq]),
         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [batch, total]),
-        helper.make_tensor_value_info("position_ids", TensorProto.INT64, [batch, seq]),
     ]
+    if shape.position_ids:
+        inputs.append(helper.make_tensor_value_info("position_ids", TensorProto.INT64, [batch, seq]))
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, seq, VOCAB])]
-    for i in range(LAYERS):
+    kv, size = shape.kv_heads, shape.head_size
+    for i in range(shape.layers):
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(
-                f"past_key_values.{i}.{kind}", TensorProto.FLOAT, [batch, KV_HEADS, past, HEAD_SIZE]))
+                f"past_key_values.{i}.{kind}", TensorProto.FLOAT, [batch, kv, past, size]))
             outputs.append(helper.make_tensor_value_info(
-                f"present.{i}.{kind}", TensorProto.FLOAT, [batch, KV_HEADS, total, HEAD_SIZE]))
-    graph = helper.make_graph(nodes, "tinychat", inputs, outputs, inits)
+                f"present.{i}.{kind}", TensorProto.FLOAT, [batch, kv, total, size]))
+    graph = helper.make_graph(nodes, shape.out.name, inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="tinyserve models/make_decoder.py")
     model.ir_version = IR_VERSION
@@ -302,11 +351,11 @@ def write_json(path, value):
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_configs(tokenizer):
+def write_configs(tokenizer, shape):
     ids = {token: tokenizer.token_to_id(token) for token in SPECIAL}
     added = {str(ids[t]): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
                            "single_word": False, "special": True} for t in SPECIAL}
-    write_json(OUT / "tokenizer_config.json", {
+    config = {
         "added_tokens_decoder": added,
         "additional_special_tokens": ROLES,
         "bos_token": BOS,
@@ -316,24 +365,31 @@ def write_configs(tokenizer):
         "model_max_length": CONTEXT,
         "pad_token": PAD,
         "tokenizer_class": "PreTrainedTokenizerFast",
-    })
-    write_json(OUT / "generation_config.json", {
+    }
+    if not shape.chat_template:
+        del config["chat_template"]
+    write_json(shape.out / "tokenizer_config.json", config)
+    # A list, as Llama 3's and Qwen's are, or a number, as GPT-2's is.
+    eos = ids[EOS] if shape.gpt2_config else [ids[EOS]]
+    write_json(shape.out / "generation_config.json", {
         "bos_token_id": ids[BOS],
-        "eos_token_id": [ids[EOS]],
+        "eos_token_id": eos,
         "pad_token_id": ids[PAD],
         "do_sample": False,
     })
-    write_json(OUT / "config.json", {
+    if shape.gpt2_config:
+        sizes = {"n_embd": shape.d_model, "n_layer": shape.layers, "n_head": shape.heads,
+                 "n_inner": shape.ffn, "n_positions": CONTEXT}
+    else:
+        sizes = {"hidden_size": shape.d_model, "num_hidden_layers": shape.layers,
+                 "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads,
+                 "head_dim": shape.head_size, "intermediate_size": shape.ffn,
+                 "max_position_embeddings": CONTEXT}
+    write_json(shape.out / "config.json", {
         "architectures": ["TinyChatForCausalLM"],
         "model_type": "tinychat",
         "vocab_size": VOCAB,
-        "hidden_size": D_MODEL,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": KV_HEADS,
-        "head_dim": HEAD_SIZE,
-        "intermediate_size": FFN,
-        "max_position_embeddings": CONTEXT,
+        **sizes,
         "bos_token_id": ids[BOS],
         "eos_token_id": ids[EOS],
         "pad_token_id": ids[PAD],
@@ -341,92 +397,103 @@ def write_configs(tokenizer):
     })
 
 
-def check(params, ids):
+def empty_past(shape, batch=1):
+    size = (batch, shape.kv_heads, 0, shape.head_size)
+    return [(np.zeros(size, np.float32),) * 2 for _ in range(shape.layers)]
+
+
+def check(params, shape, ids):
     """onnxruntime equals the NumPy forward pass, whole and step by step with the cache, with
     left padding in a batch of two."""
     import onnxruntime as ort
-    session = ort.InferenceSession(str(OUT / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(shape.out / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
     seq = np.asarray(ids[:40], np.int64)[None]
-    empty = [(np.zeros((1, KV_HEADS, 0, HEAD_SIZE), np.float32),) * 2 for _ in range(LAYERS)]
 
-    def run(chunk, start, past):
-        feed = {"input_ids": chunk, "position_ids": np.arange(start, start + chunk.shape[1])[None],
-                "attention_mask": np.ones((1, start + chunk.shape[1]), np.int64)}
+    def run(feed, past):
         for i, (k, v) in enumerate(past):
             feed[f"past_key_values.{i}.key"], feed[f"past_key_values.{i}.value"] = k, v
+        if not shape.position_ids:
+            del feed["position_ids"]
         out = session.run(None, feed)
-        return out[0], [(out[1 + 2 * i], out[2 + 2 * i]) for i in range(LAYERS)]
+        return out[0], [(out[1 + 2 * i], out[2 + 2 * i]) for i in range(shape.layers)]
 
-    whole, _ = run(seq, 0, empty)
-    expected, _ = forward(params, seq, np.arange(40)[None], np.ones((1, 40), np.int64), empty)
-    assert np.abs(whole - expected).max() < 1e-3, np.abs(whole - expected).max()
-    logits, past = run(seq[:, :30], 0, empty)
+    def step(chunk, start, past):
+        return run({"input_ids": chunk,
+                    "position_ids": np.arange(start, start + chunk.shape[1])[None],
+                    "attention_mask": np.ones((1, start + chunk.shape[1]), np.int64)}, past)
+
+    whole, _ = step(seq, 0, empty_past(shape))
+    expected, _ = forward(params, shape, seq, np.arange(40)[None], np.ones((1, 40), np.int64),
+                          empty_past(shape))
+    diff_numpy = np.abs(whole - expected).max()
+    assert diff_numpy < 1e-3, diff_numpy
+    logits, past = step(seq[:, :30], 0, empty_past(shape))
     steps = [logits]
     for t in range(30, 40):
-        logits, past = run(seq[:, t:t + 1], t, past)
+        logits, past = step(seq[:, t:t + 1], t, past)
         steps.append(logits)
-    stepped = np.concatenate(steps, 1)
-    diff = np.abs(stepped - whole).max()
+    diff = np.abs(np.concatenate(steps, 1) - whole).max()
     assert diff < 1e-3, diff
     # Left padding: row 0 is 5 pads + 35 tokens; its logits equal the unpadded run's.
     padded = np.concatenate([np.full((1, 5), 2, np.int64), seq[:, :35]], 1)
-    batch = np.concatenate([padded, seq], 0)
     mask = np.ones((2, 40), np.int64)
     mask[0, :5] = 0
     positions = np.stack([np.r_[np.zeros(5, np.int64), np.arange(35)], np.arange(40)])
-    empty2 = [(np.zeros((2, KV_HEADS, 0, HEAD_SIZE), np.float32),) * 2 for _ in range(LAYERS)]
-    feed = {"input_ids": batch, "attention_mask": mask, "position_ids": positions}
-    for i, (k, v) in enumerate(empty2):
-        feed[f"past_key_values.{i}.key"], feed[f"past_key_values.{i}.value"] = k, v
-    out = session.run(None, feed)[0]
+    out, _ = run({"input_ids": np.concatenate([padded, seq], 0), "attention_mask": mask,
+                  "position_ids": positions}, empty_past(shape, 2))
     diff_pad = np.abs(out[0, 5:] - whole[0, :35]).max()
     assert diff_pad < 1e-3, diff_pad
-    print(f"onnxruntime vs numpy {np.abs(whole - expected).max():.2e}, cached vs whole "
-          f"{diff:.2e}, left-padded vs unpadded {diff_pad:.2e}")
-    for output in session.get_outputs()[:3] + session.get_inputs()[:4]:
-        print(f"  {output.name} {output.type} {output.shape}")
+    print(f"onnxruntime vs numpy {diff_numpy:.2e}, cached vs whole {diff:.2e}, "
+          f"left-padded vs unpadded {diff_pad:.2e}")
+    for outlet in session.get_outputs()[:3] + session.get_inputs()[:4]:
+        print(f"  {outlet.name} {outlet.type} {outlet.shape}")
+
+
+def write_decoder(shape, tokenizer, ids):
+    """Fits the bigram factors, draws the layers, writes and checks `shape.out`."""
+    print(f"== {shape.out.relative_to(ROOT)}")
+    if shape.out.exists():
+        shutil.rmtree(shape.out)
+    shape.out.mkdir(parents=True)
+    tokenizer.save(str(shape.out / "tokenizer.json"))
+    logp, emb, head = bigram_factors(ids, shape.d_model)
+    layers, pos = init_layers(np.random.default_rng(SEED), shape)
+    params = {"emb": emb, "head": head, "layers": layers, "pos": pos}
+
+    low_rank_pick = (emb @ head).argmax(1)
+    sample = ids[:CONTEXT][None]
+    logits, _ = forward(params, shape, sample, np.arange(CONTEXT)[None],
+                        np.ones((1, CONTEXT), np.int64), empty_past(shape))
+    changed = (logits[0].argmax(-1) != low_rank_pick[sample[0]]).mean()
+    print(f"rank-{shape.d_model} factors pick the bigram argmax for "
+          f"{(logp.argmax(1) == low_rank_pick).mean():.1%} of previous tokens; the layers change "
+          f"{changed:.1%} of greedy picks on the first {CONTEXT} tokens of the corpus")
+
+    onnx.save(build_graph(params, shape), str(shape.out / "model.onnx"))
+    write_configs(tokenizer, shape)
+    check(params, shape, ids)
+    for messages in ([{"role": "user", "content": "What is assert?"}],
+                     [{"role": "system", "content": "Answer briefly."},
+                      {"role": "user", "content": "What is lambda?"}]):
+        result = decoder_reference.generate(shape.out, messages=messages, max_tokens=48)
+        print(json.dumps(messages), "->", json.dumps(result["text"]),
+              f"(smallest top-2 logit gap {result['min_margin']:.4f})")
+    for name in sorted(os.listdir(shape.out)):
+        data = (shape.out / name).read_bytes()
+        print(f"  {name}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}")
 
 
 def main():
     text = corpus()
     print(f"corpus: {len(text.encode('utf-8'))} bytes, sha256 "
           f"{hashlib.sha256(text.encode('utf-8')).hexdigest()}")
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir()
     tokenizer = train_tokenizer(text)
-    tokenizer.save(str(OUT / "tokenizer.json"))
     ids = np.asarray(tokenizer.encode(text).ids, np.int64)
     print(f"tokenizer: vocab {tokenizer.get_vocab_size()}, corpus {len(ids)} tokens "
           f"({len(text.encode('utf-8')) / len(ids):.2f} bytes/token)")
-    logp, emb, head = bigram_factors(ids)
-    rng = np.random.default_rng(SEED)
-    layers, pos = init_layers(rng)
-    params = {"emb": emb, "head": head, "layers": layers, "pos": pos}
-
-    bigram_pick = logp.argmax(1)
-    low_rank_pick = (emb @ head).argmax(1)
-    sample = ids[:2000][None]
-    empty = [(np.zeros((1, KV_HEADS, 0, HEAD_SIZE), np.float32),) * 2 for _ in range(LAYERS)]
-    logits, _ = forward(params, sample, np.arange(2000)[None] % CONTEXT,
-                        np.ones((1, 2000), np.int64), empty)
-    changed = (logits[0].argmax(-1) != low_rank_pick[sample[0]]).mean()
-    print(f"rank-{RANK} factors pick the bigram argmax for {(bigram_pick == low_rank_pick).mean():.1%}"
-          f" of previous tokens; the layers change {changed:.1%} of greedy picks on the corpus")
-
-    model = build_graph(params)
-    onnx.save(model, str(OUT / "model.onnx"))
-    write_configs(tokenizer)
-    check(params, ids)
-    for messages in ([{"role": "user", "content": "What is assert?"}],
-                     [{"role": "system", "content": "Answer briefly."},
-                      {"role": "user", "content": "What is lambda?"}]):
-        result = decoder_reference.generate(OUT, messages=messages, max_tokens=48)
-        print(json.dumps(messages), "->", json.dumps(result["text"]),
-              f"(smallest top-2 logit gap {result['min_margin']:.4f})")
-    for name in sorted(os.listdir(OUT)):
-        data = (OUT / name).read_bytes()
-        print(f"  {name}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}")
+    for shape in (TINYCHAT, MINIMAL):
+        write_decoder(shape, tokenizer, ids)
 
 
 if __name__ == "__main__":
