@@ -1,6 +1,7 @@
 //! Decoder folders in Hugging Face Optimum's layout (issue #15), through the library: the
-//! bundled `models/tinychat` against the Python reference `models/decoder_reference.py`
-//! (onnxruntime, tokenizers, Jinja2). The HTTP routes come later; these check the parts they
+//! bundled `models/tinychat` and the test folder `models/tests/decoders/minimal` (no
+//! `position_ids`, multi-head attention, GPT-2 config names, no chat template) against the
+//! Python reference `models/decoder_reference.py` (onnxruntime, tokenizers, Jinja2). The HTTP routes come later; these check the parts they
 //! will be built from: the chat template, the tokenizer, the KV-cache loop and the load errors.
 //!
 //! Expected outputs come from the reference at run time, never written down here, so the model
@@ -17,16 +18,25 @@ use crate::support::process::run;
 use crate::support::python::python_env;
 use crate::support::{repo, scratch_dir};
 
-fn tinychat() -> Decoder {
-    Decoder::load("tinychat", &repo("models/tinychat")).expect("load models/tinychat")
+const TINYCHAT: &str = "models/tinychat";
+const MINIMAL: &str = "models/tests/decoders/minimal";
+
+/// The folder loaded as a model named after it (`tinychat`, `minimal`).
+fn load(folder: &str) -> Decoder {
+    let name = folder.rsplit('/').next().unwrap_or(folder);
+    Decoder::load(name, &repo(folder)).unwrap_or_else(|err| panic!("load {folder}: {err}"))
 }
 
-/// `models/decoder_reference.py models/tinychat ARGS --json`, parsed.
-fn reference(args: &[&str]) -> Value {
+fn tinychat() -> Decoder {
+    load(TINYCHAT)
+}
+
+/// `models/decoder_reference.py FOLDER ARGS --json`, parsed.
+fn reference(folder: &str, args: &[&str]) -> Value {
     let mut command = Command::new(python_env());
     command
         .arg(repo("models/decoder_reference.py"))
-        .arg(repo("models/tinychat"))
+        .arg(repo(folder))
         .args(args)
         .arg("--json");
     let out = run(command, Duration::from_secs(120));
@@ -61,9 +71,10 @@ fn conversations() -> Vec<Value> {
 
 /// Renders every conversation of [`conversations`] plus one whose roles do not alternate, with
 /// and without `add_generation_prompt`, by `template` (a Jinja file; `None` for the folder's
-/// own) both here and with Jinja2, and asserts equal text, or equal `raise_exception` messages.
-fn assert_renders_as_jinja2(template: Option<&str>) {
-    let decoder = tinychat();
+/// own, or its plain format) both here and in the reference, and asserts equal text, or equal
+/// `raise_exception` messages.
+fn assert_renders_as_reference(folder: &str, template: Option<&str>) {
+    let decoder = load(folder);
     let tokenizer = decoder.tokenizer();
     let own;
     let chat = match template {
@@ -75,7 +86,7 @@ fn assert_renders_as_jinja2(template: Option<&str>) {
         }
         None => decoder.chat_template(),
     };
-    assert!(!chat.is_plain());
+    assert_eq!(chat.is_plain(), folder == MINIMAL);
     let mut all = conversations();
     all.push(json!([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]));
     let batch = Value::Array(all.clone()).to_string();
@@ -88,7 +99,7 @@ fn assert_renders_as_jinja2(template: Option<&str>) {
         if let Some(path) = &path {
             args.extend(["--template", path.as_str()]);
         }
-        let expected = reference(&args);
+        let expected = reference(folder, &args);
         let expected = expected.as_array().expect("one result per conversation");
         assert_eq!(expected.len(), all.len());
         for (messages, expected) in all.iter().zip(expected) {
@@ -117,7 +128,13 @@ fn assert_renders_as_jinja2(template: Option<&str>) {
 /// The folder's own template, with its `raise_exception` for roles that do not alternate.
 #[test]
 fn the_chat_template_renders_as_jinja2_does() {
-    assert_renders_as_jinja2(None);
+    assert_renders_as_reference(TINYCHAT, None);
+}
+
+/// A folder without a template gets the documented plain format, the reference's too.
+#[test]
+fn a_folder_without_a_template_gets_the_plain_format() {
+    assert_renders_as_reference(MINIMAL, None);
 }
 
 /// Templates in the styles of ChatML (Qwen), Llama 3 (a filter inside `+`), Mistral (namespace,
@@ -126,24 +143,43 @@ fn the_chat_template_renders_as_jinja2_does() {
 #[test]
 fn well_known_template_styles_render_as_jinja2_does() {
     for name in ["chatml", "llama3", "mistral", "zephyr"] {
-        assert_renders_as_jinja2(Some(&format!("models/tests/templates/{name}.jinja")));
+        assert_renders_as_reference(
+            TINYCHAT,
+            Some(&format!("models/tests/templates/{name}.jinja")),
+        );
     }
 }
 
+/// The bundled model and the minimal one (no `position_ids`, so positions come from the mask
+/// inside the graph; an integer `eos_token_id`; the plain format).
 #[test]
 fn greedy_generation_equals_the_reference_token_for_token() {
-    let decoder = tinychat();
+    for folder in [TINYCHAT, MINIMAL] {
+        assert_greedy_equals_reference(folder);
+    }
+}
+
+fn assert_greedy_equals_reference(folder: &str) {
+    let decoder = load(folder);
     let tokenizer = decoder.tokenizer();
     for messages in conversations() {
-        let expected = reference(&["--messages", &messages.to_string(), "--max-tokens", "40"]);
+        let expected = reference(
+            folder,
+            &["--messages", &messages.to_string(), "--max-tokens", "40"],
+        );
         let prompt = decoder
             .chat_template()
             .render(messages.as_array().expect("a list"), true)
             .expect("render");
+        assert_eq!(prompt, expected["prompt"].as_str().expect("prompt"));
         let prompt_ids = tokenizer.encode(&prompt, false).expect("encode");
-        assert_eq!(prompt_ids, ids(&expected["prompt_ids"]), "{messages}");
+        assert_eq!(
+            prompt_ids,
+            ids(&expected["prompt_ids"]),
+            "{folder} {messages}"
+        );
         let tokens = decoder.greedy(&prompt_ids, 40).expect("generate");
-        assert_eq!(tokens, ids(&expected["tokens"]), "{messages}");
+        assert_eq!(tokens, ids(&expected["tokens"]), "{folder} {messages}");
         assert!(!tokens.is_empty());
 
         // Streamed through the detokenizer, the pieces add up to the reference's text.
@@ -155,15 +191,38 @@ fn greedy_generation_equals_the_reference_token_for_token() {
         text += &detokenizer.finish(tokenizer).expect("detokenize");
         assert_eq!(text, expected["text"].as_str().expect("text"));
     }
-    let expected = reference(&["--prompt", "The \"finally\" clause", "--max-tokens", "40"]);
-    let prompt_ids = tokenizer
-        .encode("The \"finally\" clause", true)
-        .expect("encode");
-    assert_eq!(prompt_ids, ids(&expected["prompt_ids"]));
+    for prompt in ["The \"finally\" clause", "A class is"] {
+        let expected = reference(folder, &["--prompt", prompt, "--max-tokens", "40"]);
+        let prompt_ids = tokenizer.encode(prompt, true).expect("encode");
+        assert_eq!(prompt_ids, ids(&expected["prompt_ids"]));
+        let tokens = decoder.greedy(&prompt_ids, 40).expect("generate");
+        assert_eq!(tokens, ids(&expected["tokens"]), "{folder} {prompt:?}");
+        if expected["finish_reason"] == "stop" {
+            assert!(tokens.len() < 40);
+        }
+    }
+}
+
+#[test]
+fn the_minimal_layout_is_read_from_gpt2_config_names() {
+    let decoder = load(MINIMAL);
+    let layout = decoder.layout();
     assert_eq!(
-        decoder.greedy(&prompt_ids, 40).expect("generate"),
-        ids(&expected["tokens"])
+        (
+            layout.layers,
+            layout.heads,
+            layout.kv_heads,
+            layout.head_size
+        ),
+        (1, 2, 2, 32)
     );
+    assert_eq!((layout.context, layout.has_position_ids), (1024, false));
+    assert_eq!(decoder.tokenizer().eos_ids(), &[1]);
+    let mut cache = decoder.cache().expect("cache");
+    decoder.forward(&mut cache, &[7, 8, 9]).expect("prompt");
+    decoder.forward(&mut cache, &[10]).expect("step");
+    assert_eq!((cache.len(), cache.last_fed()), (4, 1));
+    assert_eq!(cache.past_shapes(), vec![vec![1, 2, 4, 32]; 2]);
 }
 
 #[test]
