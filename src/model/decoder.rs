@@ -26,6 +26,9 @@ use crate::{Error, ErrorKind, Result};
 /// The context length assumed when neither `config.json` nor `tokenizer_config.json` names one.
 pub const DEFAULT_CONTEXT: usize = 2048;
 
+/// The `config.json` keys that name the context length, by architecture family.
+const CONTEXT_KEYS: [&str; 3] = ["max_position_embeddings", "n_positions", "n_ctx"];
+
 /// The files that make a folder a decoder folder; the first is the model.
 pub const REQUIRED_FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
 
@@ -154,8 +157,7 @@ impl DecoderLayout {
             head_size,
             vocab,
             has_position_ids: signature.input("position_ids").is_some(),
-            context: number(&["max_position_embeddings", "n_positions", "n_ctx"])
-                .unwrap_or(DEFAULT_CONTEXT),
+            context: number(&CONTEXT_KEYS).unwrap_or(DEFAULT_CONTEXT),
         })
     }
 
@@ -385,7 +387,7 @@ impl Decoder {
             .map_err(|err| fail(format!("model.onnx: {}", err.message())))?;
         let mut layout = DecoderLayout::from_signature(&signature, &config)
             .map_err(|err| fail(format!("model.onnx: {}", err.message())))?;
-        if config.get("max_position_embeddings").is_none() {
+        if CONTEXT_KEYS.iter().all(|key| config.get(key).is_none()) {
             if let Some(n) = tokenizer.model_max_length().filter(|&n| n < 1 << 24) {
                 layout.context = n;
             }
@@ -713,6 +715,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message().contains("not a multiple"), "{err}");
+    }
+
+    #[test]
+    fn a_decoder_is_shared_by_threads_and_a_cache_moves_between_them() {
+        fn shared<T: Send + Sync>() {}
+        fn movable<T: Send>() {}
+        shared::<Decoder>();
+        movable::<KvCache>();
     }
 
     #[test]
