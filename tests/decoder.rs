@@ -167,12 +167,10 @@ fn assert_greedy_equals_reference(folder: &str) {
             folder,
             &["--messages", &messages.to_string(), "--max-tokens", "40"],
         );
-        let prompt = decoder
-            .chat_template()
-            .render(messages.as_array().expect("a list"), true)
-            .expect("render");
+        let (prompt, prompt_ids) = decoder
+            .chat_prompt(messages.as_array().expect("a list"))
+            .expect("render and encode");
         assert_eq!(prompt, expected["prompt"].as_str().expect("prompt"));
-        let prompt_ids = tokenizer.encode(&prompt, false).expect("encode");
         assert_eq!(
             prompt_ids,
             ids(&expected["prompt_ids"]),
@@ -193,7 +191,7 @@ fn assert_greedy_equals_reference(folder: &str) {
     }
     for prompt in ["The \"finally\" clause", "A class is"] {
         let expected = reference(folder, &["--prompt", prompt, "--max-tokens", "40"]);
-        let prompt_ids = tokenizer.encode(prompt, true).expect("encode");
+        let prompt_ids = decoder.completion_prompt(prompt).expect("encode");
         assert_eq!(prompt_ids, ids(&expected["prompt_ids"]));
         let tokens = decoder.greedy(&prompt_ids, 40).expect("generate");
         assert_eq!(tokens, ids(&expected["tokens"]), "{folder} {prompt:?}");

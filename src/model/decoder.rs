@@ -444,6 +444,22 @@ impl Decoder {
         &self.chat_template
     }
 
+    /// The prompt of a chat: the chat template rendered with `add_generation_prompt`, and its
+    /// ids. The rendered text already holds the special tokens the template writes, so it is
+    /// encoded without adding any (as transformers' `apply_chat_template` does).
+    pub fn chat_prompt(&self, messages: &[Value]) -> Result<(String, Vec<u32>)> {
+        let text = self.chat_template.render(messages, true)?;
+        let ids = self.tokenizer.encode(&text, false)?;
+        Ok((text, ids))
+    }
+
+    /// The ids of a completion's prompt: `text` with the special tokens the tokenizer's
+    /// post-processor adds (a BOS for Llama-style tokenizers; nothing for GPT-2-style ones), as
+    /// a transformers pipeline encodes it.
+    pub fn completion_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(text, true)
+    }
+
     /// A 400 naming the limit when `prompt_tokens + max_tokens` exceeds the context; check it
     /// before a stream starts, so its cache stays within [`DecoderLayout::cache_bytes`].
     pub fn check_fits(&self, prompt_tokens: usize, max_tokens: usize) -> Result<()> {
