@@ -15,7 +15,8 @@ id from generation_config.json (not included) or after --max-tokens.
 --json prints one JSON object: `prompt` (the text fed: the rendered template, or --prompt),
 `prompt_ids`, `tokens` (generated ids), `text` (tokens decoded, special tokens skipped) and
 `finish_reason` ("stop" or "length") and `min_margin` (the smallest gap between the two
-largest logits along the path: how far another build's rounding is from changing it); with --render-only only `prompt`, or `error` when the
+largest logits along the path: how far another build's rounding is from changing it; null
+when the model did not run); with --render-only only `prompt`, or `error` when the
 template raises (--messages may then be a list of conversations, giving a list of results, and
 --template FILE renders another Jinja template with the folder's special tokens). Without
 --json it prints the prompt and the text.
@@ -131,7 +132,7 @@ def generate(folder, prompt=None, messages=None, max_tokens=32):
         fed = [token]
     return {"prompt": text, "prompt_ids": prompt_ids, "tokens": tokens,
             "text": tokenizer.decode(tokens, skip_special_tokens=True),
-            "finish_reason": finish, "min_margin": margin}
+            "finish_reason": finish, "min_margin": margin if tokens or finish == "stop" else None}
 
 
 def main():

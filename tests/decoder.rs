@@ -223,6 +223,27 @@ fn the_minimal_layout_is_read_from_gpt2_config_names() {
     assert_eq!(cache.past_shapes(), vec![vec![1, 2, 4, 32]; 2]);
 }
 
+/// Rust's `tokenizers` (with `fancy-regex` for the pre-tokenizer's pattern) splits text as
+/// Python's (built with Oniguruma) does, over scripts, whitespace runs, digits, contractions,
+/// emoji sequences, combining marks and special tokens.
+#[test]
+fn the_tokenizer_encodes_as_the_python_tokenizers_does() {
+    let decoder = tinychat();
+    let text = "Ünïcödé façade — naïve café; 日本語のテキスト, Ελληνικά, русский, عربى.\n\
+                Emoji 👩‍👩‍👧 🇫🇷 e\u{301}, tabs\t\tand   spaces   \n\n\r\n  trailing  \n\
+                12345678 3.14159 1e-9 0x1F; it's we'll I'M they'd\n\
+                def f(x):\n    return x**2  # comment\n\
+                <|user|>\nWhat is assert?<|end|>\n<|assistant|>\n";
+    let expected = reference(TINYCHAT, &["--prompt", text, "--max-tokens", "0"]);
+    let ids = decoder.completion_prompt(text).expect("encode");
+    assert_eq!(ids, self::ids(&expected["prompt_ids"]));
+    assert!(ids.len() > 100, "{}", ids.len());
+    assert_eq!(
+        decoder.tokenizer().decode(&ids, false).expect("decode"),
+        text
+    );
+}
+
 #[test]
 fn each_step_feeds_one_token_and_the_cache_grows_by_one_position() {
     let decoder = tinychat();
