@@ -5,6 +5,7 @@ mod support;
 mod batching;
 mod cli;
 mod conformance;
+mod decoder;
 mod docs;
 mod generation;
 mod hostile;

@@ -2,13 +2,19 @@
 
 mod batch;
 mod binary;
+mod chat_template;
+mod decoder;
 mod generate;
 mod registry;
 pub mod runtime;
 mod signature;
 mod tensor;
+mod tokenizer;
 
+pub use chat_template::ChatTemplate;
+pub use decoder::{argmax, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES};
 pub use generate::{FinishReason, Generation, Generator, Sampling, CONTEXT_BYTES};
 pub use registry::{Model, ModelOptions, ModelRegistry, SMALL_MODEL_BYTES};
 pub use signature::{DataType, Signature, TensorSpec};
 pub use tensor::{Tensor, TensorData};
+pub use tokenizer::{Detokenizer, Tokenizer};

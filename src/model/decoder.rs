@@ -1,0 +1,749 @@
+//! Decoders exported by Hugging Face Optimum (`--task text-generation-with-past`): a folder
+//! with `model.onnx`, `tokenizer.json` and its configs, run with a KV cache.
+//!
+//! The layout is recognised from the session's input and output names: `input_ids`,
+//! `attention_mask`, optionally `position_ids`, and `past_key_values.{i}.key` / `.value`
+//! [batch, kv_heads, past, head_size] in; `logits` [batch, seq, vocab] and `present.{i}.key` /
+//! `.value` [batch, kv_heads, past + seq, head_size] out. [`KvCache`] holds one stream's
+//! presents: the prompt runs once, then each step feeds one token and the previous presents as
+//! the past, so the tokens fed per step do not grow with the position.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor as OrtTensor};
+use serde_json::Value;
+
+use super::chat_template::ChatTemplate;
+use super::runtime;
+use super::tokenizer::{read_json, Tokenizer};
+use super::{DataType, ModelOptions, Signature, TensorSpec};
+use crate::{Error, ErrorKind, Result};
+
+/// The context length assumed when neither `config.json` nor `tokenizer_config.json` names one.
+pub const DEFAULT_CONTEXT: usize = 2048;
+
+/// The `config.json` keys that name the context length, by architecture family.
+const CONTEXT_KEYS: [&str; 3] = ["max_position_embeddings", "n_positions", "n_ctx"];
+
+/// The files that make a folder a decoder folder; the first is the model.
+pub const REQUIRED_FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
+
+/// The shape of a decoder's cache, read from its inputs and outputs (and `config.json` for
+/// what they cannot tell).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecoderLayout {
+    /// Transformer layers: one `past_key_values.{i}.key`/`.value` pair each.
+    pub layers: usize,
+    /// Query heads: `config.json`'s `num_attention_heads`, else `kv_heads`.
+    pub heads: usize,
+    /// Key/value heads, the second dimension of the past tensors (fewer than `heads` for
+    /// grouped-query attention).
+    pub kv_heads: usize,
+    /// Elements per head, the last dimension of the past tensors.
+    pub head_size: usize,
+    /// The last dimension of `logits`, when fixed.
+    pub vocab: Option<usize>,
+    /// Whether the model takes `position_ids`.
+    pub has_position_ids: bool,
+    /// The longest sequence (prompt + generated tokens) the model takes: `config.json`'s
+    /// `max_position_embeddings` (or `n_positions`, `n_ctx`), else `tokenizer_config.json`'s
+    /// `model_max_length`, else [`DEFAULT_CONTEXT`].
+    pub context: usize,
+}
+
+impl DecoderLayout {
+    /// Reads the layout from a session's signature. `config` is `config.json` (an empty object
+    /// when absent), used for the query heads and the context, and for the key/value heads and
+    /// head size when the export left those dimensions symbolic.
+    ///
+    /// Fails naming everything missing or wrong when the signature half-matches, such as
+    /// `missing output "present.1.value"; input "past_key_values.0.key": expected FP32, got FP16`.
+    pub fn from_signature(signature: &Signature, config: &Value) -> Result<DecoderLayout> {
+        let mut problems = Vec::new();
+        let layers = layer_count(signature, &mut problems);
+        for name in ["input_ids", "attention_mask", "position_ids"] {
+            match signature.input(name) {
+                Some(spec) => expect_type(spec, "input", DataType::Int64, 2, &mut problems),
+                None if name == "position_ids" => {}
+                None => problems.push(format!("missing input \"{name}\"")),
+            }
+        }
+        let mut vocab = None;
+        match signature.output("logits") {
+            Some(spec) => {
+                expect_type(spec, "output", DataType::Fp32, 3, &mut problems);
+                vocab = spec.shape.get(2).and_then(|&d| usize::try_from(d).ok());
+            }
+            None => problems.push("missing output \"logits\"".into()),
+        }
+        let mut dims = BTreeSet::new();
+        for i in 0..layers {
+            for kind in ["key", "value"] {
+                let past = format!("past_key_values.{i}.{kind}");
+                let present = format!("present.{i}.{kind}");
+                for (outlet, name, spec) in [
+                    ("input", &past, signature.input(&past)),
+                    ("output", &present, signature.output(&present)),
+                ] {
+                    match spec {
+                        Some(spec) => {
+                            expect_type(spec, outlet, DataType::Fp32, 4, &mut problems);
+                            dims.insert((spec.shape.get(1).copied(), spec.shape.get(3).copied()));
+                        }
+                        None => problems.push(format!("missing {outlet} \"{name}\"")),
+                    }
+                }
+            }
+        }
+        let known = |name: &str| {
+            ["input_ids", "attention_mask", "position_ids"].contains(&name)
+                || name.starts_with("past_key_values.")
+        };
+        for spec in signature.inputs.iter().filter(|s| !known(&s.name)) {
+            problems.push(format!("unsupported input \"{}\"", spec.name));
+        }
+        if dims.len() > 1 {
+            problems.push(format!(
+                "the cache tensors disagree on [kv_heads, head_size]: {}",
+                dims.iter()
+                    .map(|(h, s)| format!("[{}, {}]", h.unwrap_or(-1), s.unwrap_or(-1)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(layout_error(problems.join("; ")));
+        }
+        let number = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| config.get(*k).and_then(Value::as_u64))
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n > 0)
+        };
+        let fixed = |d: Option<i64>| d.and_then(|d| usize::try_from(d).ok()).filter(|&d| d > 0);
+        let (kv_dim, size_dim) = dims.into_iter().next().unwrap_or((None, None));
+        let heads_config = number(&["num_attention_heads", "n_head"]);
+        let kv_heads = fixed(kv_dim)
+            .or_else(|| number(&["num_key_value_heads"]))
+            .or(heads_config)
+            .ok_or_else(|| {
+                layout_error(
+                    "the cache's head count is symbolic and config.json has no num_key_value_heads"
+                        .into(),
+                )
+            })?;
+        let head_size = fixed(size_dim)
+            .or_else(|| number(&["head_dim"]))
+            .or_else(|| Some(number(&["hidden_size", "n_embd"])? / heads_config?))
+            .ok_or_else(|| {
+                layout_error(
+                    "the cache's head size is symbolic and config.json has no head_dim".into(),
+                )
+            })?;
+        let heads = heads_config.unwrap_or(kv_heads);
+        if heads % kv_heads != 0 {
+            return Err(layout_error(format!(
+                "{heads} attention heads (config.json) are not a multiple of the cache's {kv_heads} key/value heads"
+            )));
+        }
+        Ok(DecoderLayout {
+            layers,
+            heads,
+            kv_heads,
+            head_size,
+            vocab,
+            has_position_ids: signature.input("position_ids").is_some(),
+            context: number(&CONTEXT_KEYS).unwrap_or(DEFAULT_CONTEXT),
+        })
+    }
+
+    /// The most memory one stream's cache takes, in bytes: context × layers × kv_heads ×
+    /// head_size × 4 bytes (FP32) × 2 (keys and values).
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::model::DecoderLayout;
+    /// let layout = DecoderLayout {
+    ///     layers: 2, heads: 4, kv_heads: 2, head_size: 32, vocab: Some(1024),
+    ///     has_position_ids: true, context: 1024,
+    /// };
+    /// assert_eq!(layout.cache_bytes(), 1024 * 2 * 2 * 32 * 4 * 2);
+    /// ```
+    pub fn cache_bytes(&self) -> u64 {
+        [
+            self.context,
+            self.layers,
+            self.kv_heads,
+            self.head_size,
+            4,
+            2,
+        ]
+        .iter()
+        .map(|&n| n as u64)
+        .product()
+    }
+}
+
+/// The number of layers: the `past_key_values.{i}.*` inputs must number 0..n without gaps.
+fn layer_count(signature: &Signature, problems: &mut Vec<String>) -> usize {
+    let indices: BTreeSet<usize> = signature
+        .inputs
+        .iter()
+        .filter_map(|s| s.name.strip_prefix("past_key_values."))
+        .filter_map(|rest| rest.split('.').next()?.parse().ok())
+        .collect();
+    match indices.last() {
+        None => {
+            problems.push(
+                "no \"past_key_values.{i}.key\" inputs: export the model with its cache \
+                 (optimum-cli export onnx --task text-generation-with-past)"
+                    .into(),
+            );
+            0
+        }
+        Some(&last) => last + 1,
+    }
+}
+
+fn expect_type(
+    spec: &TensorSpec,
+    outlet: &str,
+    datatype: DataType,
+    rank: usize,
+    problems: &mut Vec<String>,
+) {
+    if spec.datatype != datatype {
+        problems.push(format!(
+            "{outlet} \"{}\": expected {datatype}, got {}",
+            spec.name, spec.datatype
+        ));
+    } else if spec.shape.len() != rank {
+        problems.push(format!(
+            "{outlet} \"{}\": expected {rank} dimensions, got {}",
+            spec.name,
+            spec.shape_text()
+        ));
+    }
+}
+
+fn layout_error(reason: String) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!("not a decoder with a cache in Optimum's layout: {reason}"),
+    )
+}
+
+/// One stream's cache: the presents of the last run, to be fed as the next past.
+///
+/// Made by [`Decoder::cache`], advanced by [`Decoder::forward`]. Holds at most
+/// [`DecoderLayout::cache_bytes`] (the presents grow by one position per token, up to the
+/// context).
+#[derive(Debug)]
+pub struct KvCache {
+    /// `past_key_values.{i}.key`, `.value` for each layer, in that order.
+    past: Vec<DynValue>,
+    /// Positions held (the tokens run so far).
+    len: usize,
+    /// Tokens fed to the last run.
+    last_fed: usize,
+    /// Runs so far.
+    runs: usize,
+}
+
+impl KvCache {
+    /// The positions the cache holds: the tokens run so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been run yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many tokens the last run fed to the model: the prompt's length for the first run,
+    /// 1 for each step after it.
+    pub fn last_fed(&self) -> usize {
+        self.last_fed
+    }
+
+    /// How many times the model has run on this cache.
+    pub fn runs(&self) -> usize {
+        self.runs
+    }
+
+    /// The shape of each past tensor the next run will get, [1, kv_heads, len, head_size].
+    pub fn past_shapes(&self) -> Vec<Vec<i64>> {
+        self.past
+            .iter()
+            .filter_map(|v| match v.dtype() {
+                ort::value::ValueType::Tensor { shape, .. } => Some(shape.to_vec()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A language model loaded from a Hugging Face decoder folder: the ONNX session, its cache
+/// layout, the tokenizer and the chat template.
+///
+/// # Example
+/// ```no_run
+/// use tinyserve::model::Decoder;
+/// let decoder = Decoder::load("tinychat", "models/tinychat".as_ref())?;
+/// let prompt = decoder.tokenizer().encode("The ", false)?;
+/// let tokens = decoder.greedy(&prompt, 16)?;
+/// println!("{}", decoder.tokenizer().decode(&tokens, true)?);
+/// # Ok::<(), tinyserve::Error>(())
+/// ```
+pub struct Decoder {
+    name: String,
+    dir: PathBuf,
+    layout: DecoderLayout,
+    tokenizer: Tokenizer,
+    chat_template: ChatTemplate,
+    /// Each run locks one session; several let streams step side by side.
+    sessions: Vec<Mutex<Session>>,
+    /// Where the next run starts looking for a free session.
+    next_session: AtomicUsize,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .field("layout", &self.layout)
+            .finish()
+    }
+}
+
+impl Decoder {
+    /// Whether `dir` looks like a decoder folder (it has any of [`REQUIRED_FILES`]), so that a
+    /// registry should load it with [`Decoder::load`] and report what is missing.
+    pub fn is_decoder_dir(dir: &Path) -> bool {
+        dir.is_dir() && REQUIRED_FILES.iter().any(|f| dir.join(f).is_file())
+    }
+
+    /// Loads the folder `dir` as model `name` with the default [`ModelOptions`]; see
+    /// [`Decoder::load_with`].
+    pub fn load(name: &str, dir: &Path) -> Result<Decoder> {
+        Decoder::load_with(name, dir, &ModelOptions::default())
+    }
+
+    /// Loads the folder `dir` as model `name`: checks that [`REQUIRED_FILES`] exist (naming the
+    /// missing ones), reads the tokenizer and its configs, compiles the chat template, opens
+    /// `model.onnx` with the sessions and threads `options` give for its size
+    /// ([`ModelOptions::sessions_for`]) and reads its [`DecoderLayout`]. Every failure names the
+    /// folder.
+    pub fn load_with(name: &str, dir: &Path, options: &ModelOptions) -> Result<Decoder> {
+        let fail = |reason: String| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("cannot load model folder {}: {reason}", dir.display()),
+            )
+        };
+        let missing: Vec<&str> = REQUIRED_FILES
+            .iter()
+            .copied()
+            .filter(|f| !dir.join(f).is_file())
+            .collect();
+        if !missing.is_empty() {
+            return Err(fail(format!(
+                "missing {} (a decoder folder holds {}, and optionally tokenizer_config.json, \
+                 generation_config.json and config.json)",
+                missing.join(" and "),
+                REQUIRED_FILES.join(", ")
+            )));
+        }
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let chat_template = ChatTemplate::new(
+            tokenizer.chat_template(),
+            tokenizer.bos_token(),
+            tokenizer.eos_token(),
+        )
+        .map_err(|err| fail(err.message().to_string()))?;
+        let config = read_json(dir, "config.json")?;
+        let path = dir.join(REQUIRED_FILES[0]);
+        let bytes = std::fs::metadata(&path).map_or(u64::MAX, |m| m.len());
+        let (count, intra_threads) = options.sessions_for(bytes);
+        let environment = runtime::environment()?;
+        let mut sessions = Vec::with_capacity(count);
+        for _ in 0..count {
+            let session = Session::builder(environment)
+                .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
+                .and_then(|mut b| b.commit_from_file(&path))
+                .map_err(|err| fail(format!("model.onnx: {err}")))?;
+            sessions.push(session);
+        }
+        let session = sessions
+            .first()
+            .ok_or_else(|| fail("model.onnx: no session".into()))?;
+        let signature = Signature::from_session(session)
+            .map_err(|err| fail(format!("model.onnx: {}", err.message())))?;
+        let mut layout = DecoderLayout::from_signature(&signature, &config)
+            .map_err(|err| fail(format!("model.onnx: {}", err.message())))?;
+        if CONTEXT_KEYS.iter().all(|key| config.get(key).is_none()) {
+            if let Some(n) = tokenizer.model_max_length().filter(|&n| n < 1 << 24) {
+                layout.context = n;
+            }
+        }
+        Ok(Decoder {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            layout,
+            tokenizer,
+            chat_template,
+            sessions: sessions.into_iter().map(Mutex::new).collect(),
+            next_session: AtomicUsize::new(0),
+        })
+    }
+
+    /// A free session if there is one, else the next one in turn once it is free.
+    fn session(&self) -> MutexGuard<'_, Session> {
+        let count = self.sessions.len();
+        let start = self.next_session.fetch_add(1, Ordering::Relaxed);
+        for i in 0..count {
+            match self.sessions[(start + i) % count].try_lock() {
+                Ok(session) => return session,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.sessions[start % count]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The folder it was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Layers, heads, head size and context.
+    pub fn layout(&self) -> &DecoderLayout {
+        &self.layout
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template (the plain format when the folder has none).
+    pub fn chat_template(&self) -> &ChatTemplate {
+        &self.chat_template
+    }
+
+    /// The prompt of a chat: the chat template rendered with `add_generation_prompt`, and its
+    /// ids. The rendered text already holds the special tokens the template writes, so it is
+    /// encoded without adding any (as transformers' `apply_chat_template` does).
+    pub fn chat_prompt(&self, messages: &[Value]) -> Result<(String, Vec<u32>)> {
+        let text = self.chat_template.render(messages, true)?;
+        let ids = self.tokenizer.encode(&text, false)?;
+        Ok((text, ids))
+    }
+
+    /// The ids of a completion's prompt: `text` with the special tokens the tokenizer's
+    /// post-processor adds (a BOS for Llama-style tokenizers; nothing for GPT-2-style ones), as
+    /// a transformers pipeline encodes it.
+    pub fn completion_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(text, true)
+    }
+
+    /// A 400 naming the limit when `prompt_tokens + max_tokens` exceeds the context; check it
+    /// before a stream starts, so its cache stays within [`DecoderLayout::cache_bytes`].
+    pub fn check_fits(&self, prompt_tokens: usize, max_tokens: usize) -> Result<()> {
+        let context = self.layout.context;
+        if prompt_tokens.saturating_add(max_tokens) > context {
+            return Err(Error::invalid_input(format!(
+                "the prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) exceed \
+                 model \"{}\"'s context of {context} tokens",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// An empty cache for one stream: past tensors of length 0.
+    pub fn cache(&self) -> Result<KvCache> {
+        let shape = [1, self.layout.kv_heads, 0, self.layout.head_size];
+        let mut past = Vec::with_capacity(self.layout.layers * 2);
+        for _ in 0..self.layout.layers * 2 {
+            let empty = OrtTensor::from_array((shape, Vec::<f32>::new()))
+                .map_err(|err| Error::internal(format!("cannot create an empty cache: {err}")))?;
+            past.push(empty.into_dyn());
+        }
+        Ok(KvCache {
+            past,
+            len: 0,
+            last_fed: 0,
+            runs: 0,
+        })
+    }
+
+    /// Runs `ids` (the prompt on an empty cache, then one token per step) after what `cache`
+    /// holds; stores the presents in `cache` and returns the logits of the last position.
+    ///
+    /// A run that fails leaves the cache unusable (its past went into the failed run): the
+    /// stream ends there, and a later `forward` on it fails.
+    pub fn forward(&self, cache: &mut KvCache, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.is_empty() {
+            return Err(Error::invalid_input("the prompt has no tokens"));
+        }
+        if cache.past.len() != self.layout.layers * 2 {
+            return Err(Error::internal(format!(
+                "model \"{}\": the cache is unusable after a failed run",
+                self.name
+            )));
+        }
+        let total = cache.len + ids.len();
+        if total > self.layout.context {
+            return Err(Error::invalid_input(format!(
+                "{total} tokens exceed model \"{}\"'s context of {} tokens",
+                self.name, self.layout.context
+            )));
+        }
+        let tensor = |name: &str, data: Vec<i64>| {
+            let len = data.len();
+            OrtTensor::from_array(([1, len], data))
+                .map(|t| t.into_dyn())
+                .map_err(|err| Error::internal(format!("input \"{name}\": {err}")))
+        };
+        let mut inputs: Vec<(String, SessionInputValue<'_>)> = vec![
+            (
+                "input_ids".into(),
+                tensor("input_ids", ids.iter().map(|&id| i64::from(id)).collect())?.into(),
+            ),
+            (
+                "attention_mask".into(),
+                tensor("attention_mask", vec![1; total])?.into(),
+            ),
+        ];
+        if self.layout.has_position_ids {
+            let positions = (cache.len as i64..total as i64).collect();
+            inputs.push((
+                "position_ids".into(),
+                tensor("position_ids", positions)?.into(),
+            ));
+        }
+        let past = std::mem::take(&mut cache.past);
+        for (i, value) in past.into_iter().enumerate() {
+            let kind = if i % 2 == 0 { "key" } else { "value" };
+            inputs.push((format!("past_key_values.{}.{kind}", i / 2), value.into()));
+        }
+        let mut session = self.session();
+        let mut outputs = session
+            .run(inputs)
+            .map_err(|err| Error::internal(format!("model \"{}\": {err}", self.name)))?;
+        let missing = |name: &str| {
+            Error::internal(format!(
+                "model \"{}\" did not produce \"{name}\"",
+                self.name
+            ))
+        };
+        let mut presents = Vec::with_capacity(self.layout.layers * 2);
+        for i in 0..self.layout.layers {
+            for kind in ["key", "value"] {
+                let name = format!("present.{i}.{kind}");
+                presents.push(outputs.remove(&name).ok_or_else(|| missing(&name))?);
+            }
+        }
+        let logits = outputs.get("logits").ok_or_else(|| missing("logits"))?;
+        let (shape, data) = logits
+            .try_extract_tensor::<f32>()
+            .map_err(|err| Error::internal(format!("output \"logits\": {err}")))?;
+        let vocab = shape
+            .last()
+            .and_then(|&d| usize::try_from(d).ok())
+            .unwrap_or(0);
+        let last = data
+            .len()
+            .checked_sub(vocab)
+            .filter(|_| vocab > 0)
+            .ok_or_else(|| Error::internal(format!("output \"logits\": shape {shape:?}")))?;
+        let row = data[last..].to_vec();
+        drop(outputs);
+        drop(session);
+        cache.past = presents;
+        cache.len = total;
+        cache.last_fed = ids.len();
+        cache.runs += 1;
+        Ok(row)
+    }
+
+    /// Greedy generation: the prompt once, then one token per step; stops before an EOS id or
+    /// after `max_tokens`. Returns the generated ids. (The server's loop adds sampling, stop
+    /// strings and cancellation around [`Decoder::forward`].)
+    pub fn greedy(&self, prompt: &[u32], max_tokens: usize) -> Result<Vec<u32>> {
+        self.check_fits(prompt.len(), max_tokens)?;
+        let mut cache = self.cache()?;
+        let mut tokens = Vec::new();
+        let mut logits = self.forward(&mut cache, prompt)?;
+        while tokens.len() < max_tokens {
+            let next = argmax(&logits);
+            if self.tokenizer.is_eos(next) {
+                break;
+            }
+            tokens.push(next);
+            if tokens.len() == max_tokens {
+                break;
+            }
+            logits = self.forward(&mut cache, &[next])?;
+        }
+        Ok(tokens)
+    }
+}
+
+/// The index of the largest logit, the lowest on ties (as NumPy's `argmax`).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &value) in logits.iter().enumerate() {
+        if value > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(name: &str, datatype: DataType, shape: &[i64]) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            datatype,
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// An Optimum-style signature with `layers` layers of [batch, kv, past, size] caches.
+    fn signature(layers: usize, kv: i64, size: i64, positions: bool) -> Signature {
+        let mut inputs = vec![
+            spec("input_ids", DataType::Int64, &[-1, -1]),
+            spec("attention_mask", DataType::Int64, &[-1, -1]),
+        ];
+        if positions {
+            inputs.push(spec("position_ids", DataType::Int64, &[-1, -1]));
+        }
+        let mut outputs = vec![spec("logits", DataType::Fp32, &[-1, -1, 100])];
+        for i in 0..layers {
+            for kind in ["key", "value"] {
+                inputs.push(spec(
+                    &format!("past_key_values.{i}.{kind}"),
+                    DataType::Fp32,
+                    &[-1, kv, -1, size],
+                ));
+                outputs.push(spec(
+                    &format!("present.{i}.{kind}"),
+                    DataType::Fp32,
+                    &[-1, kv, -1, size],
+                ));
+            }
+        }
+        Signature { inputs, outputs }
+    }
+
+    #[test]
+    fn reads_layers_grouped_query_heads_and_head_size() {
+        let config = json!({"num_attention_heads": 8, "max_position_embeddings": 4096});
+        let layout = DecoderLayout::from_signature(&signature(3, 2, 64, true), &config).unwrap();
+        assert_eq!(
+            layout,
+            DecoderLayout {
+                layers: 3,
+                heads: 8,
+                kv_heads: 2,
+                head_size: 64,
+                vocab: Some(100),
+                has_position_ids: true,
+                context: 4096,
+            }
+        );
+        assert_eq!(layout.cache_bytes(), 4096 * 3 * 2 * 64 * 4 * 2);
+    }
+
+    #[test]
+    fn position_ids_are_optional_and_symbolic_dims_come_from_config_json() {
+        let config =
+            json!({"num_attention_heads": 4, "num_key_value_heads": 4, "hidden_size": 128});
+        let layout = DecoderLayout::from_signature(&signature(1, -1, -1, false), &config).unwrap();
+        assert!(!layout.has_position_ids);
+        assert_eq!(
+            (layout.heads, layout.kv_heads, layout.head_size),
+            (4, 4, 32)
+        );
+        assert_eq!(layout.context, DEFAULT_CONTEXT);
+        let err =
+            DecoderLayout::from_signature(&signature(1, -1, -1, false), &json!({})).unwrap_err();
+        assert!(err.message().contains("num_key_value_heads"), "{err}");
+    }
+
+    #[test]
+    fn a_half_match_names_everything_missing() {
+        let mut half = signature(2, 2, 16, true);
+        half.outputs.retain(|s| s.name != "present.1.value");
+        half.inputs.retain(|s| s.name != "attention_mask");
+        half.inputs[2].datatype = DataType::Fp16;
+        let err = DecoderLayout::from_signature(&half, &json!({})).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "not a decoder with a cache in Optimum's layout: missing input \"attention_mask\"; \
+             input \"past_key_values.0.key\": expected FP32, got FP16; missing output \"present.1.value\""
+        );
+    }
+
+    #[test]
+    fn a_model_without_a_cache_is_told_how_to_export_one() {
+        let mut plain = signature(0, 2, 16, false);
+        plain
+            .inputs
+            .push(spec("token_type_ids", DataType::Int64, &[-1, -1]));
+        let err = DecoderLayout::from_signature(&plain, &json!({})).unwrap_err();
+        assert!(
+            err.message().contains("--task text-generation-with-past"),
+            "{err}"
+        );
+        assert!(
+            err.message()
+                .contains("unsupported input \"token_type_ids\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn heads_must_be_a_multiple_of_kv_heads() {
+        let err = DecoderLayout::from_signature(
+            &signature(1, 3, 16, true),
+            &json!({"num_attention_heads": 4}),
+        )
+        .unwrap_err();
+        assert!(err.message().contains("not a multiple"), "{err}");
+    }
+
+    #[test]
+    fn a_decoder_is_shared_by_threads_and_a_cache_moves_between_them() {
+        fn shared<T: Send + Sync>() {}
+        fn movable<T: Send>() {}
+        shared::<Decoder>();
+        movable::<KvCache>();
+    }
+
+    #[test]
+    fn argmax_takes_the_lowest_index_on_ties() {
+        assert_eq!(argmax(&[0.5, 2.0, 2.0, -1.0]), 1);
+        assert_eq!(argmax(&[]), 0);
+    }
+}
