@@ -1,7 +1,7 @@
 //! Tensors as raw little-endian bytes: the KServe v2 binary tensor data extension.
 
 use super::signature::{DataType, TensorSpec};
-use super::tensor::{shape_fits, Tensor, TensorData};
+use super::tensor::{check_empty_shape, shape_fits, Tensor, TensorData};
 use crate::{Error, Result};
 
 /// Bytes per element of `datatype` in the binary encoding.
@@ -59,6 +59,9 @@ impl Tensor {
                 spec.datatype,
                 bytes.len()
             )));
+        }
+        if bytes.is_empty() {
+            check_empty_shape(shape).map_err(invalid)?;
         }
         let data = match spec.datatype {
             DataType::Bool => {
@@ -146,5 +149,20 @@ mod tests {
         assert!(wrong.is_err_and(|e| e.message().contains("expected datatype FP32, got FP64")));
         let bools = Tensor::from_le_bytes(&spec(DataType::Bool), &[1, 2], "BOOL", &[1, 7]);
         assert!(bools.is_err_and(|e| e.message().contains("element 1 is byte 7")));
+    }
+
+    #[test]
+    fn empty_tensors_with_huge_outer_dimensions_are_rejected_as_in_json() {
+        let any = TensorSpec {
+            name: "x".into(),
+            datatype: DataType::Int64,
+            shape: vec![-1, -1],
+        };
+        let huge = Tensor::from_le_bytes(&any, &[4_194_304, 0], "INT64", &[]);
+        assert!(huge.is_err_and(|e| e.message()
+            == "input \"x\": shape [4194304, 0] is too large for an empty tensor: \
+                expected at most 65536 nested arrays, got 4194305"));
+        let small = Tensor::from_le_bytes(&any, &[3, 0], "INT64", &[]);
+        assert!(small.is_ok_and(|t| t.shape == [3, 0] && t.is_empty()));
     }
 }

@@ -435,24 +435,38 @@ fn check_given_shape(shape: &[usize], count: usize) -> std::result::Result<(), S
         Some(_) => {}
     }
     if count == 0 {
-        // Arrays in the nested form: 1 at the top, then one per slot of each outer level.
-        let mut arrays = 0usize;
-        let mut outer = 1usize;
-        for &d in shape {
-            arrays = arrays.saturating_add(outer);
-            outer = outer.saturating_mul(d);
-        }
-        if arrays > MAX_EMPTY_ARRAYS {
-            return Err(format!(
-                "shape {shape:?} is too large for an empty tensor: expected at most \
-                 {MAX_EMPTY_ARRAYS} nested arrays, got {}",
-                if arrays == usize::MAX {
-                    format!("more than {}", usize::MAX - 1)
-                } else {
-                    arrays.to_string()
-                }
-            ));
-        }
+        check_empty_shape(shape)?;
+    }
+    Ok(())
+}
+
+/// The arrays in the nested JSON form of `shape`: 1 at the top, then one per slot of each
+/// outer level (saturating).
+pub(super) fn nested_arrays(shape: &[usize]) -> usize {
+    let mut arrays = 0usize;
+    let mut outer = 1usize;
+    for &d in shape {
+        arrays = arrays.saturating_add(outer);
+        outer = outer.saturating_mul(d);
+    }
+    arrays
+}
+
+/// Rejects the shape of an empty tensor whose nested form would exceed [`MAX_EMPTY_ARRAYS`]
+/// arrays: it holds no elements, so nothing else bounds it, and ONNX Runtime and the JSON
+/// answer both pay for its outer dimensions.
+pub(super) fn check_empty_shape(shape: &[usize]) -> std::result::Result<(), String> {
+    let arrays = nested_arrays(shape);
+    if arrays > MAX_EMPTY_ARRAYS {
+        return Err(format!(
+            "shape {shape:?} is too large for an empty tensor: expected at most \
+             {MAX_EMPTY_ARRAYS} nested arrays, got {}",
+            if arrays == usize::MAX {
+                format!("more than {}", usize::MAX - 1)
+            } else {
+                arrays.to_string()
+            }
+        ));
     }
     Ok(())
 }
