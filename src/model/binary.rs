@@ -165,4 +165,31 @@ mod tests {
         let small = Tensor::from_le_bytes(&any, &[3, 0], "INT64", &[]);
         assert!(small.is_ok_and(|t| t.shape == [3, 0] && t.is_empty()));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_and_shapes_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            shape in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..4),
+            ty in 0..DataType::ALL.len(),
+        ) {
+            let datatype = DataType::ALL[ty];
+            let spec = TensorSpec { name: "x".into(), datatype, shape: vec![-1; shape.len()] };
+            let _ = Tensor::from_le_bytes(&spec, &shape, datatype.as_str(), &bytes);
+        }
+
+        #[test]
+        fn valid_bytes_round_trip(
+            ty in 0..DataType::ALL.len(),
+            rows in 0usize..6,
+            seed in proptest::collection::vec(0u8..2, 0..96),
+        ) {
+            let datatype = DataType::ALL[ty];
+            let size = element_size(datatype);
+            let bytes: Vec<u8> = seed.iter().cycle().take(rows * 2 * size).copied().collect();
+            let bytes = if seed.is_empty() { vec![0; rows * 2 * size] } else { bytes };
+            let t = Tensor::from_le_bytes(&spec(datatype), &[rows, 2], datatype.as_str(), &bytes);
+            proptest::prop_assert_eq!(t.map(|t| t.to_le_bytes()).ok(), Some(bytes));
+        }
+    }
 }

@@ -3,12 +3,15 @@
 mod batch;
 mod binary;
 mod generate;
+mod json;
 mod registry;
 pub mod runtime;
 mod signature;
 mod tensor;
 
-pub use generate::{FinishReason, Generation, Generator, Sampling, CONTEXT_BYTES};
+pub use generate::{
+    FinishReason, Generation, Generator, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
+};
 pub use registry::{Model, ModelOptions, ModelRegistry, SMALL_MODEL_BYTES};
 pub use signature::{DataType, Signature, TensorSpec};
-pub use tensor::{Tensor, TensorData};
+pub use tensor::{OverLimit, Tensor, TensorData};
