@@ -188,18 +188,73 @@ struct CompletionRequest {
 /// Upper bound on `max_tokens`: a request cannot hold a worker for an unbounded time.
 const MAX_TOKENS_LIMIT: u64 = 4096;
 
+/// Just the `model` of a request, read without building the rest (the prompt of a local model
+/// is parsed straight into [`CompletionRequest`], never into a `Value` tree).
+#[derive(Deserialize)]
+struct Route {
+    #[serde(default, deserialize_with = "string_or_nothing")]
+    model: Option<String>,
+}
+
+/// A string as itself, anything else as `None` (skipped without being kept).
+fn string_or_nothing<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any value")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            while a
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
 fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, Error> {
-    let body: Value = req.json()?;
-    let model = body["model"].as_str().unwrap_or_default().to_string();
+    let route: Route = req.json()?;
+    let model = route.model.unwrap_or_default();
     if let Some((upstream, model)) = proxy::route(&backends.upstreams, &model) {
         let path = match kind {
             Kind::Text => "/completions",
             Kind::Chat => "/chat/completions",
         };
         let model = model.to_string();
-        return proxy::forward(upstream, path, body, &model, req);
+        return proxy::forward(upstream, path, req.json()?, &model, req);
     }
-    let request: CompletionRequest = serde_json::from_value(body).map_err(Error::from_json)?;
+    let request: CompletionRequest = req.json()?;
     let generator = backends.generators.get(&backends.models, &request.model)?;
     let prompt = match kind {
         Kind::Text => text_prompt(request.prompt.as_ref())?,
@@ -229,7 +284,17 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
         })
         .into_response());
     }
-    let generation = generator.generate(&prompt, &sampling, |_| Ok(()))?;
+    // Nobody reads the answer once the client has gone: stop generating (checked at each
+    // piece of text, one non-blocking system call).
+    let generation = generator.generate(&prompt, &sampling, |_| match req.is_client_gone() {
+        true => Err(crate::Disconnected),
+        false => Ok(()),
+    })?;
+    if generation.finish_reason == crate::model::FinishReason::Cancelled {
+        return Err(Error::bad_request(
+            "generation cancelled: the client closed the connection",
+        ));
+    }
     Ok(Json(call.full_answer(&generation)).into_response())
 }
 
