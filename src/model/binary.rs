@@ -5,7 +5,7 @@ use super::tensor::{check_empty_shape, shape_fits, Tensor, TensorData};
 use crate::{Error, Result};
 
 /// Bytes per element of `datatype` in the binary encoding.
-fn element_size(datatype: DataType) -> usize {
+pub(super) fn element_size(datatype: DataType) -> usize {
     match datatype {
         DataType::Bool | DataType::Uint8 | DataType::Int8 => 1,
         DataType::Uint16 | DataType::Int16 | DataType::Fp16 => 2,
@@ -94,22 +94,36 @@ impl Tensor {
 
     /// The elements as raw little-endian bytes, row-major (BOOL as one byte each).
     pub fn to_le_bytes(&self) -> Vec<u8> {
-        fn encode<T: Copy, const N: usize>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
-            values.iter().flat_map(|&v| to(v)).collect()
+        let mut out = Vec::with_capacity(self.to_le_bytes_len());
+        self.write_le_bytes(&mut out);
+        out
+    }
+
+    /// How many bytes [`Tensor::to_le_bytes`] gives.
+    pub fn to_le_bytes_len(&self) -> usize {
+        self.len().saturating_mul(element_size(self.datatype()))
+    }
+
+    /// Appends [`Tensor::to_le_bytes`] to `out`, without an intermediate vector.
+    pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
+        fn encode<T: Copy, const N: usize>(out: &mut Vec<u8>, values: &[T], to: fn(T) -> [u8; N]) {
+            for &v in values {
+                out.extend_from_slice(&to(v));
+            }
         }
         match &self.data {
-            TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-            TensorData::Uint8(v) => v.clone(),
-            TensorData::Int8(v) => encode(v, i8::to_le_bytes),
-            TensorData::Uint16(v) => encode(v, u16::to_le_bytes),
-            TensorData::Int16(v) => encode(v, i16::to_le_bytes),
-            TensorData::Fp16(v) => encode(v, half::f16::to_le_bytes),
-            TensorData::Uint32(v) => encode(v, u32::to_le_bytes),
-            TensorData::Int32(v) => encode(v, i32::to_le_bytes),
-            TensorData::Fp32(v) => encode(v, f32::to_le_bytes),
-            TensorData::Uint64(v) => encode(v, u64::to_le_bytes),
-            TensorData::Int64(v) => encode(v, i64::to_le_bytes),
-            TensorData::Fp64(v) => encode(v, f64::to_le_bytes),
+            TensorData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+            TensorData::Uint8(v) => out.extend_from_slice(v),
+            TensorData::Int8(v) => encode(out, v, i8::to_le_bytes),
+            TensorData::Uint16(v) => encode(out, v, u16::to_le_bytes),
+            TensorData::Int16(v) => encode(out, v, i16::to_le_bytes),
+            TensorData::Fp16(v) => encode(out, v, half::f16::to_le_bytes),
+            TensorData::Uint32(v) => encode(out, v, u32::to_le_bytes),
+            TensorData::Int32(v) => encode(out, v, i32::to_le_bytes),
+            TensorData::Fp32(v) => encode(out, v, f32::to_le_bytes),
+            TensorData::Uint64(v) => encode(out, v, u64::to_le_bytes),
+            TensorData::Int64(v) => encode(out, v, i64::to_le_bytes),
+            TensorData::Fp64(v) => encode(out, v, f64::to_le_bytes),
         }
     }
 }

@@ -12,6 +12,6 @@ mod tensor;
 pub use generate::{
     FinishReason, Generation, Generator, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
 };
-pub use registry::{Model, ModelOptions, ModelRegistry, SMALL_MODEL_BYTES};
+pub use registry::{Model, ModelOptions, ModelRegistry, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
 pub use signature::{DataType, Signature, TensorSpec};
 pub use tensor::{OverLimit, Tensor, TensorData};
