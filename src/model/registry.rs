@@ -138,6 +138,15 @@ impl Model {
         for _ in 0..session_count {
             let session = Session::builder(environment)
                 .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
+                .and_then(|b| {
+                    // Without the arena, what a large request's run allocates is freed when it
+                    // ends instead of being kept for the life of the session (three 10 MB iris
+                    // bodies: 381 MB peak and 169 MB kept, against 589 MB and 579 MB), at no
+                    // measurable cost (iris 27 µs of CPU per request, bytelm 3.3 ms per token,
+                    // either way).
+                    let cpu = ort::ep::CPU::default().with_arena_allocator(false).build();
+                    b.with_execution_providers([cpu]).map_err(Into::into)
+                })
                 .and_then(|mut b| b.commit_from_file(path))
                 .map_err(|err| fail(err.to_string()))?;
             sessions.push(session);
