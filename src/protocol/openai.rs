@@ -254,10 +254,10 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
         let model = model.to_string();
         return proxy::forward(upstream, path, req.json()?, &model, req);
     }
-    let request: CompletionRequest = req.json()?;
+    let mut request: CompletionRequest = req.json()?;
     let generator = backends.generators.get(&backends.models, &request.model)?;
     let prompt = match kind {
-        Kind::Text => text_prompt(request.prompt.as_ref())?,
+        Kind::Text => text_prompt(request.prompt.take())?,
         Kind::Chat => chat_prompt(request.messages.as_deref())?,
     };
     let sampling = sampling(&request, kind)?;
@@ -298,10 +298,10 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
     Ok(Json(call.full_answer(&generation)).into_response())
 }
 
-fn text_prompt(prompt: Option<&OneOrMany>) -> Result<String, Error> {
+fn text_prompt(prompt: Option<OneOrMany>) -> Result<String, Error> {
     match prompt {
-        Some(OneOrMany::One(text)) => Ok(text.clone()),
-        Some(OneOrMany::Many(texts)) if texts.len() == 1 => Ok(texts[0].clone()),
+        Some(OneOrMany::One(text)) => Ok(text),
+        Some(OneOrMany::Many(mut texts)) if texts.len() == 1 => Ok(texts.remove(0)),
         Some(OneOrMany::Many(_)) => Err(Error::bad_request(
             "only one prompt per request is supported",
         )),
@@ -326,21 +326,29 @@ fn chat_prompt(messages: Option<&[Message]>) -> Result<String, Error> {
                 )))
             }
         };
-        let content = match &message.content {
-            Content::Text(text) => text.clone(),
-            Content::Parts(parts) => parts
-                .iter()
-                .map(|p| match (p.kind.as_str(), &p.text) {
-                    ("text", Some(text)) => Ok(text.as_str()),
-                    _ => Err(Error::invalid_input(format!(
-                        "unsupported content part type \"{}\"",
-                        p.kind
-                    ))),
-                })
-                .collect::<Result<Vec<&str>, Error>>()?
-                .concat(),
-        };
-        prompt.push_str(&format!("{role}: {content}\n"));
+        prompt.push_str(role);
+        prompt.push_str(": ");
+        match &message.content {
+            Content::Text(text) => prompt.push_str(text),
+            Content::Parts(parts) => {
+                for part in parts {
+                    match (part.kind.as_str(), &part.text) {
+                        ("text", Some(text)) => prompt.push_str(text),
+                        _ => {
+                            return Err(Error::invalid_input(format!(
+                                "unsupported content part type \"{}\"",
+                                part.kind
+                            )))
+                        }
+                    }
+                }
+            }
+        }
+        prompt.push('\n');
+        // Past the cap the generator refuses it anyway: stop copying.
+        if prompt.len() > crate::model::MAX_PROMPT_BYTES {
+            break;
+        }
     }
     prompt.push_str("Assistant:");
     Ok(prompt)
