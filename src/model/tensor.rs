@@ -553,12 +553,23 @@ fn write_serde(out: &mut Vec<u8>, value: impl serde::Serialize) {
 
 /// The shortest decimal form of a finite `f32` that reads back as the same `f32`, as JSON.
 fn shortest_f32(x: f32) -> Value {
+    shortest_f32_as_f64(x).map_or(Value::Null, Value::from)
+}
+
+/// The `f64` of the shortest decimal form of a finite `f32` (Rust's, which breaks ties to
+/// even digits): written as JSON, it gives that form. `None` for NaN and infinities.
+fn shortest_f32_as_f64(x: f32) -> Option<f64> {
+    use std::io::Write;
     if !x.is_finite() {
-        return Value::Null;
+        return None;
     }
-    x.to_string()
-        .parse::<f64>()
-        .map_or(Value::Null, Value::from)
+    // Rust writes a finite f32 in at most 48 characters (`-0.000...0001` for the least
+    // subnormal), so the text never leaves the stack.
+    let mut buffer = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{x}").ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    std::str::from_utf8(&buffer[..len]).ok()?.parse().ok()
 }
 
 macro_rules! integer_element {
@@ -648,8 +659,11 @@ impl Element for f32 {
         shortest_f32(self)
     }
     fn write_json(self, out: &mut Vec<u8>) {
-        // serde_json writes an f32 in its shortest form, and non-finite ones as null.
-        write_serde(out, self);
+        // The same text as `to_json` (serde_json's own f32 form breaks ties differently).
+        match shortest_f32_as_f64(self) {
+            Some(x) => write_serde(out, x),
+            None => out.extend_from_slice(b"null"),
+        }
     }
     fn wrap(elements: Vec<Self>) -> TensorData {
         TensorData::Fp32(elements)
