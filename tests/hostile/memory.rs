@@ -221,3 +221,28 @@ fn non_streaming_generation_stops_when_the_client_leaves() {
     assert!(tokens < 6.0 * 64.0, "{tokens} tokens generated for nobody");
     assert_still_serving(&mut server);
 }
+
+#[test]
+fn slow_readers_hold_no_more_than_their_answers() {
+    let mut server = ServeChild::start(&[]);
+    let (idle, _) = server.rss_kib();
+    // 370,000 rows: a 15.5 MB answer, just under the response limit.
+    let rows = vec![[5.1, 3.5, 1.4, 0.2]; 370_000];
+    let body = json!(rows).to_string();
+    let request = format!(
+        "POST /models/iris/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Four clients read the status line and then nothing: each answer waits whole on its
+    // connection (the head goes out with the first bytes of the body).
+    let readers: Vec<Http> = (0..4)
+        .map(|_| Http::send(server.addr, request.as_bytes()))
+        .collect();
+    for reader in &readers {
+        assert_eq!(reader.status, 200);
+    }
+    assert_peak_within(&server, idle, 4 * REQUEST_BUDGET_KIB, "four slow readers");
+    assert_still_serving(&mut server);
+    drop(readers);
+}
