@@ -202,6 +202,21 @@ fn json_bodies_do_not_inflate_and_prompts_are_capped() {
     }
     assert_peak_within(&server, idle, 3 * REQUEST_BUDGET_KIB, "three 10 MB bodies");
 
+    // 800,000 distinct input names (9.6 MB): refused at the first one the model lacks, not
+    // collected first.
+    let mut names = b"{\"inputs\":{".to_vec();
+    for i in 0..800_000 {
+        names.extend_from_slice(format!("\"a{i}\":0,").as_bytes());
+    }
+    names.extend_from_slice(b"\"input\":[[0,0,0,0]]}}");
+    let answer = post(
+        &server,
+        "/models/iris/predict",
+        "Content-Type: application/json\r\n",
+        &names,
+    );
+    assert_refused(answer, "unknown input \"a0\"");
+
     // A 10 MB prompt: the model sees 256 bytes of it, so past 1 MiB it is refused.
     let prompt = "a".repeat(10 * 1024 * 1024 - 200);
     let body = json!({"model": "bytelm", "prompt": prompt, "max_tokens": 1});
