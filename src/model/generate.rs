@@ -120,6 +120,19 @@ impl Generator {
         })
     }
 
+    /// A 400 for a prompt over [`MAX_PROMPT_BYTES`], naming the limit (what
+    /// [`Generator::generate`] checks first; a handler that streams checks it before its 200).
+    pub fn check_prompt(prompt: &str) -> Result<()> {
+        if prompt.len() > MAX_PROMPT_BYTES {
+            return Err(Error::invalid_input(format!(
+                "the prompt is {} bytes, over the limit of {MAX_PROMPT_BYTES} bytes \
+                 (the model sees only the last {CONTEXT_BYTES})",
+                prompt.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether `model` has the signature of a byte-level language model.
     pub fn fits(model: &Model) -> bool {
         check_signature(model).is_ok()
@@ -152,7 +165,7 @@ impl Generator {
         sampling: &Sampling,
         mut on_text: impl FnMut(&str) -> Result<(), Disconnected>,
     ) -> Result<Generation> {
-        check_prompt(prompt)?;
+        Generator::check_prompt(prompt)?;
         let prompt_tokens = prompt.len();
         let tail = &prompt.as_bytes()[prompt_tokens.saturating_sub(CONTEXT_BYTES)..];
         let mut ids: Vec<i64> = tail.iter().copied().map(i64::from).collect();
@@ -216,18 +229,6 @@ impl Generator {
             ))),
         }
     }
-}
-
-/// A 400 for a prompt over [`MAX_PROMPT_BYTES`], naming the limit.
-fn check_prompt(prompt: &str) -> Result<()> {
-    if prompt.len() > MAX_PROMPT_BYTES {
-        return Err(Error::invalid_input(format!(
-            "the prompt is {} bytes, over the limit of {MAX_PROMPT_BYTES} bytes \
-             (the model sees only the last {CONTEXT_BYTES})",
-            prompt.len()
-        )));
-    }
-    Ok(())
 }
 
 fn check_signature(model: &Model) -> Result<()> {

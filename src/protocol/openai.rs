@@ -260,6 +260,7 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
         Kind::Text => text_prompt(request.prompt.take())?,
         Kind::Chat => chat_prompt(request.messages.as_deref())?,
     };
+    Generator::check_prompt(&prompt)?;
     let sampling = sampling(&request, kind)?;
     let call = Call {
         id: format!(

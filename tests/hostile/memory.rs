@@ -227,6 +227,10 @@ fn json_bodies_do_not_inflate_and_prompts_are_capped() {
         message.contains("over the limit of 1048576 bytes"),
         "{message}"
     );
+    // Streamed, it is refused with the status, before the 200 of an event stream.
+    let body = json!({"model": "bytelm", "prompt": prompt, "max_tokens": 1, "stream": true});
+    let (status, answer) = post_json(&server, "/v1/completions", &body);
+    assert_eq!(status, 400, "{answer}");
     // Just under the cap, only the last 256 bytes reach the model, and usage counts them all.
     let prompt = "b".repeat(1024 * 1024 - 1);
     let body = json!({"model": "bytelm", "prompt": prompt, "max_tokens": 2, "temperature": 0});
