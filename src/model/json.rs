@@ -21,7 +21,7 @@ pub(super) enum Scalar<'a> {
     Other(&'a str),
 }
 
-/// Elements and shape read from nested arrays, or a message saying what is wrong.
+/// Elements and shape read from nested arrays.
 pub(super) struct Decoded<T> {
     pub(super) shape: Vec<usize>,
     pub(super) elements: Vec<T>,
