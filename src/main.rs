@@ -104,6 +104,9 @@ struct ServeArgs {
     /// How long the first request of a batch waits for others, in microseconds.
     #[arg(long, default_value_t = 500)]
     batch_timeout_us: u64,
+    /// Largest answer to one inference, in bytes; a request whose outputs cannot fit gets 400.
+    #[arg(long, default_value_t = tinyserve::model::MAX_RESPONSE_BYTES)]
+    max_response_bytes: usize,
     /// An OpenAI-compatible provider (repeatable): `/v1` requests for model `NAME/model` go to
     /// URL (such as http://host:port/v1). With `,key-env=VAR`, its `Authorization: Bearer`
     /// token is read from the environment variable VAR.
@@ -174,6 +177,7 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     options.sessions = args.sessions_per_model;
     options.intra_threads = args.intra_threads;
     options.batch_timeout = Duration::from_micros(args.batch_timeout_us);
+    options.max_response_bytes = args.max_response_bytes;
     for spec in &args.max_batch_size {
         let bad = || {
             tinyserve::Error::bad_request(format!("--max-batch-size {spec}: expected N or MODEL=N"))

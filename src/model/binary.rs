@@ -1,11 +1,11 @@
 //! Tensors as raw little-endian bytes: the KServe v2 binary tensor data extension.
 
 use super::signature::{DataType, TensorSpec};
-use super::tensor::{shape_fits, Tensor, TensorData};
+use super::tensor::{check_empty_shape, shape_fits, Tensor, TensorData};
 use crate::{Error, Result};
 
 /// Bytes per element of `datatype` in the binary encoding.
-fn element_size(datatype: DataType) -> usize {
+pub(super) fn element_size(datatype: DataType) -> usize {
     match datatype {
         DataType::Bool | DataType::Uint8 | DataType::Int8 => 1,
         DataType::Uint16 | DataType::Int16 | DataType::Fp16 => 2,
@@ -60,6 +60,9 @@ impl Tensor {
                 bytes.len()
             )));
         }
+        if bytes.is_empty() {
+            check_empty_shape(shape).map_err(invalid)?;
+        }
         let data = match spec.datatype {
             DataType::Bool => {
                 if let Some(pos) = bytes.iter().position(|&b| b > 1) {
@@ -91,22 +94,36 @@ impl Tensor {
 
     /// The elements as raw little-endian bytes, row-major (BOOL as one byte each).
     pub fn to_le_bytes(&self) -> Vec<u8> {
-        fn encode<T: Copy, const N: usize>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
-            values.iter().flat_map(|&v| to(v)).collect()
+        let mut out = Vec::with_capacity(self.to_le_bytes_len());
+        self.write_le_bytes(&mut out);
+        out
+    }
+
+    /// How many bytes [`Tensor::to_le_bytes`] gives.
+    pub fn to_le_bytes_len(&self) -> usize {
+        self.len().saturating_mul(element_size(self.datatype()))
+    }
+
+    /// Appends [`Tensor::to_le_bytes`] to `out`, without an intermediate vector.
+    pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
+        fn encode<T: Copy, const N: usize>(out: &mut Vec<u8>, values: &[T], to: fn(T) -> [u8; N]) {
+            for &v in values {
+                out.extend_from_slice(&to(v));
+            }
         }
         match &self.data {
-            TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-            TensorData::Uint8(v) => v.clone(),
-            TensorData::Int8(v) => encode(v, i8::to_le_bytes),
-            TensorData::Uint16(v) => encode(v, u16::to_le_bytes),
-            TensorData::Int16(v) => encode(v, i16::to_le_bytes),
-            TensorData::Fp16(v) => encode(v, half::f16::to_le_bytes),
-            TensorData::Uint32(v) => encode(v, u32::to_le_bytes),
-            TensorData::Int32(v) => encode(v, i32::to_le_bytes),
-            TensorData::Fp32(v) => encode(v, f32::to_le_bytes),
-            TensorData::Uint64(v) => encode(v, u64::to_le_bytes),
-            TensorData::Int64(v) => encode(v, i64::to_le_bytes),
-            TensorData::Fp64(v) => encode(v, f64::to_le_bytes),
+            TensorData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+            TensorData::Uint8(v) => out.extend_from_slice(v),
+            TensorData::Int8(v) => encode(out, v, i8::to_le_bytes),
+            TensorData::Uint16(v) => encode(out, v, u16::to_le_bytes),
+            TensorData::Int16(v) => encode(out, v, i16::to_le_bytes),
+            TensorData::Fp16(v) => encode(out, v, half::f16::to_le_bytes),
+            TensorData::Uint32(v) => encode(out, v, u32::to_le_bytes),
+            TensorData::Int32(v) => encode(out, v, i32::to_le_bytes),
+            TensorData::Fp32(v) => encode(out, v, f32::to_le_bytes),
+            TensorData::Uint64(v) => encode(out, v, u64::to_le_bytes),
+            TensorData::Int64(v) => encode(out, v, i64::to_le_bytes),
+            TensorData::Fp64(v) => encode(out, v, f64::to_le_bytes),
         }
     }
 }
@@ -146,5 +163,47 @@ mod tests {
         assert!(wrong.is_err_and(|e| e.message().contains("expected datatype FP32, got FP64")));
         let bools = Tensor::from_le_bytes(&spec(DataType::Bool), &[1, 2], "BOOL", &[1, 7]);
         assert!(bools.is_err_and(|e| e.message().contains("element 1 is byte 7")));
+    }
+
+    #[test]
+    fn empty_tensors_with_huge_outer_dimensions_are_rejected_as_in_json() {
+        let any = TensorSpec {
+            name: "x".into(),
+            datatype: DataType::Int64,
+            shape: vec![-1, -1],
+        };
+        let huge = Tensor::from_le_bytes(&any, &[4_194_304, 0], "INT64", &[]);
+        assert!(huge.is_err_and(|e| e.message()
+            == "input \"x\": shape [4194304, 0] is too large for an empty tensor: \
+                expected at most 65536 nested arrays, got 4194305"));
+        let small = Tensor::from_le_bytes(&any, &[3, 0], "INT64", &[]);
+        assert!(small.is_ok_and(|t| t.shape == [3, 0] && t.is_empty()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_and_shapes_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            shape in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..4),
+            ty in 0..DataType::ALL.len(),
+        ) {
+            let datatype = DataType::ALL[ty];
+            let spec = TensorSpec { name: "x".into(), datatype, shape: vec![-1; shape.len()] };
+            let _ = Tensor::from_le_bytes(&spec, &shape, datatype.as_str(), &bytes);
+        }
+
+        #[test]
+        fn valid_bytes_round_trip(
+            ty in 0..DataType::ALL.len(),
+            rows in 0usize..6,
+            seed in proptest::collection::vec(0u8..2, 0..96),
+        ) {
+            let datatype = DataType::ALL[ty];
+            let size = element_size(datatype);
+            let bytes: Vec<u8> = seed.iter().cycle().take(rows * 2 * size).copied().collect();
+            let bytes = if seed.is_empty() { vec![0; rows * 2 * size] } else { bytes };
+            let t = Tensor::from_le_bytes(&spec(datatype), &[rows, 2], datatype.as_str(), &bytes);
+            proptest::prop_assert_eq!(t.map(|t| t.to_le_bytes()).ok(), Some(bytes));
+        }
     }
 }

@@ -17,6 +17,11 @@ use crate::{Disconnected, Error, Result};
 /// The most bytes of context the model sees; older bytes are dropped from the left.
 pub const CONTEXT_BYTES: usize = 256;
 
+/// The longest prompt [`Generator::generate`] accepts, in bytes (UTF-8). Only its last
+/// [`CONTEXT_BYTES`] reach the model, so a longer one is surely a mistake or an attack; the
+/// request body limit (10 MiB by default) would otherwise be the only bound.
+pub const MAX_PROMPT_BYTES: usize = 1024 * 1024;
+
 /// How to pick each next token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sampling {
@@ -115,6 +120,19 @@ impl Generator {
         })
     }
 
+    /// A 400 for a prompt over [`MAX_PROMPT_BYTES`], naming the limit (what
+    /// [`Generator::generate`] checks first; a handler that streams checks it before its 200).
+    pub fn check_prompt(prompt: &str) -> Result<()> {
+        if prompt.len() > MAX_PROMPT_BYTES {
+            return Err(Error::invalid_input(format!(
+                "the prompt is {} bytes, over the limit of {MAX_PROMPT_BYTES} bytes \
+                 (the model sees only the last {CONTEXT_BYTES})",
+                prompt.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether `model` has the signature of a byte-level language model.
     pub fn fits(model: &Model) -> bool {
         check_signature(model).is_ok()
@@ -138,14 +156,19 @@ impl Generator {
     /// Generates from `prompt`, handing each new piece of text to `on_text` as soon as it is
     /// complete. When `on_text` fails (the client has gone), generation stops at once and the
     /// result says [`FinishReason::Cancelled`].
+    ///
+    /// A prompt longer than [`MAX_PROMPT_BYTES`] is a 400; of a shorter one only the last
+    /// [`CONTEXT_BYTES`] are kept.
     pub fn generate(
         &self,
         prompt: &str,
         sampling: &Sampling,
         mut on_text: impl FnMut(&str) -> Result<(), Disconnected>,
     ) -> Result<Generation> {
-        let mut ids: Vec<i64> = prompt.bytes().map(i64::from).collect();
-        let prompt_tokens = ids.len();
+        Generator::check_prompt(prompt)?;
+        let prompt_tokens = prompt.len();
+        let tail = &prompt.as_bytes()[prompt_tokens.saturating_sub(CONTEXT_BYTES)..];
+        let mut ids: Vec<i64> = tail.iter().copied().map(i64::from).collect();
         let mut sampler = Sampler::new(sampling);
         let mut text = TextAssembler::new(&sampling.stop);
         let mut finish_reason = FinishReason::Length;
@@ -153,6 +176,9 @@ impl Generator {
         while generated < sampling.max_tokens {
             let logits = self.next_logits(&ids)?;
             let token = sampler.pick(&logits);
+            if ids.len() == CONTEXT_BYTES {
+                ids.remove(0);
+            }
             ids.push(i64::from(token));
             generated += 1;
             self.tokens.fetch_add(1, Ordering::Relaxed);

@@ -5,6 +5,7 @@ mod binary;
 mod chat_template;
 mod decoder;
 mod generate;
+mod json;
 mod registry;
 pub mod runtime;
 mod signature;
@@ -13,8 +14,10 @@ mod tokenizer;
 
 pub use chat_template::ChatTemplate;
 pub use decoder::{argmax, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES};
-pub use generate::{FinishReason, Generation, Generator, Sampling, CONTEXT_BYTES};
-pub use registry::{Model, ModelOptions, ModelRegistry, SMALL_MODEL_BYTES};
+pub use generate::{
+    FinishReason, Generation, Generator, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
+};
+pub use registry::{Model, ModelOptions, ModelRegistry, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
 pub use signature::{DataType, Signature, TensorSpec};
-pub use tensor::{Tensor, TensorData};
+pub use tensor::{OverLimit, Tensor, TensorData};
 pub use tokenizer::{Detokenizer, Tokenizer};

@@ -12,6 +12,8 @@ use half::f16;
 use ort::value::{DynValue, PrimitiveTensorElementType, ValueType};
 use serde_json::Value;
 
+pub use super::json::OverLimit;
+use super::json::{self, Scalar};
 use super::signature::{DataType, TensorSpec};
 use crate::{Error, ErrorKind, Result};
 
@@ -234,6 +236,41 @@ impl Tensor {
         shape: Option<&[usize]>,
         declared: Option<&str>,
     ) -> Result<Tensor> {
+        Tensor::decode(spec, data, shape, declared)
+    }
+
+    /// Parses one input from its JSON text, checked exactly like [`Tensor::from_json`], without
+    /// building a `serde_json::Value` first: the elements go straight into their typed vector,
+    /// so the memory taken is at most 8 bytes per element (at least 2 bytes of text each).
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::model::{DataType, Tensor, TensorData, TensorSpec};
+    ///
+    /// let spec = TensorSpec { name: "x".into(), datatype: DataType::Int64, shape: vec![-1, 2] };
+    /// let t = Tensor::from_json_text(&spec, "[[1, 2], [3, 4]]", None, None)?;
+    /// assert_eq!(t.data, TensorData::Int64(vec![1, 2, 3, 4]));
+    /// # Ok::<(), tinyserve::Error>(())
+    /// ```
+    pub fn from_json_text(
+        spec: &TensorSpec,
+        text: &str,
+        shape: Option<&[usize]>,
+        declared: Option<&str>,
+    ) -> Result<Tensor> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let tensor = Tensor::decode(spec, &mut deserializer, shape, declared)?;
+        deserializer.end().map_err(Error::from_json)?;
+        Ok(tensor)
+    }
+
+    /// [`Tensor::from_json`] on any JSON deserializer.
+    fn decode<'de>(
+        spec: &TensorSpec,
+        data: impl serde::Deserializer<'de>,
+        shape: Option<&[usize]>,
+        declared: Option<&str>,
+    ) -> Result<Tensor> {
         let name = spec.name.as_str();
         let invalid = |msg: String| Error::invalid_input(format!("input \"{name}\": {msg}"));
 
@@ -247,18 +284,14 @@ impl Tensor {
             }
         }
 
-        let nesting = infer_shape(data).ok_or_else(|| {
-            invalid(format!(
-                "expected at most {MAX_DEPTH} levels of nesting, got more"
-            ))
-        })?;
-        let mut leaves = Vec::new();
-        collect_leaves(data, &nesting, &mut Vec::new(), &mut leaves).map_err(invalid)?;
-
+        let decoded = with_type!(spec.datatype, T => {
+            json::decode::<T, _>(data).map(|d| (d.shape, T::wrap(d.elements)))
+        });
+        let (nesting, data) = decoded.map_err(invalid)?;
         let shape = match shape {
             None => nesting,
             Some(shape) => {
-                check_given_shape(shape, leaves.len()).map_err(invalid)?;
+                check_given_shape(shape, data.len()).map_err(invalid)?;
                 shape.to_vec()
             }
         };
@@ -270,8 +303,6 @@ impl Tensor {
             )));
         }
 
-        let data =
-            with_type!(spec.datatype, T => T::wrap(parse_elements::<T>(&leaves).map_err(invalid)?));
         Ok(Tensor {
             name: name.to_owned(),
             shape,
@@ -349,6 +380,30 @@ impl Tensor {
         let mut elements = self.data.json_elements().into_iter();
         nest(&mut elements, &self.shape)
     }
+
+    /// Appends the elements to `out` as JSON text, flat or nested by the shape (written like
+    /// [`Tensor::to_flat_json`] and [`Tensor::to_nested_json`], without building a `Value`).
+    /// Stops with [`OverLimit`] as soon as `out` is longer than `limit` bytes.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::model::{Tensor, TensorData};
+    ///
+    /// let t = Tensor { name: "y".into(), shape: vec![2, 2], data: TensorData::Int8(vec![1, 2, 3, 4]) };
+    /// let mut out = Vec::new();
+    /// t.write_json(true, &mut out, 100).expect("under the limit");
+    /// assert_eq!(out, b"[[1,2],[3,4]]");
+    /// assert!(t.write_json(false, &mut Vec::new(), 4).is_err());
+    /// ```
+    pub fn write_json(
+        &self,
+        nested: bool,
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> std::result::Result<(), OverLimit> {
+        let shape = nested.then_some(self.shape.as_slice());
+        with_data!(&self.data, v => json::write(v, shape, out, limit))
+    }
 }
 
 /// Builds nested arrays of `shape` from `elements`; missing elements (only possible when a
@@ -357,61 +412,6 @@ fn nest(elements: &mut impl Iterator<Item = Value>, shape: &[usize]) -> Value {
     match shape.split_first() {
         None => elements.next().unwrap_or(Value::Null),
         Some((&len, rest)) => Value::Array((0..len).map(|_| nest(elements, rest)).collect()),
-    }
-}
-
-/// The shape implied by following the first element of each nested array, or `None` when
-/// that is deeper than [`MAX_DEPTH`].
-fn infer_shape(data: &Value) -> Option<Vec<usize>> {
-    let mut shape = Vec::new();
-    let mut current = data;
-    while let Value::Array(items) = current {
-        if shape.len() == MAX_DEPTH {
-            return None;
-        }
-        shape.push(items.len());
-        match items.first() {
-            Some(first) => current = first,
-            None => break,
-        }
-    }
-    Some(shape)
-}
-
-/// Checks that `value` (found at index `path`) is rectangular with the given remaining
-/// `shape`, and pushes its scalars onto `leaves` in row-major order.
-fn collect_leaves<'a>(
-    value: &'a Value,
-    shape: &[usize],
-    path: &mut Vec<usize>,
-    leaves: &mut Vec<&'a Value>,
-) -> std::result::Result<(), String> {
-    match (shape.split_first(), value) {
-        (None, Value::Array(items)) => Err(format!(
-            "ragged array at {path:?}: expected a scalar, got an array of {}",
-            elements(items.len())
-        )),
-        (None, scalar) => {
-            leaves.push(scalar);
-            Ok(())
-        }
-        (Some((&len, rest)), Value::Array(items)) if items.len() == len => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(i);
-                collect_leaves(item, rest, path, leaves)?;
-                path.pop();
-            }
-            Ok(())
-        }
-        (Some((&len, _)), Value::Array(items)) => Err(format!(
-            "ragged array at {path:?}: expected {}, got {}",
-            elements(len),
-            items.len()
-        )),
-        (Some((&len, _)), _) => Err(format!(
-            "ragged array at {path:?}: expected {}, got a scalar",
-            elements(len)
-        )),
     }
 }
 
@@ -435,24 +435,38 @@ fn check_given_shape(shape: &[usize], count: usize) -> std::result::Result<(), S
         Some(_) => {}
     }
     if count == 0 {
-        // Arrays in the nested form: 1 at the top, then one per slot of each outer level.
-        let mut arrays = 0usize;
-        let mut outer = 1usize;
-        for &d in shape {
-            arrays = arrays.saturating_add(outer);
-            outer = outer.saturating_mul(d);
-        }
-        if arrays > MAX_EMPTY_ARRAYS {
-            return Err(format!(
-                "shape {shape:?} is too large for an empty tensor: expected at most \
-                 {MAX_EMPTY_ARRAYS} nested arrays, got {}",
-                if arrays == usize::MAX {
-                    format!("more than {}", usize::MAX - 1)
-                } else {
-                    arrays.to_string()
-                }
-            ));
-        }
+        check_empty_shape(shape)?;
+    }
+    Ok(())
+}
+
+/// The arrays in the nested JSON form of `shape`: 1 at the top, then one per slot of each
+/// outer level (saturating).
+pub(super) fn nested_arrays(shape: &[usize]) -> usize {
+    let mut arrays = 0usize;
+    let mut outer = 1usize;
+    for &d in shape {
+        arrays = arrays.saturating_add(outer);
+        outer = outer.saturating_mul(d);
+    }
+    arrays
+}
+
+/// Rejects the shape of an empty tensor whose nested form would exceed [`MAX_EMPTY_ARRAYS`]
+/// arrays: it holds no elements, so nothing else bounds it, and ONNX Runtime and the JSON
+/// answer both pay for its outer dimensions.
+pub(super) fn check_empty_shape(shape: &[usize]) -> std::result::Result<(), String> {
+    let arrays = nested_arrays(shape);
+    if arrays > MAX_EMPTY_ARRAYS {
+        return Err(format!(
+            "shape {shape:?} is too large for an empty tensor: expected at most \
+             {MAX_EMPTY_ARRAYS} nested arrays, got {}",
+            if arrays == usize::MAX {
+                format!("more than {}", usize::MAX - 1)
+            } else {
+                arrays.to_string()
+            }
+        ));
     }
     Ok(())
 }
@@ -466,30 +480,8 @@ pub(super) fn shape_fits(spec: &[i64], shape: &[usize]) -> bool {
             .all(|(&s, &d)| s < 0 || usize::try_from(s).is_ok_and(|s| s == d))
 }
 
-/// Converts every leaf to `T`, failing on the first one that does not fit.
-fn parse_elements<T: Element>(leaves: &[&Value]) -> std::result::Result<Vec<T>, String> {
-    let mut out = Vec::with_capacity(leaves.len());
-    for (i, leaf) in leaves.iter().enumerate() {
-        let element = T::from_json(leaf).map_err(|reject| {
-            let ty = T::TYPE;
-            let why = match reject {
-                Reject::NotBool => format!("expected true or false for {ty}"),
-                Reject::NotNumber => format!("expected a number for {ty}"),
-                Reject::NotInteger => format!("expected an integer for {ty}"),
-                Reject::OutOfRange => match T::range() {
-                    Some((min, max)) => format!("out of range for {ty} ({min} to {max})"),
-                    None => format!("out of range for {ty}"),
-                },
-            };
-            format!("element {i} is {}, {why}", describe(leaf))
-        })?;
-        out.push(element);
-    }
-    Ok(out)
-}
-
 /// `"1 element"`, `"3 elements"`.
-fn elements(n: usize) -> String {
+pub(super) fn elements(n: usize) -> String {
     if n == 1 {
         "1 element".to_owned()
     } else {
@@ -497,17 +489,8 @@ fn elements(n: usize) -> String {
     }
 }
 
-/// A client's JSON value as quoted in a message: its JSON text, with exponents written
-/// `1e300` rather than serde_json's `1e+300`, cut to a readable length.
-fn describe(value: &Value) -> String {
-    match value {
-        Value::Number(n) => n.to_string().replace("e+", "e"),
-        other => truncate(&other.to_string()),
-    }
-}
-
 /// Client text quoted in a message, cut to a readable length.
-fn truncate(text: &str) -> String {
+pub(super) fn truncate(text: &str) -> String {
     const LIMIT: usize = 40;
     match text.char_indices().nth(LIMIT) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
@@ -516,7 +499,7 @@ fn truncate(text: &str) -> String {
 }
 
 /// Why a JSON value does not fit an element type.
-enum Reject {
+pub(super) enum Reject {
     NotBool,
     NotNumber,
     NotInteger,
@@ -524,12 +507,14 @@ enum Reject {
 }
 
 /// A Rust element type of one [`DataType`].
-trait Element: PrimitiveTensorElementType + Copy + Debug + Sized {
+pub(super) trait Element: PrimitiveTensorElementType + Copy + Debug + Sized {
     const TYPE: DataType;
-    /// The element for a JSON value, or why it does not fit.
-    fn from_json(value: &Value) -> std::result::Result<Self, Reject>;
+    /// The element for a JSON scalar, or why it does not fit.
+    fn from_scalar(value: &Scalar<'_>) -> std::result::Result<Self, Reject>;
     /// The JSON value for the element.
     fn to_json(self) -> Value;
+    /// Appends the element's JSON text (the same text as [`Element::to_json`]'s) to `out`.
+    fn write_json(self, out: &mut Vec<u8>);
     /// The inclusive range, for integer types.
     fn range() -> Option<(String, String)> {
         None
@@ -538,52 +523,67 @@ trait Element: PrimitiveTensorElementType + Copy + Debug + Sized {
     fn wrap(elements: Vec<Self>) -> TensorData;
 }
 
-/// The exact integer a JSON value denotes: integers as they are (full `i64`/`u64` range), and
+/// The exact integer a JSON scalar denotes: integers as they are (full `i64`/`u64` range), and
 /// floats only when integral.
-fn integral(value: &Value) -> std::result::Result<i128, Reject> {
-    let Value::Number(n) = value else {
-        return Err(Reject::NotInteger);
-    };
-    if let Some(i) = n.as_i64() {
-        return Ok(i128::from(i));
-    }
-    if let Some(u) = n.as_u64() {
-        return Ok(i128::from(u));
-    }
-    match n.as_f64() {
+fn integral(value: &Scalar<'_>) -> std::result::Result<i128, Reject> {
+    match *value {
+        Scalar::I64(i) => Ok(i128::from(i)),
+        Scalar::U64(u) => Ok(i128::from(u)),
         // `as` saturates beyond i128, which is out of range for every element type anyway.
-        Some(f) if f.is_finite() && f.fract() == 0.0 => Ok(f as i128),
+        Scalar::F64(f) if f.is_finite() && f.fract() == 0.0 => Ok(f as i128),
         _ => Err(Reject::NotInteger),
     }
 }
 
 /// Any JSON number as an `f64`.
-fn number(value: &Value) -> std::result::Result<f64, Reject> {
-    match value {
-        Value::Number(n) => n.as_f64().ok_or(Reject::NotNumber),
+fn number(value: &Scalar<'_>) -> std::result::Result<f64, Reject> {
+    match *value {
+        Scalar::I64(i) => Ok(i as f64),
+        Scalar::U64(u) => Ok(u as f64),
+        Scalar::F64(f) => Ok(f),
         _ => Err(Reject::NotNumber),
     }
 }
 
+/// Appends `value` as serde_json writes it.
+fn write_serde(out: &mut Vec<u8>, value: impl serde::Serialize) {
+    // Writing a number or a bool into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, &value);
+}
+
 /// The shortest decimal form of a finite `f32` that reads back as the same `f32`, as JSON.
 fn shortest_f32(x: f32) -> Value {
+    shortest_f32_as_f64(x).map_or(Value::Null, Value::from)
+}
+
+/// The `f64` of the shortest decimal form of a finite `f32` (Rust's, which breaks ties to
+/// even digits): written as JSON, it gives that form. `None` for NaN and infinities.
+fn shortest_f32_as_f64(x: f32) -> Option<f64> {
+    use std::io::Write;
     if !x.is_finite() {
-        return Value::Null;
+        return None;
     }
-    x.to_string()
-        .parse::<f64>()
-        .map_or(Value::Null, Value::from)
+    // Rust writes a finite f32 in at most 48 characters (`-0.000...0001` for the least
+    // subnormal), so the text never leaves the stack.
+    let mut buffer = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{x}").ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    std::str::from_utf8(&buffer[..len]).ok()?.parse().ok()
 }
 
 macro_rules! integer_element {
     ($($t:ty => $ty:ident, $variant:ident;)*) => {$(
         impl Element for $t {
             const TYPE: DataType = DataType::$ty;
-            fn from_json(value: &Value) -> std::result::Result<Self, Reject> {
+            fn from_scalar(value: &Scalar<'_>) -> std::result::Result<Self, Reject> {
                 <$t>::try_from(integral(value)?).map_err(|_| Reject::OutOfRange)
             }
             fn to_json(self) -> Value {
                 Value::from(self)
+            }
+            fn write_json(self, out: &mut Vec<u8>) {
+                write_serde(out, self);
             }
             fn range() -> Option<(String, String)> {
                 Some((<$t>::MIN.to_string(), <$t>::MAX.to_string()))
@@ -608,11 +608,17 @@ integer_element! {
 
 impl Element for bool {
     const TYPE: DataType = DataType::Bool;
-    fn from_json(value: &Value) -> std::result::Result<Self, Reject> {
-        value.as_bool().ok_or(Reject::NotBool)
+    fn from_scalar(value: &Scalar<'_>) -> std::result::Result<Self, Reject> {
+        match *value {
+            Scalar::Bool(b) => Ok(b),
+            _ => Err(Reject::NotBool),
+        }
     }
     fn to_json(self) -> Value {
         Value::Bool(self)
+    }
+    fn write_json(self, out: &mut Vec<u8>) {
+        write_serde(out, self);
     }
     fn wrap(elements: Vec<Self>) -> TensorData {
         TensorData::Bool(elements)
@@ -621,7 +627,7 @@ impl Element for bool {
 
 impl Element for f16 {
     const TYPE: DataType = DataType::Fp16;
-    fn from_json(value: &Value) -> std::result::Result<Self, Reject> {
+    fn from_scalar(value: &Scalar<'_>) -> std::result::Result<Self, Reject> {
         let x = f16::from_f64(number(value)?);
         if x.is_infinite() {
             return Err(Reject::OutOfRange);
@@ -632,6 +638,9 @@ impl Element for f16 {
         // Every f16 is an f32, and the shortest f32 text reads back as the same f16.
         shortest_f32(self.to_f32())
     }
+    fn write_json(self, out: &mut Vec<u8>) {
+        self.to_f32().write_json(out);
+    }
     fn wrap(elements: Vec<Self>) -> TensorData {
         TensorData::Fp16(elements)
     }
@@ -639,7 +648,7 @@ impl Element for f16 {
 
 impl Element for f32 {
     const TYPE: DataType = DataType::Fp32;
-    fn from_json(value: &Value) -> std::result::Result<Self, Reject> {
+    fn from_scalar(value: &Scalar<'_>) -> std::result::Result<Self, Reject> {
         let x = number(value)? as f32;
         if x.is_infinite() {
             return Err(Reject::OutOfRange);
@@ -649,6 +658,13 @@ impl Element for f32 {
     fn to_json(self) -> Value {
         shortest_f32(self)
     }
+    fn write_json(self, out: &mut Vec<u8>) {
+        // The same text as `to_json` (serde_json's own f32 form breaks ties differently).
+        match shortest_f32_as_f64(self) {
+            Some(x) => write_serde(out, x),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
     fn wrap(elements: Vec<Self>) -> TensorData {
         TensorData::Fp32(elements)
     }
@@ -656,7 +672,7 @@ impl Element for f32 {
 
 impl Element for f64 {
     const TYPE: DataType = DataType::Fp64;
-    fn from_json(value: &Value) -> std::result::Result<Self, Reject> {
+    fn from_scalar(value: &Scalar<'_>) -> std::result::Result<Self, Reject> {
         let x = number(value)?;
         if !x.is_finite() {
             return Err(Reject::OutOfRange);
@@ -665,6 +681,9 @@ impl Element for f64 {
     }
     fn to_json(self) -> Value {
         Value::from(self)
+    }
+    fn write_json(self, out: &mut Vec<u8>) {
+        write_serde(out, self);
     }
     fn wrap(elements: Vec<Self>) -> TensorData {
         TensorData::Fp64(elements)
@@ -1055,7 +1074,7 @@ mod tests {
         );
         assert_invalid(
             parse(DataType::Fp16, &[-1], json!([{"a": 1}])),
-            r#"input "x": element 0 is {"a":1}, expected a number for FP16"#,
+            r#"input "x": element 0 is an object, expected a number for FP16"#,
         );
         assert_invalid(
             parse(DataType::Fp32, &[-1], json!([null])),
@@ -1206,6 +1225,132 @@ mod tests {
             let sent = json!([[-1.5, 0.0, 0.25], [2.0, 1024.0, -0.125]]);
             let t = parse(ty, &[2, 3], sent.clone()).unwrap();
             assert_eq!(t.to_nested_json(), sent, "{ty}");
+        }
+    }
+
+    // ---- properties: text decoding, writing, round trips ----
+
+    /// A finite value of `ty` from raw bits (NaN and infinities, which JSON cannot carry,
+    /// become 0).
+    fn element(ty: DataType, bits: u64) -> Value {
+        match ty {
+            DataType::Bool => json!(bits & 1 == 1),
+            DataType::Uint8 => json!(bits as u8),
+            DataType::Uint16 => json!(bits as u16),
+            DataType::Uint32 => json!(bits as u32),
+            DataType::Uint64 => json!(bits),
+            DataType::Int8 => json!(bits as i8),
+            DataType::Int16 => json!(bits as i16),
+            DataType::Int32 => json!(bits as i32),
+            DataType::Int64 => json!(bits as i64),
+            DataType::Fp16 => {
+                let x = f16::from_bits(bits as u16);
+                if x.is_finite() {
+                    shortest_f32(x.to_f32())
+                } else {
+                    json!(0)
+                }
+            }
+            DataType::Fp32 => {
+                let x = f32::from_bits(bits as u32);
+                if x.is_finite() {
+                    shortest_f32(x)
+                } else {
+                    json!(0)
+                }
+            }
+            DataType::Fp64 => {
+                let x = f64::from_bits(bits);
+                json!(if x.is_finite() { x } else { 0.0 })
+            }
+        }
+    }
+
+    fn arbitrary_tensor(
+    ) -> impl proptest::strategy::Strategy<Value = (DataType, Vec<usize>, Vec<u64>)> {
+        use proptest::prelude::*;
+        (
+            0..DataType::ALL.len(),
+            proptest::collection::vec(0usize..4, 0..4),
+        )
+            .prop_flat_map(|(ty, shape)| {
+                let n = shape.iter().product::<usize>();
+                (
+                    Just(DataType::ALL[ty]),
+                    Just(shape),
+                    proptest::collection::vec(any::<u64>(), n),
+                )
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_text_decoder(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            ty in 0..DataType::ALL.len(),
+            shape in proptest::option::of(proptest::collection::vec(0usize..5, 0..4)),
+        ) {
+            let text = String::from_utf8_lossy(&bytes);
+            let spec = spec(DataType::ALL[ty], &[-1; 3]);
+            let _ = Tensor::from_json_text(&spec, &text, shape.as_deref(), None);
+        }
+
+        #[test]
+        fn json_like_text_never_panics_and_agrees_with_the_value_decoder(
+            tokens in proptest::collection::vec(
+                proptest::sample::select(vec!["[", "]", ",", "0", "-1", "2.5", "1e300", "true",
+                    "null", "\"a\"", "{}", "18446744073709551615", " "]),
+                0..40,
+            ),
+            ty in 0..DataType::ALL.len(),
+        ) {
+            let text = tokens.concat();
+            let spec = spec(DataType::ALL[ty], &[-1; 2]);
+            let from_text = Tensor::from_json_text(&spec, &text, None, None);
+            // Where the text is JSON, both decoders give the same tensor or the same message.
+            if let Ok(value) = serde_json::from_str::<Value>(&text) {
+                let from_value = Tensor::from_json(&spec, &value, None, None);
+                proptest::prop_assert_eq!(
+                    from_text.map_err(|e| e.message().to_owned()),
+                    from_value.map_err(|e| e.message().to_owned())
+                );
+            }
+        }
+
+        #[test]
+        fn valid_tensors_round_trip_through_text(
+            (ty, shape, bits) in arbitrary_tensor(),
+        ) {
+            let elements: Vec<Value> = bits.iter().map(|&b| element(ty, b)).collect();
+            let flat = Value::Array(elements);
+            let dims: Vec<i64> = vec![-1; shape.len()];
+            let t = Tensor::from_json(&spec(ty, &dims), &flat, Some(&shape), Some(ty.as_str()))
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            for nested in [true, false] {
+                let mut text = Vec::new();
+                proptest::prop_assert!(t.write_json(nested, &mut text, usize::MAX).is_ok());
+                let expected = if nested { t.to_nested_json() } else { t.to_flat_json() };
+                proptest::prop_assert_eq!(
+                    std::str::from_utf8(&text).unwrap_or_default(),
+                    serde_json::to_string(&expected).unwrap_or_default()
+                );
+                let given = (!nested).then_some(shape.as_slice());
+                let back = Tensor::from_json_text(
+                    &spec(ty, &dims), std::str::from_utf8(&text).unwrap_or_default(), given, None);
+                // An empty tensor's nesting stops at its first 0: only the flat form with the
+                // shape gives every dimension back.
+                if nested && t.is_empty() {
+                    continue;
+                }
+                proptest::prop_assert_eq!(back.ok(), Some(t.clone()));
+            }
+            // The limit stops the writer within one element of it.
+            let mut text = Vec::new();
+            let full = serde_json::to_vec(&t.to_flat_json()).unwrap_or_default().len();
+            if full > 2 {
+                proptest::prop_assert!(t.write_json(false, &mut text, full - 1).is_err());
+                proptest::prop_assert!(text.len() <= full);
+            }
         }
     }
 }

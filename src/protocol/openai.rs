@@ -188,23 +188,79 @@ struct CompletionRequest {
 /// Upper bound on `max_tokens`: a request cannot hold a worker for an unbounded time.
 const MAX_TOKENS_LIMIT: u64 = 4096;
 
+/// Just the `model` of a request, read without building the rest (the prompt of a local model
+/// is parsed straight into [`CompletionRequest`], never into a `Value` tree).
+#[derive(Deserialize)]
+struct Route {
+    #[serde(default, deserialize_with = "string_or_nothing")]
+    model: Option<String>,
+}
+
+/// A string as itself, anything else as `None` (skipped without being kept).
+fn string_or_nothing<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any value")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            while a
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
 fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, Error> {
-    let body: Value = req.json()?;
-    let model = body["model"].as_str().unwrap_or_default().to_string();
+    let route: Route = req.json()?;
+    let model = route.model.unwrap_or_default();
     if let Some((upstream, model)) = proxy::route(&backends.upstreams, &model) {
         let path = match kind {
             Kind::Text => "/completions",
             Kind::Chat => "/chat/completions",
         };
         let model = model.to_string();
-        return proxy::forward(upstream, path, body, &model, req);
+        return proxy::forward(upstream, path, req.json()?, &model, req);
     }
-    let request: CompletionRequest = serde_json::from_value(body).map_err(Error::from_json)?;
+    let mut request: CompletionRequest = req.json()?;
     let generator = backends.generators.get(&backends.models, &request.model)?;
     let prompt = match kind {
-        Kind::Text => text_prompt(request.prompt.as_ref())?,
+        Kind::Text => text_prompt(request.prompt.take())?,
         Kind::Chat => chat_prompt(request.messages.as_deref())?,
     };
+    Generator::check_prompt(&prompt)?;
     let sampling = sampling(&request, kind)?;
     let call = Call {
         id: format!(
@@ -229,14 +285,24 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
         })
         .into_response());
     }
-    let generation = generator.generate(&prompt, &sampling, |_| Ok(()))?;
+    // Nobody reads the answer once the client has gone: stop generating (checked at each
+    // piece of text, one non-blocking system call).
+    let generation = generator.generate(&prompt, &sampling, |_| match req.is_client_gone() {
+        true => Err(crate::Disconnected),
+        false => Ok(()),
+    })?;
+    if generation.finish_reason == crate::model::FinishReason::Cancelled {
+        return Err(Error::bad_request(
+            "generation cancelled: the client closed the connection",
+        ));
+    }
     Ok(Json(call.full_answer(&generation)).into_response())
 }
 
-fn text_prompt(prompt: Option<&OneOrMany>) -> Result<String, Error> {
+fn text_prompt(prompt: Option<OneOrMany>) -> Result<String, Error> {
     match prompt {
-        Some(OneOrMany::One(text)) => Ok(text.clone()),
-        Some(OneOrMany::Many(texts)) if texts.len() == 1 => Ok(texts[0].clone()),
+        Some(OneOrMany::One(text)) => Ok(text),
+        Some(OneOrMany::Many(mut texts)) if texts.len() == 1 => Ok(texts.remove(0)),
         Some(OneOrMany::Many(_)) => Err(Error::bad_request(
             "only one prompt per request is supported",
         )),
@@ -261,21 +327,29 @@ fn chat_prompt(messages: Option<&[Message]>) -> Result<String, Error> {
                 )))
             }
         };
-        let content = match &message.content {
-            Content::Text(text) => text.clone(),
-            Content::Parts(parts) => parts
-                .iter()
-                .map(|p| match (p.kind.as_str(), &p.text) {
-                    ("text", Some(text)) => Ok(text.as_str()),
-                    _ => Err(Error::invalid_input(format!(
-                        "unsupported content part type \"{}\"",
-                        p.kind
-                    ))),
-                })
-                .collect::<Result<Vec<&str>, Error>>()?
-                .concat(),
-        };
-        prompt.push_str(&format!("{role}: {content}\n"));
+        prompt.push_str(role);
+        prompt.push_str(": ");
+        match &message.content {
+            Content::Text(text) => prompt.push_str(text),
+            Content::Parts(parts) => {
+                for part in parts {
+                    match (part.kind.as_str(), &part.text) {
+                        ("text", Some(text)) => prompt.push_str(text),
+                        _ => {
+                            return Err(Error::invalid_input(format!(
+                                "unsupported content part type \"{}\"",
+                                part.kind
+                            )))
+                        }
+                    }
+                }
+            }
+        }
+        prompt.push('\n');
+        // Past the cap the generator refuses it anyway: stop copying.
+        if prompt.len() > crate::model::MAX_PROMPT_BYTES {
+            break;
+        }
     }
     prompt.push_str("Assistant:");
     Ok(prompt)

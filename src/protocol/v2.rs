@@ -2,7 +2,8 @@
 //! its binary tensor data extension (the client's default for numpy inputs and outputs).
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
 use super::{with, Readiness};
 use crate::model::{DataType, Model, ModelRegistry, Tensor};
@@ -211,51 +212,78 @@ fn model_ready(models: &ModelRegistry, req: &Request) -> Result<Json<Value>> {
     ))
 }
 
+/// An inference request, borrowed from the body: each input's `data` stays JSON text until
+/// it is decoded against the input's spec (no `Value` tree, see [`Tensor::from_json_text`]).
 #[derive(Deserialize)]
-struct InferRequest {
+struct InferRequest<'a> {
     id: Option<String>,
-    #[serde(default)]
-    parameters: Map<String, Value>,
-    inputs: Vec<InferInput>,
-    outputs: Option<Vec<RequestedOutput>>,
+    #[serde(default, borrow)]
+    parameters: RequestParameters<'a>,
+    #[serde(borrow)]
+    inputs: Vec<InferInput<'a>>,
+    #[serde(borrow)]
+    outputs: Option<Vec<RequestedOutput<'a>>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RequestParameters<'a> {
+    #[serde(borrow)]
+    binary_data_output: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct InferInput {
+struct InferInput<'a> {
     name: String,
     shape: Vec<i64>,
     datatype: String,
-    #[serde(default)]
-    parameters: Map<String, Value>,
-    data: Option<Value>,
+    #[serde(default, borrow)]
+    parameters: InputParameters<'a>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct InputParameters<'a> {
+    #[serde(borrow)]
+    binary_data_size: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct RequestedOutput {
+struct RequestedOutput<'a> {
     name: String,
-    #[serde(default)]
-    parameters: Map<String, Value>,
+    #[serde(default, borrow)]
+    parameters: OutputParameters<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct OutputParameters<'a> {
+    #[serde(borrow)]
+    binary_data: Option<&'a RawValue>,
 }
 
 fn infer(models: &ModelRegistry, req: &Request) -> Result<Response> {
     let model = model_for(models, req)?;
-    let (request, mut binary): (InferRequest, &[u8]) = match req.header(BINARY_HEADER) {
+    let body = req.body();
+    let (json, mut binary): (&[u8], &[u8]) = match req.header(BINARY_HEADER) {
         Some(len) => {
             let len: usize = len.trim().parse().map_err(|_| {
                 Error::bad_request(format!("{BINARY_HEADER} is not a number: {len:?}"))
             })?;
-            let body = req.body();
             if len > body.len() {
                 return Err(Error::bad_request(format!(
                     "{BINARY_HEADER} is {len} but the body has {} bytes",
                     body.len()
                 )));
             }
-            let json = serde_json::from_slice(&body[..len]).map_err(Error::from_json)?;
-            (json, &body[len..])
+            body.split_at(len)
         }
-        None => (req.json()?, &[]),
+        None => {
+            // The Content-Type check and the syntax errors of `Request::json`, without keeping anything.
+            req.json::<serde::de::IgnoredAny>()?;
+            (body, &[])
+        }
     };
+    let request: InferRequest = serde_json::from_slice(json).map_err(Error::from_json)?;
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in &request.inputs {
         inputs.push(read_input(&model, input, &mut binary)?);
@@ -283,10 +311,10 @@ fn read_input(model: &Model, input: &InferInput, binary: &mut &[u8]) -> Result<T
                 input.name, input.shape
             ))
         })?;
-    match (input.parameters.get("binary_data_size"), &input.data) {
+    match (input.parameters.binary_data_size, input.data) {
         (Some(size), _) => {
-            let size = size
-                .as_u64()
+            let size = serde_json::from_str::<u64>(size.get())
+                .ok()
                 .and_then(|s| usize::try_from(s).ok())
                 .ok_or_else(|| {
                     Error::invalid_input(format!(
@@ -305,7 +333,9 @@ fn read_input(model: &Model, input: &InferInput, binary: &mut &[u8]) -> Result<T
             *binary = rest;
             Tensor::from_le_bytes(spec, &shape, &input.datatype, bytes)
         }
-        (None, Some(data)) => Tensor::from_json(spec, data, Some(&shape), Some(&input.datatype)),
+        (None, Some(data)) => {
+            Tensor::from_json_text(spec, data.get(), Some(&shape), Some(&input.datatype))
+        }
         (None, None) => Err(Error::invalid_input(format!(
             "input \"{}\": has neither \"data\" nor binary_data_size",
             input.name
@@ -313,8 +343,10 @@ fn read_input(model: &Model, input: &InferInput, binary: &mut &[u8]) -> Result<T
     }
 }
 
+/// Writes the answer's JSON (and binary outputs after it) straight into bytes: the elements
+/// are never held as `Value`s, and writing stops at the response limit.
 fn respond(model: &Model, request: InferRequest, outputs: Vec<Tensor>) -> Result<Response> {
-    let all_binary = flag(&request.parameters, "binary_data_output");
+    let all_binary = flag(request.parameters.binary_data_output);
     let selected: Vec<(Tensor, bool)> = match request.outputs {
         None => outputs.into_iter().map(|t| (t, all_binary)).collect(),
         Some(wanted) => {
@@ -329,53 +361,78 @@ fn respond(model: &Model, request: InferRequest, outputs: Vec<Tensor>) -> Result
                         model.output_names()
                     )));
                 };
-                let binary = all_binary || flag(&want.parameters, "binary_data");
+                let binary = all_binary || flag(want.parameters.binary_data);
                 selected.push((outputs.swap_remove(pos), binary));
             }
             selected
         }
     };
-    let mut binary = Vec::new();
-    let outputs: Vec<Value> = selected
-        .into_iter()
-        .map(|(tensor, as_binary)| {
-            let mut out = serde_json::json!({
-                "name": tensor.name,
-                "datatype": tensor.datatype().as_str(),
-                "shape": tensor.shape,
-            });
-            if as_binary {
-                let bytes = tensor.to_le_bytes();
-                out["parameters"] = serde_json::json!({"binary_data_size": bytes.len()});
-                binary.extend_from_slice(&bytes);
-            } else {
-                out["data"] = tensor.to_flat_json();
-            }
-            out
-        })
-        .collect();
-    let mut body = serde_json::json!({
-        "model_name": model.name(),
-        "model_version": VERSION,
-        "outputs": outputs,
-    });
-    if let Some(id) = request.id {
-        body["id"] = Value::String(id);
+    let limit = model.max_response_bytes();
+    let too_large = || {
+        Error::invalid_input(format!(
+            "the answer of model \"{}\" is over the response limit of {limit} bytes \
+             (--max-response-bytes)",
+            model.name()
+        ))
+    };
+    let binary_bytes = selected
+        .iter()
+        .filter(|(_, binary)| *binary)
+        .map(|(t, _)| t.to_le_bytes_len())
+        .fold(0usize, usize::saturating_add);
+    let json_limit = limit.checked_sub(binary_bytes).ok_or_else(too_large)?;
+    let mut out = Vec::new();
+    let text = |out: &mut Vec<u8>, value: &str| {
+        let _ = serde_json::to_writer(out, value);
+    };
+    out.extend_from_slice(b"{\"model_name\":");
+    text(&mut out, model.name());
+    out.extend_from_slice(b",\"model_version\":");
+    text(&mut out, VERSION);
+    out.extend_from_slice(b",\"outputs\":[");
+    for (i, (tensor, as_binary)) in selected.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        text(&mut out, &tensor.name);
+        out.extend_from_slice(b",\"datatype\":");
+        text(&mut out, tensor.datatype().as_str());
+        out.extend_from_slice(b",\"shape\":");
+        let _ = serde_json::to_writer(&mut out, &tensor.shape);
+        if *as_binary {
+            out.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
+            out.extend_from_slice(tensor.to_le_bytes_len().to_string().as_bytes());
+            out.push(b'}');
+        } else {
+            out.extend_from_slice(b",\"data\":");
+            tensor
+                .write_json(false, &mut out, json_limit)
+                .map_err(|_| too_large())?;
+        }
+        out.push(b'}');
     }
-    let json = serde_json::to_vec(&body).map_err(Error::internal)?;
-    if binary.is_empty() {
-        return Ok(Response::new(200, "application/json", json));
+    out.push(b']');
+    if let Some(id) = &request.id {
+        out.extend_from_slice(b",\"id\":");
+        text(&mut out, id);
     }
-    let json_len = json.len().to_string();
-    let mut payload = json;
-    payload.extend_from_slice(&binary);
-    Ok(Response::new(200, "application/octet-stream", payload)
-        .with_header(BINARY_HEADER, &json_len))
+    out.push(b'}');
+    if out.len() > json_limit {
+        return Err(too_large());
+    }
+    if binary_bytes == 0 {
+        return Ok(Response::new(200, "application/json", out));
+    }
+    let json_len = out.len().to_string();
+    out.reserve_exact(binary_bytes);
+    for (tensor, _) in selected.iter().filter(|(_, binary)| *binary) {
+        tensor.write_le_bytes(&mut out);
+    }
+    Ok(Response::new(200, "application/octet-stream", out).with_header(BINARY_HEADER, &json_len))
 }
 
-fn flag(parameters: &Map<String, Value>, name: &str) -> bool {
-    parameters
-        .get(name)
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+/// A boolean parameter; anything but `true` is false.
+fn flag(parameter: Option<&RawValue>) -> bool {
+    parameter.is_some_and(|raw| serde_json::from_str::<bool>(raw.get()).unwrap_or(false))
 }
