@@ -8,10 +8,9 @@
 //! presents: the prompt runs once, then each step feeds one token and the previous presents as
 //! the past, so the tokens fed per step do not grow with the position.
 
+use super::sessions::SessionPool;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor};
@@ -307,9 +306,7 @@ pub struct Decoder {
     tokenizer: Tokenizer,
     chat_template: ChatTemplate,
     /// Each run locks one session; several let streams step side by side.
-    sessions: Vec<Mutex<Session>>,
-    /// Where the next run starts looking for a free session.
-    next_session: AtomicUsize,
+    sessions: SessionPool,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -398,25 +395,8 @@ impl Decoder {
             layout,
             tokenizer,
             chat_template,
-            sessions: sessions.into_iter().map(Mutex::new).collect(),
-            next_session: AtomicUsize::new(0),
+            sessions: SessionPool::new(sessions),
         })
-    }
-
-    /// A free session if there is one, else the next one in turn once it is free.
-    fn session(&self) -> MutexGuard<'_, Session> {
-        let count = self.sessions.len();
-        let start = self.next_session.fetch_add(1, Ordering::Relaxed);
-        for i in 0..count {
-            match self.sessions[(start + i) % count].try_lock() {
-                Ok(session) => return session,
-                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => {}
-            }
-        }
-        self.sessions[start % count]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The model's name.
@@ -541,7 +521,7 @@ impl Decoder {
             let kind = if i % 2 == 0 { "key" } else { "value" };
             inputs.push((format!("past_key_values.{}.{kind}", i / 2), value.into()));
         }
-        let mut session = self.session();
+        let mut session = self.sessions.take();
         let mut outputs = session
             .run(inputs)
             .map_err(|err| Error::internal(format!("model \"{}\": {err}", self.name)))?;

@@ -8,6 +8,7 @@ mod generate;
 mod json;
 mod registry;
 pub mod runtime;
+mod sessions;
 mod signature;
 mod tensor;
 mod tokenizer;

@@ -1,9 +1,9 @@
 //! `ModelRegistry`: every `NAME.onnx` of a folder, loaded once at startup and shared by handlers.
 
+use super::sessions::SessionPool;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ort::session::Session;
@@ -100,9 +100,7 @@ pub struct Model {
     /// Each session behind its own lock: a request takes the first free one, or waits on one.
     /// A release wakes at most one waiter, with no second lock to win on waking (as a shared
     /// pool's condition variable needs), and a run that panics cannot lose its session.
-    sessions: Vec<Mutex<Session>>,
-    /// Where the next request starts looking, so waiters spread over the sessions.
-    next_session: AtomicUsize,
+    sessions: SessionPool,
     inferences: Mutex<Histogram>,
     batcher: Option<Batcher>,
     max_response_bytes: usize,
@@ -176,8 +174,7 @@ impl Model {
             name: name.to_string(),
             path: path.to_path_buf(),
             signature,
-            sessions: sessions.into_iter().map(Mutex::new).collect(),
-            next_session: AtomicUsize::new(0),
+            sessions: SessionPool::new(sessions),
             inferences: Mutex::new(Histogram::default()),
             batcher: None,
             max_response_bytes: options.max_response_bytes,
@@ -316,7 +313,7 @@ impl Model {
         for tensor in inputs {
             values.push((tensor.name.clone(), tensor.into_ort()?));
         }
-        let mut session = self.session();
+        let mut session = self.sessions.take();
         let started = std::time::Instant::now();
         let result = (|| {
             let outputs = session.run(values).map_err(|err| self.run_error(&err))?;
@@ -445,23 +442,6 @@ impl Model {
             }
         }
         Ok(())
-    }
-
-    /// A free session, or the next one to come free. A run that panicked leaves its session
-    /// usable (ONNX Runtime keeps no state between runs), so a poisoned lock is taken anyway.
-    fn session(&self) -> MutexGuard<'_, Session> {
-        let count = self.sessions.len();
-        let start = self.next_session.fetch_add(1, Ordering::Relaxed);
-        for i in 0..count {
-            match self.sessions[(start + i) % count].try_lock() {
-                Ok(session) => return session,
-                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => {}
-            }
-        }
-        self.sessions[start % count]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many sessions the model has.
