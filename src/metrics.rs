@@ -203,23 +203,23 @@ impl ServerMetrics {
             }
         }
         let _ = writeln!(out, "# HELP tinyserve_response_bytes_total Response bytes written.\n# TYPE tinyserve_response_bytes_total counter\ntinyserve_response_bytes_total {}", self.bytes_sent.load(Ordering::Relaxed));
-        let rss = resident_bytes();
-        let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory of the process.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
+        // Only where the kernel tells (Linux's /proc, as Prometheus' own process collector): a
+        // made-up 0 on macOS would read as a real value on a dashboard.
+        if let Some(rss) = resident_bytes() {
+            let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory of the process.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
+        }
     }
 }
 
-/// The process's resident set size, from /proc (0 where unavailable).
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+/// The process's resident set size, from /proc; None where there is no /proc (macOS).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
 
 #[cfg(test)]
