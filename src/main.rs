@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve every NAME.onnx of a folder: health probes, KServe v2 and /models/NAME/predict.
+    /// Serve every NAME.onnx (and decoder folder NAME/) of a folder: health probes, KServe v2, /models/NAME/predict and the OpenAI-compatible /v1.
     Serve(Box<ServeArgs>),
     /// Print a model's inputs and outputs with their datatypes and shapes.
     Inspect {
@@ -41,7 +41,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Folder of .onnx files [default: the bundled models/ folder]
+    /// Folder of .onnx files and decoder folders [default: the bundled models/ folder]
     #[arg(long)]
     models: Option<PathBuf>,
     /// Address to listen on.
@@ -248,7 +248,19 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     let app = App::new().with_settings(settings);
     let app = protocol::mount_with_upstreams(app, &models, &ready, &upstreams);
     let server = app.bind((args.host.as_str(), args.port))?;
-    let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
+    let names: Vec<String> = models
+        .iter()
+        .map(|m| m.name().to_string())
+        .chain(models.decoders().map(|d| {
+            let layout = d.layout();
+            format!(
+                "{} (decoder, context {}, KV cache up to {} bytes per stream)",
+                d.name(),
+                layout.context,
+                layout.cache_bytes()
+            )
+        }))
+        .collect();
     tinyserve::log::info(&format!(
         "loaded {} model(s) from {}: {}",
         names.len(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ort::session::Session;
 
 use super::batch::{self, Batcher};
+use super::decoder::Decoder;
 use super::runtime;
 use super::signature::{Signature, TensorSpec};
 use super::tensor::Tensor;
@@ -455,7 +456,9 @@ fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.join(", ")
 }
 
-/// Every model of a folder, by name. Cheap to clone: clones share the loaded models.
+/// Every model of a folder, by name: each `NAME.onnx` file, and each subfolder `NAME/` in
+/// Hugging Face Optimum's decoder layout (a [`Decoder`], served through the `/v1` API only).
+/// Cheap to clone: clones share the loaded models.
 ///
 /// # Example
 /// ```no_run
@@ -468,16 +471,21 @@ fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct ModelRegistry {
     models: Arc<BTreeMap<String, Arc<Model>>>,
+    decoders: Arc<BTreeMap<String, Arc<Decoder>>>,
 }
 
 impl ModelRegistry {
-    /// Loads every `NAME.onnx` directly inside `dir` with default options.
+    /// Loads every `NAME.onnx` and decoder folder `NAME/` directly inside `dir` with default
+    /// options.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<ModelRegistry> {
         ModelRegistry::load_dir_with(dir, &ModelOptions::default())
     }
 
-    /// Loads every `NAME.onnx` directly inside `dir`. Fails on the first file that does not
-    /// load, naming it and the reason; fails when the folder holds no model.
+    /// Loads every `NAME.onnx` directly inside `dir`, and every subfolder that holds
+    /// `model.onnx` or `tokenizer.json` as a decoder called by the folder's name
+    /// ([`Decoder::load_with`]). Fails on the first file or folder that does not load, naming
+    /// it and the reason (a folder that half-matches the layout names what is missing); fails
+    /// when the folder holds no model, or a file and a folder of the same name.
     pub fn load_dir_with(dir: impl AsRef<Path>, options: &ModelOptions) -> Result<ModelRegistry> {
         let dir = dir.as_ref();
         let unreadable = |err: std::io::Error| {
@@ -487,14 +495,18 @@ impl ModelRegistry {
             )
         };
         let mut paths = Vec::new();
+        let mut folders = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(unreadable)? {
             let path = entry.map_err(unreadable)?.path();
             if path.extension().is_some_and(|ext| ext == "onnx") && path.is_file() {
                 paths.push(path);
+            } else if Decoder::is_decoder_dir(&path) {
+                folders.push(path);
             }
         }
         paths.sort();
-        if paths.is_empty() {
+        folders.sort();
+        if paths.is_empty() && folders.is_empty() {
             return Err(Error::new(
                 ErrorKind::Internal,
                 format!("no .onnx files in model folder {}", dir.display()),
@@ -518,9 +530,40 @@ impl ModelRegistry {
             }
             models.insert(name, model);
         }
+        let mut decoders = BTreeMap::new();
+        for folder in folders {
+            let name = folder
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if models.contains_key(&name) {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "model folder {} and model file {}.onnx have the same name \"{name}\": \
+                         rename one",
+                        folder.display(),
+                        name
+                    ),
+                ));
+            }
+            let decoder = Decoder::load_with(&name, &folder, options)?;
+            decoders.insert(name, Arc::new(decoder));
+        }
         Ok(ModelRegistry {
             models: Arc::new(models),
+            decoders: Arc::new(decoders),
         })
+    }
+
+    /// The decoder folder model called `name`, if there is one.
+    pub fn decoder(&self, name: &str) -> Option<Arc<Decoder>> {
+        self.decoders.get(name).cloned()
+    }
+
+    /// The decoder folder models, in name order.
+    pub fn decoders(&self) -> impl Iterator<Item = &Arc<Decoder>> {
+        self.decoders.values()
     }
 
     /// The model called `name`, or a 404 `model_not_found` error.
@@ -531,17 +574,17 @@ impl ModelRegistry {
             .ok_or_else(|| Error::model_not_found(name))
     }
 
-    /// Models in name order.
+    /// The `.onnx` file models in name order (decoders: [`ModelRegistry::decoders`]).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Model>> {
         self.models.values()
     }
 
-    /// Number of models.
+    /// Number of `.onnx` file models (decoders not counted).
     pub fn len(&self) -> usize {
         self.models.len()
     }
 
-    /// Whether no model is loaded.
+    /// Whether no `.onnx` file model is loaded.
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
     }
