@@ -509,7 +509,11 @@ impl ModelRegistry {
         if paths.is_empty() && folders.is_empty() {
             return Err(Error::new(
                 ErrorKind::Internal,
-                format!("no .onnx files in model folder {}", dir.display()),
+                format!(
+                    "no .onnx files (or decoder folders with model.onnx and tokenizer.json) in \
+                     model folder {}",
+                    dir.display()
+                ),
             ));
         }
         let mut models = BTreeMap::new();
