@@ -54,9 +54,9 @@ K = 64
 # ---------------------------------------------------------------- tinyserve
 
 
-def start_server(binary, models):
+def start_server(binary, models, extra):
     proc = subprocess.Popen([binary, "serve", "--port", "0", "--models", str(models),
-                             "--log-level", "warn"],
+                             "--log-level", "warn", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("listening on "):
@@ -121,9 +121,12 @@ def server_request_cpu(conn, pid, model, max_tokens):
 class Reference:
     """decoder_reference.py's loop, timed; one InferenceSession shared by the threads."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, threads):
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.session = ort.InferenceSession(str(folder / "model.onnx"),
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), options,
                                             providers=["CPUExecutionProvider"])
         self.inputs = self.session.get_inputs()
         self.names = [i.name for i in self.inputs]
@@ -209,6 +212,11 @@ def main():
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--server-args", default="--sessions-per-model 2 --intra-threads 1",
+                        help="extra `tinyserve serve` flags (default: a session per core, "
+                             "one intra-op thread each)")
+    parser.add_argument("--python-threads", type=int, default=1,
+                        help="intra-op threads of the Python session (0: onnxruntime's default)")
     parser.add_argument("--json")
     args = parser.parse_args()
     folder = Path(args.folder)
@@ -216,7 +224,9 @@ def main():
     results = {"model": model, "tokens": args.tokens, "streams": args.streams,
                "cores": os.cpu_count(), "loadavg_start": loadavg()}
 
-    proc, base = start_server(args.binary, folder.parent)
+    results["server_args"] = args.server_args
+    results["python_threads"] = args.python_threads
+    proc, base = start_server(args.binary, folder.parent, args.server_args.split())
     try:
         server_stream(base, model, 8)  # warm-up
         results["tinyserve_1"] = single(lambda: server_stream(base, model, args.tokens),
@@ -239,13 +249,16 @@ def main():
         conn.close()
         results["tinyserve_per_token_us"] = {
             str(p): statistics.median(s) / 1000 for p, s in per_token.items()}
+        results["tinyserve_per_token_quartiles_us"] = {
+            str(p): [q / 1000 for q in statistics.quantiles(s, n=4)]
+            for p, s in per_token.items()}
         results["tinyserve_per_token_samples_us"] = {
             str(p): [x / 1000 for x in s] for p, s in per_token.items()}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
-    reference = Reference(folder)
+    reference = Reference(folder, args.python_threads)
     reference.run(8)  # warm-up
     results["python_1"] = single(lambda: reference.run(args.tokens), args.repeat)
     results["python_n"] = concurrent(lambda: reference.run(args.tokens), args.streams)
@@ -262,7 +275,8 @@ def main():
     tp, pp = results["tinyserve_per_token_us"], results["python_per_token_us"]
     print(f"model {model}, {args.tokens} tokens per stream, {os.cpu_count()} cores, "
           f"load average {' '.join(results['loadavg_start'])} at the start, "
-          f"{' '.join(results['loadavg_end'])} at the end\n")
+          f"{' '.join(results['loadavg_end'])} at the end; tinyserve serve "
+          f"{args.server_args}; Python intra-op threads {args.python_threads or 'default'}\n")
     print("| | tinyserve | Python onnxruntime loop | ratio |")
     print("| --- | --- | --- | --- |")
     print(f"| 1 stream: tokens/s | {t1['tokens_per_s']:.0f} | {p1['tokens_per_s']:.0f} | "
@@ -277,6 +291,10 @@ def main():
     print(f"| CPU per token at position 256 | {tp['256']:.0f} µs | {pp['256']:.0f} µs | |")
     print(f"| position 256 / position 16 | {tp['256'] / tp['16']:.2f}× | "
           f"{pp['256'] / pp['16']:.2f}× | |")
+    quartiles = results["tinyserve_per_token_quartiles_us"]
+    print(f"\ntinyserve CPU per token over {len(per_token[16])} pairs, quartiles: "
+          + "; ".join(f"position {p}: " + " / ".join(f"{q:.0f}" for q in quartiles[p]) + " µs"
+                      for p in ("16", "256")))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
