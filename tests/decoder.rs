@@ -312,7 +312,8 @@ fn a_request_beyond_the_context_is_a_400_naming_the_limit() {
     assert_eq!(err.status(), 400);
     assert_eq!(
         err.message(),
-        "the prompt (1000 tokens) plus max_tokens (25) exceed model \"tinychat\"'s context of 1024 tokens"
+        "the prompt (1000 tokens) plus max_tokens (25) exceed model \"tinychat\"'s context of 1024 tokens \
+         (the limit that bounds a stream's KV cache to 1048576 bytes)"
     );
     let long = vec![7; 1025];
     let mut cache = decoder.cache().expect("cache");

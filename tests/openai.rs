@@ -731,6 +731,13 @@ fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
         "invalid_input",
         "the prompt (13 tokens) plus max_tokens (1020)",
     );
+    let body = json!({"model": "tinychat", "prompt": "", "max_tokens": 4});
+    assert_openai_error(
+        Http::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+        400,
+        "invalid_input",
+        "no tokens",
+    );
     assert_eq!(server.metric(tokens), 0.0, "nothing was generated");
     // One token less fits: the limit is the context, not a guess.
     let body = json!({"model": "tinychat", "max_tokens": 1011, "temperature": 0,

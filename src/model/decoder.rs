@@ -447,8 +447,10 @@ impl Decoder {
         if prompt_tokens.saturating_add(max_tokens) > context {
             return Err(Error::invalid_input(format!(
                 "the prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) exceed \
-                 model \"{}\"'s context of {context} tokens",
-                self.name
+                 model \"{}\"'s context of {context} tokens (the limit that bounds a stream's \
+                 KV cache to {} bytes)",
+                self.name,
+                self.layout.cache_bytes()
             )));
         }
         Ok(())

@@ -209,11 +209,14 @@ impl Generator {
         }
     }
 
-    /// What a handler checks before it answers 200: for a decoder, that the prompt plus
-    /// `max_tokens` fit in the context (so the stream's cache stays within
+    /// What a handler checks before it answers 200: for a decoder, that the prompt has tokens
+    /// and that with `max_tokens` it fits in the context (so the stream's cache stays within
     /// [`crate::model::DecoderLayout::cache_bytes`]), a 400 naming the limit otherwise.
     pub fn check(&self, prompt: &Prompt, sampling: &Sampling) -> Result<()> {
         match (&self.engine, prompt) {
+            (Engine::Decoder(_), Prompt::Ids(ids)) if ids.is_empty() => Err(Error::invalid_input(
+                "the prompt has no tokens: give some text",
+            )),
             (Engine::Decoder(decoder), Prompt::Ids(ids)) => {
                 decoder.check_fits(ids.len(), sampling.max_tokens)
             }
