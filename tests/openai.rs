@@ -760,6 +760,15 @@ fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
         .map(|d| d.iter().filter_map(|m| m["id"].as_str()).collect())
         .unwrap_or_default();
     assert!(ids.contains(&"tinychat"), "{listed}");
+    let mut http = Http::get(server.addr, "/v2/models/tinychat");
+    let body = http.json();
+    assert_eq!(http.status, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("decoder folder") && m.contains("/v1/chat/completions")),
+        "{body}"
+    );
 }
 
 #[test]

@@ -570,12 +570,22 @@ impl ModelRegistry {
         self.decoders.values()
     }
 
-    /// The model called `name`, or a 404 `model_not_found` error.
+    /// The model called `name`, or a 404 `model_not_found` error (which says so when `name`
+    /// is a decoder folder, served through `/v1` only).
     pub fn get(&self, name: &str) -> Result<Arc<Model>> {
-        self.models
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::model_not_found(name))
+        self.models.get(name).cloned().ok_or_else(|| {
+            if self.decoders.contains_key(name) {
+                Error::new(
+                    ErrorKind::ModelNotFound,
+                    format!(
+                        "model \"{name}\" is a decoder folder: it is served through \
+                         /v1/completions and /v1/chat/completions only"
+                    ),
+                )
+            } else {
+                Error::model_not_found(name)
+            }
+        })
     }
 
     /// The `.onnx` file models in name order (decoders: [`ModelRegistry::decoders`]).
