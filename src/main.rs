@@ -107,6 +107,12 @@ struct ServeArgs {
     /// Largest answer to one inference, in bytes; a request whose outputs cannot fit gets 400.
     #[arg(long, default_value_t = tinyserve::model::MAX_RESPONSE_BYTES)]
     max_response_bytes: usize,
+    /// Bytes of KV cache all generations of one decoder folder may hold together: each
+    /// reserves (prompt + max_tokens) × layers × kv_heads × head_size × 8 bytes before it
+    /// starts; 400 when one alone needs more, 503 while others hold it [default: no budget;
+    /// each generation is bounded by the model's context, their number by --workers]
+    #[arg(long)]
+    kv_cache_bytes: Option<u64>,
     /// An OpenAI-compatible provider (repeatable): `/v1` requests for model `NAME/model` go to
     /// URL (such as http://host:port/v1). With `,key-env=VAR`, its `Authorization: Bearer`
     /// token is read from the environment variable VAR.
@@ -178,6 +184,7 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     options.intra_threads = args.intra_threads;
     options.batch_timeout = Duration::from_micros(args.batch_timeout_us);
     options.max_response_bytes = args.max_response_bytes;
+    options.kv_cache_bytes = args.kv_cache_bytes;
     for spec in &args.max_batch_size {
         let bad = || {
             tinyserve::Error::bad_request(format!("--max-batch-size {spec}: expected N or MODEL=N"))

@@ -434,3 +434,41 @@ fn the_token_generator_stops_when_the_sink_fails_and_cuts_stop_strings() {
         "{generated} tokens for 4 pieces"
     );
 }
+
+/// `--kv-cache-bytes` (ModelOptions::kv_cache_bytes): a generation reserves (prompt +
+/// max_tokens) × the bytes of one position before it starts; one that alone exceeds the budget
+/// is a 400 naming it, one that does not fit beside those running is a 503, and a dropped
+/// reservation gives its bytes back.
+#[test]
+fn the_kv_cache_budget_is_reserved_before_a_generation_and_given_back() {
+    use std::sync::Arc;
+    let mut options = tinyserve::model::ModelOptions::default();
+    let per_token = 2 * 2 * 32 * 4 * 2; // layers × kv_heads × head_size × 4 B × 2
+    options.kv_cache_bytes = Some(100 * per_token);
+    let decoder =
+        Arc::new(Decoder::load_with("tinychat", &repo(TINYCHAT), &options).expect("load tinychat"));
+    assert_eq!(decoder.cache_bytes_per_token(), per_token);
+    let err = decoder.reserve(10, 91).expect_err("101 positions");
+    assert_eq!(err.status(), 400);
+    assert!(
+        err.message()
+            .contains("over model \"tinychat\"'s budget of 102400 bytes"),
+        "{}",
+        err.message()
+    );
+    let first = decoder.reserve(10, 50).expect("60 positions fit");
+    assert_eq!(first.bytes(), 60 * per_token);
+    let err = decoder.reserve(10, 31).expect_err("41 more do not");
+    assert_eq!(err.status(), 503);
+    assert!(err
+        .message()
+        .contains("held by the generations running now"));
+    let second = decoder.reserve(10, 30).expect("40 more do");
+    assert_eq!(decoder.cache_reserved(), 100 * per_token);
+    drop(first);
+    assert_eq!(decoder.cache_reserved(), 40 * per_token);
+    drop(second);
+    assert_eq!(decoder.cache_reserved(), 0);
+    let err = decoder.reserve(1000, 25).expect_err("beyond the context");
+    assert!(err.message().contains("context of 1024 tokens"));
+}

@@ -795,3 +795,19 @@ fn a_decoder_folder_missing_tokenizer_json_stops_start_up_naming_it() {
         out.stderr
     );
 }
+
+#[test]
+fn a_decoder_generation_over_the_kv_cache_budget_is_a_400_naming_it() {
+    // tinychat: 2 layers × 2 key/value heads × 32 × 4 B × 2 = 1024 bytes per position.
+    let server = ServeChild::start(&["--kv-cache-bytes", "102400"]);
+    let body = json!({"model": "tinychat", "prompt": "The ", "max_tokens": 99});
+    assert_openai_error(
+        Http::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+        400,
+        "invalid_input",
+        "need 103424 bytes of KV cache, over model \"tinychat\"'s budget of 102400 bytes (--kv-cache-bytes)",
+    );
+    let body = json!({"model": "tinychat", "prompt": "The ", "max_tokens": 98, "temperature": 0});
+    let answer = server.ok("/v1/completions", &body);
+    assert_eq!(answer["usage"]["prompt_tokens"], 2, "{answer}");
+}

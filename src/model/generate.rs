@@ -246,6 +246,23 @@ impl Generator {
         check_signature(model).is_ok()
     }
 
+    /// [`Generator::check`], and for a decoder the reservation of the most KV cache the
+    /// generation can hold ([`Decoder::reserve`]: a 503 while other generations hold the
+    /// budget); keep it until the generation ends. `None` for a byte-level model.
+    pub fn reserve(
+        &self,
+        prompt: &Prompt,
+        sampling: &Sampling,
+    ) -> Result<Option<super::decoder::CacheReservation>> {
+        self.check(prompt, sampling)?;
+        match &self.engine {
+            Engine::Decoder(decoder) => {
+                Ok(Some(decoder.reserve(prompt.tokens(), sampling.max_tokens)?))
+            }
+            Engine::Bytes(_) => Ok(None),
+        }
+    }
+
     /// The byte-level model, when this generator runs one.
     pub fn model(&self) -> Option<&Arc<Model>> {
         match &self.engine {

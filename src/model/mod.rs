@@ -14,7 +14,9 @@ mod tensor;
 mod tokenizer;
 
 pub use chat_template::ChatTemplate;
-pub use decoder::{argmax, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES};
+pub use decoder::{
+    argmax, CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES,
+};
 pub use generate::{
     FinishReason, Generation, Generator, Prompt, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
 };

@@ -46,6 +46,12 @@ pub struct ModelOptions {
     /// inputs', again from the shapes ONNX Runtime returns before they are copied, and while
     /// the answer is written: a request over it gets a 400 naming the limit.
     pub max_response_bytes: usize,
+    /// Decoder folders: the bytes of KV cache all of one decoder's generations may hold
+    /// together (`--kv-cache-bytes`). Each generation reserves (prompt + `max_tokens`) ×
+    /// layers × kv_heads × head_size × 4 × 2 bytes before it starts: 400 when it alone needs
+    /// more, 503 while the others hold too much. Default `None`: each generation is bounded by
+    /// its context only (and their number by the worker turns).
+    pub kv_cache_bytes: Option<u64>,
 }
 
 /// The default [`ModelOptions::max_response_bytes`]: 16 MiB, over 1.6 times the default request
@@ -62,6 +68,7 @@ impl Default for ModelOptions {
             batch_timeout: Duration::from_micros(500),
             batch_overrides: BTreeMap::new(),
             max_response_bytes: MAX_RESPONSE_BYTES,
+            kv_cache_bytes: None,
         }
     }
 }

@@ -282,8 +282,9 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
         }
     };
     let sampling = sampling(&request, kind, templated)?;
-    // Before the 200: a decoder's prompt plus max_tokens must fit in its context.
-    generator.check(&prompt, &sampling)?;
+    // Before the 200: a decoder's prompt plus max_tokens must fit in its context, and their
+    // KV cache in its budget (held until the generation ends).
+    let reservation = generator.reserve(&prompt, &sampling)?;
     let call = Call {
         id: format!(
             "{}-{}",
@@ -303,6 +304,7 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
     if request.stream {
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
         return Ok(Sse::new(move |events| {
+            let _reservation = reservation;
             stream(&generator, &prompt, &sampling, &call, include_usage, events)
         })
         .into_response());
@@ -314,6 +316,7 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
             true => Err(crate::Disconnected),
             false => Ok(()),
         })?;
+    drop(reservation);
     if generation.finish_reason == crate::model::FinishReason::Cancelled {
         return Err(Error::bad_request(
             "generation cancelled: the client closed the connection",
