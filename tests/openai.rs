@@ -731,6 +731,15 @@ fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
         "invalid_input",
         "the prompt (13 tokens) plus max_tokens (1020)",
     );
+    let big = "x".repeat(1024 * 1024 + 1);
+    let body = json!({"model": "tinychat", "max_tokens": 4,
+        "messages": [{"role": "user", "content": big}]});
+    assert_openai_error(
+        Http::post_json(server.addr, "/v1/chat/completions", &body),
+        400,
+        "invalid_input",
+        "the prompt limit",
+    );
     let body = json!({"model": "tinychat", "prompt": "", "max_tokens": 4});
     assert_openai_error(
         Http::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),

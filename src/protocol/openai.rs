@@ -275,7 +275,11 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
         Kind::Text => generator.text_prompt(text_prompt(request.prompt.take())?)?,
         Kind::Chat => {
             let messages = request.messages.as_deref();
-            match generator.chat_prompt(&messages_json(messages)?)? {
+            let templated = match generator.decoder() {
+                Some(_) => generator.chat_prompt(&messages_json(messages)?)?,
+                None => None,
+            };
+            match templated {
                 Some(prompt) => prompt,
                 None => generator.text_prompt(chat_prompt(messages)?)?,
             }
@@ -326,12 +330,30 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
 }
 
 /// The messages as the chat template reads them: `{"role", "content"}` objects, the content
-/// a string (text parts joined).
+/// a string (text parts joined). Contents over [`crate::model::MAX_PROMPT_BYTES`] in all are
+/// a 400 before the template and the tokenizer run.
 fn messages_json(messages: Option<&[Message]>) -> Result<Vec<Value>, Error> {
     let messages = messages
         .filter(|m| !m.is_empty())
         .ok_or_else(|| Error::invalid_input("\"messages\" must be a non-empty array"))?;
     let mut out = Vec::with_capacity(messages.len());
+    let mut total = 0usize;
+    for message in messages {
+        total = total.saturating_add(message.role.len());
+        total = total.saturating_add(match &message.content {
+            Content::Text(text) => text.len(),
+            Content::Parts(parts) => parts
+                .iter()
+                .map(|p| p.text.as_ref().map_or(0, String::len))
+                .sum(),
+        });
+        if total > crate::model::MAX_PROMPT_BYTES {
+            return Err(Error::invalid_input(format!(
+                "the messages are over {} bytes, the prompt limit",
+                crate::model::MAX_PROMPT_BYTES
+            )));
+        }
+    }
     for message in messages {
         let content = match &message.content {
             Content::Text(text) => text.clone(),
