@@ -379,6 +379,10 @@ impl Decoder {
         for _ in 0..count {
             let session = Session::builder(environment)
                 .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
+                // A token step is a chain of small operators, between which the server has
+                // work of its own (sampling, detokenizing, writing the stream): idle intra-op
+                // threads that spin for the next operator take the cores from it.
+                .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
                 .and_then(|mut b| b.commit_from_file(&path))
                 .map_err(|err| fail(format!("model.onnx: {err}")))?;
             sessions.push(session);
