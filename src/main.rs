@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve every NAME.onnx of a folder: health probes, KServe v2 and /models/NAME/predict.
+    /// Serve every NAME.onnx (and decoder folder NAME/) of a folder: health probes, KServe v2, /models/NAME/predict and the OpenAI-compatible /v1.
     Serve(Box<ServeArgs>),
     /// Print a model's inputs and outputs with their datatypes and shapes.
     Inspect {
@@ -41,7 +41,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Folder of .onnx files [default: the bundled models/ folder]
+    /// Folder of .onnx files and decoder folders [default: the bundled models/ folder]
     #[arg(long)]
     models: Option<PathBuf>,
     /// Address to listen on.
@@ -107,6 +107,12 @@ struct ServeArgs {
     /// Largest answer to one inference, in bytes; a request whose outputs cannot fit gets 400.
     #[arg(long, default_value_t = tinyserve::model::MAX_RESPONSE_BYTES)]
     max_response_bytes: usize,
+    /// Bytes of KV cache all generations of one decoder folder may hold together: each
+    /// reserves (prompt + max_tokens) × layers × kv_heads × head_size × 8 bytes before it
+    /// starts; 400 when one alone needs more, 503 while others hold it [default: no budget;
+    /// each generation is bounded by the model's context, their number by --workers]
+    #[arg(long)]
+    kv_cache_bytes: Option<u64>,
     /// An OpenAI-compatible provider (repeatable): `/v1` requests for model `NAME/model` go to
     /// URL (such as http://host:port/v1). With `,key-env=VAR`, its `Authorization: Bearer`
     /// token is read from the environment variable VAR.
@@ -178,6 +184,7 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     options.intra_threads = args.intra_threads;
     options.batch_timeout = Duration::from_micros(args.batch_timeout_us);
     options.max_response_bytes = args.max_response_bytes;
+    options.kv_cache_bytes = args.kv_cache_bytes;
     for spec in &args.max_batch_size {
         let bad = || {
             tinyserve::Error::bad_request(format!("--max-batch-size {spec}: expected N or MODEL=N"))
@@ -248,7 +255,19 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     let app = App::new().with_settings(settings);
     let app = protocol::mount_with_upstreams(app, &models, &ready, &upstreams);
     let server = app.bind((args.host.as_str(), args.port))?;
-    let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
+    let names: Vec<String> = models
+        .iter()
+        .map(|m| m.name().to_string())
+        .chain(models.decoders().map(|d| {
+            let layout = d.layout();
+            format!(
+                "{} (decoder, context {}, KV cache up to {} bytes per stream)",
+                d.name(),
+                layout.context,
+                layout.cache_bytes()
+            )
+        }))
+        .collect();
     tinyserve::log::info(&format!(
         "loaded {} model(s) from {}: {}",
         names.len(),

@@ -1,8 +1,9 @@
 //! Decoder folders in Hugging Face Optimum's layout (issue #15), through the library: the
 //! bundled `models/tinychat` and the test folder `models/tests/decoders/minimal` (no
 //! `position_ids`, multi-head attention, GPT-2 config names, no chat template) against the
-//! Python reference `models/decoder_reference.py` (onnxruntime, tokenizers, Jinja2). The HTTP routes come later; these check the parts they
-//! will be built from: the chat template, the tokenizer, the KV-cache loop and the load errors.
+//! Python reference `models/decoder_reference.py` (onnxruntime, tokenizers, Jinja2): the chat
+//! template, the tokenizer, the KV-cache loop, the server's token generator and the load
+//! errors. The HTTP routes are tested in `tests/openai.rs`.
 //!
 //! Expected outputs come from the reference at run time, never written down here, so the model
 //! can be regenerated.
@@ -311,7 +312,8 @@ fn a_request_beyond_the_context_is_a_400_naming_the_limit() {
     assert_eq!(err.status(), 400);
     assert_eq!(
         err.message(),
-        "the prompt (1000 tokens) plus max_tokens (25) exceed model \"tinychat\"'s context of 1024 tokens"
+        "the prompt (1000 tokens) plus max_tokens (25) exceed model \"tinychat\"'s context of 1024 tokens \
+         (the limit that bounds a stream's KV cache to 1048576 bytes)"
     );
     let long = vec![7; 1025];
     let mut cache = decoder.cache().expect("cache");
@@ -364,4 +366,109 @@ fn a_model_without_a_cache_fails_naming_what_is_missing() {
         message.contains("missing input \"attention_mask\""),
         "{message}"
     );
+}
+
+/// The server's token-level loop ([`Generator::for_decoder`]): a sink that fails stops the
+/// generation at once (the client left), and greedy output through it equals
+/// [`Decoder::greedy`]'s, with usage in tokens and stop strings cut.
+#[test]
+fn the_token_generator_stops_when_the_sink_fails_and_cuts_stop_strings() {
+    use std::sync::Arc;
+    use tinyserve::model::{FinishReason, Generator, Sampling};
+    let decoder = Arc::new(tinychat());
+    let generator = Generator::for_decoder(decoder.clone());
+    let prompt = decoder.completion_prompt("The ").expect("encode");
+    let greedy = decoder.greedy(&prompt, 60).expect("greedy");
+    let expected = decoder.tokenizer().decode(&greedy, true).expect("decode");
+    let sampling = Sampling {
+        max_tokens: 60,
+        temperature: 0.0,
+        ..Sampling::default()
+    };
+    let out = generator
+        .generate("The ", &sampling, |_| Ok(()))
+        .expect("generate");
+    assert_eq!(out.text, expected);
+    assert_eq!(
+        (out.prompt_tokens, out.completion_tokens),
+        (prompt.len(), 60)
+    );
+    assert_eq!(out.finish_reason, FinishReason::Length);
+
+    // A stop string in the middle of the greedy text: the text ends before it.
+    let cut = expected.len() / 2;
+    let stop: String = expected[cut..].chars().take(3).collect();
+    let first = expected.find(&stop).expect("the stop string occurs");
+    let stopped = Sampling {
+        stop: vec![stop.clone()],
+        ..sampling.clone()
+    };
+    let out = generator
+        .generate("The ", &stopped, |_| Ok(()))
+        .expect("generate");
+    assert_eq!(out.text, expected[..first], "stop {stop:?}");
+    assert_eq!(out.finish_reason, FinishReason::Stop);
+
+    // A sink that fails after 3 pieces: generation stops there.
+    let tokens_before = generator.tokens_generated();
+    let long = Sampling {
+        max_tokens: 1000,
+        ..sampling
+    };
+    let mut pieces = 0;
+    let out = generator
+        .generate("The ", &long, |_| {
+            pieces += 1;
+            if pieces > 3 {
+                Err(tinyserve::Disconnected)
+            } else {
+                Ok(())
+            }
+        })
+        .expect("generate");
+    assert_eq!(out.finish_reason, FinishReason::Cancelled);
+    assert_eq!(generator.generations_cancelled(), 1);
+    let generated = generator.tokens_generated() - tokens_before;
+    assert!(
+        (4..=10).contains(&generated),
+        "{generated} tokens for 4 pieces"
+    );
+}
+
+/// `--kv-cache-bytes` (ModelOptions::kv_cache_bytes): a generation reserves (prompt +
+/// max_tokens) × the bytes of one position before it starts; one that alone exceeds the budget
+/// is a 400 naming it, one that does not fit beside those running is a 503, and a dropped
+/// reservation gives its bytes back.
+#[test]
+fn the_kv_cache_budget_is_reserved_before_a_generation_and_given_back() {
+    use std::sync::Arc;
+    let mut options = tinyserve::model::ModelOptions::default();
+    let per_token = 2 * 2 * 32 * 4 * 2; // layers × kv_heads × head_size × 4 B × 2
+    options.kv_cache_bytes = Some(100 * per_token);
+    let decoder =
+        Arc::new(Decoder::load_with("tinychat", &repo(TINYCHAT), &options).expect("load tinychat"));
+    assert_eq!(decoder.cache_bytes_per_token(), per_token);
+    let err = decoder.reserve(10, 91).expect_err("101 positions");
+    assert_eq!(err.status(), 400);
+    assert!(
+        err.message()
+            .contains("over model \"tinychat\"'s budget of 102400 bytes"),
+        "{}",
+        err.message()
+    );
+    let first = decoder.reserve(10, 50).expect("60 positions fit");
+    assert_eq!(first.bytes(), 60 * per_token);
+    let err = decoder.reserve(10, 31).expect_err("41 more do not");
+    assert_eq!(err.status(), 503);
+    assert!(err
+        .message()
+        .contains("held by the generations running now"));
+    let second = decoder.reserve(10, 30).expect("40 more do");
+    assert_eq!(decoder.cache_reserved(), 100 * per_token);
+    drop(first);
+    assert_eq!(decoder.cache_reserved(), 40 * per_token);
+    drop(second);
+    assert_eq!(decoder.cache_reserved(), 0);
+    let err = decoder.reserve(1000, 25).expect_err("beyond the context");
+    assert!(err.message().contains("context of 1024 tokens"));
 }

@@ -2,7 +2,9 @@
 //! byte-level language model, and iris, which is not generative): response shapes, greedy
 //! output against the reference generator `models/lm_reference.py`, the SSE chunk format,
 //! errors, cancellation when the client leaves, the stream cap, nginx in front, and the
-//! official `openai` Python client (directly and through `--upstream`).
+//! official `openai` Python client (directly and through `--upstream`). At the end, the
+//! decoder folder `models/tinychat` (issue #15) through the `openai` client against
+//! `models/decoder_reference.py`, its context limit, and a folder that fails start-up.
 //!
 //! Each test starts its own server (a child process, killed when the test ends) so counters in
 //! `/metrics` belong to that test alone. Generated text is never written down here: the model
@@ -676,4 +678,145 @@ fn the_official_openai_client_streams_identically_through_an_upstream_proxy() {
     ] {
         assert!(stdout.contains(needle), "missing {needle:?}:\n{stdout}");
     }
+}
+
+// Decoder folders (issue #15): `models/tinychat`, in Hugging Face Optimum's layout, is served
+// as model `tinychat` by the default `tinyserve serve`.
+
+#[test]
+fn the_official_openai_client_gets_the_reference_greedy_output_from_a_decoder_folder() {
+    let server = ServeChild::start(&[]);
+    let mut command = Command::new(python_env());
+    command
+        .arg(repo("tests/python/decoder_openai_check.py"))
+        .arg(server.base())
+        .arg(repo("models/tinychat"));
+    let out = run(command, Duration::from_secs(300));
+    let report = format!(
+        "{}\n--- server's stderr ---\n{}",
+        out.report(),
+        server.stderr()
+    );
+    assert_checks_passed(
+        &out,
+        "decoder_openai_check.py",
+        &report,
+        &[
+            "ok    models.list() contains tinychat",
+            "ok    completion 'The ': text equals the reference's",
+            "ok    streamed completion 'The ': 40 streamed pieces are the reference's tokens one by one",
+            "ok    chat 'What is assert?': text equals the reference's",
+            "ok    chat 'What is assert?': usage counts the reference's tokens (13 + 40)",
+            "ok    streamed chat 'What is assert?': 40 streamed pieces are the reference's tokens one by one",
+        ],
+    );
+}
+
+#[test]
+fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
+    let server = ServeChild::start(&[]);
+    let tokens = "tinyserve_generated_tokens_total{model=\"tinychat\"}";
+    let body = json!({"model": "tinychat", "prompt": "The class", "max_tokens": 1023});
+    assert_openai_error(
+        Http::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+        400,
+        "invalid_input",
+        "context of 1024 tokens",
+    );
+    let body = json!({"model": "tinychat", "max_tokens": 1020,
+        "messages": [{"role": "user", "content": "What is assert?"}]});
+    assert_openai_error(
+        Http::post_json(server.addr, "/v1/chat/completions", &body),
+        400,
+        "invalid_input",
+        "the prompt (13 tokens) plus max_tokens (1020)",
+    );
+    let big = "x".repeat(1024 * 1024 + 1);
+    let body = json!({"model": "tinychat", "max_tokens": 4,
+        "messages": [{"role": "user", "content": big}]});
+    assert_openai_error(
+        Http::post_json(server.addr, "/v1/chat/completions", &body),
+        400,
+        "invalid_input",
+        "the prompt limit",
+    );
+    let body = json!({"model": "tinychat", "prompt": "", "max_tokens": 4});
+    assert_openai_error(
+        Http::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+        400,
+        "invalid_input",
+        "no tokens",
+    );
+    assert_eq!(server.metric(tokens), 0.0, "nothing was generated");
+    // One token less fits: the limit is the context, not a guess.
+    let body = json!({"model": "tinychat", "max_tokens": 1011, "temperature": 0,
+        "stop": ["\n"], "messages": [{"role": "user", "content": "What is assert?"}]});
+    let answer = server.ok("/v1/chat/completions", &body);
+    assert_eq!(answer["usage"]["prompt_tokens"], 13, "{answer}");
+    // The template's own errors are the client's: 400 with the template's message.
+    let body = json!({"model": "tinychat", "max_tokens": 4, "messages": [
+        {"role": "user", "content": "a"}, {"role": "user", "content": "b"}]});
+    assert_openai_error(
+        Http::post_json(server.addr, "/v1/chat/completions", &body),
+        400,
+        "invalid_input",
+        "roles must alternate",
+    );
+    // A decoder is served through /v1 only.
+    let listed = Http::get(server.addr, "/v1/models").json();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|m| m["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(ids.contains(&"tinychat"), "{listed}");
+    let mut http = Http::get(server.addr, "/v2/models/tinychat");
+    let body = http.json();
+    assert_eq!(http.status, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("decoder folder") && m.contains("/v1/chat/completions")),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_decoder_folder_missing_tokenizer_json_stops_start_up_naming_it() {
+    let dir = crate::support::scratch_dir("serve-no-tokenizer");
+    let folder = dir.join("mychat");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    for name in ["model.onnx", "tokenizer_config.json", "config.json"] {
+        std::fs::copy(repo("models/tinychat").join(name), folder.join(name)).expect("copy");
+    }
+    std::fs::copy(repo("models/iris.onnx"), dir.join("iris.onnx")).expect("copy iris");
+    let mut command = crate::support::process::tinyserve();
+    command.args(["serve", "--port", "0", "--models"]).arg(&dir);
+    let out = crate::support::serve::assert_refuses_to_serve(
+        command,
+        "serving a decoder folder without tokenizer.json succeeded",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.stderr.starts_with("error: ")
+            && out.stderr.contains(&folder.display().to_string())
+            && out.stderr.contains("missing tokenizer.json"),
+        "stderr: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_decoder_generation_over_the_kv_cache_budget_is_a_400_naming_it() {
+    // tinychat: 2 layers × 2 key/value heads × 32 × 4 B × 2 = 1024 bytes per position.
+    let server = ServeChild::start(&["--kv-cache-bytes", "102400"]);
+    let body = json!({"model": "tinychat", "prompt": "The ", "max_tokens": 99});
+    assert_openai_error(
+        Http::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+        400,
+        "invalid_input",
+        "need 103424 bytes of KV cache, over model \"tinychat\"'s budget of 102400 bytes (--kv-cache-bytes)",
+    );
+    let body = json!({"model": "tinychat", "prompt": "The ", "max_tokens": 98, "temperature": 0});
+    let answer = server.ok("/v1/completions", &body);
+    assert_eq!(answer["usage"]["prompt_tokens"], 2, "{answer}");
 }

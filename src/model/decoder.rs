@@ -11,6 +11,8 @@
 use super::sessions::SessionPool;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor};
@@ -307,6 +309,10 @@ pub struct Decoder {
     chat_template: ChatTemplate,
     /// Each run locks one session; several let streams step side by side.
     sessions: SessionPool,
+    /// [`ModelOptions::kv_cache_bytes`]: the bytes of cache all generations may reserve.
+    cache_budget: Option<u64>,
+    /// The bytes of cache reserved by the generations running now ([`Decoder::reserve`]).
+    cache_reserved: AtomicU64,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -373,6 +379,10 @@ impl Decoder {
         for _ in 0..count {
             let session = Session::builder(environment)
                 .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
+                // A token step is a chain of small operators, between which the server has
+                // work of its own (sampling, detokenizing, writing the stream): idle intra-op
+                // threads that spin for the next operator take the cores from it.
+                .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
                 .and_then(|mut b| b.commit_from_file(&path))
                 .map_err(|err| fail(format!("model.onnx: {err}")))?;
             sessions.push(session);
@@ -396,6 +406,8 @@ impl Decoder {
             tokenizer,
             chat_template,
             sessions: SessionPool::new(sessions),
+            cache_budget: options.kv_cache_bytes,
+            cache_reserved: AtomicU64::new(0),
         })
     }
 
@@ -447,11 +459,76 @@ impl Decoder {
         if prompt_tokens.saturating_add(max_tokens) > context {
             return Err(Error::invalid_input(format!(
                 "the prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) exceed \
-                 model \"{}\"'s context of {context} tokens",
-                self.name
+                 model \"{}\"'s context of {context} tokens (the limit that bounds a stream's \
+                 KV cache to {} bytes)",
+                self.name,
+                self.layout.cache_bytes()
             )));
         }
         Ok(())
+    }
+
+    /// The cache bytes one token position takes: layers × kv_heads × head_size × 4 × 2.
+    pub fn cache_bytes_per_token(&self) -> u64 {
+        let layout = &self.layout;
+        [layout.layers, layout.kv_heads, layout.head_size, 4, 2]
+            .iter()
+            .map(|&n| n as u64)
+            .product()
+    }
+
+    /// The budget of cache bytes for all generations together
+    /// ([`ModelOptions::kv_cache_bytes`]); `None`: no budget beyond each generation's context.
+    pub fn cache_budget(&self) -> Option<u64> {
+        self.cache_budget
+    }
+
+    /// The cache bytes reserved by the generations running now.
+    pub fn cache_reserved(&self) -> u64 {
+        self.cache_reserved.load(Ordering::Relaxed)
+    }
+
+    /// Reserves the most cache a generation of `prompt_tokens + max_tokens` can hold, before
+    /// it starts, until the returned reservation is dropped: after [`Decoder::check_fits`], a
+    /// 400 naming the budget when this generation alone needs more than
+    /// [`Decoder::cache_budget`], a 503 (overloaded, retry) when the generations running now
+    /// hold too much of it. Without a budget, only the context bounds it.
+    pub fn reserve(
+        self: &Arc<Self>,
+        prompt_tokens: usize,
+        max_tokens: usize,
+    ) -> Result<CacheReservation> {
+        self.check_fits(prompt_tokens, max_tokens)?;
+        let tokens = prompt_tokens.saturating_add(max_tokens) as u64;
+        let bytes = tokens.saturating_mul(self.cache_bytes_per_token());
+        if let Some(budget) = self.cache_budget {
+            if bytes > budget {
+                return Err(Error::invalid_input(format!(
+                    "the prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) need \
+                     {bytes} bytes of KV cache, over model \"{}\"'s budget of {budget} bytes \
+                     (--kv-cache-bytes)",
+                    self.name
+                )));
+            }
+            let reserved =
+                self.cache_reserved
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                        held.checked_add(bytes).filter(|&total| total <= budget)
+                    });
+            if reserved.is_err() {
+                return Err(Error::overloaded(format!(
+                    "model \"{}\"'s KV cache budget ({budget} bytes, --kv-cache-bytes) is held \
+                     by the generations running now; this one needs {bytes} bytes",
+                    self.name
+                )));
+            }
+        } else {
+            self.cache_reserved.fetch_add(bytes, Ordering::AcqRel);
+        }
+        Ok(CacheReservation {
+            decoder: Arc::clone(self),
+            bytes,
+        })
     }
 
     /// An empty cache for one stream: past tensors of length 0.
@@ -581,6 +658,28 @@ impl Decoder {
             logits = self.forward(&mut cache, &[next])?;
         }
         Ok(tokens)
+    }
+}
+
+/// Cache bytes held for one generation by [`Decoder::reserve`]; dropping it gives them back.
+#[derive(Debug)]
+pub struct CacheReservation {
+    decoder: Arc<Decoder>,
+    bytes: u64,
+}
+
+impl CacheReservation {
+    /// The bytes reserved.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for CacheReservation {
+    fn drop(&mut self) {
+        self.decoder
+            .cache_reserved
+            .fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 

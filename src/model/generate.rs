@@ -1,16 +1,23 @@
-//! Text generation with byte-level language models: any model whose single input is INT64
-//! token ids `[batch, sequence]` and whose output is FP32 logits `[batch, sequence, 256]`.
+//! Text generation, with two kinds of language models:
 //!
-//! Tokens are the UTF-8 bytes of the text. Each step runs the model on the sequence so far
-//! (the last [`CONTEXT_BYTES`] bytes of it) and samples the next byte from the logits of the
-//! last position. Text is handed out only as whole UTF-8 characters, and never a piece of a
-//! stop string.
+//! - byte-level models: any model whose single input is INT64 token ids `[batch, sequence]`
+//!   and whose output is FP32 logits `[batch, sequence, 256]`. Tokens are the UTF-8 bytes of
+//!   the text. Each step runs the model on the sequence so far (the last [`CONTEXT_BYTES`]
+//!   bytes of it) and samples the next byte from the logits of the last position.
+//! - decoders with a KV cache ([`Decoder`], a Hugging Face Optimum folder): the prompt's
+//!   tokens run once, then one token per step with the cache fed back, so a step's work does
+//!   not grow with the sequence (beyond attention reading the cached keys).
+//!
+//! Either way the same sampling, stop strings, `max_tokens` and cancellation apply; text is
+//! handed out only as whole UTF-8 characters, and never a piece of a stop string.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::decoder::{argmax, Decoder};
 use super::signature::DataType;
 use super::tensor::{Tensor, TensorData};
+use super::tokenizer::Detokenizer;
 use super::Model;
 use crate::{Disconnected, Error, Result};
 
@@ -55,7 +62,7 @@ impl Default for Sampling {
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
-    /// A stop string was produced.
+    /// A stop string (or, for a decoder, an end-of-sequence token) was produced.
     Stop,
     /// `max_tokens` were generated.
     Length,
@@ -81,13 +88,40 @@ pub struct Generation {
     pub text: String,
     /// Why it ended.
     pub finish_reason: FinishReason,
-    /// Tokens (bytes) of the prompt.
+    /// Tokens of the prompt (bytes for a byte-level model).
     pub prompt_tokens: usize,
-    /// Tokens generated.
+    /// Tokens generated (an end-of-sequence token is not counted).
     pub completion_tokens: usize,
 }
 
-/// Generates text with a byte-level model.
+/// A prompt made ready for one generator by [`Generator::text_prompt`] or
+/// [`Generator::chat_prompt`]: text for a byte-level model, token ids for a decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// The text of a byte-level model's prompt.
+    Text(String),
+    /// A decoder's prompt, encoded by its tokenizer (after its chat template for a chat).
+    Ids(Vec<u32>),
+}
+
+impl Prompt {
+    /// Its length in tokens.
+    pub fn tokens(&self) -> usize {
+        match self {
+            Prompt::Text(text) => text.len(),
+            Prompt::Ids(ids) => ids.len(),
+        }
+    }
+}
+
+/// What a [`Generator`] runs.
+#[derive(Debug, Clone)]
+enum Engine {
+    Bytes(Arc<Model>),
+    Decoder(Arc<Decoder>),
+}
+
+/// Generates text with a byte-level model or a [`Decoder`].
 ///
 /// # Example
 /// ```no_run
@@ -104,7 +138,7 @@ pub struct Generation {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Generator {
-    model: Arc<Model>,
+    engine: Engine,
     tokens: Arc<AtomicU64>,
     cancelled: Arc<AtomicU64>,
 }
@@ -114,10 +148,84 @@ impl Generator {
     pub fn new(model: Arc<Model>) -> Result<Generator> {
         check_signature(&model)?;
         Ok(Generator {
-            model,
+            engine: Engine::Bytes(model),
             tokens: Arc::new(AtomicU64::new(0)),
             cancelled: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// A generator for a decoder folder's model: token-level, with its KV cache.
+    pub fn for_decoder(decoder: Arc<Decoder>) -> Generator {
+        Generator {
+            engine: Engine::Decoder(decoder),
+            tokens: Arc::new(AtomicU64::new(0)),
+            cancelled: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        match &self.engine {
+            Engine::Bytes(model) => model.name(),
+            Engine::Decoder(decoder) => decoder.name(),
+        }
+    }
+
+    /// The decoder, when this generator runs one.
+    pub fn decoder(&self) -> Option<&Arc<Decoder>> {
+        match &self.engine {
+            Engine::Decoder(decoder) => Some(decoder),
+            Engine::Bytes(_) => None,
+        }
+    }
+
+    /// The prompt of a completion: the text itself for a byte-level model (a 400 over
+    /// [`MAX_PROMPT_BYTES`]); for a decoder, its ids with the tokenizer's special tokens
+    /// ([`Decoder::completion_prompt`]).
+    pub fn text_prompt(&self, text: String) -> Result<Prompt> {
+        match &self.engine {
+            Engine::Bytes(_) => {
+                Generator::check_prompt(&text)?;
+                Ok(Prompt::Text(text))
+            }
+            Engine::Decoder(decoder) => {
+                Generator::check_prompt(&text)?;
+                Ok(Prompt::Ids(decoder.completion_prompt(&text)?))
+            }
+        }
+    }
+
+    /// The prompt of a chat, for a decoder: its chat template rendered with the generation
+    /// prompt and encoded ([`Decoder::chat_prompt`]); `None` for a byte-level model (whose
+    /// plain chat format the caller writes).
+    pub fn chat_prompt(&self, messages: &[serde_json::Value]) -> Result<Option<Prompt>> {
+        match &self.engine {
+            Engine::Bytes(_) => Ok(None),
+            Engine::Decoder(decoder) => {
+                let (text, ids) = decoder.chat_prompt(messages)?;
+                Generator::check_prompt(&text)?;
+                Ok(Some(Prompt::Ids(ids)))
+            }
+        }
+    }
+
+    /// What a handler checks before it answers 200: for a decoder, that the prompt has tokens
+    /// and that with `max_tokens` it fits in the context (so the stream's cache stays within
+    /// [`crate::model::DecoderLayout::cache_bytes`]), a 400 naming the limit otherwise.
+    pub fn check(&self, prompt: &Prompt, sampling: &Sampling) -> Result<()> {
+        match (&self.engine, prompt) {
+            (Engine::Decoder(_), Prompt::Ids(ids)) if ids.is_empty() => Err(Error::invalid_input(
+                "the prompt has no tokens: give some text",
+            )),
+            (Engine::Decoder(decoder), Prompt::Ids(ids)) => {
+                decoder.check_fits(ids.len(), sampling.max_tokens)
+            }
+            (Engine::Bytes(_), Prompt::Text(text)) => Generator::check_prompt(text),
+            _ => Err(Error::internal(format!(
+                "model \"{}\": a prompt made for another kind of model",
+                self.name()
+            ))),
+        }
     }
 
     /// A 400 for a prompt over [`MAX_PROMPT_BYTES`], naming the limit (what
@@ -138,9 +246,29 @@ impl Generator {
         check_signature(model).is_ok()
     }
 
-    /// The model.
-    pub fn model(&self) -> &Arc<Model> {
-        &self.model
+    /// [`Generator::check`], and for a decoder the reservation of the most KV cache the
+    /// generation can hold ([`Decoder::reserve`]: a 503 while other generations hold the
+    /// budget); keep it until the generation ends. `None` for a byte-level model.
+    pub fn reserve(
+        &self,
+        prompt: &Prompt,
+        sampling: &Sampling,
+    ) -> Result<Option<super::decoder::CacheReservation>> {
+        self.check(prompt, sampling)?;
+        match &self.engine {
+            Engine::Decoder(decoder) => {
+                Ok(Some(decoder.reserve(prompt.tokens(), sampling.max_tokens)?))
+            }
+            Engine::Bytes(_) => Ok(None),
+        }
+    }
+
+    /// The byte-level model, when this generator runs one.
+    pub fn model(&self) -> Option<&Arc<Model>> {
+        match &self.engine {
+            Engine::Bytes(model) => Some(model),
+            Engine::Decoder(_) => None,
+        }
     }
 
     /// Tokens this generator (and its clones) have generated so far.
@@ -159,13 +287,110 @@ impl Generator {
     ///
     /// A prompt longer than [`MAX_PROMPT_BYTES`] is a 400; of a shorter one only the last
     /// [`CONTEXT_BYTES`] are kept.
+    ///
+    /// For a decoder, `prompt` is encoded as a completion's ([`Generator::text_prompt`]).
     pub fn generate(
         &self,
         prompt: &str,
         sampling: &Sampling,
+        on_text: impl FnMut(&str) -> Result<(), Disconnected>,
+    ) -> Result<Generation> {
+        let prompt = self.text_prompt(prompt.to_owned())?;
+        self.generate_from(&prompt, sampling, on_text)
+    }
+
+    /// Generates from a prompt made by [`Generator::text_prompt`] or
+    /// [`Generator::chat_prompt`], as [`Generator::generate`] does.
+    pub fn generate_from(
+        &self,
+        prompt: &Prompt,
+        sampling: &Sampling,
+        on_text: impl FnMut(&str) -> Result<(), Disconnected>,
+    ) -> Result<Generation> {
+        self.check(prompt, sampling)?;
+        let generation = match (&self.engine, prompt) {
+            (Engine::Bytes(model), Prompt::Text(text)) => {
+                self.generate_bytes(model, text, sampling, on_text)
+            }
+            (Engine::Decoder(decoder), Prompt::Ids(ids)) => {
+                self.generate_tokens(decoder, ids, sampling, on_text)
+            }
+            _ => unreachable_prompt(self.name()),
+        }?;
+        if generation.finish_reason == FinishReason::Cancelled {
+            self.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(generation)
+    }
+
+    /// The token-level loop: the prompt once, then one token per step with the cache.
+    fn generate_tokens(
+        &self,
+        decoder: &Decoder,
+        ids: &[u32],
+        sampling: &Sampling,
         mut on_text: impl FnMut(&str) -> Result<(), Disconnected>,
     ) -> Result<Generation> {
-        Generator::check_prompt(prompt)?;
+        let tokenizer = decoder.tokenizer();
+        let mut cache = decoder.cache()?;
+        let mut logits = decoder.forward(&mut cache, ids)?;
+        let mut sampler = Sampler::new(sampling);
+        let mut text = TextAssembler::new(&sampling.stop);
+        let mut detokenizer = Detokenizer::new();
+        let mut finish_reason = FinishReason::Length;
+        let mut generated = 0;
+        while generated < sampling.max_tokens {
+            let token = sampler.pick(&logits);
+            if tokenizer.is_eos(token) {
+                finish_reason = FinishReason::Stop;
+                break;
+            }
+            generated += 1;
+            self.tokens.fetch_add(1, Ordering::Relaxed);
+            let piece = detokenizer.push(tokenizer, token)?;
+            let (piece, stopped) = text.push_text(&piece);
+            if !piece.is_empty() && on_text(&piece).is_err() {
+                finish_reason = FinishReason::Cancelled;
+                break;
+            }
+            if stopped {
+                finish_reason = FinishReason::Stop;
+                break;
+            }
+            if generated == sampling.max_tokens {
+                break;
+            }
+            logits = decoder.forward(&mut cache, &[token])?;
+        }
+        // The cache (up to the context's worth of keys and values) is freed here, before the
+        // last pieces are sent.
+        drop(cache);
+        if finish_reason != FinishReason::Cancelled && !text.stopped() {
+            let (mut rest, stopped) = text.push_text(&detokenizer.finish(tokenizer)?);
+            if stopped {
+                finish_reason = FinishReason::Stop;
+            } else {
+                rest.push_str(&text.finish());
+            }
+            if !rest.is_empty() && on_text(&rest).is_err() {
+                finish_reason = FinishReason::Cancelled;
+            }
+        }
+        Ok(Generation {
+            text: text.into_text(),
+            finish_reason,
+            prompt_tokens: ids.len(),
+            completion_tokens: generated,
+        })
+    }
+
+    fn generate_bytes(
+        &self,
+        model: &Model,
+        prompt: &str,
+        sampling: &Sampling,
+        mut on_text: impl FnMut(&str) -> Result<(), Disconnected>,
+    ) -> Result<Generation> {
         let prompt_tokens = prompt.len();
         let tail = &prompt.as_bytes()[prompt_tokens.saturating_sub(CONTEXT_BYTES)..];
         let mut ids: Vec<i64> = tail.iter().copied().map(i64::from).collect();
@@ -174,8 +399,8 @@ impl Generator {
         let mut finish_reason = FinishReason::Length;
         let mut generated = 0;
         while generated < sampling.max_tokens {
-            let logits = self.next_logits(&ids)?;
-            let token = sampler.pick(&logits);
+            let logits = next_logits(model, &ids)?;
+            let token = sampler.pick(&logits) as u8;
             if ids.len() == CONTEXT_BYTES {
                 ids.remove(0);
             }
@@ -196,9 +421,6 @@ impl Generator {
         if finish_reason != FinishReason::Cancelled && !rest.is_empty() && on_text(&rest).is_err() {
             finish_reason = FinishReason::Cancelled;
         }
-        if finish_reason == FinishReason::Cancelled {
-            self.cancelled.fetch_add(1, Ordering::Relaxed);
-        }
         Ok(Generation {
             text: text.into_text(),
             finish_reason,
@@ -206,28 +428,34 @@ impl Generator {
             completion_tokens: generated,
         })
     }
+}
 
-    /// Logits of the last position for the last [`CONTEXT_BYTES`] ids.
-    fn next_logits(&self, ids: &[i64]) -> Result<Vec<f32>> {
-        let window = &ids[ids.len().saturating_sub(CONTEXT_BYTES)..];
-        if window.is_empty() {
-            return Err(Error::invalid_input("the prompt is empty"));
+fn unreachable_prompt(name: &str) -> Result<Generation> {
+    Err(Error::internal(format!(
+        "model \"{name}\": a prompt made for another kind of model"
+    )))
+}
+
+/// Logits of the last position for the last [`CONTEXT_BYTES`] ids.
+fn next_logits(model: &Model, ids: &[i64]) -> Result<Vec<f32>> {
+    let window = &ids[ids.len().saturating_sub(CONTEXT_BYTES)..];
+    if window.is_empty() {
+        return Err(Error::invalid_input("the prompt is empty"));
+    }
+    let input = Tensor {
+        name: model.signature().inputs[0].name.clone(),
+        shape: vec![1, window.len()],
+        data: TensorData::Int64(window.to_vec()),
+    };
+    let outputs = model.infer(vec![input])?;
+    match outputs.into_iter().next().map(|t| t.data) {
+        Some(TensorData::Fp32(logits)) if logits.len() >= 256 => {
+            Ok(logits[logits.len() - 256..].to_vec())
         }
-        let input = Tensor {
-            name: self.model.signature().inputs[0].name.clone(),
-            shape: vec![1, window.len()],
-            data: TensorData::Int64(window.to_vec()),
-        };
-        let outputs = self.model.infer(vec![input])?;
-        match outputs.into_iter().next().map(|t| t.data) {
-            Some(TensorData::Fp32(logits)) if logits.len() >= 256 => {
-                Ok(logits[logits.len() - 256..].to_vec())
-            }
-            _ => Err(Error::internal(format!(
-                "model \"{}\" did not return [1, sequence, 256] logits",
-                self.model.name()
-            ))),
-        }
+        _ => Err(Error::internal(format!(
+            "model \"{}\" did not return [1, sequence, 256] logits",
+            model.name()
+        ))),
     }
 }
 
@@ -287,15 +515,16 @@ impl Sampler {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn pick(&mut self, logits: &[f32]) -> u8 {
+    /// The index of the picked logit.
+    fn pick(&mut self, logits: &[f32]) -> u32 {
         if self.temperature <= 0.0 {
             return argmax(logits);
         }
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut ranked: Vec<(u8, f64)> = logits
+        let mut ranked: Vec<(u32, f64)> = logits
             .iter()
             .enumerate()
-            .map(|(i, &l)| (i as u8, ((f64::from(l - max)) / self.temperature).exp()))
+            .map(|(i, &l)| (i as u32, ((f64::from(l - max)) / self.temperature).exp()))
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if self.top_k > 0 {
@@ -324,23 +553,13 @@ impl Sampler {
     }
 }
 
-/// The index of the largest logit; the lowest index wins ties (as numpy's argmax).
-fn argmax(logits: &[f32]) -> u8 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
-        }
-    }
-    best as u8
-}
-
 /// Turns generated bytes into text: whole UTF-8 characters only, stop strings held back and cut.
 struct TextAssembler<'a> {
     stop: &'a [String],
     pending: Vec<u8>,
     held: String,
     text: String,
+    stopped: bool,
 }
 
 impl<'a> TextAssembler<'a> {
@@ -350,6 +569,7 @@ impl<'a> TextAssembler<'a> {
             pending: Vec::new(),
             held: String::new(),
             text: String::new(),
+            stopped: false,
         }
     }
 
@@ -357,11 +577,31 @@ impl<'a> TextAssembler<'a> {
     fn push(&mut self, byte: u8) -> (String, bool) {
         self.pending.push(byte);
         self.decode_pending();
+        self.release()
+    }
+
+    /// Adds whole characters (a decoder's detokenized piece), as [`TextAssembler::push`].
+    fn push_text(&mut self, piece: &str) -> (String, bool) {
+        if self.stopped {
+            return (String::new(), true);
+        }
+        self.held.push_str(piece);
+        self.release()
+    }
+
+    /// Whether a stop string has ended the text.
+    fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Cuts `held` at a stop string, or releases what cannot be the start of one.
+    fn release(&mut self) -> (String, bool) {
         let stops = self.stop.iter().filter(|s| !s.is_empty());
         if let Some(at) = stops.filter_map(|s| self.held.find(s.as_str())).min() {
             self.held.truncate(at);
             let piece = std::mem::take(&mut self.held);
             self.text.push_str(&piece);
+            self.stopped = true;
             return (piece, true);
         }
         let keep = self.longest_stop_prefix_suffix();
@@ -486,10 +726,10 @@ mod tests {
         };
         let picks = |s: &Sampling| {
             let mut sampler = Sampler::new(s);
-            (0..50).map(|_| sampler.pick(&logits)).collect::<Vec<u8>>()
+            (0..50).map(|_| sampler.pick(&logits)).collect::<Vec<u32>>()
         };
         assert_eq!(picks(&sampling), picks(&sampling));
-        let top3: Vec<u8> = vec![6, 13, 20];
+        let top3: Vec<u32> = vec![6, 13, 20];
         assert!(picks(&sampling).iter().all(|t| top3.contains(t)));
     }
 

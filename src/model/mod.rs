@@ -14,9 +14,11 @@ mod tensor;
 mod tokenizer;
 
 pub use chat_template::ChatTemplate;
-pub use decoder::{argmax, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES};
+pub use decoder::{
+    argmax, CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES,
+};
 pub use generate::{
-    FinishReason, Generation, Generator, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
+    FinishReason, Generation, Generator, Prompt, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
 };
 pub use registry::{Model, ModelOptions, ModelRegistry, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
 pub use signature::{DataType, Signature, TensorSpec};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ort::session::Session;
 
 use super::batch::{self, Batcher};
+use super::decoder::Decoder;
 use super::runtime;
 use super::signature::{Signature, TensorSpec};
 use super::tensor::Tensor;
@@ -45,6 +46,12 @@ pub struct ModelOptions {
     /// inputs', again from the shapes ONNX Runtime returns before they are copied, and while
     /// the answer is written: a request over it gets a 400 naming the limit.
     pub max_response_bytes: usize,
+    /// Decoder folders: the bytes of KV cache all of one decoder's generations may hold
+    /// together (`--kv-cache-bytes`). Each generation reserves (prompt + `max_tokens`) ×
+    /// layers × kv_heads × head_size × 4 × 2 bytes before it starts: 400 when it alone needs
+    /// more, 503 while the others hold too much. Default `None`: each generation is bounded by
+    /// its context only (and their number by the worker turns).
+    pub kv_cache_bytes: Option<u64>,
 }
 
 /// The default [`ModelOptions::max_response_bytes`]: 16 MiB, over 1.6 times the default request
@@ -61,6 +68,7 @@ impl Default for ModelOptions {
             batch_timeout: Duration::from_micros(500),
             batch_overrides: BTreeMap::new(),
             max_response_bytes: MAX_RESPONSE_BYTES,
+            kv_cache_bytes: None,
         }
     }
 }
@@ -455,7 +463,9 @@ fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.join(", ")
 }
 
-/// Every model of a folder, by name. Cheap to clone: clones share the loaded models.
+/// Every model of a folder, by name: each `NAME.onnx` file, and each subfolder `NAME/` in
+/// Hugging Face Optimum's decoder layout (a [`Decoder`], served through the `/v1` API only).
+/// Cheap to clone: clones share the loaded models.
 ///
 /// # Example
 /// ```no_run
@@ -468,16 +478,21 @@ fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct ModelRegistry {
     models: Arc<BTreeMap<String, Arc<Model>>>,
+    decoders: Arc<BTreeMap<String, Arc<Decoder>>>,
 }
 
 impl ModelRegistry {
-    /// Loads every `NAME.onnx` directly inside `dir` with default options.
+    /// Loads every `NAME.onnx` and decoder folder `NAME/` directly inside `dir` with default
+    /// options.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<ModelRegistry> {
         ModelRegistry::load_dir_with(dir, &ModelOptions::default())
     }
 
-    /// Loads every `NAME.onnx` directly inside `dir`. Fails on the first file that does not
-    /// load, naming it and the reason; fails when the folder holds no model.
+    /// Loads every `NAME.onnx` directly inside `dir`, and every subfolder that holds
+    /// `model.onnx` or `tokenizer.json` as a decoder called by the folder's name
+    /// ([`Decoder::load_with`]). Fails on the first file or folder that does not load, naming
+    /// it and the reason (a folder that half-matches the layout names what is missing); fails
+    /// when the folder holds no model, or a file and a folder of the same name.
     pub fn load_dir_with(dir: impl AsRef<Path>, options: &ModelOptions) -> Result<ModelRegistry> {
         let dir = dir.as_ref();
         let unreadable = |err: std::io::Error| {
@@ -487,17 +502,25 @@ impl ModelRegistry {
             )
         };
         let mut paths = Vec::new();
+        let mut folders = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(unreadable)? {
             let path = entry.map_err(unreadable)?.path();
             if path.extension().is_some_and(|ext| ext == "onnx") && path.is_file() {
                 paths.push(path);
+            } else if Decoder::is_decoder_dir(&path) {
+                folders.push(path);
             }
         }
         paths.sort();
-        if paths.is_empty() {
+        folders.sort();
+        if paths.is_empty() && folders.is_empty() {
             return Err(Error::new(
                 ErrorKind::Internal,
-                format!("no .onnx files in model folder {}", dir.display()),
+                format!(
+                    "no .onnx files (or decoder folders with model.onnx and tokenizer.json) in \
+                     model folder {}",
+                    dir.display()
+                ),
             ));
         }
         let mut models = BTreeMap::new();
@@ -518,30 +541,71 @@ impl ModelRegistry {
             }
             models.insert(name, model);
         }
+        let mut decoders = BTreeMap::new();
+        for folder in folders {
+            let name = folder
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if models.contains_key(&name) {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "model folder {} and model file {}.onnx have the same name \"{name}\": \
+                         rename one",
+                        folder.display(),
+                        name
+                    ),
+                ));
+            }
+            let decoder = Decoder::load_with(&name, &folder, options)?;
+            decoders.insert(name, Arc::new(decoder));
+        }
         Ok(ModelRegistry {
             models: Arc::new(models),
+            decoders: Arc::new(decoders),
         })
     }
 
-    /// The model called `name`, or a 404 `model_not_found` error.
-    pub fn get(&self, name: &str) -> Result<Arc<Model>> {
-        self.models
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::model_not_found(name))
+    /// The decoder folder model called `name`, if there is one.
+    pub fn decoder(&self, name: &str) -> Option<Arc<Decoder>> {
+        self.decoders.get(name).cloned()
     }
 
-    /// Models in name order.
+    /// The decoder folder models, in name order.
+    pub fn decoders(&self) -> impl Iterator<Item = &Arc<Decoder>> {
+        self.decoders.values()
+    }
+
+    /// The model called `name`, or a 404 `model_not_found` error (which says so when `name`
+    /// is a decoder folder, served through `/v1` only).
+    pub fn get(&self, name: &str) -> Result<Arc<Model>> {
+        self.models.get(name).cloned().ok_or_else(|| {
+            if self.decoders.contains_key(name) {
+                Error::new(
+                    ErrorKind::ModelNotFound,
+                    format!(
+                        "model \"{name}\" is a decoder folder: it is served through \
+                         /v1/completions and /v1/chat/completions only"
+                    ),
+                )
+            } else {
+                Error::model_not_found(name)
+            }
+        })
+    }
+
+    /// The `.onnx` file models in name order (decoders: [`ModelRegistry::decoders`]).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Model>> {
         self.models.values()
     }
 
-    /// Number of models.
+    /// Number of `.onnx` file models (decoders not counted).
     pub fn len(&self) -> usize {
         self.models.len()
     }
 
-    /// Whether no model is loaded.
+    /// Whether no `.onnx` file model is loaded.
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
     }

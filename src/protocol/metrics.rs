@@ -81,7 +81,7 @@ fn render(
     );
     let _ = writeln!(out, "# TYPE tinyserve_generated_tokens_total counter");
     for generator in generators.iter() {
-        let name = label(generator.model().name());
+        let name = label(generator.name());
         let _ = writeln!(
             out,
             "tinyserve_generated_tokens_total{{model=\"{name}\"}} {}",
@@ -91,7 +91,7 @@ fn render(
     let _ = writeln!(out, "# HELP tinyserve_generations_cancelled_total Generations stopped because the client went away, by model.");
     let _ = writeln!(out, "# TYPE tinyserve_generations_cancelled_total counter");
     for generator in generators.iter() {
-        let name = label(generator.model().name());
+        let name = label(generator.name());
         let _ = writeln!(
             out,
             "tinyserve_generations_cancelled_total{{model=\"{name}\"}} {}",

@@ -1,10 +1,12 @@
 //! OpenAI-compatible text generation: `POST /v1/completions`, `POST /v1/chat/completions`
 //! (JSON or `"stream": true` Server-Sent Events, in OpenAI's exact chunk format) and
-//! `GET /v1/models`, for every loaded byte-level language model.
+//! `GET /v1/models`, for every loaded byte-level language model and decoder folder.
 //!
-//! Chat template (byte-level models have none of their own): each message becomes a line
-//! `System: ...`, `User: ...` or `Assistant: ...`, and the prompt ends with `Assistant:`.
-//! Generation also stops before `\nUser:`, so the model does not write the user's next turn.
+//! Chat: a decoder's prompt is its chat template (`tokenizer_config.json`) rendered with the
+//! generation prompt. Without one (byte-level models, decoders without a template), each
+//! message becomes a line `System: ...`, `User: ...` or `Assistant: ...`, and the prompt ends
+//! with `Assistant:`; generation then also stops before `\nUser:`, so the model does not
+//! write the user's next turn.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::proxy;
-use crate::model::{Generation, Generator, ModelRegistry, Sampling};
+use crate::model::{Generation, Generator, ModelRegistry, Prompt, Sampling};
 use crate::{
     App, Error, ErrorKind, Event, EventSender, IntoResponse, Json, Request, Response, RouteDoc,
     Sse, Upstream,
@@ -25,9 +27,10 @@ use crate::{
 pub struct Generators(Arc<BTreeMap<String, Generator>>);
 
 impl Generators {
-    /// A generator for each model of `models` whose signature is a byte-level language model.
+    /// A generator for each model of `models` whose signature is a byte-level language model,
+    /// and for each decoder folder.
     pub fn from_registry(models: &ModelRegistry) -> Generators {
-        let generators = models
+        let mut generators: BTreeMap<String, Generator> = models
             .iter()
             .filter(|model| Generator::fits(model))
             .filter_map(|model| {
@@ -37,6 +40,12 @@ impl Generators {
                 ))
             })
             .collect();
+        for decoder in models.decoders() {
+            generators.insert(
+                decoder.name().to_string(),
+                Generator::for_decoder(decoder.clone()),
+            );
+        }
         Generators(Arc::new(generators))
     }
 
@@ -97,7 +106,9 @@ fn list_models(backends: &Backends) -> Json<Value> {
     let mut data: Vec<Value> = backends
         .models
         .iter()
-        .map(|m| json!({"id": m.name(), "object": "model", "created": 0, "owned_by": "tinyserve"}))
+        .map(|m| m.name())
+        .chain(backends.models.decoders().map(|d| d.name()))
+        .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "tinyserve"}))
         .collect();
     data.extend(proxy::list(&backends.upstreams));
     Json(json!({"object": "list", "data": data}))
@@ -256,12 +267,28 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
     }
     let mut request: CompletionRequest = req.json()?;
     let generator = backends.generators.get(&backends.models, &request.model)?;
+    let templated = kind == Kind::Chat
+        && generator
+            .decoder()
+            .is_some_and(|d| !d.chat_template().is_plain());
     let prompt = match kind {
-        Kind::Text => text_prompt(request.prompt.take())?,
-        Kind::Chat => chat_prompt(request.messages.as_deref())?,
+        Kind::Text => generator.text_prompt(text_prompt(request.prompt.take())?)?,
+        Kind::Chat => {
+            let messages = request.messages.as_deref();
+            let templated = match generator.decoder() {
+                Some(_) => generator.chat_prompt(&messages_json(messages)?)?,
+                None => None,
+            };
+            match templated {
+                Some(prompt) => prompt,
+                None => generator.text_prompt(chat_prompt(messages)?)?,
+            }
+        }
     };
-    Generator::check_prompt(&prompt)?;
-    let sampling = sampling(&request, kind)?;
+    let sampling = sampling(&request, kind, templated)?;
+    // Before the 200: a decoder's prompt plus max_tokens must fit in its context, and their
+    // KV cache in its budget (held until the generation ends).
+    let reservation = generator.reserve(&prompt, &sampling)?;
     let call = Call {
         id: format!(
             "{}-{}",
@@ -281,22 +308,74 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
     if request.stream {
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
         return Ok(Sse::new(move |events| {
+            let _reservation = reservation;
             stream(&generator, &prompt, &sampling, &call, include_usage, events)
         })
         .into_response());
     }
     // Nobody reads the answer once the client has gone: stop generating (checked at each
     // piece of text, one non-blocking system call).
-    let generation = generator.generate(&prompt, &sampling, |_| match req.is_client_gone() {
-        true => Err(crate::Disconnected),
-        false => Ok(()),
-    })?;
+    let generation =
+        generator.generate_from(&prompt, &sampling, |_| match req.is_client_gone() {
+            true => Err(crate::Disconnected),
+            false => Ok(()),
+        })?;
+    drop(reservation);
     if generation.finish_reason == crate::model::FinishReason::Cancelled {
         return Err(Error::bad_request(
             "generation cancelled: the client closed the connection",
         ));
     }
     Ok(Json(call.full_answer(&generation)).into_response())
+}
+
+/// The messages as the chat template reads them: `{"role", "content"}` objects, the content
+/// a string (text parts joined). Contents over [`crate::model::MAX_PROMPT_BYTES`] in all are
+/// a 400 before the template and the tokenizer run.
+fn messages_json(messages: Option<&[Message]>) -> Result<Vec<Value>, Error> {
+    let messages = messages
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| Error::invalid_input("\"messages\" must be a non-empty array"))?;
+    let mut out = Vec::with_capacity(messages.len());
+    let mut total = 0usize;
+    for message in messages {
+        total = total.saturating_add(message.role.len());
+        total = total.saturating_add(match &message.content {
+            Content::Text(text) => text.len(),
+            Content::Parts(parts) => parts
+                .iter()
+                .map(|p| p.text.as_ref().map_or(0, String::len))
+                .sum(),
+        });
+        if total > crate::model::MAX_PROMPT_BYTES {
+            return Err(Error::invalid_input(format!(
+                "the messages are over {} bytes, the prompt limit",
+                crate::model::MAX_PROMPT_BYTES
+            )));
+        }
+    }
+    for message in messages {
+        let content = match &message.content {
+            Content::Text(text) => text.clone(),
+            Content::Parts(parts) => {
+                let mut text = String::new();
+                for part in parts {
+                    match (part.kind.as_str(), &part.text) {
+                        ("text", Some(piece)) => text.push_str(piece),
+                        _ => {
+                            return Err(Error::invalid_input(format!(
+                                "unsupported content part type \"{}\"",
+                                part.kind
+                            )))
+                        }
+                    }
+                }
+                text
+            }
+        };
+        out.push(json!({"role": message.role, "content": content}));
+    }
+    Ok(out)
 }
 
 fn text_prompt(prompt: Option<OneOrMany>) -> Result<String, Error> {
@@ -355,7 +434,9 @@ fn chat_prompt(messages: Option<&[Message]>) -> Result<String, Error> {
     Ok(prompt)
 }
 
-fn sampling(request: &CompletionRequest, kind: Kind) -> Result<Sampling, Error> {
+/// The sampling parameters; `templated`: a chat rendered by a model's own template, which
+/// ends its turns with an end-of-sequence token rather than a `\nUser:` line.
+fn sampling(request: &CompletionRequest, kind: Kind, templated: bool) -> Result<Sampling, Error> {
     let default_max = if kind == Kind::Chat { 128 } else { 16 };
     let max_tokens = request
         .max_completion_tokens
@@ -392,14 +473,14 @@ fn sampling(request: &CompletionRequest, kind: Kind) -> Result<Sampling, Error> 
             stop.len()
         )));
     }
-    if kind == Kind::Chat {
+    if kind == Kind::Chat && !templated {
         stop.push("\nUser:".to_string());
     }
     Ok(Sampling {
         max_tokens: max_tokens as usize,
         temperature,
         top_p,
-        top_k: request.top_k.unwrap_or(0).min(256) as usize,
+        top_k: usize::try_from(request.top_k.unwrap_or(0)).unwrap_or(usize::MAX),
         stop,
         seed: request.seed,
     })
@@ -475,7 +556,7 @@ impl Call {
 /// Streams a generation as OpenAI chunks, ending with `data: [DONE]`.
 fn stream(
     generator: &Generator,
-    prompt: &str,
+    prompt: &Prompt,
     sampling: &Sampling,
     call: &Call,
     include_usage: bool,
@@ -484,7 +565,7 @@ fn stream(
     if call.kind == Kind::Chat {
         events.send(Event::json(&call.chunk(Some(""), true, None)))?;
     }
-    let outcome = generator.generate(prompt, sampling, |piece| {
+    let outcome = generator.generate_from(prompt, sampling, |piece| {
         events.send(Event::json(&call.chunk(Some(piece), false, None)))
     });
     match outcome {
@@ -626,12 +707,12 @@ fn document(app: App, generators: &Generators, upstreams: &[Upstream]) -> App {
     )
 }
 
-/// `model`: a loaded byte-level language model, or `NAME/model` for an upstream `NAME`.
+/// `model`: a loaded language model, or `NAME/model` for an upstream `NAME`.
 fn model_schema(generators: &Generators, upstreams: &[Upstream]) -> Value {
-    let description =
-        "a loaded byte-level language model, or `NAME/model` for an `--upstream` NAME";
+    let description = "a loaded language model (a byte-level model or a decoder folder), or \
+        `NAME/model` for an `--upstream` NAME";
     let mut choices: Vec<Value> = Vec::new();
-    let names: Vec<&str> = generators.iter().map(|g| g.model().name()).collect();
+    let names: Vec<&str> = generators.iter().map(|g| g.name()).collect();
     if !names.is_empty() {
         choices.push(json!({"enum": names}));
     }

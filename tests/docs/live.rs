@@ -72,7 +72,7 @@ fn openapi_document_passes_openapi_spec_validator() {
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
     response_schema_conformance,response_headers_conformance";
 
-/// A models folder for the fuzzer: the bundled iris and bytelm, and the ONNX backend node test
+/// A models folder for the fuzzer: the bundled iris, bytelm and tinychat, and the ONNX backend node test
 /// cases tests/python/node_cases.py picks (varied datatypes, 0-d outputs, outputs whose size
 /// depends on the values, dynamic dimensions).
 fn fuzz_models() -> PathBuf {
@@ -86,6 +86,15 @@ fn fuzz_models() -> PathBuf {
     println!("{}", out.stdout.lines().next().unwrap_or(""));
     for file in ["iris.onnx", "iris.example.json", "bytelm.onnx"] {
         std::fs::copy(repo(&format!("models/{file}")), dir.join(file)).expect("copy a model");
+    }
+    // A decoder folder (issue #15): /v1 serves it as model "tinychat".
+    let tinychat = dir.join("tinychat");
+    std::fs::create_dir_all(&tinychat).expect("create tinychat/");
+    for entry in std::fs::read_dir(repo("models/tinychat")).expect("read models/tinychat") {
+        let path = entry.expect("an entry").path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, tinychat.join(name)).expect("copy tinychat");
+        }
     }
     dir
 }
