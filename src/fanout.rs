@@ -9,14 +9,18 @@
 //! (work stealing), which costs CPU that grows with the number of threads (measured: a
 //! 512-thread pool spent about half of two cores doing so under load; see the README).
 
+mod connections;
+mod threads;
+
 use std::collections::BTreeMap;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
 use crate::{Error, ErrorKind, Request, Result};
+use connections::Connections;
+use threads::Threads;
 
 /// A service the server calls: a name for errors and metrics, a base URL, timeouts, and a
 /// shared connection pool. Cheap to clone; clones share the pool.
@@ -44,7 +48,7 @@ pub struct Upstream {
 struct UpstreamInner {
     name: String,
     base_url: String,
-    agent: ureq::Agent,
+    connections: Connections,
     timeout: Duration,
     headers: Vec<(String, String)>,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
@@ -79,19 +83,12 @@ impl Upstream {
         timeout: Duration,
         headers: Vec<(String, String)>,
     ) -> Upstream {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(DEFAULT_CONNECT_TIMEOUT.min(timeout)))
-            .timeout_global(Some(timeout))
-            .max_idle_connections(64)
-            .max_idle_connections_per_host(64)
-            .build()
-            .into();
+        let connections = Connections::new(DEFAULT_CONNECT_TIMEOUT.min(timeout), timeout);
         Upstream {
             inner: Arc::new(UpstreamInner {
                 name: name.to_string(),
                 base_url: base_url.trim_end_matches('/').to_string(),
-                agent,
+                connections,
                 timeout,
                 headers,
                 outcomes: Mutex::new(BTreeMap::new()),
@@ -144,7 +141,8 @@ impl Upstream {
         }
     }
 
-    /// Calls made so far by outcome (`ok`, `error`, `timeout`), for metrics.
+    /// Calls so far by outcome, for metrics: `ok`, `error`, `timeout`, and `no_thread` for a
+    /// fan-out call never sent because every [`FanOut`] thread was busy until its deadline.
     pub fn outcomes(&self) -> Vec<(&'static str, u64)> {
         let counts = self
             .inner
@@ -152,7 +150,7 @@ impl Upstream {
             .lock()
             .map(|o| o.clone())
             .unwrap_or_default();
-        ["ok", "error", "timeout"]
+        ["ok", "error", "timeout", "no_thread"]
             .into_iter()
             .map(|outcome| (outcome, counts.get(outcome).copied().unwrap_or(0)))
             .collect()
@@ -275,7 +273,8 @@ impl Call {
             .body(self.body.clone().unwrap_or_default())
             .map_err(|err| self.upstream.error(ErrorKind::Internal, &url, err))?;
         let timeout = timeout.min(inner.timeout);
-        let config = inner.agent.configure_request(request);
+        let agent = inner.connections.agent();
+        let config = agent.configure_request(request);
         let request = match per_read {
             true => config
                 .timeout_global(None)
@@ -284,10 +283,7 @@ impl Call {
             false => config.timeout_global(Some(timeout)),
         }
         .build();
-        let result = inner
-            .agent
-            .run(request)
-            .map_err(|err| self.failure(err, timeout));
+        let result = agent.run(request).map_err(|err| self.failure(err, timeout));
         self.upstream.count(match &result {
             Ok(response) if response.status().as_u16() < 500 => "ok",
             Err(err) if err.kind() == ErrorKind::GatewayTimeout => "timeout",
@@ -321,29 +317,37 @@ impl Call {
     }
 }
 
-/// Runs outbound calls in parallel on its own rayon thread pool.
+/// Runs outbound calls in parallel, each on a thread of its own while it waits.
+///
+/// The threads are started on demand and reused: a call takes a parked thread (one wake-up),
+/// or starts one while fewer than the bound are alive, or waits for the next one to free up
+/// (counted in [`FanOut::queued`], and failing with a 504 at its deadline if none does). An
+/// idle thread costs no CPU and exits after 10 s without work. There is no size to tune: the
+/// bound only caps the threads (and their memory) a burst can start.
 pub struct FanOut {
-    pool: rayon::ThreadPool,
+    threads: Threads,
 }
 
-/// Threads of the shared [`FanOut`] pool: calls mostly wait, so many more than cores.
-pub const DEFAULT_FANOUT_THREADS: usize = 64;
+/// The bound of the shared [`FanOut`]: threads it may run at once, one per call in flight
+/// (256 concurrent requests making 3 calls each need 768).
+pub const DEFAULT_FANOUT_THREADS: usize = 1024;
+
+/// How often a handler waiting for its calls checks whether its client has gone.
+const GONE_CHECK: Duration = Duration::from_millis(250);
+/// The longest deadline for which a request's handler thread makes one of the calls itself:
+/// it notices a client that leaves only once that call ends.
+const OWN_CALL_MAX: Duration = Duration::from_secs(1);
 
 impl FanOut {
-    /// A pool of `threads` threads for outbound calls.
+    /// A fan-out running at most `threads` calls at once (no thread is started yet).
     pub fn new(threads: usize) -> Result<FanOut> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("tinyserve-fanout-{i}"))
-            // rayon aborts the process on a panic in a spawned job unless a handler is set; a
-            // panicking call only loses its own result (reported as a 504 by the deadline).
-            .panic_handler(|_| crate::log::error("an outbound call panicked"))
-            .build()
-            .map_err(Error::internal)?;
-        Ok(FanOut { pool })
+        Ok(FanOut {
+            threads: Threads::new(threads),
+        })
     }
 
-    /// The process-wide pool ([`DEFAULT_FANOUT_THREADS`] threads), created on first use.
+    /// The process-wide fan-out (at most [`DEFAULT_FANOUT_THREADS`] calls at once), created
+    /// on first use.
     pub fn shared() -> Result<&'static FanOut> {
         static SHARED: OnceLock<std::result::Result<FanOut, String>> = OnceLock::new();
         SHARED
@@ -352,11 +356,31 @@ impl FanOut {
             .map_err(|err| Error::internal(format!("cannot start the fan-out pool: {err}")))
     }
 
+    /// Threads alive now, busy or parked.
+    pub fn threads(&self) -> usize {
+        self.threads.live()
+    }
+
+    /// Threads parked now, waiting for calls.
+    pub fn idle_threads(&self) -> usize {
+        self.threads.idle()
+    }
+
+    /// Calls so far that found every thread busy at the bound and waited for one.
+    pub fn queued(&self) -> u64 {
+        self.threads.queued()
+    }
+
+    /// The most threads this fan-out runs at once.
+    pub fn max_threads(&self) -> usize {
+        self.threads.max()
+    }
+
     /// Runs every call at once and returns one result per call, in input order, by `deadline`
     /// at the latest: a call still running then is a 504 error. One failed or slow call does
     /// not fail the others.
     pub fn run(&self, calls: Vec<Call>, deadline: Duration) -> Vec<Result<UpstreamReply>> {
-        self.run_until(calls, deadline, || false)
+        self.run_until(calls, deadline, None)
     }
 
     /// [`FanOut::run`] for a request: each call carries the request's `X-Request-ID`, and when
@@ -376,50 +400,53 @@ impl FanOut {
                 false => call.with_header("X-Request-ID", id),
             })
             .collect();
-        self.run_until(calls, deadline, || req.is_client_gone())
+        self.run_until(calls, deadline, Some(req))
     }
 
     fn run_until(
         &self,
         calls: Vec<Call>,
         deadline: Duration,
-        gone: impl Fn() -> bool,
+        req: Option<&Request>,
     ) -> Vec<Result<UpstreamReply>> {
-        let started = Instant::now();
-        let (done, results) = mpsc::channel();
+        let until = Instant::now() + deadline;
         let urls: Vec<(Upstream, String)> = calls
             .iter()
             .map(|c| (c.upstream.clone(), c.url()))
             .collect();
-        for (index, call) in calls.into_iter().enumerate() {
-            let done = done.clone();
-            self.pool.spawn(move || {
-                let _ = done.send((index, call.send_within(deadline)));
-            });
+        let batch = Arc::new(Batch::new(calls.len()));
+        let mut calls = calls.into_iter().enumerate();
+        // The handler thread would wait anyway: it makes the first call itself (one hand-off
+        // and one wake-up fewer), unless it must watch a client for longer than OWN_CALL_MAX
+        // (a blocking call cannot be interrupted when the client leaves).
+        let own = match req.is_none() || deadline <= OWN_CALL_MAX {
+            true => calls.next(),
+            false => None,
+        };
+        for (index, call) in calls {
+            let batch = Arc::clone(&batch);
+            self.threads.submit(Box::new(move || {
+                let left = until.saturating_duration_since(Instant::now());
+                let result = match left.is_zero() {
+                    true => {
+                        call.upstream.count("no_thread");
+                        Err(call.upstream.error(
+                            ErrorKind::GatewayTimeout,
+                            &call.url(),
+                            "not sent: every fan-out thread was busy until the deadline",
+                        ))
+                    }
+                    false => call.send_within(left),
+                };
+                batch.deliver(index, result);
+            }));
         }
-        drop(done);
-        let mut slots: Vec<Option<Result<UpstreamReply>>> = (0..urls.len()).map(|_| None).collect();
-        let mut missing = urls.len();
-        let mut cancelled = false;
-        while missing > 0 {
-            let left = deadline.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            match results.recv_timeout(left.min(Duration::from_millis(50))) {
-                Ok((index, result)) => {
-                    slots[index] = Some(result);
-                    missing -= 1;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) if gone() => {
-                    cancelled = true;
-                    break;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
+        if let Some((index, call)) = own {
+            batch.deliver(index, call.send_within(deadline));
         }
-        slots
+        let cancelled = batch.wait(until, || req.is_some_and(Request::is_client_gone));
+        batch
+            .take()
             .into_iter()
             .zip(urls)
             .map(|(slot, (upstream, url))| {
@@ -440,5 +467,79 @@ impl FanOut {
                 })
             })
             .collect()
+    }
+}
+
+/// The results of one fan-out, filled in by the call threads as they finish.
+struct Batch {
+    state: Mutex<BatchState>,
+    ready: Condvar,
+}
+
+struct BatchState {
+    slots: Vec<Option<Result<UpstreamReply>>>,
+    missing: usize,
+    /// The handler sleeps on `ready`: the last result wakes it (otherwise no wake-up is needed).
+    waiting: bool,
+}
+
+impl Batch {
+    fn new(calls: usize) -> Batch {
+        Batch {
+            state: Mutex::new(BatchState {
+                slots: (0..calls).map(|_| None).collect(),
+                missing: calls,
+                waiting: false,
+            }),
+            ready: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BatchState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records call `index`'s result (ignored once the handler has taken the results).
+    fn deliver(&self, index: usize, result: Result<UpstreamReply>) {
+        let mut state = self.lock();
+        if let Some(slot) = state.slots.get_mut(index).filter(|slot| slot.is_none()) {
+            *slot = Some(result);
+            state.missing -= 1;
+            if state.missing == 0 && state.waiting {
+                self.ready.notify_one();
+            }
+        }
+    }
+
+    /// Waits for every result until `until`, checking `gone` every GONE_CHECK; true when it
+    /// stopped because `gone` said so.
+    fn wait(&self, until: Instant, gone: impl Fn() -> bool) -> bool {
+        let mut state = self.lock();
+        while state.missing > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state.waiting = true;
+            let (next, timeout) = self
+                .ready
+                .wait_timeout(state, left.min(GONE_CHECK))
+                .unwrap_or_else(|p| p.into_inner());
+            state = next;
+            state.waiting = false;
+            if timeout.timed_out() && state.missing > 0 {
+                drop(state);
+                if gone() {
+                    return true;
+                }
+                state = self.lock();
+            }
+        }
+        false
+    }
+
+    /// The results so far; later deliveries are dropped.
+    fn take(&self) -> Vec<Option<Result<UpstreamReply>>> {
+        std::mem::take(&mut self.lock().slots)
     }
 }
