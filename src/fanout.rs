@@ -1,13 +1,14 @@
 //! Outbound HTTP: an [`Upstream`] per service, and [`FanOut`] to call several at once.
 //!
-//! Handlers block, so parallel calls need threads: `FanOut` owns a rayon pool sized for I/O
-//! (threads mostly wait on sockets), separate from rayon's global pool (one thread per core,
-//! which would run blocking calls one core at a time). A handler hands it N calls and gets N
-//! results back, in order, in the time of the slowest call, or by the deadline.
+//! Handlers block, so parallel calls need threads: a handler hands `FanOut` N calls and gets N
+//! results back, in order, in the time of the slowest call, or by the deadline. Its own thread
+//! makes one of the calls; each of the others runs on a call thread (`fanout/threads.rs`),
+//! started when the calls in flight need one more, parked between calls, gone after 10 s idle.
+//! The connections (`fanout/connections.rs`) are ureq's, pooled per upstream.
 //!
-//! Size the pool for the calls in flight, not far beyond: rayon's idle workers look for work
-//! (work stealing), which costs CPU that grows with the number of threads (measured: a
-//! 512-thread pool spent about half of two cores doing so under load; see the README).
+//! Not on rayon: its idle workers look for work in the other workers' queues before they
+//! sleep, so a pool large enough for hundreds of blocking calls spent more CPU searching than
+//! calling (README, design decisions).
 
 mod connections;
 mod threads;
