@@ -213,16 +213,17 @@ mod tests {
         }
         let mut ids = Vec::new();
         for _ in 0..6 {
-            ids.push(format!(
-                "{:?}",
-                results.recv_timeout(Duration::from_secs(10))
-            ));
+            let id = results
+                .recv_timeout(Duration::from_secs(10))
+                .expect("job ran");
+            ids.push(format!("{id:?}"));
         }
         ids.sort();
         ids.dedup();
-        assert_eq!(
-            ids.len(),
-            2,
+        // Two threads started; a busy machine may let the first run every job before the
+        // second is scheduled.
+        assert!(
+            ids.len() <= 2,
             "six jobs ran on the two threads allowed: {ids:?}"
         );
         assert_eq!(threads.live(), 2);
