@@ -5,9 +5,9 @@
 //! (in about 100 ms) and `GET /sequential` the same 8 calls one after another (about 800 ms),
 //! for comparison. Prints `listening on http://ADDR` on stdout once it accepts connections.
 //!
-//! The fan-out is `FanOut::shared()`, unsized: its threads follow the calls in flight (64
-//! requests × 8 calls here). The server has 128 handler workers (each request holds one while
-//! it waits) and the upstream 640 (each simulated call holds one for 100 ms).
+//! The fan-out is `FanOut::shared()`, unsized: each handler's thread makes its 8 calls itself
+//! on pooled connections. The server has 128 handler workers (each request holds one while it
+//! waits) and the upstream 640 (each simulated call holds one for 100 ms).
 
 use std::io::Write;
 use std::thread::sleep;

@@ -1,27 +1,27 @@
 //! Outbound HTTP: an [`Upstream`] per service, and [`FanOut`] to call several at once.
 //!
-//! Handlers block, so parallel calls need threads: a handler hands `FanOut` N calls and gets N
-//! results back, in order, in the time of the slowest call, or by the deadline. Its own thread
-//! makes one of the calls; each of the others runs on a call thread (`fanout/threads.rs`),
-//! started when the calls in flight need one more, parked between calls, gone after 10 s idle.
-//! The connections (`fanout/connections.rs`) are ureq's, pooled per upstream.
+//! A handler hands `FanOut` N calls and gets N results back, in order, in the time of the
+//! slowest call, or by the deadline. Its own thread makes them all (`fanout/exchange.rs`):
+//! it writes every request, then reads the answers, on keep-alive connections pooled per
+//! upstream; no other thread takes part, so a fan-out costs no hand-off and no pool to size.
+//! Single calls ([`Call::send`]) and the LLM proxy's streams go through ureq
+//! (`fanout/connections.rs`).
 //!
-//! Not on rayon: its idle workers look for work in the other workers' queues before they
-//! sleep, so a pool large enough for hundreds of blocking calls spent more CPU searching than
-//! calling (README, design decisions).
+//! Not on rayon, nor on any thread pool: blocking calls on pool threads cost a hand-off and
+//! a wake-up per call, and rayon's idle workers search the other workers' queues before they
+//! sleep (README, design decisions).
 
 mod connections;
-mod threads;
+mod exchange;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
 use crate::{Error, ErrorKind, Request, Result};
 use connections::Connections;
-use threads::Threads;
 
 /// A service the server calls: a name for errors and metrics, a base URL, timeouts, and a
 /// shared connection pool. Cheap to clone; clones share the pool.
@@ -50,6 +50,8 @@ struct UpstreamInner {
     name: String,
     base_url: String,
     connections: Connections,
+    /// Idle keep-alive connections of fan-out calls.
+    idle: exchange::Idle,
     timeout: Duration,
     headers: Vec<(String, String)>,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
@@ -90,6 +92,7 @@ impl Upstream {
                 name: name.to_string(),
                 base_url: base_url.trim_end_matches('/').to_string(),
                 connections,
+                idle: exchange::Idle::default(),
                 timeout,
                 headers,
                 outcomes: Mutex::new(BTreeMap::new()),
@@ -142,8 +145,7 @@ impl Upstream {
         }
     }
 
-    /// Calls so far by outcome, for metrics: `ok`, `error`, `timeout`, and `no_thread` for a
-    /// fan-out call never sent because every [`FanOut`] thread was busy until its deadline.
+    /// Calls made so far by outcome (`ok`, `error`, `timeout`), for metrics.
     pub fn outcomes(&self) -> Vec<(&'static str, u64)> {
         let counts = self
             .inner
@@ -151,7 +153,7 @@ impl Upstream {
             .lock()
             .map(|o| o.clone())
             .unwrap_or_default();
-        ["ok", "error", "timeout", "no_thread"]
+        ["ok", "error", "timeout"]
             .into_iter()
             .map(|outcome| (outcome, counts.get(outcome).copied().unwrap_or(0)))
             .collect()
@@ -208,6 +210,8 @@ impl UpstreamReply {
     }
 }
 
+/// Largest upstream answer read.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
 /// Longest part of an upstream's error body quoted in an error message.
 const EXCERPT_BYTES: usize = 200;
 
@@ -234,7 +238,12 @@ impl Call {
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .map_err(|err| self.failure(err, timeout))?;
-        let reply = UpstreamReply { status, body };
+        self.check(UpstreamReply { status, body })
+    }
+
+    /// The reply, or for a status of 400 or more a 502 error quoting the body.
+    fn check(&self, reply: UpstreamReply) -> Result<UpstreamReply> {
+        let status = reply.status;
         if status >= 400 {
             let text = reply.text();
             let excerpt: String = text.chars().take(EXCERPT_BYTES).collect();
@@ -244,6 +253,54 @@ impl Call {
                 .error(ErrorKind::BadGateway, &self.url(), what));
         }
         Ok(reply)
+    }
+
+    /// `host:port` of the call's URL (port 80 when it has none).
+    fn authority(&self) -> Result<String> {
+        let (authority, _) = self.split_url()?;
+        Ok(match authority.rsplit_once(':') {
+            Some((_, port)) if !port.ends_with(']') => authority.to_string(),
+            _ => format!("{authority}:80"),
+        })
+    }
+
+    fn split_url(&self) -> Result<(String, String)> {
+        let url = self.url();
+        let Some(rest) = url.strip_prefix("http://") else {
+            let what = "only http:// upstreams can be called in a fan-out";
+            return Err(self.upstream.error(ErrorKind::BadGateway, &url, what));
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_string()),
+        };
+        Ok((authority.to_string(), path))
+    }
+
+    /// The request as it goes on the wire (HTTP/1.1, keep-alive).
+    fn request_bytes(&self) -> Result<Vec<u8>> {
+        let (authority, path) = self.split_url()?;
+        let mut head = format!(
+            "{} {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\n",
+            self.method
+        );
+        for (name, value) in self.upstream.inner.headers.iter().chain(&self.headers) {
+            if [name, value].iter().any(|s| s.contains(['\r', '\n'])) {
+                let what = format!("header {name:?} holds a line break");
+                return Err(self.upstream.error(ErrorKind::Internal, &self.url(), what));
+            }
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let body = self.body.as_deref().unwrap_or_default();
+        if self.body.is_some() {
+            head.push_str("Content-Type: application/json\r\n");
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body);
+        Ok(bytes)
     }
 
     /// [`Call::send_within`] with the upstream's own timeout.
@@ -318,63 +375,31 @@ impl Call {
     }
 }
 
-/// Runs outbound calls in parallel, each on a thread of its own while it waits.
-///
-/// The threads are started on demand and reused: a call takes a parked thread (one wake-up),
-/// or starts one while fewer than the bound are alive, or waits for the next one to free up
-/// (counted in [`FanOut::queued`], and failing with a 504 at its deadline if none does). An
-/// idle thread costs no CPU and exits after 10 s without work. There is no size to tune: the
-/// bound only caps the threads (and their memory) a burst can start.
+/// Runs outbound calls in parallel: the handler's thread writes every request, then reads the
+/// answers as they come, so the calls take the time of the slowest, with no other thread and
+/// no pool to size. Connections are kept alive and pooled per upstream.
 pub struct FanOut {
-    threads: Threads,
+    max_calls: usize,
 }
 
-/// The bound of the shared [`FanOut`]: threads it may run at once, one per call in flight
-/// (256 concurrent requests making 3 calls each need 768).
+/// The most calls one run of the shared [`FanOut`] makes at once; more are made in rounds of
+/// this many. Each call in flight holds a connection to its upstream.
 pub const DEFAULT_FANOUT_THREADS: usize = 1024;
 
-/// How often a handler waiting for its calls checks whether its client has gone.
-const GONE_CHECK: Duration = Duration::from_millis(250);
-/// The longest deadline for which a request's handler thread makes one of the calls itself:
-/// it notices a client that leaves only once that call ends.
-const OWN_CALL_MAX: Duration = Duration::from_secs(1);
-
 impl FanOut {
-    /// A fan-out running at most `threads` calls at once (no thread is started yet).
-    pub fn new(threads: usize) -> Result<FanOut> {
+    /// A fan-out making at most `max_calls` calls of one run at once (more go in rounds).
+    pub fn new(max_calls: usize) -> Result<FanOut> {
         Ok(FanOut {
-            threads: Threads::new(threads),
+            max_calls: max_calls.max(1),
         })
     }
 
-    /// The process-wide fan-out (at most [`DEFAULT_FANOUT_THREADS`] calls at once), created
-    /// on first use.
+    /// The process-wide fan-out ([`DEFAULT_FANOUT_THREADS`] calls at once per run).
     pub fn shared() -> Result<&'static FanOut> {
-        static SHARED: OnceLock<std::result::Result<FanOut, String>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| FanOut::new(DEFAULT_FANOUT_THREADS).map_err(|err| err.to_string()))
-            .as_ref()
-            .map_err(|err| Error::internal(format!("cannot start the fan-out pool: {err}")))
-    }
-
-    /// Threads alive now, busy or parked.
-    pub fn threads(&self) -> usize {
-        self.threads.live()
-    }
-
-    /// Threads parked now, waiting for calls.
-    pub fn idle_threads(&self) -> usize {
-        self.threads.idle()
-    }
-
-    /// Calls so far that found every thread busy at the bound and waited for one.
-    pub fn queued(&self) -> u64 {
-        self.threads.queued()
-    }
-
-    /// The most threads this fan-out runs at once.
-    pub fn max_threads(&self) -> usize {
-        self.threads.max()
+        static SHARED: OnceLock<FanOut> = OnceLock::new();
+        Ok(SHARED.get_or_init(|| FanOut {
+            max_calls: DEFAULT_FANOUT_THREADS,
+        }))
     }
 
     /// Runs every call at once and returns one result per call, in input order, by `deadline`
@@ -385,8 +410,8 @@ impl FanOut {
     }
 
     /// [`FanOut::run`] for a request: each call carries the request's `X-Request-ID`, and when
-    /// the client goes away the calls still running are abandoned (the handler gets errors for
-    /// them at once) instead of being waited for.
+    /// the client goes away (looked at every 250 ms while an answer is awaited) the calls still
+    /// running are abandoned and the handler gets errors for them.
     pub fn run_for(
         &self,
         req: &Request,
@@ -411,136 +436,28 @@ impl FanOut {
         req: Option<&Request>,
     ) -> Vec<Result<UpstreamReply>> {
         let until = Instant::now() + deadline;
-        let urls: Vec<(Upstream, String)> = calls
-            .iter()
-            .map(|c| (c.upstream.clone(), c.url()))
-            .collect();
-        let batch = Arc::new(Batch::new(calls.len()));
-        let mut calls = calls.into_iter().enumerate();
-        // The handler thread would wait anyway: it makes the first call itself (one hand-off
-        // and one wake-up fewer), unless it must watch a client for longer than OWN_CALL_MAX
-        // (a blocking call cannot be interrupted when the client leaves).
-        let own = match req.is_none() || deadline <= OWN_CALL_MAX {
-            true => calls.next(),
-            false => None,
-        };
-        for (index, call) in calls {
-            let batch = Arc::clone(&batch);
-            self.threads.submit(Box::new(move || {
-                let left = until.saturating_duration_since(Instant::now());
-                let result = match left.is_zero() {
-                    true => {
-                        call.upstream.count("no_thread");
-                        Err(call.upstream.error(
-                            ErrorKind::GatewayTimeout,
-                            &call.url(),
-                            "not sent: every fan-out thread was busy until the deadline",
-                        ))
-                    }
-                    false => call.send_within(left),
-                };
-                batch.deliver(index, result);
-            }));
-        }
-        if let Some((index, call)) = own {
-            batch.deliver(index, call.send_within(deadline));
-        }
-        let cancelled = batch.wait(until, || req.is_some_and(Request::is_client_gone));
-        batch
-            .take()
-            .into_iter()
-            .zip(urls)
-            .map(|(slot, (upstream, url))| {
-                slot.unwrap_or_else(|| {
-                    Err(if cancelled {
-                        upstream.error(
-                            ErrorKind::BadRequest,
-                            &url,
-                            "abandoned: the client went away",
-                        )
-                    } else {
-                        upstream.error(
-                            ErrorKind::GatewayTimeout,
-                            &url,
-                            format!("no answer within the {} ms deadline", deadline.as_millis()),
-                        )
-                    })
-                })
-            })
-            .collect()
-    }
-}
-
-/// The results of one fan-out, filled in by the call threads as they finish.
-struct Batch {
-    state: Mutex<BatchState>,
-    ready: Condvar,
-}
-
-struct BatchState {
-    slots: Vec<Option<Result<UpstreamReply>>>,
-    missing: usize,
-    /// The handler sleeps on `ready`: the last result wakes it (otherwise no wake-up is needed).
-    waiting: bool,
-}
-
-impl Batch {
-    fn new(calls: usize) -> Batch {
-        Batch {
-            state: Mutex::new(BatchState {
-                slots: (0..calls).map(|_| None).collect(),
-                missing: calls,
-                waiting: false,
-            }),
-            ready: Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, BatchState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records call `index`'s result (ignored once the handler has taken the results).
-    fn deliver(&self, index: usize, result: Result<UpstreamReply>) {
-        let mut state = self.lock();
-        if let Some(slot) = state.slots.get_mut(index).filter(|slot| slot.is_none()) {
-            *slot = Some(result);
-            state.missing -= 1;
-            if state.missing == 0 && state.waiting {
-                self.ready.notify_one();
-            }
-        }
-    }
-
-    /// Waits for every result until `until`, checking `gone` every GONE_CHECK; true when it
-    /// stopped because `gone` said so.
-    fn wait(&self, until: Instant, gone: impl Fn() -> bool) -> bool {
-        let mut state = self.lock();
-        while state.missing > 0 {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state.waiting = true;
-            let (next, timeout) = self
-                .ready
-                .wait_timeout(state, left.min(GONE_CHECK))
-                .unwrap_or_else(|p| p.into_inner());
-            state = next;
-            state.waiting = false;
-            if timeout.timed_out() && state.missing > 0 {
-                drop(state);
-                if gone() {
-                    return true;
+        let gone = || req.is_some_and(Request::is_client_gone);
+        let mut results = Vec::with_capacity(calls.len());
+        let mut cancelled = false;
+        for round in calls.chunks(self.max_calls) {
+            let slots = match cancelled {
+                true => round.iter().map(|_| None).collect(),
+                false => {
+                    let (slots, gone) = exchange::run(round, until, deadline, &gone);
+                    cancelled = gone;
+                    slots
                 }
-                state = self.lock();
+            };
+            for (slot, call) in slots.into_iter().zip(round) {
+                results.push(slot.unwrap_or_else(|| {
+                    Err(call.upstream.error(
+                        ErrorKind::BadRequest,
+                        &call.url(),
+                        "abandoned: the client went away",
+                    ))
+                }));
             }
         }
-        false
-    }
-
-    /// The results so far; later deliveries are dropped.
-    fn take(&self) -> Vec<Option<Result<UpstreamReply>>> {
-        std::mem::take(&mut self.lock().slots)
+        results
     }
 }

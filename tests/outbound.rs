@@ -133,16 +133,6 @@ fn fan_out_takes_the_time_of_the_slowest_call_and_keeps_input_order() {
     );
 }
 
-/// Waits (bounded) until every thread of `fan_out` is parked again after a run: a thread
-/// delivers its result before it parks.
-fn all_parked(fan_out: &FanOut) {
-    let started = Instant::now();
-    while fan_out.idle_threads() < fan_out.threads() && started.elapsed() < BOUND {
-        thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(fan_out.idle_threads(), fan_out.threads(), "threads parked");
-}
-
 #[test]
 fn parallel_calls_reuse_pooled_connections() {
     let upstream = TestServer::start(
@@ -154,17 +144,18 @@ fn parallel_calls_reuse_pooled_connections() {
             .with_workers(32),
     );
     let ports = Upstream::new("ports", &upstream.url(""));
-    // A fan-out of its own: the second round runs on the same threads as the first (the
-    // shared one also serves the other tests running at the same time).
-    let fan_out = FanOut::new(64).expect("fan-out");
     let round = || -> std::collections::BTreeSet<String> {
         let calls = (0..24).map(|_| ports.get("/port")).collect();
-        let results = fan_out.run(calls, BOUND);
-        all_parked(&fan_out);
+        let results = FanOut::shared().expect("pool").run(calls, BOUND);
         results.iter().map(text_of).collect()
     };
     let first = round();
     let second = round();
+    assert_eq!(
+        first.len(),
+        24,
+        "24 calls at once, on 24 connections: {first:?}"
+    );
     assert!(
         second.is_subset(&first),
         "the second round opened new connections: {first:?} then {second:?}"
@@ -172,64 +163,64 @@ fn parallel_calls_reuse_pooled_connections() {
 }
 
 #[test]
-fn fan_out_threads_start_on_demand_and_are_reused() {
-    let upstream = echo_upstream();
-    let echo = Upstream::new("echo", &upstream.url(""));
-    let fan_out = FanOut::new(100).expect("fan-out");
-    assert_eq!(fan_out.threads(), 0, "no thread before the first call");
-    assert_eq!(fan_out.max_threads(), 100);
-    for round in 0..3 {
-        let calls = (0..12)
-            .map(|i| echo.get(&format!("/echo/{i}?ms=50")))
-            .collect();
-        let results = fan_out.run(calls, BOUND);
-        let answers: Vec<String> = results.iter().map(text_of).collect();
-        let expected: Vec<String> = (0..12).map(|i| i.to_string()).collect();
-        assert_eq!(answers, expected);
-        all_parked(&fan_out);
-        // The handler's thread makes one call itself, a thread each makes the others: 33 calls
-        // on threads over three rounds, on 11 threads at most.
-        assert!(fan_out.threads() >= 1, "round {round}: no thread started");
-        assert!(
-            fan_out.threads() <= 11,
-            "round {round}: {} threads for 11 calls at once",
-            fan_out.threads()
-        );
-    }
-    assert_eq!(fan_out.queued(), 0, "no call waited for a thread");
+fn a_fan_out_makes_at_most_its_bound_of_calls_at_once() {
+    let (now, most) = (Arc::new(Mutex::new(0usize)), Arc::new(Mutex::new(0usize)));
+    let (counting, highest) = (Arc::clone(&now), Arc::clone(&most));
+    let upstream = TestServer::start(
+        App::new()
+            .get("/slow", move |_: &Request| {
+                {
+                    let mut now = counting.lock().expect("count");
+                    *now += 1;
+                    let mut most = highest.lock().expect("most");
+                    *most = (*most).max(*now);
+                }
+                thread::sleep(Duration::from_millis(100)); // simulated latency: calls overlap
+                *counting.lock().expect("count") -= 1;
+                "ok"
+            })
+            .with_workers(16),
+    );
+    let slow = Upstream::new("slow", &upstream.url(""));
+    let calls = (0..6).map(|_| slow.get("/slow")).collect();
+    let results = FanOut::new(2).expect("fan-out").run(calls, BOUND);
+    assert_eq!(
+        results.iter().map(text_of).collect::<Vec<_>>(),
+        vec!["ok"; 6]
+    );
+    assert_eq!(*most.lock().expect("most"), 2, "two calls at a time");
 }
 
 #[test]
-fn calls_beyond_the_bound_wait_for_a_thread_and_fail_by_the_deadline() {
-    let silent = Silent::start();
-    let hanging = Upstream::new("hanging", &silent.url());
-    // One thread: the handler's thread makes the first call, the thread the second, and the
-    // third waits for it, which stays busy until the deadline.
-    let fan_out = FanOut::new(1).expect("fan-out");
-    let deadline = Duration::from_millis(300);
-    let calls = vec![hanging.get("/a"), hanging.get("/b"), hanging.get("/c")];
-    let results = fan_out.run(calls, deadline);
-    for result in &results {
-        let err = err_of(result);
-        assert_eq!(err.kind(), ErrorKind::GatewayTimeout, "{err}");
-        assert!(err.message().contains("upstream \"hanging\""), "{err}");
+fn chunked_answers_and_closed_keep_alive_connections() {
+    let mut settings = tinyserve::Settings::default();
+    // The upstream closes an idle connection after 100 ms: the pooled ones go stale.
+    settings.keep_alive_timeout = Duration::from_millis(100);
+    let upstream = TestServer::start(App::new().with_settings(settings).get(
+        "/chunked/<n>",
+        |req: &Request| {
+            let n: usize = req.param("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+            tinyserve::Response::stream("text/plain", move |out| {
+                for i in 0..n {
+                    out.send(format!("{i},"))?;
+                }
+                Ok(())
+            })
+        },
+    ));
+    let chunks = Upstream::new("chunks", &upstream.url(""));
+    for round in 0..2 {
+        let calls = (0..3)
+            .map(|n| chunks.get(&format!("/chunked/{n}")))
+            .collect();
+        let results = FanOut::shared().expect("pool").run(calls, BOUND);
+        let bodies: Vec<String> = results.iter().map(text_of).collect();
+        assert_eq!(bodies, ["", "0,", "0,1,"], "round {round}");
+        // Long enough for the upstream to close the connections just pooled.
+        thread::sleep(Duration::from_millis(300));
     }
-    assert_eq!(fan_out.queued(), 1, "the third call waited for the thread");
-    assert_eq!(fan_out.threads(), 1, "never more threads than the bound");
-    // The waiting call is not sent once the thread frees up after the deadline: counted as
-    // `no_thread` (the /metrics series tinyserve_upstream_calls_total{outcome="no_thread"}).
-    let started = Instant::now();
-    let no_thread = || {
-        let outcomes = hanging.outcomes();
-        outcomes
-            .iter()
-            .find(|(o, _)| *o == "no_thread")
-            .map(|(_, n)| *n)
-    };
-    while no_thread() != Some(1) && started.elapsed() < BOUND {
-        thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(no_thread(), Some(1), "{:?}", hanging.outcomes());
+    let outcomes = chunks.outcomes();
+    assert_eq!(outcomes[0], ("ok", 6), "{outcomes:?}");
 }
 
 #[test]
