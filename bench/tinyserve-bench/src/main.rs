@@ -13,8 +13,6 @@
 //!   one stream after another, recording time to the first event and the whole stream. wrk
 //!   and oha report only whole-response latency.
 //! - `floor`: tinyserve's own in-process floor: `Model::infer` in a loop (no HTTP, no JSON).
-//! - `poll-probe`: a measurement for the fan-out's design, not a baseline: `/fanout` with the
-//!   three calls made by the handler's own thread, multiplexed with poll(2) (`poll_probe.rs`).
 //!
 //! Every subcommand that serves prints `listening on http://ADDR` once it accepts connections;
 //! `sse-load` and `floor` print one JSON object.
@@ -26,8 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-
-mod poll_probe;
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
@@ -90,14 +86,6 @@ enum Command {
         #[arg(long, default_value_t = SSE_EVENTS)]
         events: usize,
     },
-    /// A measurement: /fanout with the 3 calls multiplexed on the handler's thread (poll).
-    PollProbe {
-        /// Base URL of the mock upstream (http://127.0.0.1:PORT).
-        #[arg(long)]
-        upstream: String,
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-    },
     /// In-process time of Model::infer on one row; print JSON.
     Floor {
         model: PathBuf,
@@ -140,7 +128,6 @@ fn main() {
             seconds,
             events,
         } => sse_load(&url, connections, Duration::from_secs_f64(seconds), events),
-        Command::PollProbe { upstream, port } => poll_probe::serve(&upstream, port),
         Command::Floor {
             model,
             seconds,
