@@ -118,7 +118,10 @@ pub(crate) fn run(
                 timeout: Some(GONE_CHECK),
                 deadline,
             };
-            let sent = exchange.send(until).err().map(Err);
+            let sent = exchange.send(until).err().map(|err| {
+                exchange.count(&err);
+                Err(err)
+            });
             (exchange, sent)
         })
         .collect();
@@ -127,7 +130,6 @@ pub(crate) fn run(
         if slot.is_none() && !cancelled {
             *slot = exchange.finish(until, gone, &mut cancelled);
         }
-        exchange.count(slot.as_ref());
     }
     (
         exchanges.into_iter().map(|(_, slot)| slot).collect(),
@@ -142,35 +144,39 @@ impl Exchange<'_> {
         gone: &dyn Fn() -> bool,
         cancelled: &mut bool,
     ) -> Option<Result<UpstreamReply>> {
-        match self.receive(until, gone) {
-            Ok(reply) => Some(self.call.check(reply)),
+        let err = match self.receive(until, gone) {
+            Ok(reply) => {
+                let outcome = if reply.status < 500 { "ok" } else { "error" };
+                self.call.upstream.count(outcome);
+                return Some(self.call.check(reply));
+            }
             Err(Stop::Gone) => {
                 *cancelled = true;
-                None
+                return None;
             }
-            Err(Stop::Deadline) => Some(Err(self.error(
+            Err(Stop::Deadline) => self.error(
                 ErrorKind::GatewayTimeout,
                 format!(
                     "no answer within the {} ms deadline",
                     self.deadline.as_millis()
                 ),
-            ))),
-            Err(Stop::Failed(err)) => Some(Err(err)),
-        }
+            ),
+            Err(Stop::Failed(err)) => err,
+        };
+        self.count(&err);
+        Some(Err(err))
     }
 
     fn error(&self, kind: ErrorKind, what: impl std::fmt::Display) -> Error {
         self.call.upstream.error(kind, &self.call.url(), what)
     }
 
-    fn count(&self, slot: Option<&Result<UpstreamReply>>) {
-        let outcome = match slot {
-            None => return,
-            Some(Ok(reply)) if reply.status < 500 => "ok",
-            Some(Err(err)) if err.kind() == ErrorKind::GatewayTimeout => "timeout",
-            Some(_) => "error",
-        };
-        self.call.upstream.count(outcome);
+    /// Counts a call that got no answer, by outcome (`timeout` or `error`).
+    fn count(&self, err: &Error) {
+        self.call.upstream.count(match err.kind() {
+            ErrorKind::GatewayTimeout => "timeout",
+            _ => "error",
+        });
     }
 
     /// Takes a connection (pooled, else new) and writes the request.
@@ -183,14 +189,13 @@ impl Exchange<'_> {
                 return Ok(());
             }
         }
-        self.send_fresh(until)
+        self.send_fresh(until, &request)
     }
 
     /// Writes the request on a new connection.
-    fn send_fresh(&mut self, until: Instant) -> Result<()> {
-        let request = self.call.request_bytes()?;
+    fn send_fresh(&mut self, until: Instant, request: &[u8]) -> Result<()> {
         let mut conn = self.connect(until)?;
-        conn.write_all(&request)
+        conn.write_all(request)
             .map_err(|err| self.error(ErrorKind::BadGateway, err))?;
         self.conn = Some(conn);
         self.reused = false;
@@ -247,7 +252,8 @@ impl Exchange<'_> {
     ) -> std::result::Result<UpstreamReply, Stop> {
         match self.read_answer(until, gone) {
             Err(Stop::Failed(_)) if self.reused && self.buf.is_empty() => {
-                self.send_fresh(until).map_err(Stop::Failed)?;
+                let request = self.call.request_bytes().map_err(Stop::Failed)?;
+                self.send_fresh(until, &request).map_err(Stop::Failed)?;
                 self.read_answer(until, gone)
             }
             other => other,
@@ -289,7 +295,8 @@ impl Exchange<'_> {
                 });
             self.buf.drain(..head_len);
             let body = self.read_body(framing, until, gone)?;
-            if keep_alive && !matches!(framing, Framing::UntilClose) {
+            // Anything after the answer was not asked for: such a connection is not reused.
+            if keep_alive && !matches!(framing, Framing::UntilClose) && self.buf.is_empty() {
                 if let Some(conn) = self.conn.take() {
                     // Pooled connections are blocking, with GONE_CHECK as read timeout.
                     let reset = match self.timeout {
