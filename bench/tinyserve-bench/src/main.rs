@@ -181,22 +181,28 @@ fn serve(
             }
             Ok(Json(json!({ "items": items })))
         })
-        .get("/sse", |_: &Request| {
-            Sse::new(|events| {
-                for i in 0..SSE_EVENTS {
-                    if i > 0 {
-                        thread::sleep(SSE_GAP);
-                    }
-                    events.send(Event::data(format!("token {i}")).with_id(i.to_string()))?;
-                }
-                Ok(())
-            })
-        });
+        .get("/sse", |_: &Request| events())
+        // The same stream as an OpenAI-compatible upstream's, for measuring the LLM proxy
+        // (`tinyserve serve --upstream NAME=http://THIS/llm`) against local streams.
+        .post("/llm/chat/completions", |_: &Request| events());
     let server = app.bind(("127.0.0.1", port))?;
     println!("listening on http://{}", server.addr());
     std::io::stdout().flush()?;
     server.join();
     Ok(())
+}
+
+/// SSE_EVENTS events, SSE_GAP apart.
+fn events() -> Sse {
+    Sse::new(|events| {
+        for i in 0..SSE_EVENTS {
+            if i > 0 {
+                thread::sleep(SSE_GAP);
+            }
+            events.send(Event::data(format!("token {i}")).with_id(i.to_string()))?;
+        }
+        Ok(())
+    })
 }
 
 fn mock_upstream(port: u16, delay: Duration) -> AnyResult<()> {
