@@ -224,6 +224,36 @@ fn chunked_answers_and_closed_keep_alive_connections() {
 }
 
 #[test]
+fn fan_out_posts_json_and_quotes_a_4xx_answer() {
+    let upstream = TestServer::start(
+        App::new()
+            .post("/echo", |req: &Request| {
+                req.json::<Value>()
+                    .map(|body| tinyserve::Json(json!({"got": body})))
+            })
+            .post("/reject", |_: &Request| (422, "field \"q\" is missing")),
+    );
+    let api = Upstream::new("api", &upstream.url(""));
+    let calls = vec![
+        api.post_json("/echo", &json!({"q": "cat", "n": [1, 2]})),
+        api.post_json("/reject", &json!({})),
+    ];
+    let results = FanOut::shared().expect("pool").run(calls, BOUND);
+    let echoed: Value = match &results[0] {
+        Ok(reply) => reply.json().expect("JSON"),
+        Err(err) => panic!("expected an answer, got {err}"),
+    };
+    assert_eq!(echoed, json!({"got": {"q": "cat", "n": [1, 2]}}));
+    let err = err_of(&results[1]);
+    assert_eq!(err.status(), 502);
+    for needle in ["upstream \"api\"", "status 422", "field \"q\" is missing"] {
+        assert!(err.message().contains(needle), "{err} lacks {needle:?}");
+    }
+    // The upstream answered both: neither is an error of the connection or a timeout.
+    assert_eq!(api.outcomes()[0], ("ok", 2), "{:?}", api.outcomes());
+}
+
+#[test]
 fn failed_calls_do_not_fail_the_others() {
     let upstream = echo_upstream();
     let silent = Silent::start();
