@@ -233,7 +233,9 @@ fn fan_out_posts_json_and_quotes_a_4xx_answer() {
             })
             .post("/reject", |_: &Request| (422, "field \"q\" is missing")),
     );
-    let api = Upstream::new("api", &upstream.url(""));
+    // By name: resolved when a connection is opened.
+    let by_name = upstream.url("").replace("127.0.0.1", "localhost");
+    let api = Upstream::new("api", &by_name);
     let calls = vec![
         api.post_json("/echo", &json!({"q": "cat", "n": [1, 2]})),
         api.post_json("/reject", &json!({})),
