@@ -461,3 +461,29 @@ impl FanOut {
         results
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Upstream;
+
+    #[test]
+    fn call_urls_split_into_authority_and_target() {
+        let cases = [
+            ("http://h:8080/v1", "/p?q=1", "h:8080", "/v1/p?q=1"),
+            ("http://h", "", "h:80", "/"),
+            ("http://h", "?q=1", "h:80", "/?q=1"),
+            ("http://[::1]", "/x", "[::1]:80", "/x"),
+            ("http://[::1]:9000/", "/x", "[::1]:9000", "/x"),
+        ];
+        for (base, path, authority, target) in cases {
+            let call = Upstream::new("u", base).get(path);
+            let split = call.split_url().map(|(_, target)| target).ok();
+            assert_eq!(split.as_deref(), Some(target), "{base} + {path}");
+            assert_eq!(call.authority().ok().as_deref(), Some(authority), "{base}");
+        }
+        assert!(Upstream::new("u", "https://h")
+            .get("/")
+            .split_url()
+            .is_err());
+    }
+}
