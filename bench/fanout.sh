@@ -4,9 +4,9 @@
 # examples/fanout_bench.rs (upstream + handler in one process, 127.0.0.1 only) and drives
 # GET /fanout with wrk at 1, 16 and 64 connections, then GET /sequential (the same 8 calls
 # one after another) at 1 connection for comparison. Prints a markdown table.
-# Threads (set in the example): 128 handler workers for up to 64 connections, FanOut::new(512)
-# for 64 requests x 8 calls in flight, 640 upstream workers for the 512 calls; fewer threads
-# would measure queueing, not fan-out. The server is a cargo example (not a file under bench/)
+# Threads (set in the example): 128 handler workers for up to 64 connections, 640 upstream
+# workers for the 512 calls in flight; the fan-out is FanOut::shared(), whose calls are made
+# by each handler's own thread. The server is a cargo example (not a file under bench/)
 # so that it builds without a Cargo.toml entry and `cargo clippy --all-targets` checks it.
 # Needs wrk (installed with apt-get if missing). Usage: bench/fanout.sh [seconds]
 set -euo pipefail

@@ -32,6 +32,7 @@ TINYSERVE = REPO / "target" / "release" / "tinyserve"
 BENCH_BIN = BENCH / "tinyserve-bench" / "target" / "release" / "tinyserve-bench"
 PYTHON = BENCH / ".venv" / "bin"
 CORES = os.cpu_count() or 2
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # ---------------------------------------------------------------------------------------------
 # Servers. `predict` is the command for the predict scenarios, `app` for fan-out and streams;
@@ -45,8 +46,7 @@ TINYSERVE_SERVE = [str(TINYSERVE), "serve", "--models", "{models}", "--port", "{
 # (MLP at c=64: about 7,500 against 6,300 requests/s here).
 POOL = ["--sessions-per-model", str(CORES), "--intra-threads", "1"]
 BENCH_SERVER = [str(BENCH_BIN), "serve", "--models", "{models}", "--upstream", "{upstream}",
-                "--port", "{port}", "--workers", "512", "--fanout-threads", "256",
-                "--max-streams", "384"]
+                "--port", "{port}", "--workers", "512", "--max-streams", "384"]
 GUNICORN = [str(PYTHON / "gunicorn"), "--chdir", str(BENCH / "servers"),
             "--bind", "127.0.0.1:{port}", "--workers", str(2 * CORES + 1)]
 UVICORN = [str(PYTHON / "uvicorn"), "fastapi_app:app", "--app-dir", str(BENCH / "servers"),
@@ -59,7 +59,8 @@ SERVERS = [
                  f"size (iris: {CORES} sessions x 1 intra-op thread; the MLP: 1 session x "
                  f"{CORES} threads); access log off. Fan-out and "
                  "SSE: `tinyserve-bench serve` (the same built-in routes plus /fanout and /sse, "
-                 "same model defaults), 512 workers, FanOut::new(256), 384 streams at most",
+                 "same model defaults), 512 workers, 384 streams at most; /fanout as the "
+                 "README shows it: FanOut::shared()?.run_for(req, calls, 1 s), nothing sized",
      "predict": TINYSERVE_SERVE, "app": BENCH_SERVER, "health": "/healthz"},
     {"name": "tinyserve-batch", "family": "tinyserve",
      "settings": f"`tinyserve serve --workers 128 --max-batch-size 32 --batch-timeout-us 500 "
@@ -100,7 +101,7 @@ SCENARIOS = [
      "body": {"inputs": {"input": MLP_ROW}}, "model": "mlp", "models": "mlp"},
     {"name": "fanout", "title": "Fan-out: 3 parallel GETs to a 50 ms upstream",
      "tool": "wrk", "command": "app", "path": "/fanout", "ideal_latency_s": 0.050,
-     "models": "iris"},
+     "models": "iris", "idle_seconds": 10},
     {"name": "sse", "title": "Streaming: 20 Server-Sent Events, 10 ms apart",
      "tool": "sse", "command": "app", "path": "/sse", "ideal_latency_s": 0.190,
      "models": "iris"},
@@ -197,6 +198,18 @@ class Process:
             if int(fields[2]) == self.proc.pid:  # field 5 of stat: process group id
                 found.append(int(stat.parent.name))
         return found
+
+    def cpu_seconds(self):
+        """CPU time (user + system) used so far by every live process of the group, threads
+        that have ended included."""
+        ticks = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat
+        return ticks / CLOCK_TICKS
 
     def memory(self):
         """Peak (VmHWM) and current (VmRSS) resident memory summed over the group, in MB."""
@@ -316,7 +329,7 @@ def machine():
 def versions():
     pip = subprocess.run([str(PYTHON / "python"), "-m", "pip", "freeze"], capture_output=True,
                          text=True).stdout.splitlines()
-    wanted = {"flask", "gunicorn", "fastapi", "uvicorn", "uvloop", "httptools", "httpx",
+    wanted = {"flask", "gunicorn", "fastapi", "uvicorn", "uvloop", "httptools", "aiohttp",
               "urllib3", "onnxruntime", "numpy", "pydantic", "starlette"}
     found = {l.split("==")[0].lower(): l.split("==")[1] for l in pip if "==" in l}
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
@@ -418,8 +431,13 @@ def main():
                     time.sleep(SETTLE_SECONDS)
                     for c in levels:
                         load = loadavg()
+                        cpu = proc.cpu_seconds()
                         point = measure(scenario, url, c, seconds, body_file)
-                        point.update(server=server["name"], concurrency=c, load_before=load)
+                        cpu = proc.cpu_seconds() - cpu
+                        point.update(server=server["name"], concurrency=c, load_before=load,
+                                     server_cpu_s=round(cpu, 3),
+                                     cpu_us_per_request=(round(cpu * 1e6 / point["requests"], 1)
+                                                         if point["requests"] else None))
                         if quiet is not None and c == levels[0]:
                             point["cpu_busy_before_start"] = quiet
                         entry["points"].append(point)
@@ -428,8 +446,20 @@ def main():
                                  if "ttfb_us" in point else "")
                         log(f"{scenario['name']:7} {server['name']:16} c={c:<4} "
                             f"{point['rps']:9.1f} req/s  p50 {lat['p50'] or 0:9.0f} us  "
-                            f"p99 {lat['p99'] or 0:9.0f} us  errors {point['errors']}{extra}")
+                            f"p99 {lat['p99'] or 0:9.0f} us  errors {point['errors']}  "
+                            f"cpu {point['cpu_us_per_request'] or 0:.0f} us/req{extra}")
                         time.sleep(SETTLE_SECONDS)
+                    if scenario.get("idle_seconds"):
+                        # What the server costs once the load is over (threads parked, timers).
+                        time.sleep(1.0)
+                        cpu = proc.cpu_seconds()
+                        time.sleep(scenario["idle_seconds"])
+                        cpu = proc.cpu_seconds() - cpu
+                        entry.setdefault("idle", {})[server["name"]] = {
+                            "seconds": scenario["idle_seconds"], "cpu_s": round(cpu, 3),
+                            "core_percent": round(100 * cpu / scenario["idle_seconds"], 2)}
+                        log(f"{scenario['name']:7} {server['name']:16} idle "
+                            f"{scenario['idle_seconds']} s after the load: {cpu:.3f} s of CPU")
                     entry["memory"][server["name"]] = {**proc.memory(),
                                                        "at_start_rss_mb": at_start}
                 except Exception as err:  # record and go on: one broken server must not stop the rest

@@ -182,6 +182,7 @@ def targets(results):
             f"{fmt_rps(ts['rps'])} req/s = {ts['rps'] / ideal:.0%} of {ideal:,.0f}; best "
             f"baseline {fmt_rps(top['rps']) if top else '—'} ({top['server'] if top else '—'})",
             "≥ 80% of 5,120 req/s and more than every baseline"))
+        found += fanout_targets(fan)
 
     sse = scenario_named(results, "sse")
     if sse and point(sse, "tinyserve", 64):
@@ -216,6 +217,42 @@ def targets(results):
             x <= 1 / 3 if is_target else "info",
             f"{ours['peak_rss_mb']:.0f} MB vs {small:.0f} MB ({small_name}): {x:.2f}×",
             "≤ 1/3" if is_target else "— (not a target)"))
+    return found
+
+
+def fanout_targets(fan):
+    """The fan-out issue's acceptance: against FastAPI + aiohttp with 2 workers, the ideal at
+    c=16 and c=64, CPU per request, and the idle server."""
+    found = []
+    ts, py = point(fan, "tinyserve", 256), point(fan, "fastapi-2w", 256)
+    if py:
+        x = ts["rps"] / py["rps"] if py["rps"] else float("inf")
+        found.append(target(
+            "fan-out, c=256: tinyserve vs FastAPI + aiohttp (2 workers), zero errors",
+            x >= 1.5 and ts["errors"] == 0,
+            f"{fmt_rps(ts['rps'])} vs {fmt_rps(py['rps'])} req/s: {fmt_ratio(x)}; "
+            f"{ts['errors']} errors", "≥ 1.5× and no error"))
+    for c in (16, 64):
+        p = point(fan, "tinyserve", c)
+        if p:
+            ideal = c / fan["ideal_latency_s"] * 0.9
+            found.append(target(
+                f"fan-out, c={c}: 90% of the ideal", p["rps"] >= ideal and p["errors"] == 0,
+                f"{fmt_rps(p['rps'])} req/s = {p['rps'] / (ideal / 0.9):.0%} of "
+                f"{ideal / 0.9:,.0f}; {p['errors']} errors", f"≥ {ideal:,.0f} req/s"))
+    cpu = ts.get("cpu_us_per_request")
+    if cpu is not None:
+        theirs = py.get("cpu_us_per_request") if py else None
+        found.append(target(
+            "fan-out, c=256: server CPU per request", cpu <= 150,
+            f"{cpu:.0f} µs" + (f" (fastapi-2w: {theirs:.0f} µs)" if theirs else ""), "≤ 150 µs"))
+    idle = fan.get("idle", {}).get("tinyserve")
+    if idle:
+        found.append(target(
+            f"fan-out: idle server for {idle['seconds']} s after the load",
+            idle["core_percent"] < 1,
+            f"{idle['core_percent']:.2f}% of a core ({idle['cpu_s'] * 1000:.0f} ms of CPU)",
+            "< 1% of a core"))
     return found
 
 
@@ -268,8 +305,8 @@ def markdown(results):
         head = "| server | c | req/s | p50 ms | p99 ms |"
         if is_sse:
             head = "| server | c | streams/s | p50 ms | p99 ms | TTFB p50 ms | TTFB p99 ms |"
-        lines += [head + " errors | peak RSS MB (after start) |",
-                  "|---" * (head.count("|") - 1 + 2) + "|"]
+        lines += [head + " errors | server CPU µs/req | peak RSS MB (after start) |",
+                  "|---" * (head.count("|") - 1 + 3) + "|"]
         for server in servers_in(sc):
             mem = sc["memory"].get(server, {}).get("peak_rss_mb")
             start = sc["memory"].get(server, {}).get("at_start_rss_mb")
@@ -280,10 +317,15 @@ def markdown(results):
                        f"{fmt_ms(p['latency_us']['p50'])} | {fmt_ms(p['latency_us']['p99'])} |")
                 if is_sse:
                     row += f" {fmt_ms(p['ttfb_us']['p50'])} | {fmt_ms(p['ttfb_us']['p99'])} |"
-                row += f" {p['errors']} | {mem if mem is not None else '—'} |"
+                cpu = p.get("cpu_us_per_request")
+                row += (f" {p['errors']} | {f'{cpu:,.0f}' if cpu is not None else '—'} | "
+                        f"{mem if mem is not None else '—'} |")
                 lines.append(row)
         for name, why in sc.get("failures", {}).items():
             lines.append(f"\n{name} failed: {why}")
+        for name, idle in sc.get("idle", {}).items():
+            lines.append(f"\n{name}, idle for {idle['seconds']} s after the load: "
+                         f"{idle['cpu_s'] * 1000:.0f} ms of CPU ({idle['core_percent']:.2f}% of a core)")
         rows = results["ratios"].get(sc["name"], [])
         if rows:
             bases = list(dict.fromkeys(r["baseline"] for r in rows))
@@ -322,6 +364,21 @@ def summary(results, images="bench/results"):
             name = f"**{server}**" if family(results, server) == "tinyserve" else server
             lines.append(f"| {name} | " + " | ".join(cells) +
                          f" | {lat} | {f'{mem:.0f} MB' if mem is not None else '—'} |")
+        if sc.get("idle"):
+            lines += ["", "Server CPU per request (µs: user + system time of the server's "
+                      "processes during the point ÷ requests), and CPU used in the 10 s after "
+                      "the load:", "",
+                      "| server | " + " | ".join(f"c={c}" for c in cs) + " | idle 10 s |",
+                      "|---|" + "---:|" * (len(cs) + 1)]
+            for server in servers_in(sc):
+                cells = []
+                for c in cs:
+                    cpu = value(point(sc, server, c), "cpu_us_per_request")
+                    cells.append("—" if cpu is None else f"{cpu:,.0f}")
+                idle = sc["idle"].get(server)
+                idle = f"{idle['core_percent']:.2f}% of a core" if idle else "—"
+                name = f"**{server}**" if family(results, server) == "tinyserve" else server
+                lines.append(f"| {name} | " + " | ".join(cells) + f" | {idle} |")
         lines += ["", f"![{sc['title']}]({images}/{sc['name']}.png)", ""]
     lines += ["| target | goal | measured | holds |", "|---|---|---|---|"]
     for t in results["targets"]:

@@ -5,9 +5,9 @@
 //! (in about 100 ms) and `GET /sequential` the same 8 calls one after another (about 800 ms),
 //! for comparison. Prints `listening on http://ADDR` on stdout once it accepts connections.
 //!
-//! Sized for 64 concurrent clients: 128 handler workers (each request holds one while it
-//! waits), a fan-out pool of 512 threads (64 requests × 8 calls in flight) and 640 upstream
-//! workers (each simulated call holds one for 100 ms). Fewer threads queue calls instead.
+//! The fan-out is `FanOut::shared()`, unsized: each handler's thread makes its 8 calls itself
+//! on pooled connections. The server has 128 handler workers (each request holds one while it
+//! waits) and the upstream 640 (each simulated call holds one for 100 ms).
 
 use std::io::Write;
 use std::thread::sleep;
@@ -17,7 +17,7 @@ use serde_json::json;
 use tinyserve::{App, FanOut, Request, Upstream};
 
 const CALLS: usize = 8;
-const DEADLINE: Duration = Duration::from_secs(2);
+const DEADLINE: Duration = Duration::from_secs(1);
 
 fn main() -> tinyserve::Result<()> {
     let port: u16 = std::env::args()
@@ -33,14 +33,13 @@ fn main() -> tinyserve::Result<()> {
         .bind("127.0.0.1:0")?;
     let items = Upstream::new("items", &format!("http://{}", upstream.addr()));
     let sequential = items.clone();
-    let pool = FanOut::new(CALLS * 64)?;
     let server = App::new()
         .get("/fanout", move |req: &Request| -> tinyserve::Result<_> {
             let calls = (0..CALLS)
                 .map(|i| items.get(&format!("/item/{i}")))
                 .collect();
             let mut answers = Vec::with_capacity(CALLS);
-            for result in pool.run_for(req, calls, DEADLINE) {
+            for result in FanOut::shared()?.run_for(req, calls, DEADLINE) {
                 answers.push(result?.text());
             }
             Ok(json!({ "items": answers }))

@@ -1,22 +1,27 @@
 //! Outbound HTTP: an [`Upstream`] per service, and [`FanOut`] to call several at once.
 //!
-//! Handlers block, so parallel calls need threads: `FanOut` owns a rayon pool sized for I/O
-//! (threads mostly wait on sockets), separate from rayon's global pool (one thread per core,
-//! which would run blocking calls one core at a time). A handler hands it N calls and gets N
-//! results back, in order, in the time of the slowest call, or by the deadline.
+//! A handler hands `FanOut` N calls and gets N results back, in order, in the time of the
+//! slowest call, or by the deadline. Its own thread makes them all (`fanout/exchange.rs`):
+//! it writes every request, then reads the answers, on keep-alive connections pooled per
+//! upstream; no other thread takes part, so a fan-out costs no hand-off and no pool to size.
+//! Single calls ([`Call::send`]) and the LLM proxy's streams go through ureq
+//! (`fanout/connections.rs`).
 //!
-//! Size the pool for the calls in flight, not far beyond: rayon's idle workers look for work
-//! (work stealing), which costs CPU that grows with the number of threads (measured: a
-//! 512-thread pool spent about half of two cores doing so under load; see the README).
+//! Not on rayon, nor on any thread pool: blocking calls on pool threads cost a hand-off and
+//! a wake-up per call, and rayon's idle workers search the other workers' queues before they
+//! sleep (README, design decisions).
+
+mod connections;
+mod exchange;
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
 use crate::{Error, ErrorKind, Request, Result};
+use connections::Connections;
 
 /// A service the server calls: a name for errors and metrics, a base URL, timeouts, and a
 /// shared connection pool. Cheap to clone; clones share the pool.
@@ -44,7 +49,9 @@ pub struct Upstream {
 struct UpstreamInner {
     name: String,
     base_url: String,
-    agent: ureq::Agent,
+    connections: Connections,
+    /// Idle keep-alive connections of fan-out calls.
+    idle: exchange::Idle,
     timeout: Duration,
     headers: Vec<(String, String)>,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
@@ -79,19 +86,13 @@ impl Upstream {
         timeout: Duration,
         headers: Vec<(String, String)>,
     ) -> Upstream {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(DEFAULT_CONNECT_TIMEOUT.min(timeout)))
-            .timeout_global(Some(timeout))
-            .max_idle_connections(64)
-            .max_idle_connections_per_host(64)
-            .build()
-            .into();
+        let connections = Connections::new(DEFAULT_CONNECT_TIMEOUT.min(timeout), timeout);
         Upstream {
             inner: Arc::new(UpstreamInner {
                 name: name.to_string(),
                 base_url: base_url.trim_end_matches('/').to_string(),
-                agent,
+                connections,
+                idle: exchange::Idle::default(),
                 timeout,
                 headers,
                 outcomes: Mutex::new(BTreeMap::new()),
@@ -241,6 +242,8 @@ impl UpstreamReply {
     }
 }
 
+/// Largest upstream answer read.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
 /// Longest part of an upstream's error body quoted in an error message.
 const EXCERPT_BYTES: usize = 200;
 
@@ -268,10 +271,68 @@ impl Call {
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .map_err(|err| self.failure(err, timeout))?;
-        if status >= 400 {
-            return Err(self.upstream.status_error(&self.url(), status, &body));
+        self.check(UpstreamReply { status, body })
+    }
+
+    /// The reply, or for a status of 400 or more a 502 error naming the upstream and the
+    /// status (the body and URL go to the log, not into the error's message).
+    fn check(&self, reply: UpstreamReply) -> Result<UpstreamReply> {
+        if reply.status >= 400 {
+            return Err(self
+                .upstream
+                .status_error(&self.url(), reply.status, &reply.body));
         }
-        Ok(UpstreamReply { status, body })
+        Ok(reply)
+    }
+
+    /// `host:port` of the call's URL (port 80 when it has none).
+    fn authority(&self) -> Result<String> {
+        let (authority, _) = self.split_url()?;
+        Ok(match authority.rsplit_once(':') {
+            Some((_, port)) if !port.ends_with(']') => authority.to_string(),
+            _ => format!("{authority}:80"),
+        })
+    }
+
+    fn split_url(&self) -> Result<(String, String)> {
+        let url = self.url();
+        let Some(rest) = url.strip_prefix("http://") else {
+            let what = "only http:// upstreams can be called in a fan-out";
+            return Err(self.upstream.error(ErrorKind::BadGateway, &url, what, None));
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_string()),
+        };
+        Ok((authority.to_string(), path))
+    }
+
+    /// The request as it goes on the wire (HTTP/1.1, keep-alive).
+    fn request_bytes(&self) -> Result<Vec<u8>> {
+        let (authority, path) = self.split_url()?;
+        let mut head = format!(
+            "{} {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\n",
+            self.method
+        );
+        for (name, value) in self.upstream.inner.headers.iter().chain(&self.headers) {
+            if [name, value].iter().any(|s| s.contains(['\r', '\n'])) {
+                let what = format!("header {name:?} holds a line break");
+                return Err(self
+                    .upstream
+                    .error(ErrorKind::Internal, &self.url(), what, None));
+            }
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let body = self.body.as_deref().unwrap_or_default();
+        if self.body.is_some() {
+            head.push_str("Content-Type: application/json\r\n");
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body);
+        Ok(bytes)
     }
 
     /// [`Call::send_within`] with the upstream's own timeout.
@@ -303,7 +364,8 @@ impl Call {
             .body(self.body.clone().unwrap_or_default())
             .map_err(|err| Error::internal(format!("upstream call to {url}: {err}")))?;
         let timeout = timeout.min(inner.timeout);
-        let config = inner.agent.configure_request(request);
+        let agent = inner.connections.agent();
+        let config = agent.configure_request(request);
         let request = match per_read {
             true => config
                 .timeout_global(None)
@@ -312,8 +374,7 @@ impl Call {
             false => config.timeout_global(Some(timeout)),
         }
         .build();
-        let result = inner
-            .agent
+        let result = agent
             .run(request)
             .map_err(|err| self.failure(err, timeout))
             .and_then(|response| match response.status().as_u16() {
@@ -358,47 +419,43 @@ impl Call {
     }
 }
 
-/// Runs outbound calls in parallel on its own rayon thread pool.
+/// Runs outbound calls in parallel: the handler's thread writes every request, then reads the
+/// answers as they come, so the calls take the time of the slowest, with no other thread and
+/// no pool to size. Connections are kept alive and pooled per upstream.
 pub struct FanOut {
-    pool: rayon::ThreadPool,
+    max_calls: usize,
 }
 
-/// Threads of the shared [`FanOut`] pool: calls mostly wait, so many more than cores.
-pub const DEFAULT_FANOUT_THREADS: usize = 64;
+/// The most calls one run of the shared [`FanOut`] makes at once; more are made in rounds of
+/// this many. Each call in flight holds a connection to its upstream.
+pub const DEFAULT_FANOUT_THREADS: usize = 1024;
 
 impl FanOut {
-    /// A pool of `threads` threads for outbound calls.
-    pub fn new(threads: usize) -> Result<FanOut> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("tinyserve-fanout-{i}"))
-            // rayon aborts the process on a panic in a spawned job unless a handler is set; a
-            // panicking call only loses its own result (reported as a 504 by the deadline).
-            .panic_handler(|_| crate::log::error("an outbound call panicked"))
-            .build()
-            .map_err(Error::internal)?;
-        Ok(FanOut { pool })
+    /// A fan-out making at most `max_calls` calls of one run at once (more go in rounds).
+    pub fn new(max_calls: usize) -> Result<FanOut> {
+        Ok(FanOut {
+            max_calls: max_calls.max(1),
+        })
     }
 
-    /// The process-wide pool ([`DEFAULT_FANOUT_THREADS`] threads), created on first use.
+    /// The process-wide fan-out ([`DEFAULT_FANOUT_THREADS`] calls at once per run).
     pub fn shared() -> Result<&'static FanOut> {
-        static SHARED: OnceLock<std::result::Result<FanOut, String>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| FanOut::new(DEFAULT_FANOUT_THREADS).map_err(|err| err.to_string()))
-            .as_ref()
-            .map_err(|err| Error::internal(format!("cannot start the fan-out pool: {err}")))
+        static SHARED: OnceLock<FanOut> = OnceLock::new();
+        Ok(SHARED.get_or_init(|| FanOut {
+            max_calls: DEFAULT_FANOUT_THREADS,
+        }))
     }
 
     /// Runs every call at once and returns one result per call, in input order, by `deadline`
     /// at the latest: a call still running then is a 504 error. One failed or slow call does
     /// not fail the others.
     pub fn run(&self, calls: Vec<Call>, deadline: Duration) -> Vec<Result<UpstreamReply>> {
-        self.run_until(calls, deadline, || false)
+        self.run_until(calls, deadline, None)
     }
 
     /// [`FanOut::run`] for a request: each call carries the request's `X-Request-ID`, and when
-    /// the client goes away the calls still running are abandoned (the handler gets errors for
-    /// them at once) instead of being waited for.
+    /// the client goes away (looked at every 250 ms while an answer is awaited) the calls still
+    /// running are abandoned and the handler gets errors for them.
     pub fn run_for(
         &self,
         req: &Request,
@@ -413,71 +470,65 @@ impl FanOut {
                 false => call.with_header("X-Request-ID", id),
             })
             .collect();
-        self.run_until(calls, deadline, || req.is_client_gone())
+        self.run_until(calls, deadline, Some(req))
     }
 
     fn run_until(
         &self,
         calls: Vec<Call>,
         deadline: Duration,
-        gone: impl Fn() -> bool,
+        req: Option<&Request>,
     ) -> Vec<Result<UpstreamReply>> {
-        let started = Instant::now();
-        let (done, results) = mpsc::channel();
-        let urls: Vec<(Upstream, String)> = calls
-            .iter()
-            .map(|c| (c.upstream.clone(), c.url()))
-            .collect();
-        for (index, call) in calls.into_iter().enumerate() {
-            let done = done.clone();
-            self.pool.spawn(move || {
-                let _ = done.send((index, call.send_within(deadline)));
-            });
-        }
-        drop(done);
-        let mut slots: Vec<Option<Result<UpstreamReply>>> = (0..urls.len()).map(|_| None).collect();
-        let mut missing = urls.len();
+        let until = Instant::now() + deadline;
+        let gone = || req.is_some_and(Request::is_client_gone);
+        let mut results = Vec::with_capacity(calls.len());
         let mut cancelled = false;
-        while missing > 0 {
-            let left = deadline.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            match results.recv_timeout(left.min(Duration::from_millis(50))) {
-                Ok((index, result)) => {
-                    slots[index] = Some(result);
-                    missing -= 1;
+        for round in calls.chunks(self.max_calls) {
+            let slots = match cancelled {
+                true => round.iter().map(|_| None).collect(),
+                false => {
+                    let (slots, gone) = exchange::run(round, until, deadline, &gone);
+                    cancelled = gone;
+                    slots
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) if gone() => {
-                    cancelled = true;
-                    break;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            for (slot, call) in slots.into_iter().zip(round) {
+                results.push(slot.unwrap_or_else(|| {
+                    Err(call.upstream.error(
+                        ErrorKind::BadRequest,
+                        &call.url(),
+                        "abandoned: the client went away",
+                        None,
+                    ))
+                }));
             }
         }
-        slots
-            .into_iter()
-            .zip(urls)
-            .map(|(slot, (upstream, url))| {
-                slot.unwrap_or_else(|| {
-                    Err(if cancelled {
-                        upstream.error(
-                            ErrorKind::BadRequest,
-                            &url,
-                            "abandoned: the client went away",
-                            None,
-                        )
-                    } else {
-                        upstream.error(
-                            ErrorKind::GatewayTimeout,
-                            &url,
-                            format!("no answer within the {} ms deadline", deadline.as_millis()),
-                            None,
-                        )
-                    })
-                })
-            })
-            .collect()
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Upstream;
+
+    #[test]
+    fn call_urls_split_into_authority_and_target() {
+        let cases = [
+            ("http://h:8080/v1", "/p?q=1", "h:8080", "/v1/p?q=1"),
+            ("http://h", "", "h:80", "/"),
+            ("http://h", "?q=1", "h:80", "/?q=1"),
+            ("http://[::1]", "/x", "[::1]:80", "/x"),
+            ("http://[::1]:9000/", "/x", "[::1]:9000", "/x"),
+        ];
+        for (base, path, authority, target) in cases {
+            let call = Upstream::new("u", base).get(path);
+            let split = call.split_url().map(|(_, target)| target).ok();
+            assert_eq!(split.as_deref(), Some(target), "{base} + {path}");
+            assert_eq!(call.authority().ok().as_deref(), Some(authority), "{base}");
+        }
+        assert!(Upstream::new("u", "https://h")
+            .get("/")
+            .split_url()
+            .is_err());
     }
 }

@@ -151,10 +151,108 @@ fn parallel_calls_reuse_pooled_connections() {
     };
     let first = round();
     let second = round();
+    assert_eq!(
+        first.len(),
+        24,
+        "24 calls at once, on 24 connections: {first:?}"
+    );
     assert!(
         second.is_subset(&first),
         "the second round opened new connections: {first:?} then {second:?}"
     );
+}
+
+#[test]
+fn a_fan_out_makes_at_most_its_bound_of_calls_at_once() {
+    let (now, most) = (Arc::new(Mutex::new(0usize)), Arc::new(Mutex::new(0usize)));
+    let (counting, highest) = (Arc::clone(&now), Arc::clone(&most));
+    let upstream = TestServer::start(
+        App::new()
+            .get("/slow", move |_: &Request| {
+                {
+                    let mut now = counting.lock().expect("count");
+                    *now += 1;
+                    let mut most = highest.lock().expect("most");
+                    *most = (*most).max(*now);
+                }
+                thread::sleep(Duration::from_millis(100)); // simulated latency: calls overlap
+                *counting.lock().expect("count") -= 1;
+                "ok"
+            })
+            .with_workers(16),
+    );
+    let slow = Upstream::new("slow", &upstream.url(""));
+    let calls = (0..6).map(|_| slow.get("/slow")).collect();
+    let results = FanOut::new(2).expect("fan-out").run(calls, BOUND);
+    assert_eq!(
+        results.iter().map(text_of).collect::<Vec<_>>(),
+        vec!["ok"; 6]
+    );
+    assert_eq!(*most.lock().expect("most"), 2, "two calls at a time");
+}
+
+#[test]
+fn chunked_answers_and_closed_keep_alive_connections() {
+    let mut settings = tinyserve::Settings::default();
+    // The upstream closes an idle connection after 100 ms: the pooled ones go stale.
+    settings.keep_alive_timeout = Duration::from_millis(100);
+    let upstream = TestServer::start(App::new().with_settings(settings).get(
+        "/chunked/<n>",
+        |req: &Request| {
+            let n: usize = req.param("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+            tinyserve::Response::stream("text/plain", move |out| {
+                for i in 0..n {
+                    out.send(format!("{i},"))?;
+                }
+                Ok(())
+            })
+        },
+    ));
+    let chunks = Upstream::new("chunks", &upstream.url(""));
+    for round in 0..2 {
+        let calls = (0..3)
+            .map(|n| chunks.get(&format!("/chunked/{n}")))
+            .collect();
+        let results = FanOut::shared().expect("pool").run(calls, BOUND);
+        let bodies: Vec<String> = results.iter().map(text_of).collect();
+        assert_eq!(bodies, ["", "0,", "0,1,"], "round {round}");
+        // Long enough for the upstream to close the connections just pooled.
+        thread::sleep(Duration::from_millis(300));
+    }
+    let outcomes = chunks.outcomes();
+    assert_eq!(outcomes[0], ("ok", 6), "{outcomes:?}");
+}
+
+#[test]
+fn fan_out_posts_json_and_quotes_a_4xx_answer() {
+    let upstream = TestServer::start(
+        App::new()
+            .post("/echo", |req: &Request| {
+                req.json::<Value>()
+                    .map(|body| tinyserve::Json(json!({"got": body})))
+            })
+            .post("/reject", |_: &Request| (422, "field \"q\" is missing")),
+    );
+    // By name: resolved when a connection is opened.
+    let by_name = upstream.url("").replace("127.0.0.1", "localhost");
+    let api = Upstream::new("api", &by_name);
+    let calls = vec![
+        api.post_json("/echo", &json!({"q": "cat", "n": [1, 2]})),
+        api.post_json("/reject", &json!({})),
+    ];
+    let results = FanOut::shared().expect("pool").run(calls, BOUND);
+    let echoed: Value = match &results[0] {
+        Ok(reply) => reply.json().expect("JSON"),
+        Err(err) => panic!("expected an answer, got {err}"),
+    };
+    assert_eq!(echoed, json!({"got": {"q": "cat", "n": [1, 2]}}));
+    let err = err_of(&results[1]);
+    assert_eq!(err.status(), 502);
+    for needle in ["upstream \"api\"", "status 422", "field \"q\" is missing"] {
+        assert!(err.message().contains(needle), "{err} lacks {needle:?}");
+    }
+    // The upstream answered both: neither is an error of the connection or a timeout.
+    assert_eq!(api.outcomes()[0], ("ok", 2), "{:?}", api.outcomes());
 }
 
 #[test]

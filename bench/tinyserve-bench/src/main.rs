@@ -2,7 +2,8 @@
 //!
 //! - `serve`: the same API as the Python baselines on one tinyserve `App`: every built-in route
 //!   of `tinyserve serve` (so `POST /models/<name>/predict` over the same models), plus
-//!   `GET /fanout` (3 parallel GETs to the mock upstream through `Upstream` + `FanOut`) and
+//!   `GET /fanout` (3 parallel GETs to the mock upstream, written as the README's fan-out
+//!   section shows: `FanOut::shared()?.run_for(req, calls, deadline)`, nothing sized) and
 //!   `GET /sse` (20 events, 10 ms apart).
 //! - `upstream`: the mock service the fan-out calls: answers every GET after `--delay-ms`.
 //!   Thread per connection on `std::net`: the cheapest server to write that never queues a
@@ -57,9 +58,6 @@ enum Command {
         /// Handler threads: a fan-out or a stream holds one while it waits.
         #[arg(long, default_value_t = 512)]
         workers: usize,
-        /// Threads of the FanOut pool: one per outbound call in flight.
-        #[arg(long, default_value_t = 1024)]
-        fanout_threads: usize,
         /// Streams at once (each holds a worker).
         #[arg(long, default_value_t = 384)]
         max_streams: usize,
@@ -112,14 +110,13 @@ fn main() {
             upstream,
             port,
             workers,
-            fanout_threads,
             max_streams,
             sessions,
             intra,
         } => serve(
             &models,
             &upstream,
-            (port, workers, fanout_threads, max_streams),
+            (port, workers, max_streams),
             (sessions, intra),
         ),
         Command::Upstream { port, delay_ms } => {
@@ -153,14 +150,14 @@ fn main() {
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// `sizes`: port, workers, fan-out threads, streams; `onnx`: sessions and intra-op threads.
+/// `sizes`: port, workers, streams; `onnx`: sessions and intra-op threads.
 fn serve(
     models: &Path,
     upstream: &str,
-    sizes: (u16, usize, usize, usize),
+    sizes: (u16, usize, usize),
     onnx: (Option<usize>, Option<usize>),
 ) -> AnyResult<()> {
-    let (port, workers, fanout_threads, max_streams) = sizes;
+    let (port, workers, max_streams) = sizes;
     let mut options = ModelOptions::default();
     options.sessions = onnx.0;
     options.intra_threads = onnx.1;
@@ -173,29 +170,21 @@ fn serve(
     let app = protocol::mount(App::new().with_settings(settings), &models, &ready);
 
     let mock = Upstream::new("mock", upstream);
-    let pool = FanOut::new(fanout_threads)?;
     let app = app
         .get("/fanout", move |req: &Request| -> tinyserve::Result<_> {
             let calls = (0..FANOUT_CALLS)
                 .map(|i| mock.get(&format!("/item/{i}")))
                 .collect();
             let mut items = Vec::with_capacity(FANOUT_CALLS);
-            for reply in pool.run_for(req, calls, Duration::from_secs(5)) {
+            for reply in FanOut::shared()?.run_for(req, calls, Duration::from_secs(1)) {
                 items.push(reply?.json::<Value>()?);
             }
             Ok(Json(json!({ "items": items })))
         })
-        .get("/sse", |_: &Request| {
-            Sse::new(|events| {
-                for i in 0..SSE_EVENTS {
-                    if i > 0 {
-                        thread::sleep(SSE_GAP);
-                    }
-                    events.send(Event::data(format!("token {i}")).with_id(i.to_string()))?;
-                }
-                Ok(())
-            })
-        });
+        .get("/sse", |_: &Request| events())
+        // The same stream as an OpenAI-compatible upstream's, for measuring the LLM proxy
+        // (`tinyserve serve --upstream NAME=http://THIS/llm`) against local streams.
+        .post("/llm/chat/completions", |_: &Request| events());
     let server = app.bind(("127.0.0.1", port))?;
     println!("listening on http://{}", server.addr());
     std::io::stdout().flush()?;
@@ -203,8 +192,28 @@ fn serve(
     Ok(())
 }
 
+/// SSE_EVENTS events, SSE_GAP apart.
+fn events() -> Sse {
+    Sse::new(|events| {
+        for i in 0..SSE_EVENTS {
+            if i > 0 {
+                thread::sleep(SSE_GAP);
+            }
+            events.send(Event::data(format!("token {i}")).with_id(i.to_string()))?;
+        }
+        Ok(())
+    })
+}
+
 fn mock_upstream(port: u16, delay: Duration) -> AnyResult<()> {
-    let listener = TcpListener::bind(("127.0.0.1", port))?;
+    // A deep accept queue, as every server under test has: with std's 128, the hundreds of
+    // connections a c=256 fan-out opens at once overflow it, and a dropped connection attempt
+    // is retried only a second later (past a fan-out's deadline).
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    socket.listen(4096)?;
+    let listener: TcpListener = socket.into();
     println!("listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
     for stream in listener.incoming() {
