@@ -1,5 +1,7 @@
 //! `ModelRegistry`: every `NAME.onnx` of a folder, loaded once at startup and shared by handlers.
 
+use rayon::prelude::*;
+
 use super::sessions::SessionPool;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -523,13 +525,23 @@ impl ModelRegistry {
                 ),
             ));
         }
+        // Building ONNX Runtime sessions is CPU work that runs side by side: load the files
+        // on rayon's pool (one thread per core), then take them in name order, so the first
+        // failing file is the one reported whatever finished first.
+        let loaded: Vec<(String, Result<Model>)> = paths
+            .par_iter()
+            .map(|path| {
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let model = Model::load(&name, path, options);
+                (name, model)
+            })
+            .collect();
         let mut models = BTreeMap::new();
-        for path in paths {
-            let name = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let mut model = Model::load(&name, &path, options)?;
+        for (name, model) in loaded {
+            let mut model = model?;
             let batch = options.batch_size_for(&name);
             let batching = batch > 1 && model.is_batchable();
             if batching {
