@@ -349,12 +349,8 @@ impl Generator {
             self.tokens.fetch_add(1, Ordering::Relaxed);
             let piece = detokenizer.push(tokenizer, token)?;
             let (piece, stopped) = text.push_text(&piece);
-            if !piece.is_empty() && on_text(&piece).is_err() {
-                finish_reason = FinishReason::Cancelled;
-                break;
-            }
-            if stopped {
-                finish_reason = FinishReason::Stop;
+            if let Some(reason) = deliver(&piece, stopped, &mut on_text) {
+                finish_reason = reason;
                 break;
             }
             if generated == sampling.max_tokens {
@@ -408,12 +404,8 @@ impl Generator {
             generated += 1;
             self.tokens.fetch_add(1, Ordering::Relaxed);
             let (piece, stopped) = text.push(token);
-            if !piece.is_empty() && on_text(&piece).is_err() {
-                finish_reason = FinishReason::Cancelled;
-                break;
-            }
-            if stopped {
-                finish_reason = FinishReason::Stop;
+            if let Some(reason) = deliver(&piece, stopped, &mut on_text) {
+                finish_reason = reason;
                 break;
             }
         }
@@ -428,6 +420,19 @@ impl Generator {
             completion_tokens: generated,
         })
     }
+}
+
+/// Sends one piece of generated text; why generation ends here, if it does: the sink failed
+/// (the client left) or a stop string was reached. The step both generation loops share.
+fn deliver(
+    piece: &str,
+    stopped: bool,
+    on_text: &mut impl FnMut(&str) -> Result<(), Disconnected>,
+) -> Option<FinishReason> {
+    if !piece.is_empty() && on_text(piece).is_err() {
+        return Some(FinishReason::Cancelled);
+    }
+    stopped.then_some(FinishReason::Stop)
 }
 
 fn unreachable_prompt(name: &str) -> Result<Generation> {
