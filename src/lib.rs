@@ -8,6 +8,7 @@ mod error;
 mod fanout;
 mod forwarded;
 mod framing;
+mod ids;
 pub mod log;
 mod metrics;
 pub mod model;

@@ -11,7 +11,7 @@
 //! serves only the health probes, so a server that is merely full still looks alive.
 
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
@@ -429,29 +429,6 @@ fn produce(
     }
 }
 
-/// The id of a request: the client's `X-Request-ID` when it is sane, else a new one.
-fn request_id(given: Option<&str>) -> String {
-    if let Some(id) = given {
-        let id = id.trim();
-        let sane = |b: u8| b.is_ascii_alphanumeric() || b"-_.:".contains(&b);
-        if !id.is_empty() && id.len() <= 128 && id.bytes().all(sane) {
-            return id.to_string();
-        }
-    }
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    // SplitMix64 of time and a counter: unique in the process, unpredictable enough for logs.
-    let mut z = nanos
-        ^ COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    format!("{:016x}", z ^ (z >> 31))
-}
-
 fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
     let peer = stream.peer_addr().ok();
     let settings = shared.app.settings();
@@ -489,7 +466,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
             request = request.with_remote_addr(peer);
         }
         let origin = forwarded::resolve(peer, &head.headers, &settings.trusted_proxies);
-        let id = request_id(head.header("X-Request-ID"));
+        let id = crate::ids::request_id(head.header("X-Request-ID"));
         request.set_context(origin, &settings.root_path, id.clone());
         // Settled on the head alone, before any body byte is read or `100 Continue` sent: a
         // reserved slot serves only the health probes, and the API key and CORS preflight

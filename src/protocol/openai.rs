@@ -297,7 +297,7 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
             } else {
                 "cmpl"
             },
-            unique_id()
+            crate::ids::new_id()
         ),
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -594,20 +594,6 @@ fn stream(
         }
     }
     events.send(Event::data("[DONE]"))
-}
-
-/// A process-unique id: time and a counter.
-fn unique_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{:x}{:04x}",
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff
-    )
 }
 
 /// The route docs of the OpenAI-compatible API, for the OpenAPI document: `model` names one
