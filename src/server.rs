@@ -4,15 +4,14 @@
 //! no hand-off to another thread, so a request costs no context switch. At most `workers`
 //! handlers run at once (a counting semaphore); up to `queue_capacity` more wait for a turn, and
 //! beyond that the connection thread answers 503 at once, so latency cannot grow without bound.
-//! A streamed body's producer runs on a thread of its own, holding its worker turn, while the
-//! connection thread writes its chunks.
+//! A streamed body's producer runs on a thread of its own, holding its worker turn, and writes
+//! its chunks to the socket itself while the connection thread watches (see [`crate::stream`]).
 //!
 //! Which connections may be open is up to [`crate::slots`]; a connection on a reserved slot
 //! serves only the health probes, so a server that is merely full still looks alive.
 
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use crate::app::App;
 use crate::framing;
 use crate::response::Body;
 use crate::slots::{Slot, Slots};
-use crate::stream::Stream;
+use crate::stream::{self, BodyOut, ConnectionEnd, Stream};
 use crate::wire::{self, Connection, Limits, Peer, ReadError};
 use crate::{forwarded, Error, Request, Response, Result, ServerMetrics};
 
@@ -35,7 +34,7 @@ enum Answer {
     Stream {
         status: u16,
         headers: Vec<(String, String)>,
-        chunks: Receiver<Vec<u8>>,
+        body: ConnectionEnd,
         keep_alive: Option<(Duration, Vec<u8>)>,
         route: Option<String>,
     },
@@ -399,7 +398,7 @@ fn produce(
         let err = Error::overloaded(format!("too many concurrent streams (limit {max})"));
         return Answer::error(&err, route);
     };
-    let (mut sender, chunks) = Stream::channel();
+    let (mut sender, producer_end, body) = stream::link();
     let producer = stream.producer;
     let spawned = thread::Builder::new()
         .name("tinyserve-stream".into())
@@ -407,11 +406,11 @@ fn produce(
             let panicked = crate::log::with_request_id(&id, || {
                 catch_unwind(AssertUnwindSafe(|| producer(&mut sender))).is_err()
             });
-            // Free the slot and the turn before dropping the sender: that ends the body, and a
-            // client that has read the end may start its next stream at once, which must find
-            // them free.
+            // Free the slot and the turn before the producer's end goes: that ends the body,
+            // and a client that has read the end may start its next stream at once, which
+            // must find them free.
             drop((slot, turn));
-            drop(sender);
+            drop((sender, producer_end));
             if panicked {
                 crate::log::error("a stream producer panicked; the stream was cut short");
             }
@@ -423,7 +422,7 @@ fn produce(
     Answer::Stream {
         status,
         headers,
-        chunks,
+        body,
         keep_alive: stream.keep_alive,
         route,
     }
@@ -581,7 +580,7 @@ fn write_answer(
         Answer::Stream {
             status,
             headers,
-            chunks,
+            body,
             keep_alive: comments,
             route,
         } => {
@@ -592,61 +591,19 @@ fn write_answer(
                 .write_stream_head(status, &with_id(headers), keep_alive, chunked)
                 .and_then(|()| match head_only {
                     true => Ok(0),
-                    false => relay(conn, &chunks, comments.as_ref(), chunked),
+                    false => {
+                        let out = BodyOut::new(Arc::clone(conn.stream()), chunked);
+                        // A client that shut down only its writing side (a half-close) still
+                        // reads: its end of stream is not a departure. One that closed the
+                        // socket resets the connection at the next chunk.
+                        body.watch(out, comments.as_ref(), || conn.peer() == Peer::Gone)
+                    }
                 })
                 .and_then(|bytes| match keep_alive {
                     true => Ok(bytes),
                     false => Err(std::io::Error::other("stream ends the connection")),
                 });
             (status, route, written)
-        }
-    }
-}
-
-/// How often a connection thread waiting for the next chunk checks whether its client left.
-const DISCONNECT_CHECK: Duration = Duration::from_millis(50);
-
-/// Writes a stream's chunks as they arrive, with keep-alive comments while it is idle, and
-/// returns the bytes written. Returns an error when the client has gone; dropping `chunks`
-/// then tells the producer.
-fn relay(
-    conn: &mut Connection,
-    chunks: &Receiver<Vec<u8>>,
-    comments: Option<&(Duration, Vec<u8>)>,
-    chunked: bool,
-) -> std::io::Result<u64> {
-    // A client that shut down only its writing side (a half-close) still reads: its end of
-    // stream is not a departure. One that closed the socket resets the connection at the next
-    // chunk, and the write after fails.
-    let gone = |conn: &Connection| conn.peer() == Peer::Gone;
-    let aborted = || std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
-    let mut idle_since = Instant::now();
-    let mut bytes = 0u64;
-    loop {
-        match chunks.recv_timeout(DISCONNECT_CHECK) {
-            Ok(chunk) => {
-                conn.write_chunk(&chunk, chunked)?;
-                bytes += chunk.len() as u64;
-                idle_since = Instant::now();
-                if gone(conn) {
-                    return Err(aborted());
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if gone(conn) {
-                    return Err(aborted());
-                }
-                if let Some((every, comment)) = comments {
-                    if idle_since.elapsed() >= *every {
-                        conn.write_chunk(comment, chunked)?;
-                        idle_since = Instant::now();
-                    }
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) if chunked => {
-                return conn.write_last_chunk().map(|()| bytes)
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(bytes),
         }
     }
 }

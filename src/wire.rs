@@ -404,23 +404,6 @@ impl Connection {
         (&*self.stream).write_all(&out)
     }
 
-    /// Writes one piece of a streamed body, framed as a chunk when `chunked`, in one write.
-    pub(crate) fn write_chunk(&mut self, data: &[u8], chunked: bool) -> io::Result<()> {
-        if !chunked {
-            return (&*self.stream).write_all(data);
-        }
-        let mut out = Vec::with_capacity(data.len() + 16);
-        out.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
-        (&*self.stream).write_all(&out)
-    }
-
-    /// Ends a chunked body.
-    pub(crate) fn write_last_chunk(&mut self) -> io::Result<()> {
-        (&*self.stream).write_all(b"0\r\n\r\n")
-    }
-
     /// What the client has done with its side of the connection, checked without blocking
     /// and without consuming anything it may have sent.
     pub(crate) fn peer(&self) -> Peer {

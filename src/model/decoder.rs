@@ -598,7 +598,7 @@ impl Decoder {
             let kind = if i % 2 == 0 { "key" } else { "value" };
             inputs.push((format!("past_key_values.{}.{kind}", i / 2), value.into()));
         }
-        let mut session = self.sessions.take();
+        let mut session = self.sessions.take_in_turn();
         let mut outputs = session
             .run(inputs)
             .map_err(|err| Error::internal(format!("model \"{}\": {err}", self.name)))?;
