@@ -164,18 +164,18 @@ mod tests {
             let (line, order) = (Arc::clone(&turns), Arc::clone(&order));
             threads.push(std::thread::spawn(move || {
                 let _permit = line.enter();
-                order.lock().unwrap().push(i);
+                order.lock().expect("lock").push(i);
             }));
             // Each waits in line before the next arrives.
-            while turns.state.lock().unwrap().waiting.len() < i + 1 {
+            while turns.state.lock().expect("lock").waiting.len() < i + 1 {
                 std::thread::yield_now();
             }
         }
         drop(first);
         for thread in threads {
-            thread.join().unwrap();
+            thread.join().expect("waiter");
         }
-        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
-        assert_eq!(turns.state.lock().unwrap().free, 1);
+        assert_eq!(*order.lock().expect("lock"), vec![0, 1, 2]);
+        assert_eq!(turns.state.lock().expect("lock").free, 1);
     }
 }
