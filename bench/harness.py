@@ -83,6 +83,17 @@ SERVERS = [
      "settings": "uvicorn, 2 workers, uvloop + httptools, access log off",
      "predict": UVICORN + ["--workers", "2"], "health": "/healthz"},
 ]
+# Before/after comparisons: TINYSERVE_BASELINE=DIR adds "tinyserve-baseline", the same
+# commands with DIR/tinyserve and DIR/tinyserve-bench (an earlier build), to run side by side
+# with `--servers tinyserve,tinyserve-baseline`.
+if os.environ.get("TINYSERVE_BASELINE"):
+    baseline = Path(os.environ["TINYSERVE_BASELINE"])
+    swap = {str(TINYSERVE): str(baseline / "tinyserve"),
+            str(BENCH_BIN): str(baseline / "tinyserve-bench")}
+    SERVERS.append({"name": "tinyserve-baseline", "family": "tinyserve",
+                    "settings": f"as tinyserve, built earlier ({baseline})",
+                    "predict": [swap.get(a, a) for a in TINYSERVE_SERVE],
+                    "app": [swap.get(a, a) for a in BENCH_SERVER], "health": "/healthz"})
 for server in SERVERS:
     server.setdefault("app", server["predict"])  # the Python apps serve every route
 
