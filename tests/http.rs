@@ -5,8 +5,8 @@
 //! and that the server still answers the next request. Synchronization is by ordering
 //! (channels, responses), never by sleeping.
 
-use std::io::{ErrorKind as IoErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tinyserve::{App, Error, Json, Request, Settings, TrustedProxies};
 
-use crate::support::wire::{connect, find};
+use crate::support::wire::{get_request, Conn, End};
 use crate::support::{repo, Reply, TestServer};
 
 /// How long a client waits for the server before the test gives up.
@@ -101,155 +101,16 @@ impl Gate {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// A raw HTTP/1.1 client: exact bytes out, responses parsed by Content-Length.
-
-/// Parses one response at the start of `buf`; `None` while it is incomplete. Returns the reply
-/// and the number of bytes it took. `head_only`: the response to a HEAD, which has no body.
-fn parse_response(buf: &[u8], head_only: bool) -> Option<(Reply, usize)> {
-    let end = find(buf, b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    assert!(
-        version.starts_with("HTTP/1."),
-        "bad status line {status_line:?}"
-    );
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .map(|line| {
-            let (name, value) = line
-                .split_once(':')
-                .unwrap_or_else(|| panic!("bad header line {line:?}"));
-            (name.trim().to_string(), value.trim().to_string())
-        })
-        .collect();
-    let no_body = head_only || (100..200).contains(&status) || status == 204 || status == 304;
-    let body_len = if no_body {
-        0
-    } else {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-            .unwrap_or_else(|| panic!("response without a valid Content-Length: {head}"))
-    };
-    let total = end + 4 + body_len;
-    if buf.len() < total {
-        return None;
-    }
-    let reply = Reply {
-        status,
-        headers,
-        body: buf[end + 4..total].to_vec(),
-    };
-    Some((reply, total))
-}
-
-/// How a connection ended, seen from the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// The server closed the connection (FIN).
-    Eof,
-    /// The server reset the connection.
-    Reset,
-    /// The client gave up waiting: the server kept the connection open.
-    ClientTimeout,
-}
-
-/// One client connection with its read-ahead buffer.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> Conn {
-        Conn {
-            stream: connect(addr, CLIENT_TIMEOUT),
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write the request");
-    }
-
-    /// Reads one response (an interim 1xx counts as one).
-    fn response(&mut self) -> Reply {
-        self.read_response(false)
-    }
-
-    /// Reads the response to a HEAD request.
-    fn head_response(&mut self) -> Reply {
-        self.read_response(true)
-    }
-
-    fn read_response(&mut self, head_only: bool) -> Reply {
-        loop {
-            if let Some((reply, used)) = parse_response(&self.buf, head_only) {
-                self.buf.drain(..used);
-                return reply;
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => panic!(
-                    "server closed the connection before a full response; got {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(err) => panic!(
-                    "reading a response: {err}; got so far {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ),
-            }
-        }
-    }
-
-    /// Reads until the connection ends; returns how, and the bytes not yet consumed.
-    fn finish(&mut self) -> (End, Vec<u8>) {
-        let mut chunk = [0u8; 16 * 1024];
-        let end = loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => break End::Eof,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(err)
-                    if matches!(err.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut) =>
-                {
-                    break End::ClientTimeout
-                }
-                Err(_) => break End::Reset,
-            }
-        };
-        (end, std::mem::take(&mut self.buf))
-    }
-
-    /// Asserts the server closes the connection (cleanly) with nothing more to read.
-    fn assert_closed(&mut self) {
-        let (end, rest) = self.finish();
-        assert_eq!(end, End::Eof, "the server should close the connection");
-        assert!(
-            rest.is_empty(),
-            "unexpected bytes after the response: {:?}",
-            String::from_utf8_lossy(&rest)
-        );
-    }
+/// A connection on which the client waits [`CLIENT_TIMEOUT`] for the server.
+fn open(addr: SocketAddr) -> Conn {
+    Conn::open_with(addr, CLIENT_TIMEOUT)
 }
 
 /// Sends `bytes` on a new connection and reads one response.
 fn exchange(addr: SocketAddr, bytes: &[u8]) -> Reply {
-    let mut conn = Conn::open(addr);
+    let mut conn = open(addr);
     conn.send(bytes);
     conn.response()
-}
-
-fn get_request(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,9 +221,9 @@ fn wrong_method_is_405_with_allow_header() {
 #[test]
 fn head_on_get_route_has_content_length_but_no_body() {
     let server = TestServer::start(app());
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(b"HEAD /echo/hello HTTP/1.1\r\nHost: test\r\n\r\n");
-    let head = conn.head_response();
+    let head = conn.response();
     assert_eq!(head.status, 200);
     assert_eq!(head.header("Content-Length"), Some("5"));
     assert!(head
@@ -376,9 +237,9 @@ fn head_on_get_route_has_content_length_but_no_body() {
     drop(conn);
 
     // HEAD on an unknown path: the 404's length, no body, and the connection closes cleanly.
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(b"HEAD /missing HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    let head = conn.head_response();
+    let head = conn.response();
     assert_eq!(head.status, 404);
     let get = server.get("/missing");
     let length = get.body.len().to_string();
@@ -574,7 +435,7 @@ fn full_queue_answers_503_at_once_and_accepted_requests_complete() {
     // holds the worker. Which is which depends on which reaches the queue first.
     let (replies_tx, replies) = mpsc::channel();
     for name in ["B", "C"] {
-        let mut conn = Conn::open(addr);
+        let mut conn = open(addr);
         conn.send(get_request(&format!("/echo/{name}")).as_bytes());
         let replies_tx = replies_tx.clone();
         thread::spawn(move || {
@@ -606,20 +467,21 @@ fn full_queue_answers_503_at_once_and_accepted_requests_complete() {
 #[test]
 fn huge_content_length_is_413_and_the_server_keeps_serving() {
     let server = TestServer::start(app());
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(
         b"POST /len HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
           Content-Length: 1000000000000\r\n\r\n{\"a\":",
     );
     conn.response()
         .assert_error(413, "payload_too_large", "limit of 10485760 bytes");
-    let (end, rest) = conn.finish();
+    let end = conn.finish();
     assert_ne!(
         end,
         End::ClientTimeout,
         "the server should close after a 413"
     );
-    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    let rest = conn.unread();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(rest));
 
     // Longer than any integer.
     let reply = exchange(
@@ -696,25 +558,24 @@ fn short_timeouts() -> TestServer {
 /// The server closes the connection by itself (the client would wait 10 s), optionally after
 /// a 408 `request_timeout`.
 fn assert_closed_by_server(conn: &mut Conn) {
-    let (end, rest) = conn.finish();
+    let end = conn.finish();
     assert_ne!(
         end,
         End::ClientTimeout,
         "the server kept a stalled connection open; got {:?}",
-        String::from_utf8_lossy(&rest)
+        String::from_utf8_lossy(conn.unread())
     );
-    if !rest.is_empty() {
-        let (reply, used) =
-            parse_response(&rest, false).expect("a complete response before the close");
+    if !conn.unread().is_empty() {
+        let reply = conn.response();
         reply.assert_error(408, "request_timeout", "timed out");
-        assert_eq!(used, rest.len(), "bytes after the 408");
+        assert!(conn.unread().is_empty(), "bytes after the 408");
     }
 }
 
 #[test]
 fn stalled_request_line_is_closed() {
     let server = short_timeouts();
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(b"GET /ec");
     assert_closed_by_server(&mut conn);
     assert_serving(&server);
@@ -723,7 +584,7 @@ fn stalled_request_line_is_closed() {
 #[test]
 fn stalled_headers_are_closed() {
     let server = short_timeouts();
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(b"GET /echo/x HTTP/1.1\r\nHost: test\r\nX-Slow: ");
     assert_closed_by_server(&mut conn);
     assert_serving(&server);
@@ -732,7 +593,7 @@ fn stalled_headers_are_closed() {
 #[test]
 fn stalled_body_is_closed() {
     let server = short_timeouts();
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(b"POST /len HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n0123456789");
     assert_closed_by_server(&mut conn);
     assert_serving(&server);
@@ -756,8 +617,8 @@ fn default_timeouts_are_bounded() {
 #[test]
 fn one_mebibyte_header_is_431() {
     let server = TestServer::start(app());
-    let mut conn = Conn::open(server.addr);
-    let mut writer = conn.stream.try_clone().expect("clone the client socket");
+    let mut conn = open(server.addr);
+    let mut writer = conn.writer();
     // The server stops reading and closes early: write from another thread, ignoring errors.
     let sender = thread::spawn(move || {
         let mut request = b"GET / HTTP/1.1\r\nHost: test\r\nX-Big: ".to_vec();
@@ -832,7 +693,7 @@ fn thousand_concurrent_connections_are_all_served() {
     assert!(Settings::default().max_connections >= 1000);
     let server = TestServer::start(app());
     let started = Instant::now();
-    let mut conns: Vec<Conn> = (0..1000).map(|_| Conn::open(server.addr)).collect();
+    let mut conns: Vec<Conn> = (0..1000).map(|_| open(server.addr)).collect();
     for (i, conn) in conns.iter_mut().enumerate() {
         conn.send(get_request(&format!("/echo/{i}")).as_bytes());
     }
@@ -861,7 +722,7 @@ fn a_new_connection_takes_the_slot_of_the_one_idle_longest() {
     let mut settings = Settings::default();
     settings.max_connections = 10;
     let server = serve(settings);
-    let mut conns: Vec<Conn> = (0..10).map(|_| Conn::open(server.addr)).collect();
+    let mut conns: Vec<Conn> = (0..10).map(|_| open(server.addr)).collect();
     for (i, conn) in conns.iter_mut().enumerate() {
         conn.send(get_request(&format!("/echo/{i}")).as_bytes());
         assert_eq!(conn.response().text(), i.to_string());
@@ -869,19 +730,14 @@ fn a_new_connection_takes_the_slot_of_the_one_idle_longest() {
     // All 10 slots are open and idle between requests: an 11th connection is served, and the
     // connection idle longest is closed for it. (Which one that is depends on when each
     // connection thread marked itself idle after answering, so the test does not name it.)
-    let mut extra = Conn::open(server.addr);
+    let mut extra = open(server.addr);
     extra.send(get_request("/echo/extra").as_bytes());
     assert_eq!(extra.response().text(), "extra");
     // The server closed it before answering the newcomer: its end of stream is already here.
     let closed: Vec<usize> = conns
         .iter()
         .enumerate()
-        .filter(|(_, conn)| {
-            conn.stream.set_nonblocking(true).expect("non-blocking");
-            let ended = matches!(conn.stream.peek(&mut [0u8; 1]), Ok(0));
-            conn.stream.set_nonblocking(false).expect("blocking");
-            ended
-        })
+        .filter(|(_, conn)| conn.is_closed_by_server())
         .map(|(i, _)| i)
         .collect();
     assert_eq!(closed.len(), 1, "closed: {closed:?}");
@@ -899,16 +755,16 @@ fn one_address_holds_at_most_max_connections_per_ip_unless_it_is_a_trusted_proxy
     settings.max_connections_per_ip = 3;
     settings.trusted_proxies = TrustedProxies::none();
     let server = serve(settings.clone());
-    let mut conns: Vec<Conn> = (0..3).map(|_| Conn::open(server.addr)).collect();
+    let mut conns: Vec<Conn> = (0..3).map(|_| open(server.addr)).collect();
     for (i, conn) in conns.iter_mut().enumerate() {
         conn.send(get_request(&format!("/echo/{i}")).as_bytes());
         assert_eq!(conn.response().text(), i.to_string());
     }
-    let mut fourth = Conn::open(server.addr);
+    let mut fourth = open(server.addr);
     fourth
         .response()
         .assert_error(503, "overloaded", "from one address (limit 3)");
-    assert_eq!(fourth.finish().0, End::Eof);
+    assert_eq!(fourth.finish(), End::Eof);
     // A closed connection gives its slot back (noticed asynchronously: poll, bounded).
     drop(conns.pop());
     let mut last = None;
@@ -926,7 +782,7 @@ fn one_address_holds_at_most_max_connections_per_ip_unless_it_is_a_trusted_proxy
     // Behind a trusted proxy (loopback by default) the cap does not apply.
     settings.trusted_proxies = TrustedProxies::default();
     let proxied = serve(settings);
-    let mut conns: Vec<Conn> = (0..6).map(|_| Conn::open(proxied.addr)).collect();
+    let mut conns: Vec<Conn> = (0..6).map(|_| open(proxied.addr)).collect();
     for (i, conn) in conns.iter_mut().enumerate() {
         conn.send(get_request(&format!("/echo/{i}")).as_bytes());
         assert_eq!(conn.response().text(), i.to_string());
@@ -952,7 +808,7 @@ fn held_server() -> (Gate, TestServer) {
 fn hold(server: &TestServer, gate: &Gate, n: usize) -> Vec<Conn> {
     (0..n)
         .map(|_| {
-            let mut conn = Conn::open(server.addr);
+            let mut conn = open(server.addr);
             conn.send(get_request("/held").as_bytes());
             gate.wait_entered();
             conn
@@ -975,13 +831,13 @@ fn release_all(gate: &Gate, held: Vec<Conn>) {
 fn when_every_slot_is_busy_a_reserved_slot_answers_health_probes() {
     let (gate, server) = held_server();
     let held = hold(&server, &gate, 10);
-    let mut probe = Conn::open(server.addr);
+    let mut probe = open(server.addr);
     probe.send(get_request("/healthz").as_bytes());
     let reply = probe.response();
     assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
     assert_eq!(reply.header("Connection"), Some("close"));
     probe.assert_closed();
-    let mut other = Conn::open(server.addr);
+    let mut other = open(server.addr);
     other.send(get_request("/echo/x").as_bytes());
     let reply = other.response();
     reply.assert_error(503, "overloaded", "answers only the health probes");
@@ -994,11 +850,11 @@ fn when_every_slot_is_busy_a_reserved_slot_answers_health_probes() {
 fn when_the_reserved_slots_are_busy_too_new_connections_get_503_at_once() {
     let (gate, server) = held_server();
     let held = hold(&server, &gate, 10 + 16);
-    let mut extra = Conn::open(server.addr);
+    let mut extra = open(server.addr);
     let reply = extra.response();
     reply.assert_error(503, "overloaded", "too many open connections");
     assert_eq!(reply.header("Retry-After"), Some("1"));
-    assert_eq!(extra.finish().0, End::Eof);
+    assert_eq!(extra.finish(), End::Eof);
     release_all(&gate, held);
     // The slots free up as the connections close (the reserved ones after one request), which
     // the server notices asynchronously: poll, bounded.
@@ -1044,8 +900,8 @@ fn hostile_round(addr: SocketAddr) -> (u64, Vec<Reply>) {
     let writers: Vec<_> = (0..20)
         .map(|i| {
             thread::spawn(move || {
-                let conn = Conn::open(addr);
-                let mut stream = conn.stream.try_clone().expect("clone the client socket");
+                let conn = open(addr);
+                let mut stream = conn.writer();
                 let head: &[u8] = if i % 2 == 0 {
                     b"POST /len HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000000000\r\n\r\n"
                 } else {
@@ -1114,7 +970,7 @@ fn memory_stays_bounded_under_huge_bodies_and_headers() {
 #[test]
 fn keep_alive_serves_two_requests_on_one_socket() {
     let server = TestServer::start(app());
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     for word in ["one", "two", "three"] {
         conn.send(get_request(&format!("/echo/{word}")).as_bytes());
         let reply = conn.response();
@@ -1132,7 +988,7 @@ fn keep_alive_serves_two_requests_on_one_socket() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let server = TestServer::start(app());
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     let mut batch = get_request("/echo/first").into_bytes();
     batch
         .extend_from_slice(b"POST /body HTTP/1.1\r\nHost: test\r\nContent-Length: 6\r\n\r\nsecond");
@@ -1150,7 +1006,7 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn connection_close_is_honored() {
     let server = TestServer::start(app());
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(b"GET /echo/bye HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     let reply = conn.response();
     assert_eq!(reply.status, 200);
@@ -1163,7 +1019,7 @@ fn connection_close_is_honored() {
 #[test]
 fn http_1_0_without_keep_alive_closes() {
     let server = TestServer::start(app());
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(b"GET /echo/old HTTP/1.0\r\n\r\n");
     let reply = conn.response();
     assert_eq!(reply.status, 200);
@@ -1176,7 +1032,7 @@ fn http_1_0_without_keep_alive_closes() {
 #[test]
 fn expect_100_continue_gets_an_interim_response() {
     let server = TestServer::start(app());
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(
         b"POST /body HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
     );
@@ -1190,7 +1046,7 @@ fn expect_100_continue_gets_an_interim_response() {
 
     // Over the limit: a 413 instead of 100 Continue, before the client sends the body.
     let server = TestServer::start(app().with_max_body_bytes(4));
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(
         b"POST /body HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
     );
@@ -1201,7 +1057,7 @@ fn expect_100_continue_gets_an_interim_response() {
 #[test]
 fn chunked_request_body_is_decoded() {
     let server = TestServer::start(app());
-    let mut conn = Conn::open(server.addr);
+    let mut conn = open(server.addr);
     conn.send(
         b"POST /body HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
           5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
@@ -1229,11 +1085,11 @@ fn malformed_request_line_is_400() {
         b"GET /\x01 HTTP/1.1\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
     ] {
-        let mut conn = Conn::open(server.addr);
+        let mut conn = open(server.addr);
         conn.send(garbage);
         conn.response()
             .assert_error(400, "bad_request", "malformed request");
-        let (end, _) = conn.finish();
+        let end = conn.finish();
         assert_ne!(
             end,
             End::ClientTimeout,
@@ -1271,7 +1127,7 @@ fn conflicting_content_length_is_400() {
 #[test]
 fn shutdown_returns_promptly_with_an_idle_keep_alive_connection() {
     let server = app().bind("127.0.0.1:0").expect("bind");
-    let mut idle = Conn::open(server.addr());
+    let mut idle = open(server.addr());
     idle.send(get_request("/echo/idle").as_bytes());
     assert_eq!(idle.response().text(), "idle");
     // The connection now idles in keep-alive (75 s by default).
@@ -1292,15 +1148,16 @@ fn shutdown_answers_the_request_in_flight() {
         .expect("bind");
     let gate = gate;
     let addr = server.addr();
-    let mut idle = Conn::open(addr);
+    let mut idle = open(addr);
     idle.send(get_request("/echo/idle").as_bytes());
     assert_eq!(idle.response().text(), "idle");
 
     let in_flight = thread::spawn(move || {
-        let mut conn = Conn::open(addr);
+        let mut conn = open(addr);
         conn.send(get_request("/block").as_bytes());
         let reply = conn.response();
-        (reply, conn.finish())
+        let end = conn.finish();
+        (reply, (end, conn.unread().to_vec()))
     });
     gate.wait_entered();
 

@@ -14,7 +14,7 @@
 //! status, a refused connection), and the proxied stream is driven by the test's acks.
 
 use std::io::ErrorKind as IoErrorKind;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -29,7 +29,7 @@ use crate::support::nginx::Nginx;
 use crate::support::process::{run, tinyserve, wait_until};
 use crate::support::python::python_env;
 use crate::support::serve::{assert_refuses_to_serve, ServeChild};
-use crate::support::wire::{Http, SseEvent};
+use crate::support::wire::{Conn, SseEvent};
 use crate::support::{self, repo, send, TestServer};
 
 /// Longest any single wait may take; reaching it means a hang (or a lost event) and fails.
@@ -167,9 +167,9 @@ pub(crate) fn whoami_app(trusted: TrustedProxies) -> App {
 }
 
 /// A `GET path` with extra header lines, on a fresh connection; the response and its JSON.
-pub(crate) fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (Http, Value) {
+pub(crate) fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (Conn, Value) {
     let request = format!("GET {path} HTTP/1.1\r\n{extra}Connection: close\r\n\r\n");
-    let mut http = Http::send(addr, request.as_bytes());
+    let mut http = Conn::request(addr, request.as_bytes());
     let body = http.json();
     (http, body)
 }
@@ -366,7 +366,7 @@ fn sse_passes_the_shipped_nginx_event_by_event() {
     let server = TestServer::start(app);
     let nginx = shipped_nginx([server.addr, server.addr], "");
 
-    let mut http = Http::get(nginx.addr, "/api/events");
+    let mut http = Conn::get(nginx.addr, "/api/events");
     assert_eq!(http.status, 200, "{}", nginx.log());
     assert_eq!(http.header("Content-Type"), Some("text/event-stream"));
     for k in 0..EVENTS {
@@ -547,7 +547,7 @@ fn sigterm_lets_a_long_stream_finish_while_readiness_fails_and_the_listener_clos
         "model": "bytelm", "prompt": "Once upon a time", "max_tokens": MAX_TOKENS,
         "temperature": 0, "stream": true, "stream_options": {"include_usage": true},
     });
-    let mut http = Http::post_json(server.addr, "/v1/completions", &request);
+    let mut http = Conn::post_json(server.addr, "/v1/completions", &request);
     assert_eq!(http.status, 200, "{}", server.stderr());
     assert_eq!(http.header("Content-Type"), Some("text/event-stream"));
     let first = http.next_data_event().expect("a first event");
@@ -572,14 +572,14 @@ fn sigterm_lets_a_long_stream_finish_while_readiness_fails_and_the_listener_clos
     let mut readyz = (0, Value::Null);
     assert!(
         wait_until(BOUND, || {
-            let mut http = Http::get(server.addr, "/readyz");
+            let mut http = Conn::get(server.addr, "/readyz");
             readyz = (http.status, http.json());
             readyz.0 == 503
         }),
         "/readyz should turn 503 after SIGTERM: last {readyz:?}"
     );
     assert_eq!(readyz.1["code"], "not_ready", "{readyz:?}");
-    let mut healthz = Http::get(server.addr, "/healthz");
+    let mut healthz = Conn::get(server.addr, "/healthz");
     assert_eq!(healthz.status, 200, "alive during the grace period");
     assert_eq!(healthz.json(), json!({"status": "ok"}));
 
@@ -587,7 +587,7 @@ fn sigterm_lets_a_long_stream_finish_while_readiness_fails_and_the_listener_clos
     // stream, still being generated, goes on.
     let mut last_error = String::new();
     assert!(
-        wait_until(BOUND, || match TcpStream::connect(server.addr) {
+        wait_until(BOUND, || match Conn::try_open(server.addr, BOUND) {
             Ok(_) => false,
             Err(err) => {
                 last_error = format!("{err}");
@@ -641,18 +641,18 @@ fn metrics_parse_with_prometheus_client_and_count_the_requests_made() {
     let python = python_env();
     let server = serve(&[]);
     for _ in 0..HEALTHZ {
-        let mut http = Http::get(server.addr, "/healthz");
+        let mut http = Conn::get(server.addr, "/healthz");
         assert_eq!(http.status, 200);
         http.read_to_end();
     }
     let case = &fixture("iris")[0];
     for _ in 0..PREDICTS {
         let body = json!({"inputs": {"input": case["input"]}});
-        let mut http = Http::post_json(server.addr, "/models/iris/predict", &body);
+        let mut http = Conn::post_json(server.addr, "/models/iris/predict", &body);
         assert_eq!(http.status, 200);
         assert_eq!(http.json()["outputs"]["label"], case["label"]);
     }
-    let mut http = Http::get(server.addr, "/no/such/path");
+    let mut http = Conn::get(server.addr, "/no/such/path");
     assert_eq!(http.status, 404);
     http.read_to_end();
 
