@@ -259,34 +259,28 @@ fn fp16_subnormals_and_inexact_values_read_back_as_the_same_half() {
 fn sixty_four_bit_integers_survive_as_json_text() {
     // Checked on the raw bytes too, so no client-side float conversion can hide a loss.
     let server = TestServer::models("models/tests/dtypes");
-    let body = r#"{"inputs":[{"name":"x","shape":[1,3],"datatype":"INT64","data":[9007199254740993,-9007199254740993,-9223372036854775808]}]}"#;
-    let reply = server.request(
-        "POST",
-        "/v2/models/echo_int64/infer",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert!(
-        reply
-            .text()
-            .contains("[9007199254740993,-9007199254740993,-9223372036854775808]"),
-        "{}",
-        reply.text()
-    );
-    let body = r#"{"inputs":[{"name":"x","shape":[1,3],"datatype":"UINT64","data":[18446744073709551615,9007199254740993,0]}]}"#;
-    let reply = server.request(
-        "POST",
-        "/v2/models/echo_uint64/infer",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert!(
-        reply
-            .text()
-            .contains("[18446744073709551615,9007199254740993,0]"),
-        "{}",
-        reply.text()
-    );
+    for (model, datatype, data) in [
+        (
+            "echo_int64",
+            "INT64",
+            "[9007199254740993,-9007199254740993,-9223372036854775808]",
+        ),
+        (
+            "echo_uint64",
+            "UINT64",
+            "[18446744073709551615,9007199254740993,0]",
+        ),
+    ] {
+        let body = format!(
+            r#"{{"inputs":[{{"name":"x","shape":[1,3],"datatype":"{datatype}","data":{data}}}]}}"#
+        );
+        let reply = server.request(
+            "POST",
+            &format!("/v2/models/{model}/infer"),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(reply.text().contains(data), "{}", reply.text());
+    }
 }

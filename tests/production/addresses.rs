@@ -117,24 +117,21 @@ fn behind_the_shipped_nginx_the_client_address_prefix_and_request_id_are_right()
     let spoof = "Host: direct.example\r\nX-Forwarded-For: 6.6.6.6\r\n\
                  X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\n\
                  X-Forwarded-Prefix: /evil\r\nX-Request-ID: direct-1\r\n";
-    let (http, who) = get_with(server.addr, "/whoami", spoof);
-    assert_eq!(http.status, 200);
-    assert_eq!(
-        who,
-        json!({"peer": "127.0.0.1", "client": "127.0.0.1", "scheme": "http",
-               "host": "direct.example", "root_path": "", "base_url": "http://direct.example",
-               "request_id": "direct-1"})
-    );
+    let spoofed = |addr| {
+        let (http, who) = get_with(addr, "/whoami", spoof);
+        assert_eq!(http.status, 200);
+        assert_eq!(
+            who,
+            json!({"peer": "127.0.0.1", "client": "127.0.0.1", "scheme": "http",
+                   "host": "direct.example", "root_path": "", "base_url": "http://direct.example",
+                   "request_id": "direct-1"})
+        );
+        http
+    };
+    let http = spoofed(server.addr);
     assert_eq!(http.header("X-Request-ID"), Some("direct-1"));
 
     // An app that trusts nobody ignores them as well.
     let untrusting = TestServer::start(whoami_app(TrustedProxies::none()));
-    let (http, who) = get_with(untrusting.addr, "/whoami", spoof);
-    assert_eq!(http.status, 200);
-    assert_eq!(
-        who,
-        json!({"peer": "127.0.0.1", "client": "127.0.0.1", "scheme": "http",
-               "host": "direct.example", "root_path": "", "base_url": "http://direct.example",
-               "request_id": "direct-1"})
-    );
+    spoofed(untrusting.addr);
 }

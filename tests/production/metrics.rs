@@ -65,22 +65,14 @@ fn metrics_parse_with_prometheus_client_and_count_the_requests_made() {
             .find(|f| f["name"] == name)
             .map(|f| f["type"].as_str().unwrap_or("").to_string())
     };
-    assert_eq!(
-        family_type("tinyserve_requests").as_deref(),
-        Some("counter")
-    );
-    assert_eq!(
-        family_type("tinyserve_request_duration_seconds").as_deref(),
-        Some("histogram")
-    );
-    assert_eq!(
-        family_type("tinyserve_inferences").as_deref(),
-        Some("counter")
-    );
-    assert_eq!(
-        family_type("process_resident_memory_bytes").as_deref(),
-        Some("gauge")
-    );
+    for (name, kind) in [
+        ("tinyserve_requests", "counter"),
+        ("tinyserve_request_duration_seconds", "histogram"),
+        ("tinyserve_inferences", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+    ] {
+        assert_eq!(family_type(name).as_deref(), Some(kind), "{name}");
+    }
     // The value of the one sample called `name` with exactly `labels`.
     let sample = |name: &str, labels: Value| -> f64 {
         let found: Vec<f64> = families
