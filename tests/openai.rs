@@ -22,7 +22,7 @@ use crate::support::process::run;
 use crate::support::python::{assert_checks_passed, python_env};
 use crate::support::repo;
 use crate::support::serve::ServeChild;
-use crate::support::wire::Conn;
+use crate::support::wire::{post_json_request, Conn};
 
 /// Tokens asked for when a test needs a stream that runs for seconds (the server's maximum).
 const LONG: u64 = 4096;
@@ -396,52 +396,62 @@ fn assert_openai_error(mut http: Conn, status: u16, code: &str, needle: &str) {
 #[test]
 fn errors_are_openai_shaped_with_the_right_status() {
     let server = ServeChild::start(&[]);
-    let post = |path: &str, body: Value| Conn::post_json(server.addr, path, &body);
     let stream = |body: Value| streaming(body, json!({}));
-
-    let mut body = completion("x", 4);
-    body["model"] = json!("no-such-model");
-    assert_openai_error(
-        post("/v1/completions", stream(body.clone())),
-        404,
-        "model_not_found",
-        "no-such-model",
-    );
-    body["model"] = json!("iris");
-    assert_openai_error(
-        post("/v1/completions", stream(body)),
-        400,
-        "bad_request",
-        "cannot generate",
-    );
+    let post = |path: &str, body: Value| post_json_request(path, &stream(body));
+    let with = |mut body: Value, field: &str, value: Value| {
+        body[field] = value;
+        body
+    };
     let broken = b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\n\
                    Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"model\":";
-    assert_openai_error(Conn::request(server.addr, broken), 400, "invalid_json", "");
-    let mut body = chat("hi", 4);
-    body["temperature"] = json!(5);
-    assert_openai_error(
-        post("/v1/chat/completions", stream(body)),
-        400,
-        "invalid_input",
-        "temperature",
-    );
-    assert_openai_error(
-        post(
-            "/v1/chat/completions",
-            stream(json!({"model": "bytelm", "max_tokens": 4})),
+    let cases = [
+        (
+            post(
+                "/v1/completions",
+                with(completion("x", 4), "model", json!("no-such-model")),
+            ),
+            404,
+            "model_not_found",
+            "no-such-model",
         ),
-        400,
-        "invalid_input",
-        "messages",
-    );
-    let mut body = chat("hi", 4);
-    body["n"] = json!(2);
-    assert_openai_error(
-        post("/v1/chat/completions", stream(body)),
-        400,
-        "invalid_input",
-        "n = 1",
-    );
+        (
+            post(
+                "/v1/completions",
+                with(completion("x", 4), "model", json!("iris")),
+            ),
+            400,
+            "bad_request",
+            "cannot generate",
+        ),
+        (broken.to_vec(), 400, "invalid_json", ""),
+        (
+            post(
+                "/v1/chat/completions",
+                with(chat("hi", 4), "temperature", json!(5)),
+            ),
+            400,
+            "invalid_input",
+            "temperature",
+        ),
+        (
+            post(
+                "/v1/chat/completions",
+                json!({"model": "bytelm", "max_tokens": 4}),
+            ),
+            400,
+            "invalid_input",
+            "messages",
+        ),
+        (
+            post("/v1/chat/completions", with(chat("hi", 4), "n", json!(2))),
+            400,
+            "invalid_input",
+            "n = 1",
+        ),
+    ];
+    for (request, status, code, needle) in cases {
+        assert_openai_error(Conn::request(server.addr, &request), status, code, needle);
+    }
 }
 
 /// Waits (bounded) until the cancelled counter passes `before`, then until the token counter
