@@ -42,30 +42,31 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(conn.response().text(), "fourth");
 }
 
-#[test]
-fn connection_close_is_honored() {
+/// `request` (a GET of `/echo/{text}`) is answered with `Connection: close`, and the server
+/// closes the connection.
+fn assert_answered_then_closed(request: &[u8], text: &str) {
     let server = TestServer::start(app());
     let mut conn = open(server.addr);
-    conn.send(b"GET /echo/bye HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    conn.send(request);
     let reply = conn.response();
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.text(), "bye");
+    assert_eq!(reply.text(), text);
     assert_eq!(reply.header("Connection"), Some("close"));
     conn.assert_closed();
     assert_serving(&server);
 }
 
 #[test]
+fn connection_close_is_honored() {
+    assert_answered_then_closed(
+        b"GET /echo/bye HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        "bye",
+    );
+}
+
+#[test]
 fn http_1_0_without_keep_alive_closes() {
-    let server = TestServer::start(app());
-    let mut conn = open(server.addr);
-    conn.send(b"GET /echo/old HTTP/1.0\r\n\r\n");
-    let reply = conn.response();
-    assert_eq!(reply.status, 200);
-    assert_eq!(reply.text(), "old");
-    assert_eq!(reply.header("Connection"), Some("close"));
-    conn.assert_closed();
-    assert_serving(&server);
+    assert_answered_then_closed(b"GET /echo/old HTTP/1.0\r\n\r\n", "old");
 }
 
 #[test]
