@@ -22,7 +22,7 @@ use crate::support::process::run;
 use crate::support::python::{assert_checks_passed, python_env};
 use crate::support::repo;
 use crate::support::serve::ServeChild;
-use crate::support::wire::Http;
+use crate::support::wire::{post_json_request, Conn};
 
 /// Tokens asked for when a test needs a stream that runs for seconds (the server's maximum).
 const LONG: u64 = 4096;
@@ -59,7 +59,7 @@ fn streaming(mut body: Value, more: Value) -> Value {
 
 /// Reads an OpenAI stream to `data: [DONE]` and returns its JSON chunks; checks that
 /// `[DONE]` is the last thing in the body.
-fn read_stream(http: &mut Http) -> Vec<Value> {
+fn read_stream(http: &mut Conn) -> Vec<Value> {
     let mut chunks = Vec::new();
     loop {
         let event = http
@@ -143,7 +143,7 @@ fn completions_and_chat_have_the_openai_shapes() {
         other => panic!("finish_reason {other:?}: {answer}"),
     }
 
-    let mut http = Http::get(server.addr, "/v1/models");
+    let mut http = Conn::get(server.addr, "/v1/models");
     assert_eq!(http.status, 200);
     let list = http.json();
     assert_eq!(list["object"], "list");
@@ -283,7 +283,7 @@ fn streams_use_the_openai_chunk_format() {
 
     // Completions.
     let plain = server.ok("/v1/completions", &completion("def ", 40));
-    let mut http = Http::post_json(
+    let mut http = Conn::post_json(
         server.addr,
         "/v1/completions",
         &streaming(completion("def ", 40), json!({})),
@@ -318,7 +318,7 @@ fn streams_use_the_openai_chunk_format() {
 
     // Chat, with the usage chunk.
     let plain = server.ok("/v1/chat/completions", &chat("What is a dict?", 40));
-    let mut http = Http::post_json(
+    let mut http = Conn::post_json(
         server.addr,
         "/v1/chat/completions",
         &streaming(
@@ -371,7 +371,7 @@ fn streams_use_the_openai_chunk_format() {
 }
 
 /// Asserts an OpenAI-shaped JSON error with `status` and `code`.
-fn assert_openai_error(mut http: Http, status: u16, code: &str, needle: &str) {
+fn assert_openai_error(mut http: Conn, status: u16, code: &str, needle: &str) {
     let body = http.json();
     assert_eq!(http.status, status, "{body}");
     assert_eq!(
@@ -396,52 +396,62 @@ fn assert_openai_error(mut http: Http, status: u16, code: &str, needle: &str) {
 #[test]
 fn errors_are_openai_shaped_with_the_right_status() {
     let server = ServeChild::start(&[]);
-    let post = |path: &str, body: Value| Http::post_json(server.addr, path, &body);
     let stream = |body: Value| streaming(body, json!({}));
-
-    let mut body = completion("x", 4);
-    body["model"] = json!("no-such-model");
-    assert_openai_error(
-        post("/v1/completions", stream(body.clone())),
-        404,
-        "model_not_found",
-        "no-such-model",
-    );
-    body["model"] = json!("iris");
-    assert_openai_error(
-        post("/v1/completions", stream(body)),
-        400,
-        "bad_request",
-        "cannot generate",
-    );
+    let post = |path: &str, body: Value| post_json_request(path, &stream(body));
+    let with = |mut body: Value, field: &str, value: Value| {
+        body[field] = value;
+        body
+    };
     let broken = b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\n\
                    Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"model\":";
-    assert_openai_error(Http::send(server.addr, broken), 400, "invalid_json", "");
-    let mut body = chat("hi", 4);
-    body["temperature"] = json!(5);
-    assert_openai_error(
-        post("/v1/chat/completions", stream(body)),
-        400,
-        "invalid_input",
-        "temperature",
-    );
-    assert_openai_error(
-        post(
-            "/v1/chat/completions",
-            stream(json!({"model": "bytelm", "max_tokens": 4})),
+    let cases = [
+        (
+            post(
+                "/v1/completions",
+                with(completion("x", 4), "model", json!("no-such-model")),
+            ),
+            404,
+            "model_not_found",
+            "no-such-model",
         ),
-        400,
-        "invalid_input",
-        "messages",
-    );
-    let mut body = chat("hi", 4);
-    body["n"] = json!(2);
-    assert_openai_error(
-        post("/v1/chat/completions", stream(body)),
-        400,
-        "invalid_input",
-        "n = 1",
-    );
+        (
+            post(
+                "/v1/completions",
+                with(completion("x", 4), "model", json!("iris")),
+            ),
+            400,
+            "bad_request",
+            "cannot generate",
+        ),
+        (broken.to_vec(), 400, "invalid_json", ""),
+        (
+            post(
+                "/v1/chat/completions",
+                with(chat("hi", 4), "temperature", json!(5)),
+            ),
+            400,
+            "invalid_input",
+            "temperature",
+        ),
+        (
+            post(
+                "/v1/chat/completions",
+                json!({"model": "bytelm", "max_tokens": 4}),
+            ),
+            400,
+            "invalid_input",
+            "messages",
+        ),
+        (
+            post("/v1/chat/completions", with(chat("hi", 4), "n", json!(2))),
+            400,
+            "invalid_input",
+            "n = 1",
+        ),
+    ];
+    for (request, status, code, needle) in cases {
+        assert_openai_error(Conn::request(server.addr, &request), status, code, needle);
+    }
 }
 
 /// Waits (bounded) until the cancelled counter passes `before`, then until the token counter
@@ -479,7 +489,7 @@ fn a_client_that_leaves_stops_the_generation() {
     let server = ServeChild::start(&[]);
     let tokens_before = server.metric(TOKENS);
     let cancelled_before = server.metric(CANCELLED);
-    let mut http = Http::post_json(
+    let mut http = Conn::post_json(
         server.addr,
         "/v1/chat/completions",
         &streaming(chat("Tell me everything.", LONG), json!({})),
@@ -501,8 +511,8 @@ fn a_client_that_leaves_stops_the_generation() {
 }
 
 /// Opens a long chat stream; returns the exchange (status and head read).
-fn open_long_stream(addr: SocketAddr) -> Http {
-    Http::post_json(
+fn open_long_stream(addr: SocketAddr) -> Conn {
+    Conn::post_json(
         addr,
         "/v1/chat/completions",
         &streaming(chat("Go on and on.", LONG), json!({})),
@@ -526,30 +536,24 @@ fn streams_beyond_the_cap_get_503_while_plain_requests_are_served() {
             })
         })
         .collect();
-    let mut streams: Vec<Http> = openers
+    let mut streams: Vec<Conn> = openers
         .into_iter()
         .map(|t| t.join().expect("opener thread"))
         .collect();
-    let (open, refused): (Vec<Http>, Vec<Http>) = streams.drain(..).partition(|h| h.status == 200);
+    let (open, refused): (Vec<Conn>, Vec<Conn>) = streams.drain(..).partition(|h| h.status == 200);
     assert_eq!(open.len(), CAP, "exactly the cap's worth of streams run");
     assert_eq!(refused.len(), 2);
     for mut http in refused {
-        assert_eq!(http.status, 503);
-        assert_eq!(http.header("Content-Type"), Some("application/json"));
-        assert_eq!(http.header("Retry-After"), Some("1"));
         // The server's own overload answer (it is decided after the handler, by the server),
         // not the OpenAI error shape.
-        let body = http.json();
-        assert_eq!(body["code"], "overloaded", "{body}");
-        assert!(
-            body["error"].as_str().unwrap_or("").contains("streams"),
-            "{body}"
-        );
+        let reply = http.reply();
+        reply.assert_error(503, "overloaded", "streams");
+        assert_eq!(reply.header("Retry-After"), Some("1"));
     }
 
     // Plain requests are still answered while the streams hold their workers.
     for _ in 0..5 {
-        let mut http = Http::get(addr, "/v2/health/ready");
+        let mut http = Conn::get(addr, "/v2/health/ready");
         assert_eq!(http.status, 200);
         http.read_to_end();
         let answer = server.ok(
@@ -594,13 +598,13 @@ fn a_model_stream_passes_through_nginx_as_it_is_generated() {
     let server = ServeChild::start(&[]);
     let nginx = Nginx::start(&server.addr.to_string());
 
-    let mut http = Http::get(nginx.addr, "/v1/models");
+    let mut http = Conn::get(nginx.addr, "/v1/models");
     assert_eq!(http.status, 200, "{}", nginx.log());
     assert!(http.json()["data"].to_string().contains("bytelm"));
 
     let tokens_before = server.metric(TOKENS);
     let cancelled_before = server.metric(CANCELLED);
-    let mut http = Http::post_json(
+    let mut http = Conn::post_json(
         nginx.addr,
         "/v1/chat/completions",
         &streaming(chat("Tell me everything.", LONG), json!({})),
@@ -718,7 +722,7 @@ fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
     let tokens = "tinyserve_generated_tokens_total{model=\"tinychat\"}";
     let body = json!({"model": "tinychat", "prompt": "The class", "max_tokens": 1023});
     assert_openai_error(
-        Http::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+        Conn::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
         400,
         "invalid_input",
         "context of 1024 tokens",
@@ -726,7 +730,7 @@ fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
     let body = json!({"model": "tinychat", "max_tokens": 1020,
         "messages": [{"role": "user", "content": "What is assert?"}]});
     assert_openai_error(
-        Http::post_json(server.addr, "/v1/chat/completions", &body),
+        Conn::post_json(server.addr, "/v1/chat/completions", &body),
         400,
         "invalid_input",
         "the prompt (13 tokens) plus max_tokens (1020)",
@@ -735,14 +739,14 @@ fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
     let body = json!({"model": "tinychat", "max_tokens": 4,
         "messages": [{"role": "user", "content": big}]});
     assert_openai_error(
-        Http::post_json(server.addr, "/v1/chat/completions", &body),
+        Conn::post_json(server.addr, "/v1/chat/completions", &body),
         400,
         "invalid_input",
         "the prompt limit",
     );
     let body = json!({"model": "tinychat", "prompt": "", "max_tokens": 4});
     assert_openai_error(
-        Http::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+        Conn::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
         400,
         "invalid_input",
         "no tokens",
@@ -757,19 +761,19 @@ fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
     let body = json!({"model": "tinychat", "max_tokens": 4, "messages": [
         {"role": "user", "content": "a"}, {"role": "user", "content": "b"}]});
     assert_openai_error(
-        Http::post_json(server.addr, "/v1/chat/completions", &body),
+        Conn::post_json(server.addr, "/v1/chat/completions", &body),
         400,
         "invalid_input",
         "roles must alternate",
     );
     // A decoder is served through /v1 only.
-    let listed = Http::get(server.addr, "/v1/models").json();
+    let listed = Conn::get(server.addr, "/v1/models").json();
     let ids: Vec<&str> = listed["data"]
         .as_array()
         .map(|d| d.iter().filter_map(|m| m["id"].as_str()).collect())
         .unwrap_or_default();
     assert!(ids.contains(&"tinychat"), "{listed}");
-    let mut http = Http::get(server.addr, "/v2/models/tinychat");
+    let mut http = Conn::get(server.addr, "/v2/models/tinychat");
     let body = http.json();
     assert_eq!(http.status, 404, "{body}");
     assert!(
@@ -811,7 +815,7 @@ fn a_decoder_generation_over_the_kv_cache_budget_is_a_400_naming_it() {
     let server = ServeChild::start(&["--kv-cache-bytes", "102400"]);
     let body = json!({"model": "tinychat", "prompt": "The ", "max_tokens": 99});
     assert_openai_error(
-        Http::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+        Conn::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
         400,
         "invalid_input",
         "need 103424 bytes of KV cache, over model \"tinychat\"'s budget of 102400 bytes (--kv-cache-bytes)",

@@ -6,8 +6,7 @@
 //! checked by ordering (the upstream sends event k only after the test acknowledges k-1).
 //! Sleeps appear only inside upstream handlers (simulated latency) and in bounded polling.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -21,6 +20,7 @@ use tinyserve::{App, Error, ErrorKind, Event, FanOut, Request, Sse, Upstream};
 
 use crate::support::process::tinyserve;
 use crate::support::serve::{assert_refuses_to_serve, ServeBuilder, ServeChild};
+use crate::support::wire::{post_json_request, Conn, Framing};
 use crate::support::{agent, repo, TestServer};
 
 /// Longest a test waits for anything; reaching it means a hang, and fails the test.
@@ -399,12 +399,10 @@ fn a_client_that_leaves_abandons_the_fan_out() {
         let _ = done_tx.send((begun.elapsed(), errors));
         "too late"
     }));
-    let mut socket = TcpStream::connect(server.addr).expect("connect");
-    socket
-        .write_all(b"GET /ask HTTP/1.1\r\nHost: test\r\n\r\n")
-        .expect("send request");
+    let mut conn = Conn::open_with(server.addr, BOUND);
+    conn.send(b"GET /ask HTTP/1.1\r\nHost: test\r\n\r\n");
     started.recv_timeout(BOUND).expect("the handler started");
-    drop(socket);
+    drop(conn);
     let (_, errors) = done
         .recv_timeout(BOUND)
         .expect("the handler returned soon after its client left, long before its 30 s deadline");
@@ -434,67 +432,41 @@ fn upstream_arg(spec: String) -> Vec<String> {
     vec!["--upstream".to_string(), spec]
 }
 
-/// A Server-Sent Events client on a raw socket: reads the chunked body event by event.
+/// Server-Sent Events read from a raw connection, event by event.
 struct EventReader {
-    reader: BufReader<TcpStream>,
-    pending: Vec<u8>,
+    conn: Conn,
 }
 
 impl EventReader {
     /// POSTs `body` to `path` and reads the response head, which must be a 200 event stream.
     fn open(addr: SocketAddr, path: &str, body: &Value) -> EventReader {
-        let mut socket = TcpStream::connect(addr).expect("connect to the proxy");
-        socket.set_read_timeout(Some(BOUND)).expect("timeout");
-        let body = body.to_string();
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
+        let mut conn = Conn::open_with(addr, BOUND);
+        conn.send(&post_json_request(path, body));
+        conn.read_head();
+        let head = format!("{} {:?}", conn.status, conn.headers);
+        assert_eq!(
+            (conn.version.as_str(), conn.status),
+            ("HTTP/1.1", 200),
+            "{head}"
         );
-        socket.write_all(request.as_bytes()).expect("send request");
-        let mut reader = BufReader::new(socket);
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("response head in time");
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            head.push_str(&line);
-        }
-        let lower = head.to_ascii_lowercase();
-        assert!(head.starts_with("HTTP/1.1 200"), "head: {head}");
-        assert!(lower.contains("content-type: text/event-stream"), "{head}");
-        assert!(lower.contains("transfer-encoding: chunked"), "{head}");
-        EventReader {
-            reader,
-            pending: Vec::new(),
-        }
+        assert!(
+            conn.header("Content-Type")
+                .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/event-stream")),
+            "{head}"
+        );
+        assert_eq!(conn.framing, Framing::Chunked, "{head}");
+        EventReader { conn }
     }
 
     /// The next event's text (comments skipped), or `None` at the end of the body. Panics when
     /// nothing arrives within [`BOUND`].
     fn next(&mut self) -> Option<String> {
         loop {
-            if let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
-                let event: Vec<u8> = self.pending.drain(..end + 2).collect();
-                let event = String::from_utf8_lossy(&event).trim_end().to_string();
-                if event.starts_with(':') {
-                    continue;
-                }
-                return Some(event);
+            let event = self.conn.next_event_text()?;
+            let event = event.trim_end();
+            if !event.starts_with(':') {
+                return Some(event.to_string());
             }
-            let mut size = String::new();
-            self.reader
-                .read_line(&mut size)
-                .unwrap_or_else(|err| panic!("no event within {BOUND:?}: {err}"));
-            let size = usize::from_str_radix(size.trim(), 16)
-                .unwrap_or_else(|_| panic!("bad chunk size line {size:?}"));
-            if size == 0 {
-                return None;
-            }
-            let mut chunk = vec![0; size + 2];
-            self.reader.read_exact(&mut chunk).expect("chunk");
-            self.pending.extend_from_slice(&chunk[..size]);
         }
     }
 }

@@ -7,11 +7,10 @@
 //! fails instead of hanging. Producers wait on their channels with a timeout too, and end as
 //! soon as the test drops its end, so a failing test still lets the server shut down.
 //!
-//! [`Http`] (a raw HTTP/1.1 client that decodes chunked framing itself), the SSE parser and
+//! [`Conn`] (a raw HTTP/1.1 client that decodes chunked framing itself), the SSE parser and
 //! the [`Nginx`] runner live in `tests/support/`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -20,7 +19,7 @@ use std::time::Duration;
 use tinyserve::{App, Disconnected, Event, Response, Settings, Sse};
 
 use crate::support::nginx::Nginx;
-use crate::support::wire::{Framing, Http, SseEvent, READ_LIMIT};
+use crate::support::wire::{Conn, Framing, SseEvent};
 use crate::support::TestServer;
 
 /// How long a producer waits for the test's go-ahead; longer than [`READ_LIMIT`], so a client
@@ -120,7 +119,7 @@ fn gate_of(go: &Receiver<Sender<()>>) -> Sender<()> {
 
 /// Reads `/ordered` chunk by chunk, allowing chunk k+1 only after chunk k arrived.
 fn assert_ordered_chunks(addr: SocketAddr, go: &Receiver<Sender<()>>) {
-    let mut http = Http::get(addr, "/ordered");
+    let mut http = Conn::get(addr, "/ordered");
     assert_eq!(http.status, 200);
     assert_eq!(
         http.header("Content-Type"),
@@ -146,7 +145,7 @@ fn assert_ordered_chunks(addr: SocketAddr, go: &Receiver<Sender<()>>) {
 /// Reads `/ordered-sse` event by event, allowing event k+1 only after event k arrived, and
 /// checks the SSE headers (`proxied`: nginx consumes `X-Accel-Buffering`).
 fn assert_ordered_events(addr: SocketAddr, go: &Receiver<Sender<()>>, proxied: bool) {
-    let mut http = Http::get(addr, "/ordered-sse");
+    let mut http = Conn::get(addr, "/ordered-sse");
     assert_eq!(http.status, 200);
     assert_eq!(http.header("Content-Type"), Some("text/event-stream"));
     assert_eq!(http.header("Cache-Control"), Some("no-cache"));
@@ -212,7 +211,7 @@ fn sse_events_arrive_one_by_one_with_their_fields() {
         })
     });
     let server = TestServer::start(app);
-    let mut http = Http::get(server.addr, "/one");
+    let mut http = Conn::get(server.addr, "/one");
     gate_of(&go2).send(()).expect("producer waiting");
     assert_eq!(
         http.next_event_text().as_deref(),
@@ -247,7 +246,7 @@ fn a_client_that_leaves_stops_the_producer() {
             })
         });
     let server = TestServer::start(app);
-    let mut http = Http::get(server.addr, "/endless");
+    let mut http = Conn::get(server.addr, "/endless");
     assert_eq!(http.status, 200);
     http.expect_body(b"line 0000000\n");
     http.expect_body(b"line 0000001\n");
@@ -301,7 +300,7 @@ fn the_stream_cap_answers_503_and_plain_requests_still_work() {
     // One after the other, so each gate is known to belong to its stream: a producer hands
     // out its gate before it sends "start".
     let open_held = || {
-        let mut held = Http::get(server.addr, "/held");
+        let mut held = Conn::get(server.addr, "/held");
         assert_eq!(held.status, 200);
         held.expect_body(b"start\n");
         (held, gate_of(&go))
@@ -311,16 +310,9 @@ fn the_stream_cap_answers_503_and_plain_requests_still_work() {
 
     // Both slots are held (their producers wait for the test): a third stream is refused at
     // once, as JSON, while plain requests are served by the free workers.
-    let mut third = Http::get(server.addr, "/held");
-    assert_eq!(third.status, 503);
-    assert_eq!(third.header("Content-Type"), Some("application/json"));
+    let third = Conn::get(server.addr, "/held").reply();
+    third.assert_error(503, "overloaded", "streams");
     assert_eq!(third.header("Retry-After"), Some("1"));
-    let body = third.json();
-    assert_eq!(body["code"], "overloaded", "{body}");
-    assert!(
-        body["error"].as_str().unwrap_or("").contains("streams"),
-        "{body}"
-    );
     for _ in 0..3 {
         let reply = server.get("/ping");
         assert_eq!(reply.status, 200);
@@ -331,7 +323,7 @@ fn the_stream_cap_answers_503_and_plain_requests_still_work() {
     first_gate.send(()).expect("producer waiting");
     first.expect_body(b"end\n");
     assert!(first.at_end());
-    let mut fourth = Http::get(server.addr, "/held");
+    let mut fourth = Conn::get(server.addr, "/held");
     assert_eq!(fourth.status, 200, "a slot is free again");
     fourth.expect_body(b"start\n");
     gate_of(&go).send(()).expect("producer waiting");
@@ -357,7 +349,7 @@ fn a_finished_stream_frees_its_slot_before_the_client_sees_the_end() {
     });
     let server = TestServer::start(app);
     for round in 0..200 {
-        let mut http = Http::get(server.addr, "/short");
+        let mut http = Conn::get(server.addr, "/short");
         let status = http.status;
         let body = String::from_utf8_lossy(&http.read_to_end()).into_owned();
         assert_eq!((status, body.as_str()), (200, "ab"), "round {round}");
@@ -378,7 +370,7 @@ fn sse_keep_alive_comments_flow_while_the_producer_is_idle() {
         .with_keep_alive(Duration::from_millis(200))
     });
     let server = TestServer::start(app);
-    let mut http = Http::get(server.addr, "/quiet");
+    let mut http = Conn::get(server.addr, "/quiet");
     assert_eq!(http.header("Content-Type"), Some("text/event-stream"));
     let gate = gate_of(&go);
     // The producer sends nothing until the test has seen a keep-alive comment.
@@ -415,7 +407,7 @@ fn three_app() -> (App, Receiver<Result<usize, Disconnected>>) {
 fn http_1_0_gets_a_close_delimited_stream() {
     let (app, report) = three_app();
     let server = TestServer::start(app);
-    let mut http = Http::send(server.addr, b"GET /three HTTP/1.0\r\n\r\n");
+    let mut http = Conn::request(server.addr, b"GET /three HTTP/1.0\r\n\r\n");
     assert_eq!(http.status, 200);
     assert_eq!(
         http.header("Transfer-Encoding"),
@@ -439,25 +431,19 @@ fn http_1_0_gets_a_close_delimited_stream() {
 fn head_on_a_stream_route_sends_the_head_only() {
     let (app, report) = three_app();
     let server = TestServer::start(app);
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
-    stream.set_read_timeout(Some(READ_LIMIT)).expect("timeout");
-    stream
-        .write_all(b"HEAD /three HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .expect("send");
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .expect("the server closes after the head");
-    let text = String::from_utf8_lossy(&answer);
-    let end = text.find("\r\n\r\n").expect("a complete head") + 4;
-    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
-    assert!(
-        text[..end]
-            .to_ascii_lowercase()
-            .contains("content-type: text/plain\r\n"),
-        "{text}"
+    let mut conn = Conn::request(
+        server.addr,
+        b"HEAD /three HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
     );
-    assert_eq!(&text[end..], "", "no body after the head");
+    assert_eq!((conn.version.as_str(), conn.status), ("HTTP/1.1", 200));
+    assert!(
+        conn.header("Content-Type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("text/plain")),
+        "{:?}",
+        conn.headers
+    );
+    // No body after the head: the server closes the connection.
+    conn.assert_closed();
     // Nobody reads the body: the producer is told at once and stops.
     assert_eq!(
         report.recv_timeout(REPORT_LIMIT).expect("producer ended"),
@@ -473,7 +459,7 @@ fn streams_pass_through_nginx_event_by_event() {
     let nginx = Nginx::start(&server.addr.to_string());
 
     // A plain request through the proxy.
-    let mut http = Http::get(nginx.addr, "/ping");
+    let mut http = Conn::get(nginx.addr, "/ping");
     assert_eq!(http.status, 200, "{}", nginx.log());
     assert_eq!(http.read_to_end(), b"pong");
 

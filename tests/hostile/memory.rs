@@ -4,15 +4,13 @@
 //! binary; it gets a 4xx naming the limit, the server stays up, and the peak RSS stays within
 //! the per-request budget the README documents.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::process::wait_until;
 use crate::support::serve::ServeChild;
-use crate::support::wire::{connect, find};
+use crate::support::wire::Conn;
 
 const MIB: u64 = 1024;
 
@@ -27,28 +25,13 @@ const REQUEST_BUDGET_KIB: u64 = (5 * 10 + 9 * 16) * MIB;
 /// server from hanging the test.
 const ANSWER_LIMIT: Duration = Duration::from_secs(600);
 
-/// Writes `request` on a fresh connection and reads up to the end of the response head;
-/// returns the status and the connection, positioned at the body.
-fn send(server: &ServeChild, request: &[u8]) -> (u16, Vec<u8>, TcpStream) {
-    let mut socket = connect(server.addr, ANSWER_LIMIT);
-    socket.write_all(request).expect("send the request");
-    let mut received = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    let end = loop {
-        if let Some(end) = find(&received, b"\r\n\r\n") {
-            break end + 4;
-        }
-        let n = socket.read(&mut buf).expect("read the response head");
-        assert!(n > 0, "the server closed before answering");
-        received.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&received[..end]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (status, received[end..].to_vec(), socket)
+/// Writes `request` on a fresh connection and reads the response head; the connection is
+/// positioned at the body.
+fn send(server: &ServeChild, request: &[u8]) -> Conn {
+    let mut conn = Conn::open_with(server.addr, ANSWER_LIMIT);
+    conn.send(request);
+    conn.read_head();
+    conn
 }
 
 /// `POST path` with `body` on a fresh connection (closed after the answer); the status and the
@@ -61,11 +44,8 @@ fn post(server: &ServeChild, path: &str, headers: &str, body: &[u8]) -> (u16, Va
     )
     .into_bytes();
     request.extend_from_slice(body);
-    let (status, mut answer, mut socket) = send(server, &request);
-    socket.read_to_end(&mut answer).expect("read the answer");
-    let json = serde_json::from_slice(&answer)
-        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&answer)));
-    (status, json)
+    let mut conn = send(server, &request);
+    (conn.status, conn.json())
 }
 
 fn post_json(server: &ServeChild, path: &str, body: &Value) -> (u16, Value) {
@@ -256,11 +236,7 @@ fn non_streaming_generation_stops_when_the_client_leaves() {
         body.len()
     );
     for _ in 0..6 {
-        let mut socket = connect(server.addr, Duration::from_secs(10));
-        socket
-            .write_all(request.as_bytes())
-            .expect("send the request");
-        drop(socket);
+        Conn::open_with(server.addr, Duration::from_secs(10)).send(request.as_bytes());
     }
     let series = "tinyserve_generations_cancelled_total{model=\"bytelm\"}";
     assert!(
@@ -289,10 +265,9 @@ fn slow_readers_hold_no_more_than_their_answers() {
     );
     // Four clients read the status line and then nothing: each answer waits whole on its
     // connection (the head goes out with the first bytes of the body).
-    let readers: Vec<(u16, Vec<u8>, TcpStream)> =
-        (0..4).map(|_| send(&server, request.as_bytes())).collect();
-    for (status, _, _) in &readers {
-        assert_eq!(*status, 200);
+    let readers: Vec<Conn> = (0..4).map(|_| send(&server, request.as_bytes())).collect();
+    for reader in &readers {
+        assert_eq!(reader.status, 200);
     }
     assert_peak_within(&server, idle, 4 * REQUEST_BUDGET_KIB, "four slow readers");
     assert_still_serving(&mut server);

@@ -9,19 +9,11 @@ use std::time::Duration;
 use tinyserve::TrustedProxies;
 
 use crate::support::serve::ServeChild;
-use crate::support::wire::{connect, Http};
+use crate::support::wire::{statuses, Conn};
 use crate::support::TestServer;
 
 /// Longest a test waits on a socket; reaching it means a hang, and fails the test.
 const BOUND: Duration = Duration::from_secs(30);
-
-/// The statuses of the answers a connection got, in order, until the server closed it.
-fn statuses(answers: &[u8]) -> Vec<u16> {
-    let text = String::from_utf8_lossy(answers);
-    text.match_indices("HTTP/1.1 ")
-        .filter_map(|(at, _)| text.get(at + 9..at + 12)?.parse().ok())
-        .collect()
-}
 
 /// How far above its idle RSS a server may peak in these cases: none of them may keep what an
 /// attacker sends (the metrics flood alone once grew RSS by 1 GB).
@@ -39,9 +31,8 @@ fn assert_up_and_bounded(server: &mut ServeChild, idle_kib: u64) {
 
 /// One request on a new connection: the status and the body as text.
 fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
-    let mut http = Http::send(addr, request);
-    let body = http.read_to_end();
-    (http.status, String::from_utf8_lossy(&body).into_owned())
+    let reply = Conn::request(addr, request).reply();
+    (reply.status, reply.text())
 }
 
 /// Sends `count` requests with unique 16 KB method tokens, then `head` (the rest of the request
@@ -51,14 +42,12 @@ fn method_flood(addr: SocketAddr, count: usize, per_conn: usize, head: &str) -> 
     let connections = count.div_ceil(per_conn);
     let mut answered = Vec::new();
     for c in 0..connections {
-        let stream = connect(addr, BOUND);
-        let mut reader = stream.try_clone().expect("clone socket");
+        let mut conn = Conn::open_with(addr, BOUND);
+        let mut writer = conn.writer();
         let read = std::thread::spawn(move || {
-            let mut answers = Vec::new();
-            let _ = reader.read_to_end(&mut answers);
-            answers
+            conn.finish();
+            conn.unread().to_vec()
         });
-        let mut writer = &stream;
         for i in 0..per_conn {
             let n = c * per_conn + i;
             let method = format!("M{n:08}{}", "X".repeat(16 * 1024 - 128));
@@ -72,7 +61,7 @@ fn method_flood(addr: SocketAddr, count: usize, per_conn: usize, head: &str) -> 
                 break; // the server closed the connection: the rest goes on the next one
             }
         }
-        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let _ = writer.shutdown(std::net::Shutdown::Write);
         answered.extend(statuses(&read.join().expect("reader thread")));
     }
     answered
@@ -104,7 +93,7 @@ fn unique_method_tokens_do_not_grow_the_metrics() {
             "not all refused: {answered:?}"
         );
         let scrape = |server: &ServeChild| {
-            let mut http = Http::send(
+            let mut http = Conn::request(
                 server.addr,
                 b"GET /metrics HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer the-key\r\n\r\n",
             );
@@ -279,7 +268,7 @@ fn with_batching_a_bad_client_causes_no_5xx_for_others() {
             let mut statuses = Vec::new();
             let request = bytelm_request(&[72, 300, 33]);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let mut http = Http::send(server.addr, &request);
+                let mut http = Conn::request(server.addr, &request);
                 let body = http.json();
                 statuses.push((http.status, body["code"].clone()));
             }
@@ -290,7 +279,7 @@ fn with_batching_a_bad_client_causes_no_5xx_for_others() {
                 scope.spawn(|| {
                     (0..40)
                         .map(|_| {
-                            let mut http = Http::send(server.addr, &normal);
+                            let mut http = Conn::request(server.addr, &normal);
                             (http.status, http.json())
                         })
                         .collect::<Vec<_>>()
@@ -402,7 +391,7 @@ fn upstream_answers_are_mapped_to_our_own_errors() {
         ("internal/switch", "answered status 101"),
         ("internal/crash", "answered status 500"),
     ] {
-        let mut http = Http::send(server.addr, chat(model).as_bytes());
+        let mut http = Conn::request(server.addr, chat(model).as_bytes());
         let status = http.status;
         let body = http.json();
         assert_eq!(status, 502, "{model}: {body}");

@@ -4,15 +4,15 @@
 //! that the server keeps serving, and that its peak RSS stays within [`RSS_BOUND_KIB`] of what
 //! it held before the attack.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::serve::ServeChild;
-use crate::support::wire::{connect, find, Http};
+use crate::support::wire::{json_after_head as error_body, statuses, Conn, End};
 
 /// How far the peak RSS of the server may rise above its RSS before an attack: the README's
 /// bound for the transport cases (each refused before its body is buffered, or bounded by
@@ -33,7 +33,7 @@ fn start(args: &[&str]) -> (ServeChild, u64) {
 /// The server still answers, and its peak RSS stayed within the bound.
 fn assert_survived(server: &mut ServeChild, rss_before: u64) {
     assert!(server.is_running(), "the server died: {}", server.stderr());
-    let mut http = Http::get(server.addr, "/healthz");
+    let mut http = Conn::get(server.addr, "/healthz");
     assert_eq!(http.status, 200);
     assert_eq!(http.json()["status"], "ok");
     let (_, peak) = server.rss_kib();
@@ -43,55 +43,52 @@ fn assert_survived(server: &mut ServeChild, rss_before: u64) {
     );
 }
 
-/// What the server sent on `stream` until it closed it (or reset it): fails the test if it
-/// keeps it open past [`CLIENT_LIMIT`].
-fn until_closed(mut stream: &TcpStream) -> Vec<u8> {
-    stream
-        .set_read_timeout(Some(CLIENT_LIMIT))
-        .expect("read timeout");
-    let mut out = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!(
-                    "the server kept the connection open; got {:?}",
-                    String::from_utf8_lossy(&out)
-                )
-            }
-            // A reset after the server's answer and close: what arrived is the answer.
-            Err(_) => return out,
-        }
-    }
-}
-
-/// The status lines of every response in `bytes`.
-fn statuses(bytes: &[u8]) -> Vec<u16> {
-    let text = String::from_utf8_lossy(bytes);
-    text.match_indices("HTTP/1.1 ")
-        .filter_map(|(at, _)| text.get(at + 9..at + 12)?.parse().ok())
-        .collect()
-}
-
-/// The JSON body of the single error response in `bytes`.
-fn error_body(bytes: &[u8]) -> Value {
-    let at = find(bytes, b"\r\n\r\n").expect("a complete response head") + 4;
-    serde_json::from_slice(&bytes[at..]).unwrap_or_else(|err| {
-        panic!(
-            "error body is not JSON ({err}): {:?}",
-            String::from_utf8_lossy(bytes)
-        )
-    })
+/// A connection on which the client waits at most [`CLIENT_LIMIT`].
+fn open(addr: SocketAddr) -> Conn {
+    Conn::open_with(addr, CLIENT_LIMIT)
 }
 
 /// Sends `request` on a new connection; returns what came back until the server closed it.
 fn send_and_wait_close(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let stream = connect(addr, CLIENT_LIMIT);
-    (&stream).write_all(request).expect("send");
-    until_closed(&stream)
+    let mut conn = open(addr);
+    conn.send(request);
+    conn.until_closed()
+}
+
+/// Sends `head` on a new connection, then, from another thread, each of `pieces` with `pause`
+/// after each until the server stops reading; returns what came back until the server closed
+/// the connection.
+fn attack(
+    addr: SocketAddr,
+    head: &[u8],
+    pieces: impl Iterator<Item = Vec<u8>> + Send + 'static,
+    pause: Duration,
+) -> Vec<u8> {
+    let mut conn = open(addr);
+    conn.send(head);
+    let writer = conn.writer();
+    let feeder = thread::spawn(move || {
+        for piece in pieces {
+            if (&writer).write_all(&piece).is_err() {
+                return;
+            }
+            thread::sleep(pause);
+        }
+    });
+    let answer = conn.until_closed();
+    conn.close();
+    let _ = feeder.join();
+    answer
+}
+
+/// Asserts the statuses of every response in `answer`.
+fn assert_statuses(answer: &[u8], expected: &[u16]) {
+    assert_eq!(
+        statuses(answer),
+        expected,
+        "{}",
+        String::from_utf8_lossy(answer)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -102,67 +99,37 @@ fn a_body_trickling_in_gets_408_at_the_request_deadline() {
     // The per-read timeout (30 s) never fires: a byte comes every 200 ms. Only the
     // whole-request deadline can end the request.
     let (mut server, rss) = start(&["--request-timeout", "2", "--io-timeout", "30"]);
-    let stream = connect(server.addr, CLIENT_LIMIT);
-    (&stream)
-        .write_all(
-            b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-              Content-Length: 100000\r\n\r\n",
-        )
-        .expect("send the head");
-    let writer = stream.try_clone().expect("clone");
-    let trickle = thread::spawn(move || {
-        for _ in 0..(CLIENT_LIMIT.as_millis() / 200) {
-            if (&writer).write_all(b" ").is_err() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-    });
-    let answer = until_closed(&stream);
-    assert_eq!(
-        statuses(&answer),
-        [408],
-        "{}",
-        String::from_utf8_lossy(&answer)
+    let answer = attack(
+        server.addr,
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+          Content-Length: 100000\r\n\r\n",
+        std::iter::repeat_n(b" ".to_vec(), (CLIENT_LIMIT.as_millis() / 200) as usize),
+        Duration::from_millis(200),
     );
+    assert_statuses(&answer, &[408]);
     let body = error_body(&answer);
     assert_eq!(body["code"], "request_timeout");
     assert!(
         body["error"].as_str().is_some_and(|m| m.contains("2 s")),
         "{body}"
     );
-    let _ = stream.shutdown(Shutdown::Both);
-    let _ = trickle.join();
     assert_survived(&mut server, rss);
 }
 
 #[test]
 fn endless_chunked_trailers_get_431_within_the_head_limit() {
     let (mut server, rss) = start(&[]);
-    let stream = connect(server.addr, CLIENT_LIMIT);
-    (&stream)
-        .write_all(
-            b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-              Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n",
-        )
-        .expect("send the head");
-    let writer = stream.try_clone().expect("clone");
-    let flood = thread::spawn(move || {
-        let line = format!("X-Trailer: {}\r\n", "a".repeat(4085));
-        let mut sent = 0usize;
-        // 16 MiB at most: far past the 16 KiB head limit the trailers count against.
-        while sent < 16 * 1024 * 1024 && (&writer).write_all(line.as_bytes()).is_ok() {
-            sent += line.len();
-        }
-        sent
-    });
-    let answer = until_closed(&stream);
-    assert_eq!(
-        statuses(&answer),
-        [431],
-        "{}",
-        String::from_utf8_lossy(&answer)
+    let line = format!("X-Trailer: {}\r\n", "a".repeat(4085)).into_bytes();
+    // 16 MiB at most: far past the 16 KiB head limit the trailers count against.
+    let count = (16 * 1024 * 1024usize).div_ceil(line.len());
+    let answer = attack(
+        server.addr,
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n",
+        std::iter::repeat_n(line, count),
+        Duration::ZERO,
     );
+    assert_statuses(&answer, &[431]);
     let body = error_body(&answer);
     assert_eq!(body["code"], "headers_too_large");
     assert!(
@@ -171,8 +138,6 @@ fn endless_chunked_trailers_get_431_within_the_head_limit() {
             .is_some_and(|m| m.contains("trailer fields exceed the limit of 16384 bytes")),
         "{body}"
     );
-    let _ = stream.shutdown(Shutdown::Both);
-    let _ = flood.join();
     assert_survived(&mut server, rss);
 }
 
@@ -206,55 +171,27 @@ fn a_request_without_the_key_is_refused_before_its_body() {
         .collect();
     for client in waiting {
         let answer = client.join().expect("client");
-        assert_eq!(
-            statuses(&answer),
-            [401],
-            "{}",
-            String::from_utf8_lossy(&answer)
-        );
+        assert_statuses(&answer, &[401]);
         assert_eq!(error_body(&answer)["code"], "unauthorized");
     }
     // Without `Expect`, before sending a byte of the body: the 401 comes all the same (a
     // server that read the body first would wait for it).
     let answer = send_and_wait_close(server.addr, format!("{head}\r\n").as_bytes());
-    assert_eq!(
-        statuses(&answer),
-        [401],
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_statuses(&answer, &[401]);
     // Pushing whole 10 MiB bodies at once: 401, and the bodies are not buffered (the RSS
     // bound below).
     let pushing: Vec<_> = (0..10)
         .map(|_| {
             let (addr, head) = (server.addr, format!("{head}\r\n"));
             thread::spawn(move || {
-                let stream = connect(addr, CLIENT_LIMIT);
-                (&stream).write_all(head.as_bytes()).expect("send the head");
-                let writer = stream.try_clone().expect("clone");
-                let body = thread::spawn(move || {
-                    let chunk = vec![b'['; 64 * 1024];
-                    for _ in 0..160 {
-                        if (&writer).write_all(&chunk).is_err() {
-                            return;
-                        }
-                    }
-                });
-                let answer = until_closed(&stream);
-                let _ = stream.shutdown(Shutdown::Both);
-                let _ = body.join();
-                answer
+                let chunks = std::iter::repeat_n(vec![b'['; 64 * 1024], 160);
+                attack(addr, head.as_bytes(), chunks, Duration::ZERO)
             })
         })
         .collect();
     for client in pushing {
         let answer = client.join().expect("client");
-        assert_eq!(
-            statuses(&answer),
-            [401],
-            "{}",
-            String::from_utf8_lossy(&answer)
-        );
+        assert_statuses(&answer, &[401]);
     }
     // With the key, the same request is invited, read and served.
     let body =
@@ -264,20 +201,13 @@ fn a_request_without_the_key_is_refused_before_its_body() {
          Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
         body.len()
     );
-    let mut stream = connect(server.addr, CLIENT_LIMIT);
-    stream.write_all(request.as_bytes()).expect("send the head");
-    let mut interim = [0u8; 25];
-    stream.read_exact(&mut interim).expect("100 Continue");
-    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
-    stream.write_all(body.as_bytes()).expect("send the body");
-    stream.shutdown(Shutdown::Write).expect("half-close");
-    let answer = until_closed(&stream);
-    assert_eq!(
-        statuses(&answer),
-        [200],
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    let mut conn = open(server.addr);
+    conn.send(request.as_bytes());
+    assert_eq!(conn.read_raw(25), b"HTTP/1.1 100 Continue\r\n\r\n");
+    conn.send(body.as_bytes());
+    conn.half_close();
+    let answer = conn.until_closed();
+    assert_statuses(&answer, &[200]);
     assert_survived(&mut server, rss);
 }
 
@@ -286,7 +216,7 @@ fn a_cors_preflight_is_answered_on_its_head_without_the_key() {
     let (mut server, rss) = with_key(&["--cors-origin", "https://app.example"]);
     let preflight = "OPTIONS /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\n\
                      Origin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n";
-    let mut http = Http::send(server.addr, preflight.as_bytes());
+    let mut http = Conn::request(server.addr, preflight.as_bytes());
     assert_eq!(http.status, 204);
     assert_eq!(
         http.header("Access-Control-Allow-Origin"),
@@ -314,35 +244,25 @@ fn a_cors_preflight_is_answered_on_its_head_without_the_key() {
 fn a_thousand_silent_connections_do_not_fail_healthz() {
     // Default settings: 1024 connection slots, 75 s keep-alive, 30 s head timeout.
     let (mut server, rss) = start(&[]);
-    let silent: Vec<TcpStream> = (0..1024)
-        .map(|_| connect(server.addr, CLIENT_LIMIT))
-        .collect();
+    let silent: Vec<Conn> = (0..1024).map(|_| open(server.addr)).collect();
     for _ in 0..20 {
-        let mut http = Http::get(server.addr, "/healthz");
+        let mut http = Conn::get(server.addr, "/healthz");
         let (status, body) = (http.status, http.json());
         assert_eq!(
             (status, &body["status"]),
             (200, &Value::from("ok")),
             "{body}"
         );
-        assert_eq!(Http::get(server.addr, "/readyz").status, 200);
+        assert_eq!(Conn::get(server.addr, "/readyz").status, 200);
     }
     // Model requests are served too: each newcomer takes a silent connection's slot.
-    let mut http = Http::get(server.addr, "/v2/models/iris");
+    let mut http = Conn::get(server.addr, "/v2/models/iris");
     let (status, body) = (http.status, http.json());
     assert_eq!(status, 200, "{body}");
     // The silent connections that lost their slot were closed by the server.
     let closed = silent
         .iter()
-        .filter(|stream| {
-            stream
-                .set_read_timeout(Some(Duration::from_millis(1)))
-                .expect("read timeout");
-            match (&**stream).read(&mut [0u8; 1]) {
-                Ok(n) => n == 0,
-                Err(err) => err.kind() == ErrorKind::ConnectionReset,
-            }
-        })
+        .filter(|conn| conn.is_closed_by_server())
         .count();
     assert!(closed >= 1, "no silent connection lost its slot");
     drop(silent);
@@ -352,26 +272,18 @@ fn a_thousand_silent_connections_do_not_fail_healthz() {
 #[test]
 fn a_connection_that_sends_nothing_is_closed_at_the_head_timeout() {
     let (mut server, rss) = start(&["--head-timeout", "1", "--keep-alive-timeout", "600"]);
-    let silent = connect(server.addr, CLIENT_LIMIT);
     assert_eq!(
-        until_closed(&silent),
+        open(server.addr).until_closed(),
         b"",
         "closed quietly, without an answer"
     );
     // A connection that was served waits for its next request up to the keep-alive timeout
     // (longer than the client waits here), not the head timeout.
-    let stream = connect(server.addr, Duration::from_secs(3));
-    (&stream)
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        .expect("send");
-    let mut buf = [0u8; 4096];
-    let n = (&stream).read(&mut buf).expect("the answer");
-    assert_eq!(statuses(&buf[..n]), [200]);
-    let err = (&stream).read(&mut buf).expect_err("still open after 3 s");
-    assert!(
-        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-        "{err}"
-    );
+    let mut conn = Conn::open_with(server.addr, Duration::from_secs(3));
+    conn.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(conn.response().status, 200);
+    assert_eq!(conn.finish(), End::ClientTimeout, "still open after 3 s");
+    assert!(conn.unread().is_empty());
     assert_survived(&mut server, rss);
 }
 
@@ -457,6 +369,14 @@ fn ambiguous_framing_is_400_and_closes_the_connection() {
 // ---------------------------------------------------------------------------------------------
 // 13. Half-close.
 
+/// Sends `request` and half-closes; what came back until the server closed the connection.
+fn half_closed(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut conn = open(addr);
+    conn.send(request);
+    conn.half_close();
+    conn.until_closed()
+}
+
 #[test]
 fn a_half_closed_client_gets_the_whole_stream() {
     let (mut server, rss) = start(&[]);
@@ -466,10 +386,7 @@ fn a_half_closed_client_gets_the_whole_stream() {
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let stream = connect(server.addr, CLIENT_LIMIT);
-    (&stream).write_all(request.as_bytes()).expect("send");
-    stream.shutdown(Shutdown::Write).expect("half-close");
-    let answer = until_closed(&stream);
+    let answer = half_closed(server.addr, request.as_bytes());
     let text = String::from_utf8_lossy(&answer);
     assert_eq!(statuses(&answer), [200], "{text}");
     assert!(text.contains("data: [DONE]\n\n"), "no [DONE]: {text}");
@@ -477,10 +394,7 @@ fn a_half_closed_client_gets_the_whole_stream() {
     assert!(text.contains("\"finish_reason\":\"length\""), "{text}");
     // A non-streaming answer too.
     let request = "GET /v2/models/iris HTTP/1.1\r\nHost: t\r\n\r\n";
-    let stream = connect(server.addr, CLIENT_LIMIT);
-    (&stream).write_all(request.as_bytes()).expect("send");
-    stream.shutdown(Shutdown::Write).expect("half-close");
-    let answer = until_closed(&stream);
+    let answer = half_closed(server.addr, request.as_bytes());
     assert_eq!(statuses(&answer), [200]);
     assert_survived(&mut server, rss);
 }

@@ -24,7 +24,8 @@ from pathlib import Path
 from openai import OpenAI
 from tokenizers import Tokenizer
 
-FAILURES = []
+from checks import check, exit_status
+
 MAX_TOKENS = 40
 PROMPTS = ["The ", "A class is", "def f(x):\n    return"]
 CONVERSATIONS = [
@@ -35,12 +36,6 @@ CONVERSATIONS = [
      {"role": "assistant", "content": " Hello! Ask me about Python. "},
      {"role": "user", "content": "naïve → 😀 \"quotes\" {{ braces }} {% raw %}"}],
 ]
-
-
-def check(condition, what):
-    print(("ok    " if condition else "FAIL  ") + what, flush=True)
-    if not condition:
-        FAILURES.append(what)
 
 
 def load_reference():
@@ -138,10 +133,7 @@ def main():
         compare(f"streamed {what}", ref, "".join(pieces), chunks[-1].usage,
                 reasons[-1] if reasons else None, pieces, tokenizer)
 
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed", flush=True)
-        sys.exit(1)
-    print("all checks passed", flush=True)
+    sys.exit(exit_status())
 
 
 if __name__ == "__main__":

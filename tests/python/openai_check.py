@@ -25,14 +25,7 @@ import sys
 import openai
 from openai import OpenAI
 
-FAILURES = []
-
-
-def check(condition, what):
-    """Record and print one check."""
-    print(("ok    " if condition else "FAIL  ") + what, flush=True)
-    if not condition:
-        FAILURES.append(what)
+from checks import check, exit_status
 
 
 def client_for(base):
@@ -172,10 +165,7 @@ def main():
     pieces, chat_pieces = check_direct(client_for(sys.argv[1]))
     if len(sys.argv) == 3:
         check_proxy(client_for(sys.argv[2]), pieces, chat_pieces)
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed", flush=True)
-        sys.exit(1)
-    print("all checks passed", flush=True)
+    sys.exit(exit_status())
 
 
 if __name__ == "__main__":

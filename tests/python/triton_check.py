@@ -15,13 +15,7 @@ import numpy as np
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-FAILURES = []
-
-
-def check(condition, what):
-    print(("ok    " if condition else "FAIL  ") + what, flush=True)
-    if not condition:
-        FAILURES.append(what)
+from checks import FAILURES, check, exit_status
 
 
 def check_metadata(client):
@@ -179,11 +173,7 @@ def main():
     finally:
         client.close()
 
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed", flush=True)
-        return 1
-    print("all checks passed", flush=True)
-    return 0
+    return exit_status()
 
 
 if __name__ == "__main__":

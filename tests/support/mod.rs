@@ -1,8 +1,9 @@
-//! Test support: a real server on port 0, an HTTP client, raw sockets, repository paths.
+//! Test support: a real server on port 0, an HTTP client, the raw HTTP client, repository paths.
 //!
 //! - [`process`]: the binary under test, and commands run to completion with a time limit;
 //! - [`serve`]: `tinyserve serve --port 0` as a child process;
-//! - [`wire`]: a raw HTTP/1.1 client and a Server-Sent Events parser;
+//! - [`wire`]: the raw HTTP/1.1 client every test writes exact bytes with ([`wire::Conn`]),
+//!   and a Server-Sent Events parser;
 //! - [`nginx`]: a real nginx in front of a server;
 //! - [`python`]: the Python environment of the tests that run Python clients and tools;
 //! - [`fixtures`]: the model fixtures, and comparing numbers in nested JSON arrays.
@@ -16,8 +17,7 @@ pub mod python;
 pub mod serve;
 pub mod wire;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -208,14 +208,4 @@ impl Reply {
             "message {message:?} should contain {needle:?}"
         );
     }
-}
-
-/// Writes `bytes` on a new connection and reads until the server closes it (or `timeout`).
-pub fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(timeout)).expect("timeout");
-    let _ = stream.write_all(bytes);
-    let mut out = Vec::new();
-    let _ = stream.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -3,13 +3,13 @@
 //! (`master_process off`), so one child is the whole nginx and killing it on drop leaves
 //! nothing behind, as root or not.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::scratch_dir;
+use super::wire::Conn;
 
 /// How long [`Nginx::start`] waits for its proxy to answer.
 const READY_LIMIT: Duration = Duration::from_secs(20);
@@ -145,14 +145,12 @@ http {{
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("nginx exited ({status}):\n{}", self.log()));
             }
-            if let Ok(mut stream) = TcpStream::connect(self.addr) {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = stream.write_all(
+            if let Ok(mut conn) = Conn::try_open(self.addr, Duration::from_secs(5)) {
+                let _ = conn.try_send(
                     b"GET /nginx-readiness-probe HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
                 );
-                let mut answer = Vec::new();
-                let _ = stream.read_to_end(&mut answer);
-                let answer = String::from_utf8_lossy(&answer);
+                conn.finish();
+                let answer = String::from_utf8_lossy(conn.unread());
                 if answer.contains(&format!("X-Test-Proxy: {token}")) {
                     return Ok(());
                 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::process::{run, tinyserve, wait_until, Finished};
 use super::repo;
-use super::wire::Http;
+use super::wire::Conn;
 
 /// How long the server may take to print its `listening on` line.
 const START_LIMIT: Duration = Duration::from_secs(120);
@@ -178,7 +178,7 @@ impl ServeChild {
 
     /// POSTs JSON, expects 200 JSON, returns the body.
     pub fn ok(&self, path: &str, body: &Value) -> Value {
-        let mut http = Http::post_json(self.addr, path, body);
+        let mut http = Conn::post_json(self.addr, path, body);
         let status = http.status;
         let answer = http.json();
         assert_eq!(status, 200, "POST {path} {body}: {answer}");
@@ -187,7 +187,7 @@ impl ServeChild {
 
     /// A counter or gauge of `/metrics` (the whole series, e.g. `name{model="bytelm"}`).
     pub fn metric(&self, series: &str) -> f64 {
-        let mut http = Http::get(self.addr, "/metrics");
+        let mut http = Conn::get(self.addr, "/metrics");
         assert_eq!(http.status, 200);
         let text = String::from_utf8(http.read_to_end()).expect("metrics are UTF-8");
         text.lines()

@@ -1,12 +1,17 @@
-//! A raw HTTP/1.1 client on a socket: exact bytes out, the response head parsed, the body
-//! decoded (chunked, sized or close-delimited) as it arrives, without buffering ahead; and a
-//! Server-Sent Events parser on top.
+//! The one raw HTTP/1.1 client of the tests: [`Conn`], a connection on which a test writes
+//! exact bytes (well-formed requests or deliberately malformed ones), reads response heads and
+//! decodes bodies (chunked, sized or close-delimited) as they arrive without buffering ahead,
+//! reads Server-Sent Events, half-closes, and watches how the server ends the connection.
+//! Several responses can be read one after the other on one connection (keep-alive,
+//! pipelining, `100 Continue`).
 
-use std::io::{ErrorKind as IoErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, ErrorKind as IoErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::Value;
+
+use super::Reply;
 
 /// How long a client waits for the next bytes before the test fails. A server or proxy that
 /// buffers a stream the test drives by ordering never sends them.
@@ -17,16 +22,40 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A connection to `addr` whose reads and writes give up after `timeout`.
-pub fn connect(addr: SocketAddr, timeout: Duration) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap_or_else(|err| panic!("connect {addr}: {err}"));
-    stream
-        .set_read_timeout(Some(timeout))
-        .expect("set read timeout");
-    stream
-        .set_write_timeout(Some(timeout))
-        .expect("set write timeout");
-    stream
+/// `GET path` over HTTP/1.1, as bytes to write.
+pub fn get_request(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
+}
+
+/// `POST path` with a JSON body over HTTP/1.1, as bytes to write.
+pub fn post_json_request(path: &str, body: &Value) -> Vec<u8> {
+    let body = body.to_string();
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The status of every status line (`HTTP/1.1 NNN`) found anywhere in `bytes`: what a client
+/// that read a connection to its end was answered, in order.
+pub fn statuses(bytes: &[u8]) -> Vec<u16> {
+    let text = String::from_utf8_lossy(bytes);
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| text.get(at + 9..at + 12)?.parse().ok())
+        .collect()
+}
+
+/// The JSON body after the first response head in `bytes` (a single error response).
+pub fn json_after_head(bytes: &[u8]) -> Value {
+    let at = find(bytes, b"\r\n\r\n").expect("a complete response head") + 4;
+    serde_json::from_slice(&bytes[at..]).unwrap_or_else(|err| {
+        panic!(
+            "error body is not JSON ({err}): {:?}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
 }
 
 /// How a response body is delimited.
@@ -38,100 +67,173 @@ pub enum Framing {
     Length(usize),
     /// No length: the body ends when the server closes the connection (HTTP/1.0 streams).
     Close,
-    /// No body at all (a HEAD response).
+    /// No body at all (a HEAD response, 1xx, 204, 304).
     Empty,
 }
 
-/// One HTTP exchange on a raw socket: sends a request, parses the response head, and decodes
-/// the body (chunked, sized or close-delimited) as it arrives, without buffering ahead.
-pub struct Http {
-    stream: TcpStream,
+/// How a connection ended, seen from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The server closed the connection (FIN).
+    Eof,
+    /// The server reset the connection.
+    Reset,
+    /// The client gave up waiting: the server kept the connection open.
+    ClientTimeout,
+}
+
+/// A client connection: raw bytes out, responses in. The fields describe the response whose
+/// head was read last.
+pub struct Conn {
+    socket: TcpStream,
+    limit: Duration,
     /// Bytes read from the socket and not yet decoded.
     raw: Vec<u8>,
     /// Decoded body bytes not yet consumed.
     body: Vec<u8>,
+    /// Whether the last request written was a HEAD (its response has no body).
+    head_request: bool,
     pub status: u16,
     /// `HTTP/1.x` of the status line.
     pub version: String,
     pub headers: Vec<(String, String)>,
     pub framing: Framing,
     ended: bool,
+    /// The request line of the last request written, for failure messages.
     what: String,
 }
 
-impl Http {
-    /// Connects to `addr`, writes `request` and reads the response head.
-    pub fn send(addr: SocketAddr, request: &[u8]) -> Http {
-        let what = String::from_utf8_lossy(request)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let stream = connect(addr, READ_LIMIT);
-        (&stream)
-            .write_all(request)
-            .unwrap_or_else(|err| panic!("sending {what:?}: {err}"));
-        let head_only = request.starts_with(b"HEAD ");
-        let mut http = Http {
-            stream,
+impl Conn {
+    /// A connection to `addr` whose reads and writes fail the test after [`READ_LIMIT`].
+    pub fn open(addr: SocketAddr) -> Conn {
+        Conn::open_with(addr, READ_LIMIT)
+    }
+
+    /// A connection to `addr` whose reads and writes fail the test after `limit`.
+    pub fn open_with(addr: SocketAddr, limit: Duration) -> Conn {
+        Conn::try_open(addr, limit).unwrap_or_else(|err| panic!("connect {addr}: {err}"))
+    }
+
+    /// Like [`Conn::open_with`], but a refused connection is an `Err` for the test to inspect.
+    pub fn try_open(addr: SocketAddr, limit: Duration) -> io::Result<Conn> {
+        let socket = TcpStream::connect(addr)?;
+        socket.set_read_timeout(Some(limit))?;
+        socket.set_write_timeout(Some(limit))?;
+        Ok(Conn {
+            socket,
+            limit,
             raw: Vec::new(),
             body: Vec::new(),
+            head_request: false,
             status: 0,
             version: String::new(),
             headers: Vec::new(),
             framing: Framing::Empty,
-            ended: false,
-            what,
-        };
-        http.read_head(head_only);
-        http
+            ended: true,
+            what: format!("connection to {addr}"),
+        })
     }
 
-    /// `GET path` over HTTP/1.1.
-    pub fn get(addr: SocketAddr, path: &str) -> Http {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
-        Http::send(addr, request.as_bytes())
+    /// Connects to `addr`, writes `request` and reads the response head.
+    pub fn request(addr: SocketAddr, request: &[u8]) -> Conn {
+        let mut conn = Conn::open(addr);
+        conn.send(request);
+        conn.read_head();
+        conn
     }
 
-    /// `POST path` with a JSON body over HTTP/1.1.
-    pub fn post_json(addr: SocketAddr, path: &str, body: &Value) -> Http {
-        let body = body.to_string();
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        Http::send(addr, request.as_bytes())
+    /// `GET path` over HTTP/1.1 on a new connection, up to the response head.
+    pub fn get(addr: SocketAddr, path: &str) -> Conn {
+        Conn::request(addr, get_request(path).as_bytes())
     }
 
-    /// Reads more bytes from the socket; 0 at end of stream. A timeout fails the test.
+    /// `POST path` with a JSON body over HTTP/1.1 on a new connection, up to the response head.
+    pub fn post_json(addr: SocketAddr, path: &str, body: &Value) -> Conn {
+        Conn::request(addr, &post_json_request(path, body))
+    }
+
+    /// Writes `bytes` as they are; fails the test if the socket refuses them.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.note_request(bytes);
+        let what = &self.what;
+        (&self.socket)
+            .write_all(bytes)
+            .unwrap_or_else(|err| panic!("sending {what:?}: {err}"));
+    }
+
+    /// Writes `bytes` as they are, for a test that expects the server may stop reading.
+    pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.note_request(bytes);
+        (&self.socket).write_all(bytes)
+    }
+
+    /// Remembers a request line written (not a body or a fragment): for failure messages,
+    /// and whether the response to come has a body.
+    fn note_request(&mut self, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]).into_owned();
+        let line = text.lines().next().unwrap_or_default();
+        if line.contains(" HTTP/1.") {
+            self.what = line.to_string();
+            self.head_request = bytes.starts_with(b"HEAD ");
+        }
+    }
+
+    /// A second handle on the socket, to write raw bytes from another thread while this one
+    /// reads.
+    pub fn writer(&self) -> TcpStream {
+        self.socket.try_clone().expect("clone the client socket")
+    }
+
+    /// Half-closes: the server reads an end of stream, the client can still read.
+    pub fn half_close(&self) {
+        self.socket.shutdown(Shutdown::Write).expect("half-close");
+    }
+
+    /// Closes both directions (errors ignored: the server may have closed already).
+    pub fn close(&self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+
+    /// Reads more bytes from the socket; 0 at end of stream (or a reset). A timeout fails the
+    /// test.
     fn fill(&mut self) -> usize {
+        match self.fill_raw() {
+            Ok(n) => n,
+            Err(err) if matches!(err.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut) => {
+                panic!(
+                    "{}: nothing arrived within {:?}; the server or a proxy is holding back \
+                     data it should have sent (body so far: {:?}, unread: {:?})",
+                    self.what,
+                    self.limit,
+                    String::from_utf8_lossy(&self.body),
+                    String::from_utf8_lossy(&self.raw)
+                )
+            }
+            // A reset after the server closed: the same as an end of stream here.
+            Err(err) if err.kind() == IoErrorKind::ConnectionReset => 0,
+            Err(err) => panic!("{}: reading: {err}", self.what),
+        }
+    }
+
+    fn fill_raw(&mut self) -> io::Result<usize> {
         let mut buf = [0u8; 16 * 1024];
         loop {
-            match self.stream.read(&mut buf) {
+            match self.socket.read(&mut buf) {
                 Ok(n) => {
                     self.raw.extend_from_slice(&buf[..n]);
-                    return n;
+                    return Ok(n);
                 }
                 Err(err) if err.kind() == IoErrorKind::Interrupted => continue,
-                Err(err)
-                    if matches!(err.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut) =>
-                {
-                    panic!(
-                        "{}: nothing arrived within {READ_LIMIT:?}; the server or a proxy is \
-                         holding back data it should have sent (body so far: {:?})",
-                        self.what,
-                        String::from_utf8_lossy(&self.body)
-                    )
-                }
-                // A reset after the server closed: the same as an end of stream here.
-                Err(err) if err.kind() == IoErrorKind::ConnectionReset => return 0,
-                Err(err) => panic!("{}: reading: {err}", self.what),
+                Err(err) => return Err(err),
             }
         }
     }
 
-    fn read_head(&mut self, head_only: bool) {
+    /// Reads the next response head (an interim 1xx counts as one); what is left of the body
+    /// of the previous response is dropped.
+    pub fn read_head(&mut self) {
+        while self.more() {}
+        self.body.clear();
         let end = loop {
             if let Some(pos) = find(&self.raw, b"\r\n\r\n") {
                 break pos;
@@ -150,26 +252,56 @@ impl Http {
         let status_line = lines.next().unwrap_or("");
         let mut parts = status_line.splitn(3, ' ');
         self.version = parts.next().unwrap_or("").to_string();
+        assert!(
+            self.version.starts_with("HTTP/1."),
+            "{}: bad status line {status_line:?}",
+            self.what
+        );
         self.status = parts
             .next()
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("{}: bad status line {status_line:?}", self.what));
         self.headers = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .map(|line| {
+                let (name, value) = line
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("{}: bad header line {line:?}", self.what));
+                (name.trim().to_string(), value.trim().to_string())
+            })
             .collect();
+        let no_body = self.head_request
+            || (100..200).contains(&self.status)
+            || self.status == 204
+            || self.status == 304;
         let chunked = self
             .header("Transfer-Encoding")
             .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
         let length = self
             .header("Content-Length")
             .map(|v| v.parse::<usize>().expect("numeric Content-Length"));
-        self.framing = match (head_only, chunked, length) {
+        self.framing = match (no_body, chunked, length) {
             (true, _, _) => Framing::Empty,
             (false, true, _) => Framing::Chunked,
             (false, false, Some(len)) => Framing::Length(len),
             (false, false, None) => Framing::Close,
         };
+        self.ended = false;
+    }
+
+    /// The next whole response: its head and its body.
+    pub fn response(&mut self) -> Reply {
+        self.read_head();
+        self.reply()
+    }
+
+    /// The response whose head was read last, with the rest of its body.
+    pub fn reply(&mut self) -> Reply {
+        let body = self.read_to_end();
+        Reply {
+            status: self.status,
+            headers: self.headers.clone(),
+            body,
+        }
     }
 
     /// The first header called `name` (case-insensitive).
@@ -194,10 +326,15 @@ impl Http {
         }
     }
 
-    fn raw_exact(&mut self, n: usize) -> Vec<u8> {
+    /// Exactly `n` bytes as they come off the socket (not decoded as a response).
+    pub fn read_raw(&mut self, n: usize) -> Vec<u8> {
         while self.raw.len() < n {
             if self.fill() == 0 {
-                panic!("{}: connection closed inside a chunk", self.what);
+                panic!(
+                    "{}: connection closed after {:?}",
+                    self.what,
+                    String::from_utf8_lossy(&self.raw)
+                );
             }
         }
         self.raw.drain(..n).collect()
@@ -219,9 +356,9 @@ impl Http {
                     self.ended = true;
                     return false;
                 }
-                let data = self.raw_exact(size);
+                let data = self.read_raw(size);
                 self.body.extend_from_slice(&data);
-                let end = self.raw_exact(2);
+                let end = self.read_raw(2);
                 assert_eq!(end, b"\r\n", "{}: chunk not followed by CRLF", self.what);
                 true
             }
@@ -323,6 +460,66 @@ impl Http {
                 return Some(event);
             }
         }
+    }
+
+    /// Reads until the connection ends, keeping what arrives as unread bytes; returns how it
+    /// ended. A client timeout is an answer here, not a failure.
+    pub fn finish(&mut self) -> End {
+        loop {
+            match self.fill_raw() {
+                Ok(0) => return End::Eof,
+                Ok(_) => {}
+                Err(err)
+                    if matches!(err.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut) =>
+                {
+                    return End::ClientTimeout
+                }
+                Err(_) => return End::Reset,
+            }
+        }
+    }
+
+    /// The bytes read from the socket and not yet taken as a response.
+    pub fn unread(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Everything the server sends until it closes (or resets) the connection, after what was
+    /// already read; fails the test if it keeps the connection open past the limit.
+    pub fn until_closed(&mut self) -> Vec<u8> {
+        if self.finish() == End::ClientTimeout {
+            panic!(
+                "the server kept the connection open; got {:?}",
+                String::from_utf8_lossy(&self.raw)
+            );
+        }
+        std::mem::take(&mut self.raw)
+    }
+
+    /// Asserts the server closes the connection (cleanly) with nothing more to read.
+    pub fn assert_closed(&mut self) {
+        let end = self.finish();
+        assert_eq!(end, End::Eof, "the server should close the connection");
+        assert!(
+            self.raw.is_empty(),
+            "unexpected bytes after the response: {:?}",
+            String::from_utf8_lossy(&self.raw)
+        );
+    }
+
+    /// Whether the server has already closed (or reset) this connection; waits at most 1 ms.
+    pub fn is_closed_by_server(&self) -> bool {
+        self.socket
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .expect("read timeout");
+        let closed = match self.socket.peek(&mut [0u8; 1]) {
+            Ok(n) => n == 0,
+            Err(err) => err.kind() == IoErrorKind::ConnectionReset,
+        };
+        self.socket
+            .set_read_timeout(Some(self.limit))
+            .expect("read timeout");
+        closed
     }
 }
 
