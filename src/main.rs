@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
 use tinyserve::log::Logger;
+use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
 use tinyserve::{protocol, ApiKey, App, LogFormat, LogLevel, Settings, TrustedProxies, Upstream};
 
 #[derive(Parser)]

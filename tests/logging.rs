@@ -24,7 +24,11 @@ fn build_example(name: &str) -> String {
         command.arg("--release");
     }
     let out = run(command, Duration::from_secs(600));
-    assert!(out.success, "cargo build --example {name}: {}", out.report());
+    assert!(
+        out.success,
+        "cargo build --example {name}: {}",
+        out.report()
+    );
     out.stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -77,7 +81,10 @@ fn env_logger_sees_the_access_line_of_each_request() {
     let mut http = Http::get(addr, "/hello");
     assert_eq!(http.status, 200);
     assert_eq!(http.read_to_end(), b"Hello, world!");
-    let id = http.header("x-request-id").expect("X-Request-ID").to_string();
+    let id = http
+        .header("x-request-id")
+        .expect("X-Request-ID")
+        .to_string();
 
     // env_logger's format: `[TIME LEVEL TARGET] MESSAGE key=value ...`.
     let mut seen = Vec::new();
@@ -86,7 +93,10 @@ fn env_logger_sees_the_access_line_of_each_request() {
         seen.iter().any(|l| l.contains(&format!("id={id}")))
     });
     let line = seen.iter().find(|l| l.contains(&format!("id={id}")));
-    assert!(found, "no access line for request {id} on stderr:\n{seen:#?}");
+    assert!(
+        found,
+        "no access line for request {id} on stderr:\n{seen:#?}"
+    );
     let line = line.map(String::as_str).unwrap_or_default();
     assert!(line.starts_with('['), "not env_logger's format: {line:?}");
     assert!(

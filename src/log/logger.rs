@@ -58,7 +58,11 @@ impl Logger {
         let json = self.format == LogFormat::Json;
         let kvs = record.key_values();
         if record.target() == ACCESS_TARGET && kvs.get(Key::from_str("status")).is_some() {
-            return if json { access_json(kvs) } else { access_human(kvs) };
+            return if json {
+                access_json(kvs)
+            } else {
+                access_human(kvs)
+            };
         }
         let time = timestamp(SystemTime::now());
         let level = record.level().as_str().to_ascii_lowercase();
@@ -111,10 +115,11 @@ impl Log for Logger {
 
 /// The value of `key` as text (a string as it is, a number as written by `Display`).
 fn text(kvs: &dyn Source, key: &str) -> Option<String> {
-    kvs.get(Key::from_str(key)).map(|value| match value.to_borrowed_str() {
-        Some(s) => s.to_string(),
-        None => value.to_string(),
-    })
+    kvs.get(Key::from_str(key))
+        .map(|value| match value.to_borrowed_str() {
+            Some(s) => s.to_string(),
+            None => value.to_string(),
+        })
 }
 
 fn number(kvs: &dyn Source, key: &str) -> u64 {
@@ -299,8 +304,12 @@ mod tests {
     fn untimed(logger: Logger, record: &Record<'_>) -> String {
         let line = logger.format(record);
         match line.strip_prefix("{\"time\":\"") {
-            Some(rest) => rest.split_once("\",").map_or(line.clone(), |(_, r)| r.to_string()),
-            None => line.split_once(' ').map_or(line.clone(), |(_, r)| r.to_string()),
+            Some(rest) => rest
+                .split_once("\",")
+                .map_or(line.clone(), |(_, r)| r.to_string()),
+            None => line
+                .split_once(' ')
+                .map_or(line.clone(), |(_, r)| r.to_string()),
         }
     }
 
