@@ -174,7 +174,9 @@ impl ServerMetrics {
 
     /// Adds the server's metrics to `registry`: requests by method, route template and status,
     /// their durations by route template, requests in flight, queued and refused, open
-    /// connections, active streams, response bytes, and the process's resident memory.
+    /// connections, active streams, response bytes, and the process's resident memory. A
+    /// family with labels appears with its first series (no requests yet: no
+    /// `tinyserve_requests_total`).
     ///
     /// # Example
     ///
@@ -186,7 +188,7 @@ impl ServerMetrics {
     /// app.metrics().register(&mut registry);
     /// let mut text = String::new();
     /// prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)?;
-    /// assert!(text.contains("# TYPE tinyserve_requests_total counter"));
+    /// assert!(text.contains("tinyserve_rejected_total{reason=\"queue_full\"} 0\n"));
     /// # Ok::<(), std::fmt::Error>(())
     /// ```
     pub fn register(self: &Arc<Self>, registry: &mut Registry) {
