@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::kv::{Key, Source, Value};
+use log::kv::{self, Key, Source, Value, VisitSource};
 use log::{LevelFilter, Log, Metadata, Record};
 
 use super::{LogFormat, LogLevel, ACCESS_TARGET, TARGET};
@@ -57,12 +57,15 @@ impl Logger {
     fn format(&self, record: &Record<'_>) -> String {
         let json = self.format == LogFormat::Json;
         let kvs = record.key_values();
-        if record.target() == ACCESS_TARGET && kvs.get(Key::from_str("status")).is_some() {
-            return if json {
-                access_json(kvs)
-            } else {
-                access_human(kvs)
-            };
+        if record.target() == ACCESS_TARGET {
+            let fields = Fields::of(kvs);
+            if fields.status.is_some() {
+                return if json {
+                    access_json(&fields)
+                } else {
+                    access_human(&fields)
+                };
+            }
         }
         let time = timestamp(SystemTime::now());
         let level = record.level().as_str().to_ascii_lowercase();
@@ -115,57 +118,101 @@ impl Log for Logger {
 
 /// The value of `key` as text (a string as it is, a number as written by `Display`).
 fn text(kvs: &dyn Source, key: &str) -> Option<String> {
-    kvs.get(Key::from_str(key))
-        .map(|value| match value.to_borrowed_str() {
-            Some(s) => s.to_string(),
-            None => value.to_string(),
-        })
+    kvs.get(Key::from_str(key)).map(|value| value.to_string())
 }
 
-fn number(kvs: &dyn Source, key: &str) -> u64 {
-    kvs.get(Key::from_str(key))
-        .and_then(|v| v.to_u64())
-        .unwrap_or(0)
+/// The fields of an access record, gathered in one pass over its key-values.
+#[derive(Default)]
+struct Fields<'kvs> {
+    client: Option<Value<'kvs>>,
+    method: Option<Value<'kvs>>,
+    path: Option<Value<'kvs>>,
+    status: Option<Value<'kvs>>,
+    bytes: Option<Value<'kvs>>,
+    duration_ms: Option<Value<'kvs>>,
+    request_id: Option<Value<'kvs>>,
+    model: Option<Value<'kvs>>,
 }
 
-fn millis(kvs: &dyn Source) -> f64 {
-    kvs.get(Key::from_str("duration_ms"))
-        .and_then(|v: Value<'_>| v.to_f64())
-        .unwrap_or(0.0)
+impl<'kvs> VisitSource<'kvs> for Fields<'kvs> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
+        let slot = match key.as_str() {
+            "client" => &mut self.client,
+            "method" => &mut self.method,
+            "path" => &mut self.path,
+            "status" => &mut self.status,
+            "bytes" => &mut self.bytes,
+            "duration_ms" => &mut self.duration_ms,
+            "request_id" => &mut self.request_id,
+            "model" => &mut self.model,
+            _ => return Ok(()),
+        };
+        *slot = Some(value);
+        Ok(())
+    }
+}
+
+impl<'kvs> Fields<'kvs> {
+    fn of(kvs: &'kvs dyn Source) -> Fields<'kvs> {
+        let mut fields = Fields::default();
+        let _ = kvs.visit(&mut fields);
+        fields
+    }
+
+    /// A string field as it is, anything else as `Display` writes it; empty when missing.
+    fn text(value: &Option<Value<'kvs>>) -> Cow<'kvs, str> {
+        match value {
+            Some(v) => v
+                .to_borrowed_str()
+                .map_or_else(|| Cow::Owned(v.to_string()), Cow::Borrowed),
+            None => Cow::Borrowed(""),
+        }
+    }
+
+    fn number(value: &Option<Value<'kvs>>) -> u64 {
+        value.as_ref().and_then(Value::to_u64).unwrap_or(0)
+    }
+
+    fn millis(&self) -> f64 {
+        self.duration_ms
+            .as_ref()
+            .and_then(Value::to_f64)
+            .unwrap_or(0.0)
+    }
 }
 
 /// `2026-11-25T18:31:32.123Z INFO 127.0.0.1 "GET /healthz" 200 15B 0.080ms rid=... model=...`
-fn access_human(kvs: &dyn Source) -> String {
-    let field = |key| text(kvs, key).unwrap_or_default();
-    let model = text(kvs, "model")
-        .map(|m| format!(" model={}", quoted(&m)))
+fn access_human(fields: &Fields<'_>) -> String {
+    let model = fields
+        .model
+        .as_ref()
+        .map(|_| format!(" model={}", quoted(&Fields::text(&fields.model))))
         .unwrap_or_default();
     format!(
         "{} INFO {} \"{} {}\" {} {}B {:.3}ms rid={}{model}",
         timestamp(SystemTime::now()),
-        escape(&field("client")),
-        escape(&field("method")).replace('"', "\\\""),
-        escape(&field("path")).replace('"', "\\\""),
-        number(kvs, "status"),
-        number(kvs, "bytes"),
-        millis(kvs),
-        escape(&field("request_id"))
+        escape(&Fields::text(&fields.client)),
+        escape(&Fields::text(&fields.method)).replace('"', "\\\""),
+        escape(&Fields::text(&fields.path)).replace('"', "\\\""),
+        Fields::number(&fields.status),
+        Fields::number(&fields.bytes),
+        fields.millis(),
+        escape(&Fields::text(&fields.request_id))
     )
 }
 
-fn access_json(kvs: &dyn Source) -> String {
-    let field = |key| text(kvs, key).unwrap_or_default();
+fn access_json(fields: &Fields<'_>) -> String {
     json_line(&serde_json::json!({
         "time": timestamp(SystemTime::now()),
         "level": "info",
-        "client": field("client"),
-        "method": field("method"),
-        "path": field("path"),
-        "status": number(kvs, "status"),
-        "bytes": number(kvs, "bytes"),
-        "duration_ms": millis(kvs),
-        "request_id": field("request_id"),
-        "model": text(kvs, "model"),
+        "client": Fields::text(&fields.client),
+        "method": Fields::text(&fields.method),
+        "path": Fields::text(&fields.path),
+        "status": Fields::number(&fields.status),
+        "bytes": Fields::number(&fields.bytes),
+        "duration_ms": fields.millis(),
+        "request_id": Fields::text(&fields.request_id),
+        "model": fields.model.as_ref().map(|_| Fields::text(&fields.model)),
     }))
 }
 
