@@ -1,27 +1,54 @@
-//! Logging to stderr: one access line per request (human or JSON lines) and error lines, each
-//! with the request id when there is one.
+//! Logging through the [`log`] facade: the application chooses the logger.
 //!
-//! A field can hold what a client wrote (a decoded model name, a path, a message quoting the
-//! input), so no field may end a line or start a forged one: in the human format every control
-//! character (C0, DEL, C1) and the Unicode line and paragraph separators are written as
-//! `\xNN` or `\u{NNNN}`, a backslash as `\\`, and a field that may hold spaces is quoted; in
-//! JSON lines serde_json escapes C0 and the rest is written as `\uNNNN`.
+//! tinyserve writes nothing itself. It emits records through the `log` crate, as Rust
+//! libraries do, and whatever logger the application installed (`env_logger`, `fern`, a
+//! `tracing` bridge, or tinyserve's own [`Logger`]) decides where they go and how they look:
+//! - target `tinyserve`: errors (a 500's whole cause chain, a panicking handler), warnings and
+//!   start-up steps, with the request's id as the key-value `request_id` when there is one;
+//! - target `tinyserve::access`: one record per request at level info (when
+//!   [`Settings::access_log`](crate::Settings::access_log) is on), the message
+//!   `GET /path 200 0.083ms id=...` and the fields as key-values: `client`, `method`, `path`,
+//!   `status`, `bytes`, `duration_ms`, `request_id` and, for model routes, `model`.
+//!
+//! Without a logger nothing is written. The `tinyserve` command installs [`Logger`], which
+//! writes human lines or JSON lines on stderr (`--log-format`); a library user can install it
+//! too:
+//!
+//! ```no_run
+//! use tinyserve::log::{LogFormat, LogLevel, Logger};
+//!
+//! Logger::new(LogLevel::Info, LogFormat::Json).install()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::cell::RefCell;
-use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::time::Duration;
 
-/// How log lines look.
+use log::kv::{self, Key, Value, VisitSource};
+use log::Level;
+
+mod logger;
+
+pub use logger::Logger;
+pub(crate) use logger::{civil, escape};
+
+/// The target of error, warning and start-up records.
+pub const TARGET: &str = "tinyserve";
+
+/// The target of the access records, one per request.
+pub const ACCESS_TARGET: &str = "tinyserve::access";
+
+/// How [`Logger`] writes lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
-    /// `2026-11-25T18:31:32.123Z INFO 127.0.0.1 "GET /healthz" 200 15B 0.08ms rid=...`
+    /// `2026-11-25T18:31:32.123Z INFO 127.0.0.1 "GET /healthz" 200 15B 0.080ms rid=...`
     Human,
     /// One JSON object per line, for log collectors.
     Json,
 }
 
-/// The least severe level that is written.
+/// The least severe level [`Logger`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
     /// Failures only.
@@ -34,28 +61,22 @@ pub enum LogLevel {
     Debug = 3,
 }
 
-static LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
-static JSON: AtomicU8 = AtomicU8::new(0);
+impl From<LogLevel> for log::LevelFilter {
+    fn from(level: LogLevel) -> log::LevelFilter {
+        match level {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+        }
+    }
+}
 
 thread_local! {
     static REQUEST_ID: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Sets the process-wide level and format.
-pub fn configure(level: LogLevel, format: LogFormat) {
-    LEVEL.store(level as u8, Ordering::Relaxed);
-    JSON.store(u8::from(format == LogFormat::Json), Ordering::Relaxed);
-}
-
-fn enabled(level: LogLevel) -> bool {
-    level as u8 <= LEVEL.load(Ordering::Relaxed)
-}
-
-fn json() -> bool {
-    JSON.load(Ordering::Relaxed) == 1
-}
-
-/// Runs `f` with `id` as the request id of log lines written on this thread.
+/// Runs `f` with `id` as the request id of records emitted on this thread.
 pub(crate) fn with_request_id<T>(id: &str, f: impl FnOnce() -> T) -> T {
     REQUEST_ID.with(|slot| *slot.borrow_mut() = Some(id.to_string()));
     let result = f();
@@ -63,105 +84,36 @@ pub(crate) fn with_request_id<T>(id: &str, f: impl FnOnce() -> T) -> T {
     result
 }
 
-/// Writes an error line.
+/// Emits an error record (target `tinyserve`).
 pub(crate) fn error(message: &str) {
-    line(LogLevel::Error, message);
+    line(Level::Error, message);
 }
 
-/// Writes a warning line.
+/// Emits a warning record (target `tinyserve`).
 pub(crate) fn warn(message: &str) {
-    line(LogLevel::Warn, message);
+    line(Level::Warn, message);
 }
 
-/// Writes an informational line (start-up and shutdown steps), in the configured format.
+/// Emits an informational record on target `tinyserve`, with the current request's id as
+/// the key-value `request_id` when there is one: the same as
+/// `log::info!(target: "tinyserve", "{message}")` outside a request.
 pub fn info(message: &str) {
-    line(LogLevel::Info, message);
+    line(Level::Info, message);
 }
 
-fn line(level: LogLevel, message: &str) {
-    if !enabled(level) {
+fn line(level: Level, message: &str) {
+    if !log::log_enabled!(target: TARGET, level) {
         return;
     }
-    let id = REQUEST_ID.with(|slot| slot.borrow().clone());
-    let name = ["error", "warn", "info", "debug"][level as usize];
-    let text = if json() {
-        let mut object = serde_json::json!({"time": timestamp(SystemTime::now()), "level": name, "message": message});
-        if let Some(id) = id {
-            object["request_id"] = id.into();
-        }
-        json_line(&object)
-    } else {
-        let rid = id
-            .map(|id| format!(" rid={}", escape(&id)))
-            .unwrap_or_default();
-        format!(
-            "{} {}{rid} {}",
-            timestamp(SystemTime::now()),
-            name.to_ascii_uppercase(),
-            escape(message)
-        )
-    };
-    let _ = writeln!(std::io::stderr().lock(), "{text}");
-}
-
-/// Whether `c` must not appear raw in a log line: a control character, or a Unicode line or
-/// paragraph separator (which some log viewers break lines at).
-fn is_unsafe(c: char) -> bool {
-    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
-}
-
-/// `text` with every unsafe character written as `\xNN` (below 0x100) or `\u{NNNN}`, and `\`
-/// as `\\`, so a field can neither end the line nor be read as something it is not.
-fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(|c| is_unsafe(c) || c == '\\') {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            c if is_unsafe(c) && (c as u32) < 0x100 => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if is_unsafe(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-/// A field for the human format that may hold spaces or quotes: escaped, and quoted (with `\"`
-/// inside) unless it is a plain token.
-fn quoted(text: &str) -> String {
-    let escaped = escape(text);
-    if !escaped.is_empty() && !escaped.contains([' ', '"', '=']) {
-        return escaped.into_owned();
-    }
-    format!("\"{}\"", escaped.replace('"', "\\\""))
-}
-
-/// One JSON line: serde_json escapes C0 controls, `"` and `\`; DEL, C1 controls and the line
-/// and paragraph separators, which it leaves raw, become `\uNNNN` (they can only occur inside
-/// strings, so this keeps the JSON valid and equal).
-fn json_line(value: &serde_json::Value) -> String {
-    let text = value.to_string();
-    if !text.chars().any(is_unsafe) {
-        return text;
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if is_unsafe(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    REQUEST_ID.with(|slot| match slot.borrow().as_deref() {
+        Some(id) => log::log!(target: TARGET, level, request_id = id; "{message}"),
+        None => log::log!(target: TARGET, level, "{message}"),
+    });
 }
 
 /// One request, as the access log records it.
 pub(crate) struct Access<'a> {
-    pub(crate) client: Option<std::net::IpAddr>,
+    pub(crate) client: Option<IpAddr>,
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
     pub(crate) status: u16,
@@ -171,114 +123,56 @@ pub(crate) struct Access<'a> {
     pub(crate) model: Option<&'a str>,
 }
 
-/// Writes the access line of a request (level info).
+impl Access<'_> {
+    /// Milliseconds, rounded to microseconds.
+    fn duration_ms(&self) -> f64 {
+        (self.duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
+    }
+}
+
+/// The fields of an access record, in the order of the JSON line; `model` only when there is
+/// one.
+impl kv::Source for Access<'_> {
+    fn visit<'kvs>(&'kvs self, visitor: &mut dyn VisitSource<'kvs>) -> Result<(), kv::Error> {
+        let client = match &self.client {
+            Some(ip) => Value::from_display(ip),
+            None => Value::from("-"),
+        };
+        visitor.visit_pair(Key::from("client"), client)?;
+        visitor.visit_pair(Key::from("method"), Value::from(self.method))?;
+        visitor.visit_pair(Key::from("path"), Value::from(self.path))?;
+        visitor.visit_pair(Key::from("status"), Value::from(self.status))?;
+        visitor.visit_pair(Key::from("bytes"), Value::from(self.bytes))?;
+        visitor.visit_pair(Key::from("duration_ms"), Value::from(self.duration_ms()))?;
+        visitor.visit_pair(Key::from("request_id"), Value::from(self.request_id))?;
+        if let Some(model) = self.model {
+            visitor.visit_pair(Key::from("model"), Value::from(model))?;
+        }
+        Ok(())
+    }
+}
+
+/// Emits the access record of a request (target `tinyserve::access`, level info).
 pub(crate) fn access(record: &Access<'_>) {
-    if !enabled(LogLevel::Info) {
+    if !log::log_enabled!(target: ACCESS_TARGET, Level::Info) {
         return;
     }
-    let client = record.client.map_or("-".to_string(), |ip| ip.to_string());
-    let millis = record.duration.as_secs_f64() * 1000.0;
-    let text = if json() {
-        json_line(&serde_json::json!({
-            "time": timestamp(SystemTime::now()),
-            "level": "info",
-            "client": client,
-            "method": record.method,
-            "path": record.path,
-            "status": record.status,
-            "bytes": record.bytes,
-            "duration_ms": (millis * 1000.0).round() / 1000.0,
-            "request_id": record.request_id,
-            "model": record.model,
-        }))
-    } else {
-        let model = record
-            .model
-            .map(|m| format!(" model={}", quoted(m)))
-            .unwrap_or_default();
-        format!(
-            "{} INFO {client} \"{} {}\" {} {}B {millis:.3}ms rid={}{model}",
-            timestamp(SystemTime::now()),
-            escape(record.method).replace('"', "\\\""),
-            escape(record.path).replace('"', "\\\""),
-            record.status,
-            record.bytes,
-            escape(record.request_id)
-        )
-    };
-    let _ = writeln!(std::io::stderr().lock(), "{text}");
-}
-
-/// Calendar date and time of a Unix time: (year, month, day, hour, minute, second, weekday
-/// with 0 = Thursday, as 1970-01-01 was).
-pub(crate) fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64, usize) {
-    let days = (secs / 86_400) as i64;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = days.rem_euclid(7) as usize;
-    (
-        year,
-        month,
-        day,
-        secs % 86_400 / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-        weekday,
-    )
-}
-
-/// RFC 3339 UTC with milliseconds.
-fn timestamp(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let (y, mo, d, h, mi, s, _) = civil(since.as_secs());
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
-        since.subsec_millis()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_character_can_end_or_fake_a_line() {
-        let forged = "x\n2026-12-05T00:00:00.000Z INFO 203.0.113.1 \"GET /\" 200";
-        assert_eq!(
-            escape(forged),
-            "x\\x0a2026-12-05T00:00:00.000Z INFO 203.0.113.1 \"GET /\" 200"
-        );
-        assert_eq!(
-            escape("a\rb\u{1b}[31m\u{7f}\u{85}\u{2028}\\x0a"),
-            "a\\x0db\\x1b[31m\\x7f\\x85\\u{2028}\\\\x0a"
-        );
-        assert_eq!(escape("iris"), "iris");
-        assert_eq!(quoted("iris"), "iris");
-        assert_eq!(quoted("a b\"c"), "\"a b\\\"c\"");
-        for c in (0..0x110000)
-            .filter_map(char::from_u32)
-            .filter(|&c| is_unsafe(c))
-        {
-            let text = format!("a{c}b");
-            assert!(!escape(&text).chars().any(is_unsafe), "{c:?}");
-            let line = json_line(&serde_json::json!({ "f": text }));
-            assert!(!line.chars().any(is_unsafe), "{c:?} in {line:?}");
-            let back: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            assert_eq!(back["f"], text.as_str(), "{c:?}");
-        }
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        let at = UNIX_EPOCH + Duration::from_millis(784_111_777_042);
-        assert_eq!(timestamp(at), "1994-11-06T08:49:37.042Z");
-    }
+    log::logger().log(
+        &log::Record::builder()
+            .level(Level::Info)
+            .target(ACCESS_TARGET)
+            .module_path_static(Some(module_path!()))
+            .file_static(Some(file!()))
+            .line(Some(line!()))
+            .key_values(record)
+            .args(format_args!(
+                "{} {} {} {:.3}ms id={}",
+                escape(record.method),
+                escape(record.path),
+                record.status,
+                record.duration_ms(),
+                escape(record.request_id)
+            ))
+            .build(),
+    );
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tinyserve::log::Logger;
 use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
 use tinyserve::{protocol, ApiKey, App, LogFormat, LogLevel, Settings, TrustedProxies, Upstream};
 
@@ -245,7 +246,8 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
         LogFormatArg::Human => LogFormat::Human,
         LogFormatArg::Json => LogFormat::Json,
     };
-    tinyserve::log::configure(level, format);
+    // Installed once, before anything logs; a second logger cannot be there yet.
+    let _ = Logger::new(level, format).install();
     let upstreams = args
         .upstreams
         .iter()
@@ -268,18 +270,18 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
             )
         }))
         .collect();
-    tinyserve::log::info(&format!(
+    log::info!(
         "loaded {} model(s) from {}: {}",
         names.len(),
         dir.display(),
         names.join(", ")
-    ));
+    );
     let grace = Duration::from_secs_f64(args.shutdown_grace.max(0.0));
     stop_on_signals(&server, &ready, grace)?;
     println!("listening on http://{}", server.addr());
     let _ = std::io::stdout().flush();
     server.join();
-    tinyserve::log::info("stopped");
+    log::info!("stopped");
     Ok(())
 }
 
@@ -301,14 +303,14 @@ fn stop_on_signals(
             for signal in signals.forever() {
                 seen += 1;
                 if seen > 1 {
-                    tinyserve::log::info("second signal: exiting now");
+                    log::info!("second signal: exiting now");
                     std::process::exit(128 + signal);
                 }
                 ready.set(false);
-                tinyserve::log::info(&format!(
+                log::info!(
                     "signal {signal}: not ready; closing the listener in {:.1} s, then draining",
                     grace.as_secs_f64()
-                ));
+                );
                 let handle = handle.clone();
                 let _ = std::thread::Builder::new()
                     .name("tinyserve-drain".into())

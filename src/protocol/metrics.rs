@@ -1,13 +1,19 @@
 //! `GET /metrics` in the Prometheus text format: the server's requests, every model's
-//! inferences, generation, and outbound calls by upstream and outcome.
+//! inferences, generation, and outbound calls by upstream and outcome, encoded by
+//! [`prometheus_client`].
 
-use std::fmt::Write;
-use std::sync::Arc;
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::prometheus_text::{self, CONTENT_TYPE};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use super::Generators;
-use crate::metrics::label;
 use crate::model::ModelRegistry;
-use crate::{App, Response, RouteDoc, ServerMetrics, Upstream};
+use crate::{App, Error, Response, RouteDoc, Upstream};
 
 pub(super) fn mount(
     app: App,
@@ -15,11 +21,18 @@ pub(super) fn mount(
     generators: &Generators,
     upstreams: &[Upstream],
 ) -> App {
-    let server = app.metrics();
-    let (models, generators, upstreams) = (models.clone(), generators.clone(), upstreams.to_vec());
+    let mut registry = Registry::default();
+    app.metrics().register(&mut registry);
+    registry.register_collector(Box::new(Served {
+        models: models.clone(),
+        generators: generators.clone(),
+        upstreams: upstreams.to_vec(),
+    }));
     app.get("/metrics", move |_| {
-        let text = render(&server, &models, &generators, &upstreams);
-        Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text)
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &registry)
+            .map_err(|err| Error::internal(format!("encoding the metrics: {err}")))?;
+        Ok::<_, Error>(Response::new(200, CONTENT_TYPE, text))
     })
     .document(
         "GET",
@@ -32,85 +45,95 @@ pub(super) fn mount(
     )
 }
 
-fn render(
-    server: &Arc<ServerMetrics>,
-    models: &ModelRegistry,
-    generators: &Generators,
-    upstreams: &[Upstream],
-) -> String {
-    let mut out = String::new();
-    server.render(&mut out);
-    let _ = writeln!(out, "# HELP tinyserve_inference_duration_seconds ONNX Runtime inferences and their duration, by model.");
-    let _ = writeln!(out, "# TYPE tinyserve_inference_duration_seconds histogram");
-    for model in models.iter() {
-        let labels = format!("model=\"{}\"", label(model.name()));
-        model
-            .inference_stats()
-            .render(&mut out, "tinyserve_inference_duration_seconds", &labels);
+/// What the built-in APIs serve, read at each scrape: models, generators and upstreams.
+struct Served {
+    models: ModelRegistry,
+    generators: Generators,
+    upstreams: Vec<Upstream>,
+}
+
+impl fmt::Debug for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Served").finish_non_exhaustive()
     }
-    let _ = writeln!(
-        out,
-        "# HELP tinyserve_inferences_total ONNX Runtime inferences, by model."
-    );
-    let _ = writeln!(out, "# TYPE tinyserve_inferences_total counter");
-    for model in models.iter() {
-        let _ = writeln!(
-            out,
-            "tinyserve_inferences_total{{model=\"{}\"}} {}",
-            label(model.name()),
-            model.inference_stats().count()
-        );
+}
+
+/// A counter series per item: `(labels, value)`.
+fn counters<L: prometheus_client::encoding::EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, u64)>,
+) -> fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
     }
-    let _ = writeln!(
-        out,
-        "# HELP tinyserve_batches_total Dynamic batches run, by model and size in rows."
-    );
-    let _ = writeln!(out, "# TYPE tinyserve_batches_total counter");
-    for model in models.iter() {
-        for (size, count) in model.batch_sizes() {
-            let name = label(model.name());
-            let _ = writeln!(
-                out,
-                "tinyserve_batches_total{{model=\"{name}\",size=\"{size}\"}} {count}"
-            );
+    Ok(())
+}
+
+impl Collector for Served {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let stats: Vec<_> = self
+            .models
+            .iter()
+            .map(|m| (m.name().to_string(), m.inference_stats()))
+            .collect();
+        let mut metric = encoder.encode_descriptor(
+            "tinyserve_inference_duration_seconds",
+            "ONNX Runtime inferences and their duration, by model.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (name, histogram) in &stats {
+            histogram.encode(metric.encode_family(&[("model", name.as_str())])?)?;
         }
+        counters(
+            &mut encoder,
+            "tinyserve_inferences",
+            "ONNX Runtime inferences, by model.",
+            stats
+                .iter()
+                .map(|(name, h)| ([("model", name.as_str())], h.count())),
+        )?;
+        let batches = self.models.iter().flat_map(|m| {
+            let name = m.name().to_string();
+            m.batch_sizes()
+                .into_iter()
+                .map(move |(size, count)| (([("model", name.clone())], [("size", size)]), count))
+        });
+        counters(
+            &mut encoder,
+            "tinyserve_batches",
+            "Dynamic batches run, by model and size in rows.",
+            batches,
+        )?;
+        counters(
+            &mut encoder,
+            "tinyserve_generated_tokens",
+            "Tokens generated, by model.",
+            self.generators
+                .iter()
+                .map(|g| ([("model", g.name())], g.tokens_generated())),
+        )?;
+        counters(
+            &mut encoder,
+            "tinyserve_generations_cancelled",
+            "Generations stopped because the client went away, by model.",
+            self.generators
+                .iter()
+                .map(|g| ([("model", g.name())], g.generations_cancelled())),
+        )?;
+        let calls = self.upstreams.iter().flat_map(|u| {
+            u.outcomes().into_iter().map(move |(outcome, count)| {
+                (([("upstream", u.name())], [("outcome", outcome)]), count)
+            })
+        });
+        counters(
+            &mut encoder,
+            "tinyserve_upstream_calls",
+            "Outbound calls, by upstream and outcome.",
+            calls,
+        )
     }
-    let _ = writeln!(
-        out,
-        "# HELP tinyserve_generated_tokens_total Tokens generated, by model."
-    );
-    let _ = writeln!(out, "# TYPE tinyserve_generated_tokens_total counter");
-    for generator in generators.iter() {
-        let name = label(generator.name());
-        let _ = writeln!(
-            out,
-            "tinyserve_generated_tokens_total{{model=\"{name}\"}} {}",
-            generator.tokens_generated()
-        );
-    }
-    let _ = writeln!(out, "# HELP tinyserve_generations_cancelled_total Generations stopped because the client went away, by model.");
-    let _ = writeln!(out, "# TYPE tinyserve_generations_cancelled_total counter");
-    for generator in generators.iter() {
-        let name = label(generator.name());
-        let _ = writeln!(
-            out,
-            "tinyserve_generations_cancelled_total{{model=\"{name}\"}} {}",
-            generator.generations_cancelled()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP tinyserve_upstream_calls_total Outbound calls, by upstream and outcome."
-    );
-    let _ = writeln!(out, "# TYPE tinyserve_upstream_calls_total counter");
-    for upstream in upstreams {
-        for (outcome, count) in upstream.outcomes() {
-            let _ = writeln!(
-                out,
-                "tinyserve_upstream_calls_total{{upstream=\"{}\",outcome=\"{outcome}\"}} {count}",
-                label(upstream.name())
-            );
-        }
-    }
-    out
 }
