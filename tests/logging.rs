@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::support::process::{run, wait_until};
 use crate::support::repo;
-use crate::support::wire::Http;
+use crate::support::wire::Conn;
 
 /// Builds an example with the cargo running the tests; the path of its executable.
 fn build_example(name: &str) -> String {
@@ -78,7 +78,7 @@ fn env_logger_sees_the_access_line_of_each_request() {
         .unwrap_or_else(|| panic!("not `listening on http://ADDR`: {first:?}"));
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
 
-    let mut http = Http::get(addr, "/hello");
+    let mut http = Conn::get(addr, "/hello");
     assert_eq!(http.status, 200);
     assert_eq!(http.read_to_end(), b"Hello, world!");
     let id = http
