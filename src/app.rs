@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::{RouteCatalog, RouteDoc};
+use crate::http::Server;
 use crate::router::{Match, Router};
-use crate::server::Server;
 use crate::{
     Error, ErrorKind, IntoResponse, Request, Response, Result, ServerMetrics, TrustedProxies,
 };

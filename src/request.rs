@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 
 use serde::de::DeserializeOwned;
 
-use crate::forwarded::Origin;
+use crate::http::forwarded::Origin;
 use crate::{Error, Result};
 
 /// An HTTP request, fully read. Handlers take it by reference.
@@ -169,7 +169,7 @@ impl Request {
         let gone = self.socket.as_ref().is_some_and(|socket| {
             socket
                 .upgrade()
-                .is_none_or(|socket| crate::wire::peer_closed(&socket))
+                .is_none_or(|socket| crate::http::wire::peer_closed(&socket))
         });
         if gone {
             self.gone.store(true, Ordering::Relaxed);

@@ -15,7 +15,7 @@
 //! Trailer fields after the last chunk are read and dropped, counted against the head limits
 //! (bytes and fields) left over by the head.
 
-use crate::wire::Head;
+use super::wire::Head;
 use crate::{Error, ErrorKind};
 
 /// How a request body is delimited.

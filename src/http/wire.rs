@@ -4,14 +4,14 @@
 //! Every read is bounded in bytes (head size, header count, body size) and in time (a deadline
 //! for the head, one for the whole request, and a timeout per read), so a slow or hostile
 //! client costs one connection slot for a bounded time and bounded memory. Where a body ends
-//! is decided by [`crate::framing`].
+//! is decided by [`super::framing`].
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::framing::{ChunkedDecoder, Framing};
+use super::framing::{ChunkedDecoder, Framing};
 use crate::{Error, ErrorKind};
 
 /// The limits a connection enforces while reading a request.
@@ -87,7 +87,7 @@ impl From<io::Error> for ReadError {
 
 /// One client connection: the socket and the bytes read ahead of the current request.
 pub(crate) struct Connection {
-    stream: Arc<TcpStream>,
+    socket: Arc<TcpStream>,
     /// The socket's read timeout as last set: setting it is a system call, skipped when the
     /// value is unchanged (the usual case between keep-alive requests).
     read_timeout: Option<Duration>,
@@ -105,9 +105,9 @@ const MIN_READ: usize = 1024;
 const KEEP_BUFFER: usize = 64 * 1024;
 
 impl Connection {
-    pub(crate) fn new(stream: TcpStream) -> Connection {
+    pub(crate) fn new(socket: TcpStream) -> Connection {
         Connection {
-            stream: Arc::new(stream),
+            socket: Arc::new(socket),
             read_timeout: None,
             buf: vec![0; INITIAL_BUFFER],
             start: 0,
@@ -116,8 +116,8 @@ impl Connection {
     }
 
     /// The socket: shared, so a request can check whether its client has gone.
-    pub(crate) fn stream(&self) -> &Arc<TcpStream> {
-        &self.stream
+    pub(crate) fn socket(&self) -> &Arc<TcpStream> {
+        &self.socket
     }
 
     fn buffered(&self) -> &[u8] {
@@ -150,7 +150,7 @@ impl Connection {
         if self.buf.len() - self.end < MIN_READ {
             self.buf.resize(self.buf.len() * 2, 0);
         }
-        let n = (&*self.stream).read(&mut self.buf[self.end..])?;
+        let n = (&*self.socket).read(&mut self.buf[self.end..])?;
         self.end += n;
         Ok(n)
     }
@@ -158,7 +158,7 @@ impl Connection {
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         let timeout = timeout.max(Duration::from_millis(1));
         if self.read_timeout != Some(timeout) {
-            self.stream.set_read_timeout(Some(timeout))?;
+            self.socket.set_read_timeout(Some(timeout))?;
             self.read_timeout = Some(timeout);
         }
         Ok(())
@@ -272,7 +272,7 @@ impl Connection {
             .header("Expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         if expects && self.buffered().is_empty() {
-            (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            (&*self.socket).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         Ok(())
     }
@@ -292,8 +292,8 @@ impl Connection {
         if !head_only {
             out.extend_from_slice(body);
         }
-        (&*self.stream).write_all(&out)?;
-        (&*self.stream).flush()
+        (&*self.socket).write_all(&out)?;
+        (&*self.socket).flush()
     }
 }
 
@@ -316,7 +316,7 @@ impl BodyReader<'_> {
         while got < len {
             let timeout = self.timeout()?;
             self.conn.set_timeout(timeout)?;
-            match (&*self.conn.stream).read(&mut body[got..]) {
+            match (&*self.conn.socket).read(&mut body[got..]) {
                 Ok(0) => {
                     let message =
                         format!("body ended {} bytes before its declared length", len - got);
@@ -401,30 +401,30 @@ impl Connection {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        (&*self.stream).write_all(&out)
+        (&*self.socket).write_all(&out)
     }
 
     /// Writes one piece of a streamed body, framed as a chunk when `chunked`, in one write.
     pub(crate) fn write_chunk(&mut self, data: &[u8], chunked: bool) -> io::Result<()> {
         if !chunked {
-            return (&*self.stream).write_all(data);
+            return (&*self.socket).write_all(data);
         }
         let mut out = Vec::with_capacity(data.len() + 16);
         out.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
-        (&*self.stream).write_all(&out)
+        (&*self.socket).write_all(&out)
     }
 
     /// Ends a chunked body.
     pub(crate) fn write_last_chunk(&mut self) -> io::Result<()> {
-        (&*self.stream).write_all(b"0\r\n\r\n")
+        (&*self.socket).write_all(b"0\r\n\r\n")
     }
 
     /// What the client has done with its side of the connection, checked without blocking
     /// and without consuming anything it may have sent.
     pub(crate) fn peer(&self) -> Peer {
-        peer_state(&self.stream)
+        peer_state(&self.socket)
     }
 }
 
@@ -440,13 +440,13 @@ pub(crate) enum Peer {
     Gone,
 }
 
-/// The state of `stream`'s peer, checked without blocking, without consuming anything it
+/// The state of `socket`'s peer, checked without blocking, without consuming anything it
 /// sent, and without touching the socket's blocking mode, so another thread may check while
 /// this one reads or writes.
-pub(crate) fn peer_state(stream: &TcpStream) -> Peer {
+pub(crate) fn peer_state(socket: &TcpStream) -> Peer {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
     let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
-    match socket2::SockRef::from(stream).recv_with_flags(&mut byte, flags) {
+    match socket2::SockRef::from(socket).recv_with_flags(&mut byte, flags) {
         Ok(0) => Peer::ReadClosed,
         Ok(_) => Peer::Open,
         Err(err)
@@ -461,9 +461,9 @@ pub(crate) fn peer_state(stream: &TcpStream) -> Peer {
     }
 }
 
-/// Whether the peer has closed its side of `stream` (or reset it): see [`peer_state`].
-pub(crate) fn peer_closed(stream: &TcpStream) -> bool {
-    peer_state(stream) != Peer::Open
+/// Whether the peer has closed its side of `socket` (or reset it): see [`peer_state`].
+pub(crate) fn peer_closed(socket: &TcpStream) -> bool {
+    peer_state(socket) != Peer::Open
 }
 
 /// Headers parsed into an array on the stack; heads with more are parsed again into one of
@@ -540,14 +540,14 @@ fn write_head(out: &mut Vec<u8>, status: u16, headers: &[(String, String)], keep
 }
 
 /// Writes an error response on a raw socket, for connections refused before a worker sees them.
-pub(crate) fn write_error(mut stream: &TcpStream, err: &Error) -> io::Result<()> {
+pub(crate) fn write_error(mut socket: &TcpStream, err: &Error) -> io::Result<()> {
     let body = err.to_json().to_string();
     let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
     headers.extend(err.headers().iter().cloned());
     let mut out = Vec::new();
     write_head(&mut out, err.status(), &headers, false);
     out.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
-    stream.write_all(&out)
+    socket.write_all(&out)
 }
 
 pub(crate) fn reason(status: u16) -> &'static str {
@@ -649,7 +649,7 @@ mod tests {
             if let Ok(httparse::Status::Complete((len, head))) = parse_head(&input, max_headers) {
                 prop_assert!(len <= input.len());
                 prop_assert!(head.headers.len() <= max_headers);
-                let _ = crate::framing::framing(&head);
+                let _ = super::framing::framing(&head);
             }
         }
 
@@ -659,7 +659,7 @@ mod tests {
         ) {
             let input = format!("GET / HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
             if let Ok(httparse::Status::Complete((_, head))) = parse_head(input.as_bytes(), 100) {
-                let _ = crate::framing::framing(&head);
+                let _ = super::framing::framing(&head);
             }
         }
 

@@ -1,31 +1,28 @@
-//! The running server: one accept thread and one thread per open connection (capped).
+//! The connection loop: one thread per open connection reads a request under limits, runs
+//! its handler during a worker turn, and writes the answer; then the next request, while the
+//! client keeps the connection alive.
 //!
-//! A connection thread reads a request under limits, runs its handler, and writes the answer:
-//! no hand-off to another thread, so a request costs no context switch. At most `workers`
-//! handlers run at once (a counting semaphore); up to `queue_capacity` more wait for a turn, and
-//! beyond that the connection thread answers 503 at once, so latency cannot grow without bound.
-//! A streamed body's producer runs on a thread of its own, holding its worker turn, while the
-//! connection thread writes its chunks.
-//!
-//! Which connections may be open is up to [`crate::slots`]; a connection on a reserved slot
-//! serves only the health probes, so a server that is merely full still looks alive.
+//! No hand-off to another thread, so a plain request costs no context switch. A streamed
+//! body's producer runs on a thread of its own, holding its worker turn, while the connection
+//! thread writes its chunks.
 
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{Shutdown, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use crate::app::App;
-use crate::framing;
+use super::admission::WorkerTurn;
+use super::forwarded;
+use super::framing;
+use super::server::Shared;
+use super::slots::Slot;
+use super::wire::{self, Connection, Peer, ReadError};
 use crate::response::Body;
-use crate::slots::{Slot, Slots};
 use crate::stream::Stream;
-use crate::wire::{self, Connection, Limits, Peer, ReadError};
-use crate::{forwarded, Error, Request, Response, Result, ServerMetrics};
+use crate::{Error, Request, Response};
 
 /// A handler's answer, ready to write.
 /// Each carries the route template the request matched, for metrics.
@@ -61,317 +58,15 @@ impl Answer {
     }
 }
 
-/// One of the limited slots for concurrent streams, released when dropped.
-struct StreamSlot(Arc<ServerMetrics>);
-
-impl StreamSlot {
-    fn take(metrics: &Arc<ServerMetrics>, max: usize) -> Option<StreamSlot> {
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
-        metrics
-            .active_streams
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| StreamSlot(Arc::clone(metrics)))
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        self.0.active_streams.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-struct Shared {
-    app: App,
-    limits: Limits,
-    /// The limits on a reserved slot: a health probe sends its request at once.
-    reserved_limits: Limits,
-    workers: Workers,
-    stopping: AtomicBool,
-    metrics: Arc<ServerMetrics>,
-    /// The open connections, so a new one can take an idle one's slot and a shutdown can close
-    /// idle connections at once and let busy ones finish.
-    slots: Slots,
-}
-
-/// How long a connection on a reserved slot may take to send its request head: a health
-/// probe sends it at once.
-const RESERVED_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
-pub struct Server {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    /// The accept thread, which drains the connections once a shutdown starts.
-    accept: JoinHandle<()>,
-}
-
-/// Stops a running server from anywhere (another thread, a signal handler thread).
-#[derive(Clone)]
-pub struct ShutdownHandle {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-}
-
-impl Server {
-    pub(crate) fn start(app: App, addr: impl ToSocketAddrs) -> Result<Server> {
-        let listener = listen(addr)?;
-        let addr = listener.local_addr()?;
-        let settings = app.settings().clone();
-        let app_metrics = app.metrics();
-        let limits = Limits {
-            max_head_bytes: settings.max_head_bytes,
-            max_headers: settings.max_headers,
-            max_body_bytes: settings.max_body_bytes,
-            head_timeout: settings.head_timeout,
-            request_timeout: settings.request_timeout,
-            read_timeout: settings.io_timeout,
-            keep_alive_timeout: settings.keep_alive_timeout,
-        };
-        let reserved_limits = Limits {
-            head_timeout: limits.head_timeout.min(RESERVED_HEAD_TIMEOUT),
-            ..limits.clone()
-        };
-        let shared = Arc::new(Shared {
-            app,
-            limits,
-            reserved_limits,
-            workers: Workers::new(settings.workers.max(1), settings.queue_capacity.max(1)),
-            stopping: AtomicBool::new(false),
-            metrics: app_metrics,
-            slots: Slots::new(
-                settings.max_connections,
-                settings.max_connections_per_ip,
-                settings.trusted_proxies.clone(),
-            ),
-        });
-        let accept_shared = Arc::clone(&shared);
-        let accept = thread::Builder::new()
-            .name("tinyserve-accept".into())
-            .spawn(move || accept(&accept_shared, listener))?;
-        Ok(Server {
-            addr,
-            shared,
-            accept,
-        })
-    }
-
-    /// The address the server listens on (with the real port when bound to port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// A handle that stops this server; cheap to clone and send to other threads.
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle {
-            shared: Arc::clone(&self.shared),
-            addr: self.addr,
-        }
-    }
-
-    /// Stops accepting, lets requests in flight finish, and waits until their connections have
-    /// closed (or the drain timeout cut them off).
-    pub fn shutdown(self) {
-        self.shutdown_handle().shutdown();
-        self.join();
-    }
-
-    /// Blocks until the server has been shut down (through a [`ShutdownHandle`]) and has stopped.
-    pub fn join(self) {
-        let _ = self.accept.join();
-    }
-}
-
-impl ShutdownHandle {
-    /// Starts the shutdown and returns at once: no new connections; idle connections close;
-    /// requests in flight (streams included) are answered, then their connections close. What
-    /// is still running after [`Settings::drain_timeout`](crate::Settings) is cut off.
-    pub fn shutdown(&self) {
-        if self.shared.stopping.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        // Wake the accept thread, blocked in accept(), with a throwaway connection.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-        self.shared.slots.close_idle();
-    }
-}
-
-/// Connections the kernel queues before `accept`: a burst of clients waits there instead of
-/// being refused or retried after a second.
-const LISTEN_BACKLOG: i32 = 1024;
-
-/// Binds the first address that works, with SO_REUSEADDR and a deep accept queue.
-fn listen(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
-    let mut last = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind");
-    for addr in addr.to_socket_addrs()? {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        let bound = socket
-            .set_reuse_address(true)
-            .and_then(|()| socket.bind(&addr.into()))
-            .and_then(|()| socket.listen(LISTEN_BACKLOG));
-        match bound {
-            Ok(()) => return Ok(socket.into()),
-            Err(err) => last = err,
-        }
-    }
-    Err(last)
-}
-
-fn accept(shared: &Arc<Shared>, listener: TcpListener) {
-    for stream in listener.incoming() {
-        if shared.stopping.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = stream else {
-            // Out of file descriptors or a connection reset before accept: keep serving.
-            thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        let slot = match shared.slots.admit(&stream) {
-            Ok(slot) => slot,
-            Err(err) => {
-                shared.metrics.reject("connections");
-                let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-                let _ = wire::write_error(&stream, &err);
-                let _ = stream.shutdown(Shutdown::Write);
-                continue;
-            }
-        };
-        shared
-            .metrics
-            .open_connections
-            .fetch_add(1, Ordering::SeqCst);
-        let conn_shared = Arc::clone(shared);
-        let slot_of_thread = Arc::clone(&slot);
-        // Handlers run on this thread: it gets the standard 2 MiB stack (address space; only
-        // the pages a handler touches take memory).
-        let spawned = thread::Builder::new()
-            .name("tinyserve-conn".into())
-            .stack_size(2 * 1024 * 1024)
-            .spawn(move || {
-                serve_connection(&conn_shared, stream, &slot_of_thread);
-                conn_shared.forget(&slot_of_thread);
-            });
-        if spawned.is_err() {
-            shared.forget(&slot);
-        }
-    }
-    // Close the listening socket before draining: new connections are refused at once (a
-    // proxy retries them on another replica) instead of waiting in the backlog, unanswered,
-    // until the drain ends.
-    drop(listener);
-    drain(shared);
-}
-
-impl Shared {
-    /// Frees a closed connection's slot.
-    fn forget(&self, slot: &Slot) {
-        self.slots.release(slot);
-        self.metrics.open_connections.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// After accepting stops: wait for open connections to finish, up to the drain timeout; then
-/// cut off what remains and stop the workers.
-fn drain(shared: &Shared) {
-    let deadline = Instant::now() + shared.app.settings().drain_timeout;
-    while shared.metrics.open_connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(5));
-    }
-    shared.slots.close_all();
-}
-
-/// Limits how many handlers run at once, with a bounded number of requests waiting for a turn.
-struct Workers {
-    count: Mutex<WorkerCount>,
-    freed: Condvar,
-    max_running: usize,
-    max_waiting: usize,
-}
-
-#[derive(Default)]
-struct WorkerCount {
-    running: usize,
-    waiting: usize,
-}
-
-/// One worker turn, given back when dropped.
-struct WorkerTurn(Arc<Shared>);
-
-impl Workers {
-    fn new(max_running: usize, max_waiting: usize) -> Workers {
-        Workers {
-            count: Mutex::new(WorkerCount::default()),
-            freed: Condvar::new(),
-            max_running,
-            max_waiting,
-        }
-    }
-
-    /// Waits for a turn; false at once when `max_waiting` requests are already waiting.
-    fn enter(&self, metrics: &ServerMetrics) -> bool {
-        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        if count.running >= self.max_running {
-            if count.waiting >= self.max_waiting {
-                return false;
-            }
-            count.waiting += 1;
-            metrics.queued.fetch_add(1, Ordering::Relaxed);
-            while count.running >= self.max_running {
-                count = self.freed.wait(count).unwrap_or_else(|e| e.into_inner());
-            }
-            count.waiting -= 1;
-            metrics.queued.fetch_sub(1, Ordering::Relaxed);
-        }
-        count.running += 1;
-        true
-    }
-
-    fn leave(&self) {
-        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        count.running -= 1;
-        if count.waiting > 0 {
-            self.freed.notify_one();
-        }
-    }
-}
-
-impl WorkerTurn {
-    fn take(shared: &Arc<Shared>) -> Option<WorkerTurn> {
-        let entered = shared.workers.enter(&shared.metrics);
-        entered.then(|| WorkerTurn(Arc::clone(shared)))
-    }
-}
-
-impl Drop for WorkerTurn {
-    fn drop(&mut self) {
-        self.0.workers.leave();
-    }
-}
-
 /// Runs the handler on this thread, during a worker turn. A streamed body's producer goes to a
 /// thread of its own, which keeps the turn until the stream ends. A health probe on a reserved
 /// slot (`probe`) runs without a turn: it must answer while the server is full.
 fn run(shared: &Arc<Shared>, request: Request, probe: bool) -> Answer {
     let turn = match probe {
         true => None,
-        false => match WorkerTurn::take(shared) {
-            Some(turn) => Some(turn),
-            None => {
-                shared.metrics.reject("queue_full");
-                let err = Error::overloaded("server is at capacity: request queue is full");
-                return Answer::error(&err, None);
-            }
+        false => match shared.admission.turn() {
+            Ok(turn) => Some(turn),
+            Err(err) => return Answer::error(&err, None),
         },
     };
     let id = request.request_id().to_string();
@@ -393,11 +88,9 @@ fn produce(
     stream: Stream,
     id: String,
 ) -> Answer {
-    let max = shared.app.settings().max_streams;
-    let Some(slot) = StreamSlot::take(&shared.metrics, max) else {
-        shared.metrics.reject("streams");
-        let err = Error::overloaded(format!("too many concurrent streams (limit {max})"));
-        return Answer::error(&err, route);
+    let slot = match shared.admission.stream_slot() {
+        Ok(slot) => slot,
+        Err(err) => return Answer::error(&err, route),
     };
     let (mut sender, chunks) = Stream::channel();
     let producer = stream.producer;
@@ -429,16 +122,17 @@ fn produce(
     }
 }
 
-fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
-    let peer = stream.peer_addr().ok();
+/// Serves one connection until it closes: its client's, a shutdown's, or an error's doing.
+pub(super) fn serve_connection(shared: &Arc<Shared>, socket: TcpStream, slot: &Slot) {
+    let peer = socket.peer_addr().ok();
     let settings = shared.app.settings();
     let limits = match slot.is_reserved() {
         true => &shared.reserved_limits,
         false => &shared.limits,
     };
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(settings.io_timeout));
-    let mut conn = Connection::new(stream);
+    let _ = socket.set_nodelay(true);
+    let _ = socket.set_write_timeout(Some(settings.io_timeout));
+    let mut conn = Connection::new(socket);
     let mut first = true;
     loop {
         slot.set_idle();
@@ -496,7 +190,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
             None => match conn.read_body(&head, framing, limits) {
                 Ok(body) => {
                     let mut request = request.with_body(body);
-                    request.set_socket(conn.stream());
+                    request.set_socket(conn.socket());
                     run(shared, request, slot.is_reserved())
                 }
                 Err(err) => {
@@ -539,7 +233,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream, slot: &Slot) {
             });
         }
         if unread_body {
-            linger(conn.stream());
+            linger(conn.socket());
         }
         if written.is_err() || !keep_alive || shared.stopping.load(Ordering::SeqCst) {
             return;
@@ -653,19 +347,19 @@ fn relay(
 
 /// Answers a request that could not be read, then closes: the rest of its bytes are unread.
 fn reject(conn: &mut Connection, err: &Error) {
-    let _ = wire::write_error(conn.stream(), err);
-    linger(conn.stream());
+    let _ = wire::write_error(conn.socket(), err);
+    linger(conn.socket());
 }
 
 /// Ends a connection whose client may still be sending: the answer is written; stop writing,
 /// and read what the client already sent (briefly, bounded) so closing does not reset the
 /// connection before the client has read the answer.
-fn linger(mut stream: &TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+fn linger(mut socket: &TcpStream) {
+    let _ = socket.shutdown(Shutdown::Write);
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(100)));
     let mut sink = [0u8; 8192];
     for _ in 0..16 {
-        match std::io::Read::read(&mut stream, &mut sink) {
+        match std::io::Read::read(&mut socket, &mut sink) {
             Ok(n) if n > 0 => continue,
             _ => break,
         }

@@ -1,0 +1,236 @@
+//! The server's lifecycle: bind, accept, and a graceful shutdown that drains the connections.
+//!
+//! One accept thread admits each new connection to a slot ([`super::slots`]) and starts its
+//! thread ([`super::connection`]); a connection on a reserved slot serves only the health
+//! probes, so a server that is merely full still looks alive. A shutdown stops accepting,
+//! closes idle connections at once and lets busy ones finish, up to the drain timeout.
+
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+// `App` and `Server` refer to each other on purpose: `App::bind` starts a `Server`, and the
+// server runs the app's handlers (`App::screen`, `App::dispatch`). The app is the handler API
+// a user builds; the server the transport that serves it: one owns the other at run time.
+use super::admission::Admission;
+use super::connection::serve_connection;
+use super::slots::{Slot, Slots};
+use super::wire::{self, Limits};
+use crate::app::App;
+use crate::{Result, ServerMetrics};
+
+/// What the accept thread and every connection thread share.
+pub(super) struct Shared {
+    pub(super) app: App,
+    pub(super) limits: Limits,
+    /// The limits on a reserved slot: a health probe sends its request at once.
+    pub(super) reserved_limits: Limits,
+    pub(super) admission: Arc<Admission>,
+    pub(super) stopping: AtomicBool,
+    pub(super) metrics: Arc<ServerMetrics>,
+    /// The open connections, so a new one can take an idle one's slot and a shutdown can close
+    /// idle connections at once and let busy ones finish.
+    slots: Slots,
+}
+
+/// How long a connection on a reserved slot may take to send its request head: a health
+/// probe sends it at once.
+const RESERVED_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// The accept thread, which drains the connections once a shutdown starts.
+    accept: JoinHandle<()>,
+}
+
+/// Stops a running server from anywhere (another thread, a signal handler thread).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    pub(crate) fn start(app: App, addr: impl ToSocketAddrs) -> Result<Server> {
+        let listener = listen(addr)?;
+        let addr = listener.local_addr()?;
+        let settings = app.settings().clone();
+        let app_metrics = app.metrics();
+        let limits = Limits {
+            max_head_bytes: settings.max_head_bytes,
+            max_headers: settings.max_headers,
+            max_body_bytes: settings.max_body_bytes,
+            head_timeout: settings.head_timeout,
+            request_timeout: settings.request_timeout,
+            read_timeout: settings.io_timeout,
+            keep_alive_timeout: settings.keep_alive_timeout,
+        };
+        let reserved_limits = Limits {
+            head_timeout: limits.head_timeout.min(RESERVED_HEAD_TIMEOUT),
+            ..limits.clone()
+        };
+        let shared = Arc::new(Shared {
+            app,
+            limits,
+            reserved_limits,
+            admission: Arc::new(Admission::new(
+                settings.workers,
+                settings.queue_capacity,
+                settings.max_streams,
+                Arc::clone(&app_metrics),
+            )),
+            stopping: AtomicBool::new(false),
+            metrics: app_metrics,
+            slots: Slots::new(
+                settings.max_connections,
+                settings.max_connections_per_ip,
+                settings.trusted_proxies.clone(),
+            ),
+        });
+        let accept_shared = Arc::clone(&shared);
+        let accept = thread::Builder::new()
+            .name("tinyserve-accept".into())
+            .spawn(move || accept(&accept_shared, listener))?;
+        Ok(Server {
+            addr,
+            shared,
+            accept,
+        })
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops this server; cheap to clone and send to other threads.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+            addr: self.addr,
+        }
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits until their connections have
+    /// closed (or the drain timeout cut them off).
+    pub fn shutdown(self) {
+        self.shutdown_handle().shutdown();
+        self.join();
+    }
+
+    /// Blocks until the server has been shut down (through a [`ShutdownHandle`]) and has stopped.
+    pub fn join(self) {
+        let _ = self.accept.join();
+    }
+}
+
+impl ShutdownHandle {
+    /// Starts the shutdown and returns at once: no new connections; idle connections close;
+    /// requests in flight (streams included) are answered, then their connections close. What
+    /// is still running after [`Settings::drain_timeout`](crate::Settings) is cut off.
+    pub fn shutdown(&self) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the accept thread, blocked in accept(), with a throwaway connection.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        self.shared.slots.close_idle();
+    }
+}
+
+/// Connections the kernel queues before `accept`: a burst of clients waits there instead of
+/// being refused or retried after a second.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds the first address that works, with SO_REUSEADDR and a deep accept queue.
+fn listen(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind");
+    for addr in addr.to_socket_addrs()? {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        let bound = socket
+            .set_reuse_address(true)
+            .and_then(|()| socket.bind(&addr.into()))
+            .and_then(|()| socket.listen(LISTEN_BACKLOG));
+        match bound {
+            Ok(()) => return Ok(socket.into()),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
+fn accept(shared: &Arc<Shared>, listener: TcpListener) {
+    for socket in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(socket) = socket else {
+            // Out of file descriptors or a connection reset before accept: keep serving.
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let slot = match shared.slots.admit(&socket) {
+            Ok(slot) => slot,
+            Err(err) => {
+                shared.metrics.reject("connections");
+                let _ = socket.set_write_timeout(Some(Duration::from_millis(200)));
+                let _ = wire::write_error(&socket, &err);
+                let _ = socket.shutdown(Shutdown::Write);
+                continue;
+            }
+        };
+        shared
+            .metrics
+            .open_connections
+            .fetch_add(1, Ordering::SeqCst);
+        let conn_shared = Arc::clone(shared);
+        let slot_of_thread = Arc::clone(&slot);
+        // Handlers run on this thread: it gets the standard 2 MiB stack (address space; only
+        // the pages a handler touches take memory).
+        let spawned = thread::Builder::new()
+            .name("tinyserve-conn".into())
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                serve_connection(&conn_shared, socket, &slot_of_thread);
+                conn_shared.forget(&slot_of_thread);
+            });
+        if spawned.is_err() {
+            shared.forget(&slot);
+        }
+    }
+    // Close the listening socket before draining: new connections are refused at once (a
+    // proxy retries them on another replica) instead of waiting in the backlog, unanswered,
+    // until the drain ends.
+    drop(listener);
+    drain(shared);
+}
+
+impl Shared {
+    /// Frees a closed connection's slot.
+    fn forget(&self, slot: &Slot) {
+        self.slots.release(slot);
+        self.metrics.open_connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// After accepting stops: wait for open connections to finish, up to the drain timeout; then
+/// cut off what remains.
+fn drain(shared: &Shared) {
+    let deadline = Instant::now() + shared.app.settings().drain_timeout;
+    while shared.metrics.open_connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    shared.slots.close_all();
+}
