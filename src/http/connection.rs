@@ -19,7 +19,7 @@ use super::forwarded;
 use super::framing;
 use super::server::Shared;
 use super::slots::Slot;
-use super::wire::{self, Connection, Peer, ReadError};
+use super::wire::{Connection, Peer, ReadError};
 use crate::response::Body;
 use crate::stream::Stream;
 use crate::{Error, Request, Response};
@@ -347,7 +347,7 @@ fn relay(
 
 /// Answers a request that could not be read, then closes: the rest of its bytes are unread.
 fn reject(conn: &mut Connection, err: &Error) {
-    let _ = wire::write_error(conn.socket(), err);
+    let _ = super::write::write_error(conn.socket(), err);
     linger(conn.socket());
 }
 

@@ -22,6 +22,7 @@ mod framing;
 mod server;
 mod slots;
 pub(crate) mod wire;
+mod write;
 
 pub use forwarded::TrustedProxies;
 pub use server::{Server, ShutdownHandle};

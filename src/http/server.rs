@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use super::admission::Admission;
 use super::connection::serve_connection;
 use super::slots::{Slot, Slots};
-use super::wire::{self, Limits};
+use super::wire::Limits;
+use super::write;
 use crate::app::App;
 use crate::{Result, ServerMetrics};
 
@@ -186,7 +187,7 @@ fn accept(shared: &Arc<Shared>, listener: TcpListener) {
             Err(err) => {
                 shared.metrics.reject("connections");
                 let _ = socket.set_write_timeout(Some(Duration::from_millis(200)));
-                let _ = wire::write_error(&socket, &err);
+                let _ = write::write_error(&socket, &err);
                 let _ = socket.shutdown(Shutdown::Write);
                 continue;
             }

@@ -1,5 +1,5 @@
-//! HTTP/1.1 on a blocking socket: reading a request head and body under limits and deadlines,
-//! and writing a response.
+//! HTTP/1.1 on a blocking socket: reading a request head and body under limits and deadlines.
+//! Writing the response is in [`super::write`].
 //!
 //! Every read is bounded in bytes (head size, header count, body size) and in time (a deadline
 //! for the head, one for the whole request, and a timeout per read), so a slow or hostile
@@ -276,25 +276,6 @@ impl Connection {
         }
         Ok(())
     }
-
-    /// Writes a whole response. `head_only` leaves the body out (HEAD requests) but keeps its length.
-    pub(crate) fn write_response(
-        &mut self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-        keep_alive: bool,
-        head_only: bool,
-    ) -> io::Result<()> {
-        let mut out = Vec::with_capacity(256 + body.len());
-        write_head(&mut out, status, headers, keep_alive);
-        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
-        if !head_only {
-            out.extend_from_slice(body);
-        }
-        (&*self.socket).write_all(&out)?;
-        (&*self.socket).flush()
-    }
 }
 
 /// Reads one request body under the read timeout and the whole-request deadline.
@@ -387,40 +368,6 @@ impl BodyReader<'_> {
 }
 
 impl Connection {
-    /// Writes the head of a streamed response: chunked for HTTP/1.1, close-delimited for 1.0.
-    pub(crate) fn write_stream_head(
-        &mut self,
-        status: u16,
-        headers: &[(String, String)],
-        keep_alive: bool,
-        chunked: bool,
-    ) -> io::Result<()> {
-        let mut out = Vec::with_capacity(256);
-        write_head(&mut out, status, headers, keep_alive && chunked);
-        if chunked {
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        (&*self.socket).write_all(&out)
-    }
-
-    /// Writes one piece of a streamed body, framed as a chunk when `chunked`, in one write.
-    pub(crate) fn write_chunk(&mut self, data: &[u8], chunked: bool) -> io::Result<()> {
-        if !chunked {
-            return (&*self.socket).write_all(data);
-        }
-        let mut out = Vec::with_capacity(data.len() + 16);
-        out.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
-        (&*self.socket).write_all(&out)
-    }
-
-    /// Ends a chunked body.
-    pub(crate) fn write_last_chunk(&mut self) -> io::Result<()> {
-        (&*self.socket).write_all(b"0\r\n\r\n")
-    }
-
     /// What the client has done with its side of the connection, checked without blocking
     /// and without consuming anything it may have sent.
     pub(crate) fn peer(&self) -> Peer {
@@ -518,107 +465,6 @@ fn too_large_head(limits: &Limits) -> Error {
     )
 }
 
-/// Status line and the headers every response carries.
-fn write_head(out: &mut Vec<u8>, status: u16, headers: &[(String, String)], keep_alive: bool) {
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
-    for (name, value) in headers {
-        // Header values come from handlers: never let them split the response.
-        if value.contains(['\r', '\n']) || name.contains(['\r', '\n', ':']) {
-            continue;
-        }
-        for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
-            out.extend_from_slice(part);
-        }
-    }
-    out.extend_from_slice(b"Date: ");
-    push_http_date(out);
-    out.extend_from_slice(b"\r\n");
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-}
-
-/// Writes an error response on a raw socket, for connections refused before a worker sees them.
-pub(crate) fn write_error(mut socket: &TcpStream, err: &Error) -> io::Result<()> {
-    let body = err.to_json().to_string();
-    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-    headers.extend(err.headers().iter().cloned());
-    let mut out = Vec::new();
-    write_head(&mut out, err.status(), &headers, false);
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
-    socket.write_all(&out)
-}
-
-pub(crate) fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Content",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
-}
-
-/// Appends the current IMF-fixdate, formatted at most once a second per thread.
-fn push_http_date(out: &mut Vec<u8>) {
-    thread_local! {
-        static CACHE: std::cell::RefCell<(u64, String)> = const {
-            std::cell::RefCell::new((u64::MAX, String::new()))
-        };
-    }
-    let now = std::time::SystemTime::now();
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    CACHE.with_borrow_mut(|(at, date)| {
-        if *at != secs {
-            *at = secs;
-            *date = http_date(now);
-        }
-        out.extend_from_slice(date.as_bytes());
-    });
-}
-
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn http_date(time: std::time::SystemTime) -> String {
-    let secs = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (year, month, day, h, m, s, weekday) = crate::log::civil(secs);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {day:02} {} {year} {h:02}:{m:02}:{s:02} GMT",
-        WEEKDAYS[weekday],
-        MONTHS[(month - 1) as usize]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,7 +495,7 @@ mod tests {
             if let Ok(httparse::Status::Complete((len, head))) = parse_head(&input, max_headers) {
                 prop_assert!(len <= input.len());
                 prop_assert!(head.headers.len() <= max_headers);
-                let _ = super::framing::framing(&head);
+                let _ = crate::http::framing::framing(&head);
             }
         }
 
@@ -659,7 +505,7 @@ mod tests {
         ) {
             let input = format!("GET / HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
             if let Ok(httparse::Status::Complete((_, head))) = parse_head(input.as_bytes(), 100) {
-                let _ = super::framing::framing(&head);
+                let _ = crate::http::framing::framing(&head);
             }
         }
 
@@ -690,13 +536,5 @@ mod tests {
                 ));
             }
         }
-    }
-
-    #[test]
-    fn http_date_matches_known_instants() {
-        let at = |secs| std::time::UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(http_date(at(784_111_777)), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(http_date(at(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(at(951_782_400)), "Tue, 29 Feb 2000 00:00:00 GMT");
     }
 }
