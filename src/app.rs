@@ -205,7 +205,8 @@ impl App {
         self
     }
 
-    /// Sets the number of worker threads (at least 1).
+    /// Sets the number of worker turns, the handlers running at once (at least 1). Each runs
+    /// on its connection's thread; see [`Settings::workers`].
     pub fn with_workers(mut self, workers: usize) -> App {
         self.settings.workers = workers.max(1);
         self

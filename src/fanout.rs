@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::{Error, ErrorKind, Request, Result};
+use crate::{Error, ErrorKind, Headers, Request, Result};
 use connections::Connections;
 
 /// A service the server calls: a name for errors and metrics, a base URL, timeouts, and a
@@ -53,7 +53,7 @@ struct UpstreamInner {
     /// Idle keep-alive connections of fan-out calls.
     idle: exchange::Idle,
     timeout: Duration,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -77,15 +77,10 @@ impl Upstream {
     /// An upstream called `name` at `base_url` (`http://host:port/prefix`), with the default
     /// timeouts: 5 s to connect, 30 s per call. ureq has none by default; a call never hangs.
     pub fn new(name: &str, base_url: &str) -> Upstream {
-        Upstream::build(name, base_url, DEFAULT_UPSTREAM_TIMEOUT, Vec::new())
+        Upstream::build(name, base_url, DEFAULT_UPSTREAM_TIMEOUT, Headers::new())
     }
 
-    fn build(
-        name: &str,
-        base_url: &str,
-        timeout: Duration,
-        headers: Vec<(String, String)>,
-    ) -> Upstream {
+    fn build(name: &str, base_url: &str, timeout: Duration, headers: Headers) -> Upstream {
         let connections = Connections::new(DEFAULT_CONNECT_TIMEOUT.min(timeout), timeout);
         Upstream {
             inner: Arc::new(UpstreamInner {
@@ -111,7 +106,7 @@ impl Upstream {
     pub fn with_header(&self, name: &str, value: &str) -> Upstream {
         let inner = &self.inner;
         let mut headers = inner.headers.clone();
-        headers.push((name.to_string(), value.to_string()));
+        headers.set(name, value);
         Upstream::build(&inner.name, &inner.base_url, inner.timeout, headers)
     }
 
@@ -141,7 +136,7 @@ impl Upstream {
             method: method.to_string(),
             path: path.to_string(),
             body,
-            headers: Vec::new(),
+            headers: Headers::new(),
         }
     }
 
@@ -210,7 +205,7 @@ pub struct Call {
     method: String,
     path: String,
     body: Option<Vec<u8>>,
-    headers: Vec<(String, String)>,
+    headers: Headers,
 }
 
 /// An upstream's answer: status and body.
@@ -248,9 +243,20 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 const EXCERPT_BYTES: usize = 200;
 
 impl Call {
-    /// Adds a header to this call only (for example the request id).
-    pub fn with_header(mut self, name: &str, value: &str) -> Call {
-        self.headers.push((name.to_string(), value.to_string()));
+    /// Sets a header on this call only (for example the request id), replacing any header
+    /// of that name the call has.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Call {
+        self.headers.set(name, value);
+        self
+    }
+
+    /// Adds a header to this call only, keeping any header of that name the call has.
+    pub fn with_appended_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Call {
+        self.headers.append(name, value);
         self
     }
 
@@ -315,7 +321,13 @@ impl Call {
             "{} {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\n",
             self.method
         );
-        for (name, value) in self.upstream.inner.headers.iter().chain(&self.headers) {
+        for (name, value) in self
+            .upstream
+            .inner
+            .headers
+            .iter()
+            .chain(self.headers.iter())
+        {
             if [name, value].iter().any(|s| s.contains(['\r', '\n'])) {
                 let what = format!("header {name:?} holds a line break");
                 return Err(self
@@ -354,7 +366,7 @@ impl Call {
         let mut builder = ureq::http::Request::builder()
             .method(self.method.as_str())
             .uri(&url);
-        for (name, value) in inner.headers.iter().chain(&self.headers) {
+        for (name, value) in inner.headers.iter().chain(self.headers.iter()) {
             builder = builder.header(name, value);
         }
         if self.body.is_some() {

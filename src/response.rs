@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::stream::{BodySender, Disconnected, Stream};
-use crate::Error;
+use crate::{Error, Headers};
 
 /// An HTTP response: status, headers and a body.
 ///
@@ -18,7 +18,7 @@ use crate::Error;
 #[derive(Debug)]
 pub struct Response {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     body: Body,
 }
 
@@ -34,13 +34,13 @@ impl Response {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type".to_string(), content_type.to_string())],
+            headers: Headers::from_iter([("Content-Type", content_type)]),
             body: Body::Full(body.into()),
         }
     }
 
     /// A 200 response sent with chunked transfer encoding, whose body `produce` writes piece by
-    /// piece from a worker thread. Each [`BodySender::send`] reaches the client at once; once the
+    /// piece from a thread of its own (holding the request's worker turn). Each [`BodySender::send`] reaches the client at once; once the
     /// client has gone, `send` fails with [`Disconnected`] so the producer can stop.
     ///
     /// # Example
@@ -64,7 +64,7 @@ impl Response {
     pub(crate) fn from_stream(status: u16, content_type: &str, stream: Stream) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type".to_string(), content_type.to_string())],
+            headers: Headers::from_iter([("Content-Type", content_type)]),
             body: Body::Stream(stream),
         }
     }
@@ -96,7 +96,7 @@ impl Response {
     pub fn empty(status: u16) -> Response {
         Response {
             status,
-            headers: Vec::new(),
+            headers: Headers::new(),
             body: Body::Full(Vec::new()),
         }
     }
@@ -120,11 +120,20 @@ impl Response {
         self
     }
 
-    /// Sets a header, replacing any header of the same name.
-    pub fn with_header(mut self, name: &str, value: &str) -> Response {
-        self.headers
-            .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
-        self.headers.push((name.to_string(), value.to_string()));
+    /// Sets the header `name` to `value`, replacing any header of that name.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+        self.headers.set(name, value);
+        self
+    }
+
+    /// Adds the header `name: value`, keeping any header of that name already there (for
+    /// `Set-Cookie`, `Vary`...).
+    pub fn with_appended_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Response {
+        self.headers.append(name, value);
         self
     }
 
@@ -135,12 +144,12 @@ impl Response {
 
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        crate::request::find_header(&self.headers, name)
+        self.headers.get(name)
     }
 
-    /// All headers.
-    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    /// All headers, in order.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
     }
 
     /// The body bytes; empty for a streamed body.
@@ -151,7 +160,7 @@ impl Response {
         }
     }
 
-    pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Body) {
+    pub(crate) fn into_parts(self) -> (u16, Headers, Body) {
         (self.status, self.headers, self.body)
     }
 }

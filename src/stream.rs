@@ -1,5 +1,6 @@
-//! Streaming bodies: a producer runs on a worker thread and hands chunks to the connection
-//! thread, which writes each one as an HTTP chunk the moment it arrives.
+//! Streaming bodies: a producer runs on a thread of its own (holding the request's worker turn)
+//! and hands chunks to the connection's thread, which writes each one as an HTTP chunk the
+//! moment it arrives.
 //!
 //! The hand-off is a small bounded channel, so a slow reader slows the producer down instead
 //! of letting chunks pile up, and the connection thread can notice a client that left (the

@@ -8,30 +8,48 @@
 
 use std::net::{Shutdown, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::admission::Admission;
 use super::admission::WorkerTurn;
 use super::forwarded;
 use super::framing;
-use super::server::Shared;
-use super::slots::Slot;
+use super::slots::{Slot, Slots};
+use super::wire::Limits;
 use super::wire::{Connection, Peer, ReadError};
+// The connection runs the app's handlers, and `App::bind` starts the server: the cycle
+// app <-> http is the one between the handler API and the transport that serves it.
+use crate::app::App;
 use crate::response::Body;
 use crate::stream::Stream;
-use crate::{Error, Request, Response};
+use crate::{Error, Headers, Request, Response, ServerMetrics};
+
+/// What the accept thread and every connection thread share.
+pub(super) struct Shared {
+    pub(super) app: App,
+    pub(super) limits: Limits,
+    /// The limits on a reserved slot: a health probe sends its request at once.
+    pub(super) reserved_limits: Limits,
+    pub(super) admission: Arc<Admission>,
+    pub(super) stopping: AtomicBool,
+    pub(super) metrics: Arc<ServerMetrics>,
+    /// The open connections, so a new one can take an idle one's slot and a shutdown can close
+    /// idle connections at once and let busy ones finish.
+    pub(super) slots: Slots,
+}
 
 /// A handler's answer, ready to write.
 /// Each carries the route template the request matched, for metrics.
 enum Answer {
-    Full(u16, Vec<(String, String)>, Vec<u8>, Option<String>),
+    Full(u16, Headers, Vec<u8>, Option<String>),
     /// A streamed body: chunks arrive on the receiver while another thread runs the producer.
     Stream {
         status: u16,
-        headers: Vec<(String, String)>,
+        headers: Headers,
         chunks: Receiver<Vec<u8>>,
         keep_alive: Option<(Duration, Vec<u8>)>,
         route: Option<String>,
@@ -41,8 +59,8 @@ enum Answer {
 impl Answer {
     fn error(err: &Error, route: Option<String>) -> Answer {
         let body = err.to_json().to_string().into_bytes();
-        let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-        headers.extend(err.headers().iter().cloned());
+        let mut headers = Headers::from_iter([("Content-Type", "application/json")]);
+        headers.extend(err.headers());
         Answer::Full(err.status(), headers, body, route)
     }
 
@@ -84,7 +102,7 @@ fn run(shared: &Arc<Shared>, request: Request, probe: bool) -> Answer {
 fn produce(
     shared: &Arc<Shared>,
     turn: Option<WorkerTurn>,
-    (status, headers, route): (u16, Vec<(String, String)>, Option<String>),
+    (status, headers, route): (u16, Headers, Option<String>),
     stream: Stream,
     id: String,
 ) -> Answer {
@@ -152,10 +170,8 @@ pub(super) fn serve_connection(shared: &Arc<Shared>, socket: TcpStream, slot: &S
             Ok(framing) => framing,
             Err(err) => return reject(&mut conn, &err),
         };
-        let mut request = Request::new(&head.method, &head.target);
-        for (name, value) in &head.headers {
-            request = request.with_header(name, value);
-        }
+        let mut request =
+            Request::new(&head.method, &head.target).with_headers(head.headers.clone());
         if let Some(peer) = peer {
             request = request.with_remote_addr(peer);
         }
@@ -251,7 +267,7 @@ fn request_model(request: &Request) -> Option<String> {
     })
 }
 
-/// Writes a worker's answer; returns the status, the route template and the body bytes
+/// Writes a handler's answer; returns the status, the route template and the body bytes
 /// written (an error when the connection must close).
 fn write_answer(
     conn: &mut Connection,
@@ -261,8 +277,8 @@ fn write_answer(
     head_only: bool,
     minor_version: u8,
 ) -> (u16, Option<String>, std::io::Result<u64>) {
-    let with_id = |mut headers: Vec<(String, String)>| {
-        headers.push(("X-Request-ID".to_string(), id.to_string()));
+    let with_id = |mut headers: Headers| {
+        headers.append("X-Request-ID", id);
         headers
     };
     match answer {

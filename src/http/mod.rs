@@ -19,6 +19,7 @@ mod admission;
 mod connection;
 pub(crate) mod forwarded;
 mod framing;
+mod head;
 mod server;
 mod slots;
 pub(crate) mod wire;

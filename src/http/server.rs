@@ -11,30 +11,17 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-// `App` and `Server` refer to each other on purpose: `App::bind` starts a `Server`, and the
-// server runs the app's handlers (`App::screen`, `App::dispatch`). The app is the handler API
-// a user builds; the server the transport that serves it: one owns the other at run time.
 use super::admission::Admission;
-use super::connection::serve_connection;
+use super::connection::{serve_connection, Shared};
 use super::slots::{Slot, Slots};
 use super::wire::Limits;
 use super::write;
-use crate::app::App;
-use crate::{Result, ServerMetrics};
+use crate::Result;
 
-/// What the accept thread and every connection thread share.
-pub(super) struct Shared {
-    pub(super) app: App,
-    pub(super) limits: Limits,
-    /// The limits on a reserved slot: a health probe sends its request at once.
-    pub(super) reserved_limits: Limits,
-    pub(super) admission: Arc<Admission>,
-    pub(super) stopping: AtomicBool,
-    pub(super) metrics: Arc<ServerMetrics>,
-    /// The open connections, so a new one can take an idle one's slot and a shutdown can close
-    /// idle connections at once and let busy ones finish.
-    slots: Slots,
-}
+// `App` and `Server` refer to each other on purpose: `App::bind` starts a `Server`, and the
+// server runs the app's handlers (`App::screen`, `App::dispatch`). The app is the handler API
+// a user builds; the server the transport that serves it: one owns the other at run time.
+use crate::app::App;
 
 /// How long a connection on a reserved slot may take to send its request head: a health
 /// probe sends it at once.

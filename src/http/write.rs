@@ -5,14 +5,14 @@ use std::io::{self, Write};
 use std::net::TcpStream;
 
 use super::wire::Connection;
-use crate::Error;
+use crate::{Error, Headers};
 
 impl Connection {
     /// Writes a whole response. `head_only` leaves the body out (HEAD requests) but keeps its length.
     pub(crate) fn write_response(
         &mut self,
         status: u16,
-        headers: &[(String, String)],
+        headers: &Headers,
         body: &[u8],
         keep_alive: bool,
         head_only: bool,
@@ -31,7 +31,7 @@ impl Connection {
     pub(crate) fn write_stream_head(
         &mut self,
         status: u16,
-        headers: &[(String, String)],
+        headers: &Headers,
         keep_alive: bool,
         chunked: bool,
     ) -> io::Result<()> {
@@ -63,7 +63,7 @@ impl Connection {
 }
 
 /// Status line and the headers every response carries.
-fn write_head(out: &mut Vec<u8>, status: u16, headers: &[(String, String)], keep_alive: bool) {
+fn write_head(out: &mut Vec<u8>, status: u16, headers: &Headers, keep_alive: bool) {
     // Writing to a Vec cannot fail.
     let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
     for (name, value) in headers {
@@ -86,8 +86,8 @@ fn write_head(out: &mut Vec<u8>, status: u16, headers: &[(String, String)], keep
 /// Writes an error response on a raw socket, for connections refused before a worker sees them.
 pub(crate) fn write_error(mut socket: &TcpStream, err: &Error) -> io::Result<()> {
     let body = err.to_json().to_string();
-    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-    headers.extend(err.headers().iter().cloned());
+    let mut headers = Headers::from_iter([("Content-Type", "application/json")]);
+    headers.extend(err.headers());
     let mut out = Vec::new();
     write_head(&mut out, err.status(), &headers, false);
     out.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
