@@ -101,16 +101,34 @@ impl Response {
         }
     }
 
-    /// The JSON error response for `err`: its status, its headers, `{"error", "code"}`.
+    /// The JSON error response for `err`: its status, its headers, `{"error", "code"}` (for a
+    /// 500, a generic message; the cause chain goes to the log). Every error the server
+    /// answers goes through here.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::{Error, Response};
+    /// let res = Response::from_error(&Error::overloaded("busy"));
+    /// assert_eq!(res.status(), 503);
+    /// assert_eq!(res.header("Retry-After"), Some("1"));
+    /// assert_eq!(res.body(), br#"{"error":"busy","code":"overloaded"}"#);
+    /// ```
     pub fn from_error(err: &Error) -> Response {
+        Response::from_error_with_body(err, err.to_json())
+    }
+
+    /// [`Response::from_error`] with another JSON body, for an API with its own error shape
+    /// (OpenAI's `{"error": {"message", "type", ...}}`): the same status and headers, and a
+    /// 500's cause logged the same way.
+    pub fn from_error_with_body(err: &Error, body: serde_json::Value) -> Response {
         if err.kind() == crate::ErrorKind::Internal {
             crate::log::error(&err.chain());
         }
-        let body = err.to_json().to_string();
-        let mut res = Response::new(err.status(), "application/json", body);
-        for (name, value) in err.headers() {
-            res = res.with_header(name, value);
+        let mut res = Response::new(err.status(), "application/json", body.to_string());
+        for (name, _) in err.headers() {
+            res.headers.remove(name);
         }
+        res.headers.extend(err.headers());
         res
     }
 

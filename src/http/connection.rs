@@ -57,17 +57,16 @@ enum Answer {
 }
 
 impl Answer {
+    /// The error response for `err` ([`Response::from_error`]).
     fn error(err: &Error, route: Option<String>) -> Answer {
-        let body = err.to_json().to_string().into_bytes();
-        let mut headers = Headers::from_iter([("Content-Type", "application/json")]);
-        headers.extend(err.headers());
-        Answer::Full(err.status(), headers, body, route)
+        Answer::from_response(Response::from_error(err), route)
     }
 
     /// A response whose body is whole (an error, a preflight); a streamed one is refused.
     fn from_response(response: Response, route: Option<String>) -> Answer {
         match response.into_parts() {
             (status, headers, Body::Full(body)) => Answer::Full(status, headers, body, route),
+            // An error response is whole: this does not come back here.
             (_, _, Body::Stream(_)) => Answer::error(
                 &Error::internal("a streamed answer to a request settled on its head"),
                 route,

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::net::TcpStream;
 
 use super::wire::Connection;
-use crate::{Error, Headers};
+use crate::{Error, Headers, Response};
 
 impl Connection {
     /// Writes a whole response. `head_only` leaves the body out (HEAD requests) but keeps its length.
@@ -17,13 +17,7 @@ impl Connection {
         keep_alive: bool,
         head_only: bool,
     ) -> io::Result<()> {
-        let mut out = Vec::with_capacity(256 + body.len());
-        write_head(&mut out, status, headers, keep_alive);
-        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
-        if !head_only {
-            out.extend_from_slice(body);
-        }
-        (&**self.socket()).write_all(&out)?;
+        write_whole(self.socket(), status, headers, body, keep_alive, head_only)?;
         (&**self.socket()).flush()
     }
 
@@ -83,15 +77,31 @@ fn write_head(out: &mut Vec<u8>, status: u16, headers: &Headers, keep_alive: boo
     }
 }
 
-/// Writes an error response on a raw socket, for connections refused before a worker sees them.
-pub(crate) fn write_error(mut socket: &TcpStream, err: &Error) -> io::Result<()> {
-    let body = err.to_json().to_string();
-    let mut headers = Headers::from_iter([("Content-Type", "application/json")]);
-    headers.extend(err.headers());
-    let mut out = Vec::new();
-    write_head(&mut out, err.status(), &headers, false);
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+/// Writes a response with a whole body (`Content-Length`) in one write. `head_only` leaves the
+/// body out (HEAD requests) but keeps its length.
+fn write_whole(
+    mut socket: &TcpStream,
+    status: u16,
+    headers: &Headers,
+    body: &[u8],
+    keep_alive: bool,
+    head_only: bool,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    write_head(&mut out, status, headers, keep_alive);
+    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    if !head_only {
+        out.extend_from_slice(body);
+    }
     socket.write_all(&out)
+}
+
+/// Writes the error response ([`Response::from_error`]) on a raw socket and asks to close,
+/// for requests refused before a handler could see them.
+pub(crate) fn write_error(socket: &TcpStream, err: &Error) -> io::Result<()> {
+    let response = Response::from_error(err);
+    let (status, headers) = (response.status(), response.headers());
+    write_whole(socket, status, headers, response.body(), false, false)
 }
 
 pub(crate) fn reason(status: u16) -> &'static str {
