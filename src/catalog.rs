@@ -98,7 +98,7 @@ impl RouteDoc {
     }
 
     /// Marks the 200 response as a Server-Sent Events stream.
-    pub fn streaming(mut self) -> RouteDoc {
+    pub fn with_streaming(mut self) -> RouteDoc {
         self.streaming = true;
         self
     }
@@ -173,7 +173,7 @@ impl RouteDoc {
     }
 
     /// Leaves the route out of the OpenAPI document.
-    pub fn hidden(mut self) -> RouteDoc {
+    pub fn with_hidden(mut self) -> RouteDoc {
         self.hidden = true;
         self
     }

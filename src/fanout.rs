@@ -23,8 +23,10 @@ use serde::de::DeserializeOwned;
 use crate::{Error, ErrorKind, Headers, Request, Result};
 use connections::Connections;
 
-/// A service the server calls: a name for errors and metrics, a base URL, timeouts, and a
-/// shared connection pool. Cheap to clone; clones share the pool.
+/// A service the server calls: a name for errors and metrics, a base URL, timeouts, headers
+/// sent on every call, and a connection pool. Cheap to clone; clones share the pool, and so
+/// do the upstreams [`Upstream::with_header`] and [`Upstream::with_timeout`] derive from it
+/// (with the call counts of [`Upstream::outcomes`]).
 ///
 /// # Example
 /// ```no_run
@@ -44,16 +46,23 @@ use connections::Connections;
 #[derive(Clone)]
 pub struct Upstream {
     inner: Arc<UpstreamInner>,
+    pool: Arc<Pool>,
 }
 
+/// What an upstream's calls are made with; changed by the `with_*` modifiers.
+#[derive(Clone)]
 struct UpstreamInner {
     name: String,
     base_url: String,
+    timeout: Duration,
+    headers: Headers,
+}
+
+/// What every clone of an upstream shares: its connections and its call counts.
+struct Pool {
     connections: Connections,
     /// Idle keep-alive connections of fan-out calls.
     idle: exchange::Idle,
-    timeout: Duration,
-    headers: Headers,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -77,37 +86,46 @@ impl Upstream {
     /// An upstream called `name` at `base_url` (`http://host:port/prefix`), with the default
     /// timeouts: 5 s to connect, 30 s per call. ureq has none by default; a call never hangs.
     pub fn new(name: &str, base_url: &str) -> Upstream {
-        Upstream::build(name, base_url, DEFAULT_UPSTREAM_TIMEOUT, Headers::new())
-    }
-
-    fn build(name: &str, base_url: &str, timeout: Duration, headers: Headers) -> Upstream {
-        let connections = Connections::new(DEFAULT_CONNECT_TIMEOUT.min(timeout), timeout);
+        let timeout = DEFAULT_UPSTREAM_TIMEOUT;
         Upstream {
             inner: Arc::new(UpstreamInner {
                 name: name.to_string(),
                 base_url: base_url.trim_end_matches('/').to_string(),
-                connections,
-                idle: exchange::Idle::default(),
                 timeout,
-                headers,
+                headers: Headers::new(),
+            }),
+            pool: Arc::new(Pool {
+                // Each call sets its own timeouts (`Call::start`): these are defaults only.
+                connections: Connections::new(DEFAULT_CONNECT_TIMEOUT, timeout),
+                idle: exchange::Idle::default(),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
         }
     }
 
-    /// The same upstream with another per-call timeout (for streaming calls, the time allowed
-    /// between two reads).
-    pub fn with_timeout(&self, timeout: Duration) -> Upstream {
-        let inner = &self.inner;
-        Upstream::build(&inner.name, &inner.base_url, timeout, inner.headers.clone())
+    /// This upstream with another per-call timeout (for streaming calls, the time allowed
+    /// between two reads), sharing its pool.
+    pub fn with_timeout(mut self, timeout: Duration) -> Upstream {
+        Arc::make_mut(&mut self.inner).timeout = timeout;
+        self
     }
 
-    /// The same upstream sending `name: value` on every call (such as `Authorization`).
-    pub fn with_header(&self, name: &str, value: &str) -> Upstream {
-        let inner = &self.inner;
-        let mut headers = inner.headers.clone();
-        headers.set(name, value);
-        Upstream::build(&inner.name, &inner.base_url, inner.timeout, headers)
+    /// This upstream sending `name: value` on every call (such as `Authorization`), replacing
+    /// any header of that name it sent; it shares the pool.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Upstream {
+        Arc::make_mut(&mut self.inner).headers.set(name, value);
+        self
+    }
+
+    /// This upstream sending one more header `name: value` on every call, keeping any header
+    /// of that name it sent; it shares the pool.
+    pub fn with_appended_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Upstream {
+        Arc::make_mut(&mut self.inner).headers.append(name, value);
+        self
     }
 
     /// The upstream's name.
@@ -143,7 +161,7 @@ impl Upstream {
     /// Calls made so far by outcome (`ok`, `error`, `timeout`), for metrics.
     pub fn outcomes(&self) -> Vec<(&'static str, u64)> {
         let counts = self
-            .inner
+            .pool
             .outcomes
             .lock()
             .map(|o| o.clone())
@@ -155,7 +173,7 @@ impl Upstream {
     }
 
     fn count(&self, outcome: &'static str) {
-        if let Ok(mut outcomes) = self.inner.outcomes.lock() {
+        if let Ok(mut outcomes) = self.pool.outcomes.lock() {
             *outcomes.entry(outcome).or_default() += 1;
         }
     }
@@ -376,8 +394,10 @@ impl Call {
             .body(self.body.clone().unwrap_or_default())
             .map_err(|err| Error::internal(format!("upstream call to {url}: {err}")))?;
         let timeout = timeout.min(inner.timeout);
-        let agent = inner.connections.agent();
-        let config = agent.configure_request(request);
+        let agent = self.upstream.pool.connections.agent();
+        let config = agent
+            .configure_request(request)
+            .timeout_connect(Some(DEFAULT_CONNECT_TIMEOUT.min(timeout)));
         let request = match per_read {
             true => config
                 .timeout_global(None)
@@ -522,6 +542,37 @@ impl FanOut {
 #[cfg(test)]
 mod tests {
     use super::Upstream;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn clones_and_derived_upstreams_share_one_pool() {
+        let base = Upstream::new("u", "http://127.0.0.1:9");
+        let derived = base
+            .clone()
+            .with_header("Authorization", "Bearer k")
+            .with_header("authorization", "Bearer k2")
+            .with_appended_header("X-Tag", "a")
+            .with_timeout(Duration::from_millis(300));
+        assert!(Arc::ptr_eq(&base.pool, &derived.pool));
+        assert!(Arc::ptr_eq(&base.pool, &base.clone().pool));
+        assert_eq!(
+            derived.inner.headers.get("Authorization"),
+            Some("Bearer k2")
+        );
+        assert_eq!(derived.inner.headers.len(), 2);
+        assert_eq!(derived.inner.timeout, Duration::from_millis(300));
+        assert!(
+            base.inner.headers.is_empty(),
+            "the original keeps its own settings"
+        );
+        derived.count("ok");
+        assert_eq!(
+            base.outcomes()[0],
+            ("ok", 1),
+            "counts are shared with the pool"
+        );
+    }
 
     #[test]
     fn call_urls_split_into_authority_and_target() {

@@ -403,7 +403,7 @@ fn routes_added_through_the_library_are_documented() {
                 .with_response(json!({"type": "object"})),
         )
         .get("/secret", |_| "hidden")
-        .document("GET", "/secret", RouteDoc::new("Secret").hidden());
+        .document("GET", "/secret", RouteDoc::new("Secret").with_hidden());
     // Routes added after mounting show up too: the catalog is shared.
     let app = docs::mount_openapi(app)
         .get("/later/<id>", |req: &Request| {

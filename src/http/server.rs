@@ -68,7 +68,7 @@ impl Server {
             admission: Arc::new(Admission::new(
                 settings.workers,
                 settings.queue_capacity,
-                settings.max_streams,
+                settings.stream_limit(),
                 Arc::clone(&app_metrics),
             )),
             stopping: AtomicBool::new(false),
@@ -221,4 +221,75 @@ fn drain(shared: &Shared) {
         thread::sleep(Duration::from_millis(5));
     }
     shared.slots.close_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use crate::{App, Response};
+
+    /// Opens a stream on `/stream` and returns its response head and the socket.
+    fn open_stream(addr: std::net::SocketAddr) -> (String, TcpStream) {
+        let mut socket = TcpStream::connect(addr).expect("connect");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        socket
+            .write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("write");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && socket.read(&mut byte).expect("read") == 1 {
+            head.push(byte[0]);
+        }
+        (String::from_utf8_lossy(&head).into_owned(), socket)
+    }
+
+    #[test]
+    fn with_workers_8_caps_streams_at_4_when_the_server_binds() {
+        let (release, released) = mpsc::channel::<()>();
+        let released = Arc::new(Mutex::new(released));
+        let app = App::new().with_workers(8).get("/stream", move |_| {
+            let released = Arc::clone(&released);
+            Response::stream("text/plain", move |body| {
+                body.send("started\n")?;
+                // Each producer holds its stream until the test releases one.
+                let _ = released
+                    .lock()
+                    .map(|r| r.recv_timeout(Duration::from_secs(30)));
+                Ok(())
+            })
+        });
+        let server = app.bind("127.0.0.1:0").expect("bind");
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            let (head, socket) = open_stream(server.addr());
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+            open.push(socket);
+        }
+        let (head, mut socket) = open_stream(server.addr());
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        let length = head
+            .lines()
+            .find_map(|line| line.strip_prefix("Content-Length: "))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or_default();
+        let mut body = vec![0u8; length];
+        socket.read_exact(&mut body).expect("body");
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains("too many concurrent streams (limit 4)"),
+            "{body}"
+        );
+        for _ in 0..4 {
+            let _ = release.send(());
+        }
+        drop(open);
+        server.shutdown();
+    }
 }
