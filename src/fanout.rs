@@ -229,7 +229,8 @@ pub struct Call {
 /// An upstream's answer: status and body.
 #[derive(Debug, Clone)]
 pub struct UpstreamReply {
-    /// The HTTP status (any status; a 4xx/5xx becomes an error only through [`UpstreamReply::ok`]).
+    /// The HTTP status, below 400: [`Call::send`] and [`FanOut::run`] turn a status of 400 or
+    /// more into a 502 error.
     pub status: u16,
     /// The body.
     pub body: Vec<u8>,

@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tinyserve::app::ApiKey;
+use tinyserve::http::TrustedProxies;
+use tinyserve::log::{LogFormat, LogLevel};
 use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
-use tinyserve::{protocol, ApiKey, App, LogFormat, LogLevel, Settings, TrustedProxies, Upstream};
+use tinyserve::{protocol, App, Settings, Upstream};
 
 #[derive(Parser)]
 #[command(

@@ -45,7 +45,7 @@ pub struct BodySender {
 
 impl BodySender {
     /// Sends one chunk; it is written and flushed as soon as the connection thread takes it.
-    /// Blocks while [`CHANNEL_CHUNKS`] chunks wait for a slow client.
+    /// Blocks while a chunk already waits for a slow client.
     pub fn send(&mut self, chunk: impl AsRef<[u8]>) -> Result<(), Disconnected> {
         let chunk = chunk.as_ref();
         if chunk.is_empty() {

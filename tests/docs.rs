@@ -7,7 +7,8 @@ mod live;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tinyserve::{docs, App, Json, Request, RouteDoc};
+use tinyserve::catalog::RouteDoc;
+use tinyserve::{docs, App, Json, Request};
 
 use crate::support::serve::ServeChild;
 use crate::support::TestServer;

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tinyserve::{App, Error, Json, Request, Settings, TrustedProxies};
+use tinyserve::http::TrustedProxies;
+use tinyserve::{App, Error, Json, Request, Settings};
 
 use crate::support::wire::{connect, find};
 use crate::support::{repo, Reply, TestServer};

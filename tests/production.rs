@@ -22,7 +22,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tinyserve::{App, Event, Request, Settings, Sse, TrustedProxies};
+use tinyserve::http::TrustedProxies;
+use tinyserve::{App, Event, Request, Settings, Sse};
 
 use crate::support::fixtures::fixture;
 use crate::support::nginx::Nginx;

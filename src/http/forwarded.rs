@@ -19,7 +19,7 @@ use crate::Headers;
 ///
 /// # Example
 /// ```
-/// use tinyserve::TrustedProxies;
+/// use tinyserve::http::TrustedProxies;
 /// let trusted = TrustedProxies::parse("127.0.0.1, ::1, 10.0.0.0/8")?;
 /// assert!(trusted.contains("10.1.2.3".parse().unwrap()));
 /// assert!(!trusted.contains("192.168.0.1".parse().unwrap()));

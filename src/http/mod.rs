@@ -1,7 +1,7 @@
 //! The transport: HTTP/1.1 on blocking sockets, a part a handler author may skip.
 //!
-//! - [`server`](self::server): the lifecycle — bind, the accept thread, a graceful shutdown
-//!   that drains the connections ([`Server`], [`ShutdownHandle`]);
+//! - `server`: the lifecycle — bind, the accept thread, a graceful shutdown that drains the
+//!   connections ([`Server`], [`ShutdownHandle`]);
 //! - `slots`: which connections may be open, and which gives way when all are taken;
 //! - `connection`: the loop of one connection's thread — read a request, run its handler,
 //!   write the answer, again while the client keeps the connection alive;
