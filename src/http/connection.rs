@@ -14,13 +14,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::admission::Admission;
-use super::admission::WorkerTurn;
+use super::admission::{Admission, WorkerTurn};
 use super::forwarded;
 use super::framing;
 use super::slots::{Slot, Slots};
-use super::wire::Limits;
-use super::wire::{Connection, Peer, ReadError};
+use super::wire::{Connection, Limits, Peer, ReadError};
 // The connection runs the app's handlers, and `App::bind` starts the server: the cycle
 // app <-> http is the one between the handler API and the transport that serves it.
 use crate::app::App;

@@ -7,8 +7,8 @@
 //!   write the answer, again while the client keeps the connection alive;
 //! - `admission`: worker turns (how many handlers run at once), the queue waiting for one,
 //!   the cap on streams, and the 503s beyond them;
-//! - `wire`: reading a request head and body under limits and deadlines; `write`: writing a
-//!   response (whole, or chunk by chunk);
+//! - `head`: a parsed request head; `wire`: reading a request head and body under limits and
+//!   deadlines; `write`: writing a response (whole, or chunk by chunk);
 //! - `framing`: where a request body ends (RFC 9112), and the chunked decoder;
 //! - `forwarded`: who the client is behind a trusted reverse proxy ([`TrustedProxies`]).
 //!
