@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::{RouteCatalog, RouteDoc};
+// `App::bind` starts a `Server`, whose connections run this app's handlers: app <-> http is
+// the handler API and the transport that serves it, a cycle by design.
 use crate::http::Server;
 use crate::router::{Match, Router};
 use crate::{
