@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::{RouteCatalog, RouteDoc};
+// `App::bind` starts a `Server`, whose connections run this app's handlers: app <-> http is
+// the handler API and the transport that serves it, a cycle by design.
+use crate::http::Server;
 use crate::router::{Match, Router};
-use crate::server::Server;
 use crate::{
     Error, ErrorKind, IntoResponse, Request, Response, Result, ServerMetrics, TrustedProxies,
 };
@@ -31,9 +33,10 @@ pub struct Settings {
     /// address get 503. 0 turns the cap off. Default 128.
     pub max_connections_per_ip: usize,
     /// Streamed responses at once. Each holds a worker turn while its producer runs, so the cap
-    /// keeps streams from starving plain requests; beyond it a stream gets 503. Default: half
-    /// the workers (at least 1).
-    pub max_streams: usize,
+    /// keeps streams from starving plain requests; beyond it a stream gets 503. Default `None`:
+    /// derived when the server binds, half the worker turns (at least 1), so it follows
+    /// [`App::with_workers`]; see [`Settings::stream_limit`].
+    pub max_streams: Option<usize>,
     /// Largest request body; larger ones get 413. Default 10 MiB.
     pub max_body_bytes: usize,
     /// Largest request line plus headers; larger gets 431. Default 16 KiB.
@@ -66,6 +69,23 @@ pub struct Settings {
     pub api_key: Option<ApiKey>,
     /// Paths served without an API key: the health probes.
     pub public_paths: Vec<String>,
+}
+
+impl Settings {
+    /// The cap on concurrent streams the server applies: `max_streams` when set, else half the
+    /// worker turns (at least 1).
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::App;
+    /// assert_eq!(App::new().with_workers(8).settings().stream_limit(), 4);
+    /// let mut settings = tinyserve::Settings::default();
+    /// settings.max_streams = Some(16);
+    /// assert_eq!(settings.stream_limit(), 16);
+    /// ```
+    pub fn stream_limit(&self) -> usize {
+        self.max_streams.unwrap_or((self.workers.max(1) / 2).max(1))
+    }
 }
 
 /// An API key: compared in constant time, never printed.
@@ -103,10 +123,9 @@ impl Default for Settings {
         // Handlers run on their connection's thread; a turn that must wait costs two context
         // switches, so the cap is set well above the cores (README "Threads": iris at 256
         // connections, 45,700 requests/s with 256 turns against 30,600 with 8).
-        let workers = DEFAULT_WORKERS;
         Settings {
-            workers,
-            max_streams: (workers / 2).max(1),
+            workers: DEFAULT_WORKERS,
+            max_streams: None,
             queue_capacity: 1024,
             max_connections: 1024,
             max_connections_per_ip: 128,
@@ -205,7 +224,8 @@ impl App {
         self
     }
 
-    /// Sets the number of worker threads (at least 1).
+    /// Sets the number of worker turns, the handlers running at once (at least 1). Each runs
+    /// on its connection's thread; see [`Settings::workers`].
     pub fn with_workers(mut self, workers: usize) -> App {
         self.settings.workers = workers.max(1);
         self

@@ -11,7 +11,8 @@ use serde_json::Value;
 /// # Example
 /// ```
 /// use serde_json::json;
-/// use tinyserve::{App, RouteDoc};
+/// use tinyserve::catalog::RouteDoc;
+/// use tinyserve::App;
 /// let app = App::new()
 ///     .post("/echo", |req| req.json::<serde_json::Value>())
 ///     .document("POST", "/echo", RouteDoc::new("Echo a JSON value")
@@ -98,7 +99,7 @@ impl RouteDoc {
     }
 
     /// Marks the 200 response as a Server-Sent Events stream.
-    pub fn streaming(mut self) -> RouteDoc {
+    pub fn with_streaming(mut self) -> RouteDoc {
         self.streaming = true;
         self
     }
@@ -163,7 +164,7 @@ impl RouteDoc {
     /// document then lists exactly those and the server's own, each with its error body.
     ///
     /// ```
-    /// use tinyserve::RouteDoc;
+    /// use tinyserve::catalog::RouteDoc;
     /// let doc = RouteDoc::new("Look a thing up").with_errors(&[404]);
     /// assert_eq!(doc.errors, Some(vec![404]));
     /// ```
@@ -173,7 +174,7 @@ impl RouteDoc {
     }
 
     /// Leaves the route out of the OpenAPI document.
-    pub fn hidden(mut self) -> RouteDoc {
+    pub fn with_hidden(mut self) -> RouteDoc {
         self.hidden = true;
         self
     }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::Headers;
+
 /// What went wrong, as a stable category. Each kind has one HTTP status and one `code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -106,7 +108,7 @@ pub struct Error(Box<Inner>);
 struct Inner {
     kind: ErrorKind,
     message: String,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -119,7 +121,7 @@ impl Error {
         Error(Box::new(Inner {
             kind,
             message: message.into(),
-            headers: Vec::new(),
+            headers: Headers::new(),
             source: None,
         }))
     }
@@ -198,9 +200,20 @@ impl Error {
         Error::new(kind, format!("invalid JSON body: {err}"))
     }
 
-    /// Adds a response header (such as `Allow` or `Retry-After`).
+    /// Sets a header of the error's response (such as `Allow` or `Retry-After`), replacing
+    /// any header of that name.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Error {
-        self.0.headers.push((name.into(), value.into()));
+        self.0.headers.set(name, value);
+        self
+    }
+
+    /// Adds a header to the error's response, keeping any header of that name already there.
+    pub fn with_appended_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Error {
+        self.0.headers.append(name, value);
         self
     }
 
@@ -237,7 +250,7 @@ impl Error {
     }
 
     /// Extra headers the response must carry.
-    pub fn headers(&self) -> &[(String, String)] {
+    pub fn headers(&self) -> &Headers {
         &self.0.headers
     }
 

@@ -20,11 +20,13 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::{Error, ErrorKind, Request, Result};
+use crate::{Error, ErrorKind, Headers, Request, Result};
 use connections::Connections;
 
-/// A service the server calls: a name for errors and metrics, a base URL, timeouts, and a
-/// shared connection pool. Cheap to clone; clones share the pool.
+/// A service the server calls: a name for errors and metrics, a base URL, timeouts, headers
+/// sent on every call, and a connection pool. Cheap to clone; clones share the pool, and so
+/// do the upstreams [`Upstream::with_header`] and [`Upstream::with_timeout`] derive from it
+/// (with the call counts of [`Upstream::outcomes`]).
 ///
 /// # Example
 /// ```no_run
@@ -44,16 +46,23 @@ use connections::Connections;
 #[derive(Clone)]
 pub struct Upstream {
     inner: Arc<UpstreamInner>,
+    pool: Arc<Pool>,
 }
 
+/// What an upstream's calls are made with; changed by the `with_*` modifiers.
+#[derive(Clone)]
 struct UpstreamInner {
     name: String,
     base_url: String,
+    timeout: Duration,
+    headers: Headers,
+}
+
+/// What every clone of an upstream shares: its connections and its call counts.
+struct Pool {
     connections: Connections,
     /// Idle keep-alive connections of fan-out calls.
     idle: exchange::Idle,
-    timeout: Duration,
-    headers: Vec<(String, String)>,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -77,42 +86,46 @@ impl Upstream {
     /// An upstream called `name` at `base_url` (`http://host:port/prefix`), with the default
     /// timeouts: 5 s to connect, 30 s per call. ureq has none by default; a call never hangs.
     pub fn new(name: &str, base_url: &str) -> Upstream {
-        Upstream::build(name, base_url, DEFAULT_UPSTREAM_TIMEOUT, Vec::new())
-    }
-
-    fn build(
-        name: &str,
-        base_url: &str,
-        timeout: Duration,
-        headers: Vec<(String, String)>,
-    ) -> Upstream {
-        let connections = Connections::new(DEFAULT_CONNECT_TIMEOUT.min(timeout), timeout);
+        let timeout = DEFAULT_UPSTREAM_TIMEOUT;
         Upstream {
             inner: Arc::new(UpstreamInner {
                 name: name.to_string(),
                 base_url: base_url.trim_end_matches('/').to_string(),
-                connections,
-                idle: exchange::Idle::default(),
                 timeout,
-                headers,
+                headers: Headers::new(),
+            }),
+            pool: Arc::new(Pool {
+                // Each call sets its own timeouts (`Call::start`): these are defaults only.
+                connections: Connections::new(DEFAULT_CONNECT_TIMEOUT, timeout),
+                idle: exchange::Idle::default(),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
         }
     }
 
-    /// The same upstream with another per-call timeout (for streaming calls, the time allowed
-    /// between two reads).
-    pub fn with_timeout(&self, timeout: Duration) -> Upstream {
-        let inner = &self.inner;
-        Upstream::build(&inner.name, &inner.base_url, timeout, inner.headers.clone())
+    /// This upstream with another per-call timeout (for streaming calls, the time allowed
+    /// between two reads), sharing its pool.
+    pub fn with_timeout(mut self, timeout: Duration) -> Upstream {
+        Arc::make_mut(&mut self.inner).timeout = timeout;
+        self
     }
 
-    /// The same upstream sending `name: value` on every call (such as `Authorization`).
-    pub fn with_header(&self, name: &str, value: &str) -> Upstream {
-        let inner = &self.inner;
-        let mut headers = inner.headers.clone();
-        headers.push((name.to_string(), value.to_string()));
-        Upstream::build(&inner.name, &inner.base_url, inner.timeout, headers)
+    /// This upstream sending `name: value` on every call (such as `Authorization`), replacing
+    /// any header of that name it sent; it shares the pool.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Upstream {
+        Arc::make_mut(&mut self.inner).headers.set(name, value);
+        self
+    }
+
+    /// This upstream sending one more header `name: value` on every call, keeping any header
+    /// of that name it sent; it shares the pool.
+    pub fn with_appended_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Upstream {
+        Arc::make_mut(&mut self.inner).headers.append(name, value);
+        self
     }
 
     /// The upstream's name.
@@ -141,14 +154,14 @@ impl Upstream {
             method: method.to_string(),
             path: path.to_string(),
             body,
-            headers: Vec::new(),
+            headers: Headers::new(),
         }
     }
 
     /// Calls made so far by outcome (`ok`, `error`, `timeout`), for metrics.
     pub fn outcomes(&self) -> Vec<(&'static str, u64)> {
         let counts = self
-            .inner
+            .pool
             .outcomes
             .lock()
             .map(|o| o.clone())
@@ -160,7 +173,7 @@ impl Upstream {
     }
 
     fn count(&self, outcome: &'static str) {
-        if let Ok(mut outcomes) = self.inner.outcomes.lock() {
+        if let Ok(mut outcomes) = self.pool.outcomes.lock() {
             *outcomes.entry(outcome).or_default() += 1;
         }
     }
@@ -210,13 +223,14 @@ pub struct Call {
     method: String,
     path: String,
     body: Option<Vec<u8>>,
-    headers: Vec<(String, String)>,
+    headers: Headers,
 }
 
 /// An upstream's answer: status and body.
 #[derive(Debug, Clone)]
 pub struct UpstreamReply {
-    /// The HTTP status (any status; a 4xx/5xx becomes an error only through [`UpstreamReply::ok`]).
+    /// The HTTP status, below 400: [`Call::send`] and [`FanOut::run`] turn a status of 400 or
+    /// more into a 502 error.
     pub status: u16,
     /// The body.
     pub body: Vec<u8>,
@@ -248,9 +262,20 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 const EXCERPT_BYTES: usize = 200;
 
 impl Call {
-    /// Adds a header to this call only (for example the request id).
-    pub fn with_header(mut self, name: &str, value: &str) -> Call {
-        self.headers.push((name.to_string(), value.to_string()));
+    /// Sets a header on this call only (for example the request id), replacing any header
+    /// of that name the call has.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Call {
+        self.headers.set(name, value);
+        self
+    }
+
+    /// Adds a header to this call only, keeping any header of that name the call has.
+    pub fn with_appended_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Call {
+        self.headers.append(name, value);
         self
     }
 
@@ -315,7 +340,13 @@ impl Call {
             "{} {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\n",
             self.method
         );
-        for (name, value) in self.upstream.inner.headers.iter().chain(&self.headers) {
+        for (name, value) in self
+            .upstream
+            .inner
+            .headers
+            .iter()
+            .chain(self.headers.iter())
+        {
             if [name, value].iter().any(|s| s.contains(['\r', '\n'])) {
                 let what = format!("header {name:?} holds a line break");
                 return Err(self
@@ -354,7 +385,7 @@ impl Call {
         let mut builder = ureq::http::Request::builder()
             .method(self.method.as_str())
             .uri(&url);
-        for (name, value) in inner.headers.iter().chain(&self.headers) {
+        for (name, value) in inner.headers.iter().chain(self.headers.iter()) {
             builder = builder.header(name, value);
         }
         if self.body.is_some() {
@@ -364,8 +395,10 @@ impl Call {
             .body(self.body.clone().unwrap_or_default())
             .map_err(|err| Error::internal(format!("upstream call to {url}: {err}")))?;
         let timeout = timeout.min(inner.timeout);
-        let agent = inner.connections.agent();
-        let config = agent.configure_request(request);
+        let agent = self.upstream.pool.connections.agent();
+        let config = agent
+            .configure_request(request)
+            .timeout_connect(Some(DEFAULT_CONNECT_TIMEOUT.min(timeout)));
         let request = match per_read {
             true => config
                 .timeout_global(None)
@@ -508,27 +541,4 @@ impl FanOut {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::Upstream;
-
-    #[test]
-    fn call_urls_split_into_authority_and_target() {
-        let cases = [
-            ("http://h:8080/v1", "/p?q=1", "h:8080", "/v1/p?q=1"),
-            ("http://h", "", "h:80", "/"),
-            ("http://h", "?q=1", "h:80", "/?q=1"),
-            ("http://[::1]", "/x", "[::1]:80", "/x"),
-            ("http://[::1]:9000/", "/x", "[::1]:9000", "/x"),
-        ];
-        for (base, path, authority, target) in cases {
-            let call = Upstream::new("u", base).get(path);
-            let split = call.split_url().map(|(_, target)| target).ok();
-            assert_eq!(split.as_deref(), Some(target), "{base} + {path}");
-            assert_eq!(call.authority().ok().as_deref(), Some(authority), "{base}");
-        }
-        assert!(Upstream::new("u", "https://h")
-            .get("/")
-            .split_url()
-            .is_err());
-    }
-}
+mod tests;

@@ -1,36 +1,64 @@
-//! tinyserve: a Flask-style model server.
+//! tinyserve: a Flask-style web framework and model server on blocking threads.
+//!
+//! A handler is a plain function from a [`Request`] to anything that becomes a [`Response`]
+//! (text, [`Json`], a `(status, body)` pair, a [`Result`]); an [`App`] maps methods and paths
+//! to handlers and binds to an address:
+//!
+//! ```no_run
+//! use tinyserve::App;
+//!
+//! App::new()
+//!     .get("/", |_| "Hello, world!")
+//!     .run("127.0.0.1:8000")?;
+//! # Ok::<(), tinyserve::Error>(())
+//! ```
+//!
+//! # The modules
+//! - **The handler API**, re-exported at the top: [`App`] and [`Settings`] ([`app`]),
+//!   [`Request`], [`Response`] and [`Json`], [`Headers`], [`Error`] and [`Result`], streamed
+//!   bodies ([`stream`], [`Disconnected`]) and Server-Sent Events ([`Sse`], [`Event`]), the route
+//!   documentation behind `/openapi.json` ([`catalog`]).
+//! - **The transport**, [`http`]: the server's lifecycle ([`Server`]), admission (worker turns,
+//!   the queue, 503s), the connection loop, the HTTP/1.1 wire format and forwarded headers.
+//!   A handler author may skip it.
+//! - **Services** beside it: outbound calls and fan-out ([`fanout`]: [`Upstream`], [`Call`],
+//!   [`FanOut`]), request metrics ([`metrics`]) and the log ([`log`]).
+//! - **The model server** built on the above: [`model`] (ONNX models loaded from a folder,
+//!   tensors, batching), [`protocol`] (the KServe v2, predict, OpenAI and health routes) and
+//!   [`docs`] (the OpenAPI document and the docs pages).
 #![forbid(unsafe_code)]
 
-mod app;
-mod catalog;
+pub mod app;
+pub mod catalog;
 pub mod docs;
 mod error;
-mod fanout;
-mod forwarded;
-mod framing;
+pub mod fanout;
+mod headers;
+pub mod http;
 mod ids;
 pub mod log;
-mod metrics;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 mod request;
 mod response;
 mod router;
-mod server;
-mod slots;
-mod sse;
-mod stream;
-mod wire;
+pub mod sse;
+pub mod stream;
 
-pub use app::{ApiKey, App, Settings, DEFAULT_WORKERS};
-pub use catalog::{RouteCatalog, RouteDoc, RouteInfo};
+pub use app::{App, Settings};
 pub use error::{Error, ErrorKind, Result};
-pub use fanout::{Call, FanOut, Upstream, UpstreamReply, DEFAULT_FANOUT_THREADS};
-pub use forwarded::TrustedProxies;
-pub use log::{LogFormat, LogLevel};
-pub use metrics::{Histogram, ServerMetrics};
+pub use fanout::{Call, FanOut, Upstream};
+pub use headers::Headers;
+pub use http::Server;
 pub use request::Request;
 pub use response::{IntoResponse, Json, Response};
-pub use server::{Server, ShutdownHandle};
-pub use sse::{Event, EventSender, Sse};
-pub use stream::{BodySender, Disconnected};
+pub use sse::{Event, Sse};
+pub use stream::Disconnected;
+
+// Short paths for the crate's own code; outside it these are reached through their modules.
+pub(crate) use catalog::{RouteCatalog, RouteDoc, RouteInfo};
+pub(crate) use http::TrustedProxies;
+pub(crate) use metrics::{Histogram, ServerMetrics};
+pub(crate) use sse::EventSender;
+pub(crate) use stream::BodySender;

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tinyserve::log::Logger;
+use tinyserve::app::ApiKey;
+use tinyserve::http::TrustedProxies;
+use tinyserve::log::{LogFormat, LogLevel, Logger};
 use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
-use tinyserve::{protocol, ApiKey, App, LogFormat, LogLevel, Settings, TrustedProxies, Upstream};
+use tinyserve::{protocol, App, Settings, Upstream};
 
 #[derive(Parser)]
 #[command(
@@ -207,7 +209,7 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     settings.queue_capacity = args.queue_capacity;
     settings.max_connections = args.max_connections;
     settings.max_connections_per_ip = args.max_connections_per_ip;
-    settings.max_streams = args.max_streams.unwrap_or((settings.workers / 2).max(1));
+    settings.max_streams = args.max_streams;
     settings.max_head_bytes = args.max_head_bytes;
     settings.max_headers = args.max_headers;
     settings.head_timeout = Duration::from_secs(args.head_timeout);
@@ -353,7 +355,7 @@ fn parse_upstream(spec: &str) -> tinyserve::Result<Upstream> {
         Some(var) => {
             let key = std::env::var(var)
                 .map_err(|_| bad(&format!("environment variable {var} is not set")))?;
-            Ok(upstream.with_header("Authorization", &format!("Bearer {key}")))
+            Ok(upstream.with_header("Authorization", format!("Bearer {key}")))
         }
     }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Weak};
 
 use serde::de::DeserializeOwned;
 
-use crate::forwarded::Origin;
-use crate::{Error, Result};
+use crate::http::forwarded::Origin;
+use crate::{Error, Headers, Result};
 
 /// An HTTP request, fully read. Handlers take it by reference.
 ///
@@ -29,7 +29,7 @@ pub struct Request {
     method: String,
     path: String,
     query: String,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     body: Vec<u8>,
     params: Vec<(String, String)>,
     remote_addr: Option<SocketAddr>,
@@ -54,7 +54,7 @@ impl Request {
             method: method.to_ascii_uppercase(),
             path: path.to_string(),
             query: query.to_string(),
-            headers: Vec::new(),
+            headers: Headers::new(),
             body: Vec::new(),
             params: Vec::new(),
             remote_addr: None,
@@ -66,9 +66,25 @@ impl Request {
         }
     }
 
-    /// Adds a header.
-    pub fn with_header(mut self, name: &str, value: &str) -> Request {
-        self.headers.push((name.to_string(), value.to_string()));
+    /// Sets the header `name` to `value`, replacing any header of that name.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
+        self.headers.set(name, value);
+        self
+    }
+
+    /// Adds the header `name: value`, keeping any header of that name already there.
+    pub fn with_appended_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Request {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Replaces all headers (the server's: the headers as received).
+    pub(crate) fn with_headers(mut self, headers: Headers) -> Request {
+        self.headers = headers;
         self
     }
 
@@ -169,7 +185,7 @@ impl Request {
         let gone = self.socket.as_ref().is_some_and(|socket| {
             socket
                 .upgrade()
-                .is_none_or(|socket| crate::wire::peer_closed(&socket))
+                .is_none_or(|socket| crate::http::wire::peer_closed(&socket))
         });
         if gone {
             self.gone.store(true, Ordering::Relaxed);
@@ -217,12 +233,12 @@ impl Request {
 
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
+        self.headers.get(name)
     }
 
     /// All headers, in the order received.
-    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    pub fn headers(&self) -> &Headers {
+        &self.headers
     }
 
     /// The body. The server has already read it, and refused it with 413 if it was over the limit.
@@ -248,14 +264,6 @@ impl Request {
         }
         serde_json::from_slice(&self.body).map_err(Error::from_json)
     }
-}
-
-/// The first header called `name` in `headers` (names are case-insensitive).
-pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.as_str())
 }
 
 /// Decodes `%XX` escapes and `+` (as in form-encoded queries); invalid escapes are kept as is.

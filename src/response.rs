@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::stream::{BodySender, Disconnected, Stream};
-use crate::Error;
+use crate::{Error, Headers};
 
 /// An HTTP response: status, headers and a body.
 ///
@@ -18,7 +18,7 @@ use crate::Error;
 #[derive(Debug)]
 pub struct Response {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     body: Body,
 }
 
@@ -34,13 +34,13 @@ impl Response {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type".to_string(), content_type.to_string())],
+            headers: Headers::from_iter([("Content-Type", content_type)]),
             body: Body::Full(body.into()),
         }
     }
 
     /// A 200 response sent with chunked transfer encoding, whose body `produce` writes piece by
-    /// piece from a worker thread. Each [`BodySender::send`] reaches the client at once; once the
+    /// piece from a thread of its own (holding the request's worker turn). Each [`BodySender::send`] reaches the client at once; once the
     /// client has gone, `send` fails with [`Disconnected`] so the producer can stop.
     ///
     /// # Example
@@ -64,7 +64,7 @@ impl Response {
     pub(crate) fn from_stream(status: u16, content_type: &str, stream: Stream) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type".to_string(), content_type.to_string())],
+            headers: Headers::from_iter([("Content-Type", content_type)]),
             body: Body::Stream(stream),
         }
     }
@@ -96,21 +96,39 @@ impl Response {
     pub fn empty(status: u16) -> Response {
         Response {
             status,
-            headers: Vec::new(),
+            headers: Headers::new(),
             body: Body::Full(Vec::new()),
         }
     }
 
-    /// The JSON error response for `err`: its status, its headers, `{"error", "code"}`.
+    /// The JSON error response for `err`: its status, its headers, `{"error", "code"}` (for a
+    /// 500, a generic message; the cause chain goes to the log). Every error the server
+    /// answers goes through here.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::{Error, Response};
+    /// let res = Response::from_error(&Error::overloaded("busy"));
+    /// assert_eq!(res.status(), 503);
+    /// assert_eq!(res.header("Retry-After"), Some("1"));
+    /// assert_eq!(res.body(), br#"{"error":"busy","code":"overloaded"}"#);
+    /// ```
     pub fn from_error(err: &Error) -> Response {
+        Response::from_error_with_body(err, err.to_json())
+    }
+
+    /// [`Response::from_error`] with another JSON body, for an API with its own error shape
+    /// (OpenAI's `{"error": {"message", "type", ...}}`): the same status and headers, and a
+    /// 500's cause logged the same way.
+    pub fn from_error_with_body(err: &Error, body: serde_json::Value) -> Response {
         if err.kind() == crate::ErrorKind::Internal {
             crate::log::error(&err.chain());
         }
-        let body = err.to_json().to_string();
-        let mut res = Response::new(err.status(), "application/json", body);
-        for (name, value) in err.headers() {
-            res = res.with_header(name, value);
+        let mut res = Response::new(err.status(), "application/json", body.to_string());
+        for (name, _) in err.headers() {
+            res.headers.remove(name);
         }
+        res.headers.extend(err.headers());
         res
     }
 
@@ -120,11 +138,20 @@ impl Response {
         self
     }
 
-    /// Sets a header, replacing any header of the same name.
-    pub fn with_header(mut self, name: &str, value: &str) -> Response {
-        self.headers
-            .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
-        self.headers.push((name.to_string(), value.to_string()));
+    /// Sets the header `name` to `value`, replacing any header of that name.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+        self.headers.set(name, value);
+        self
+    }
+
+    /// Adds the header `name: value`, keeping any header of that name already there (for
+    /// `Set-Cookie`, `Vary`...).
+    pub fn with_appended_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Response {
+        self.headers.append(name, value);
         self
     }
 
@@ -135,12 +162,12 @@ impl Response {
 
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        crate::request::find_header(&self.headers, name)
+        self.headers.get(name)
     }
 
-    /// All headers.
-    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    /// All headers, in order.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
     }
 
     /// The body bytes; empty for a streamed body.
@@ -151,7 +178,7 @@ impl Response {
         }
     }
 
-    pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Body) {
+    pub(crate) fn into_parts(self) -> (u16, Headers, Body) {
         (self.status, self.headers, self.body)
     }
 }

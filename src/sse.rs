@@ -121,7 +121,8 @@ pub struct Sse {
 }
 
 impl Sse {
-    /// An SSE response whose events `produce` sends, from a worker thread.
+    /// An SSE response whose events `produce` sends, from a thread of its own that holds the
+    /// request's worker turn until it returns.
     pub fn new<F>(produce: F) -> Sse
     where
         F: FnOnce(&mut EventSender<'_>) -> Result<(), Disconnected> + Send + 'static,

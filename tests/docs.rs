@@ -7,7 +7,8 @@ mod live;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tinyserve::{docs, App, Json, Request, RouteDoc};
+use tinyserve::catalog::RouteDoc;
+use tinyserve::{docs, App, Json, Request};
 
 use crate::support::serve::ServeChild;
 use crate::support::TestServer;
@@ -403,7 +404,7 @@ fn routes_added_through_the_library_are_documented() {
                 .with_response(json!({"type": "object"})),
         )
         .get("/secret", |_| "hidden")
-        .document("GET", "/secret", RouteDoc::new("Secret").hidden());
+        .document("GET", "/secret", RouteDoc::new("Secret").with_hidden());
     // Routes added after mounting show up too: the catalog is shared.
     let app = docs::mount_openapi(app)
         .get("/later/<id>", |req: &Request| {

@@ -94,14 +94,14 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("address").port()
 }
 
-fn err_of(result: &tinyserve::Result<tinyserve::UpstreamReply>) -> &Error {
+fn err_of(result: &tinyserve::Result<tinyserve::fanout::UpstreamReply>) -> &Error {
     match result {
         Ok(reply) => panic!("expected an error, got {} {:?}", reply.status, reply.text()),
         Err(err) => err,
     }
 }
 
-fn text_of(result: &tinyserve::Result<tinyserve::UpstreamReply>) -> String {
+fn text_of(result: &tinyserve::Result<tinyserve::fanout::UpstreamReply>) -> String {
     match result {
         Ok(reply) => reply.text(),
         Err(err) => panic!("expected an answer, got {err}"),

@@ -108,7 +108,7 @@ fn ordered_app(settings: Settings) -> (App, Receiver<Sender<()>>) {
 fn small_settings() -> Settings {
     let mut settings = Settings::default();
     settings.workers = 4;
-    settings.max_streams = 2;
+    settings.max_streams = Some(2);
     settings
 }
 
@@ -340,7 +340,7 @@ fn a_finished_stream_frees_its_slot_before_the_client_sees_the_end() {
     // the slot must be free by the time the client reads the end of the previous body.
     let mut settings = Settings::default();
     settings.workers = 2;
-    settings.max_streams = 1;
+    settings.max_streams = Some(1);
     let app = App::new().with_settings(settings).get("/short", |_| {
         Response::stream("text/plain", |body| {
             body.send("a")?;

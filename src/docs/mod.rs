@@ -69,7 +69,8 @@ pub fn mount(app: App, models: &ModelRegistry) -> App {
 ///
 /// # Example
 /// ```
-/// use tinyserve::{docs, App, RouteDoc};
+/// use tinyserve::catalog::RouteDoc;
+/// use tinyserve::{docs, App};
 /// let app = App::new()
 ///     .get("/hello", |_| "Hello!")
 ///     .document("GET", "/hello", RouteDoc::new("Say hello"));

@@ -52,7 +52,8 @@ const METHODS: [&str; 8] = [
 ///
 /// # Example
 /// ```
-/// use tinyserve::{docs, model::ModelRegistry, App, RouteDoc};
+/// use tinyserve::catalog::RouteDoc;
+/// use tinyserve::{docs, model::ModelRegistry, App};
 /// let app = App::new()
 ///     .get("/hello/<name>", |_| "hi")
 ///     .document("GET", "/hello/<name>", RouteDoc::new("Say hello"));

@@ -182,7 +182,7 @@ impl Exchange<'_> {
     /// Takes a connection (pooled, else new) and writes the request.
     fn send(&mut self, until: Instant) -> Result<()> {
         let request = self.call.request_bytes()?;
-        if let Some(mut conn) = self.call.upstream.inner.idle.take() {
+        if let Some(mut conn) = self.call.upstream.pool.idle.take() {
             if conn.write_all(&request).is_ok() {
                 self.conn = Some(conn);
                 self.reused = true;
@@ -307,7 +307,7 @@ impl Exchange<'_> {
                             .and_then(|()| conn.set_read_timeout(Some(GONE_CHECK))),
                     };
                     if reset.is_ok() {
-                        self.call.upstream.inner.idle.put(conn);
+                        self.call.upstream.pool.idle.put(conn);
                     }
                 }
             }

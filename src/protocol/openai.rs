@@ -666,7 +666,7 @@ fn document(app: App, generators: &Generators, upstreams: &[Upstream]) -> App {
                 .with_request(request(json!({"prompt": strings}), "prompt"))
                 .with_example(json!({"model": "bytelm", "prompt": "A class is", "max_tokens": 16}))
                 .with_response(relayed(answer(Kind::Text, false)))
-                .streaming()
+                .with_streaming()
                 .with_event(event(Kind::Text))
                 .with_stream_end("[DONE]"),
         ),
@@ -686,7 +686,7 @@ fn document(app: App, generators: &Generators, upstreams: &[Upstream]) -> App {
                 .with_example(json!({"model": "bytelm", "max_tokens": 32,
                     "messages": [{"role": "user", "content": "What is a class?"}]}))
                 .with_response(relayed(answer(Kind::Chat, false)))
-                .streaming()
+                .with_streaming()
                 .with_event(event(Kind::Chat))
                 .with_stream_end("[DONE]"),
         ),

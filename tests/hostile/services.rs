@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tinyserve::TrustedProxies;
+use tinyserve::http::TrustedProxies;
 
 use crate::support::serve::ServeChild;
 use crate::support::wire::{statuses, Conn};

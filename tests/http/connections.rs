@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tinyserve::{Settings, TrustedProxies};
+use tinyserve::http::TrustedProxies;
+use tinyserve::Settings;
 
 use crate::support::wire::{get_request, Conn, End};
 use crate::support::TestServer;

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use serde_json::{json, Value};
-use tinyserve::{App, Request, Settings, TrustedProxies};
+use tinyserve::http::TrustedProxies;
+use tinyserve::{App, Request, Settings};
 
 use crate::support::process::wait_until;
 use crate::support::wire::Conn;

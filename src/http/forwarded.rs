@@ -12,12 +12,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::Headers;
+
 /// Addresses whose forwarding headers are believed: single IPs, CIDR ranges, or `*` (any peer:
 /// dangerous unless the server is reachable only through the proxy).
 ///
 /// # Example
 /// ```
-/// use tinyserve::TrustedProxies;
+/// use tinyserve::http::TrustedProxies;
 /// let trusted = TrustedProxies::parse("127.0.0.1, ::1, 10.0.0.0/8")?;
 /// assert!(trusted.contains("10.1.2.3".parse().unwrap()));
 /// assert!(!trusted.contains("192.168.0.1".parse().unwrap()));
@@ -116,10 +118,10 @@ pub(crate) struct Origin {
 /// Resolves the client, scheme, host and path prefix of a request from `peer`.
 pub(crate) fn resolve(
     peer: Option<SocketAddr>,
-    headers: &[(String, String)],
+    headers: &Headers,
     trusted: &TrustedProxies,
 ) -> Origin {
-    let header = |name: &str| crate::request::find_header(headers, name).map(str::trim);
+    let header = |name: &str| headers.get(name).map(str::trim);
     let mut origin = Origin {
         client: peer.map(|p| p.ip()),
         scheme: "http".to_string(),
@@ -236,10 +238,8 @@ fn parse_ip(text: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn headers(list: &[(&str, &str)]) -> Headers {
+        list.iter().copied().collect()
     }
 
     fn peer(ip: &str) -> Option<SocketAddr> {

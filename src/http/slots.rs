@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::{Error, TrustedProxies};
+use super::TrustedProxies;
+use crate::Error;
 
 /// Connections beyond `max_connections` that answer only the health probes.
 pub(crate) const RESERVED_SLOTS: usize = 16;
@@ -96,11 +97,11 @@ impl Slots {
     /// A slot for a new connection, marked idle: a free regular one, else the slot of the
     /// connection idle longest (closed now), else a free reserved one. The error (503) says
     /// why there is none.
-    pub(crate) fn admit(&self, stream: &TcpStream) -> Result<Arc<Slot>, Error> {
-        let socket = stream
+    pub(crate) fn admit(&self, socket: &TcpStream) -> Result<Arc<Slot>, Error> {
+        let handle = socket
             .try_clone()
             .map_err(|_| Error::overloaded("cannot take the connection"))?;
-        let client = stream
+        let client = socket
             .peer_addr()
             .ok()
             .map(|peer| peer.ip().to_canonical())
@@ -127,7 +128,7 @@ impl Slots {
         table.next_id += 1;
         let slot = Arc::new(Slot {
             id: table.next_id,
-            socket,
+            socket: handle,
             idle_since: AtomicU64::new(0),
             epoch: self.epoch,
             reserved,

@@ -1,17 +1,18 @@
-//! HTTP/1.1 on a blocking socket: reading a request head and body under limits and deadlines,
-//! and writing a response.
+//! HTTP/1.1 on a blocking socket: reading a request head and body under limits and deadlines.
+//! Writing the response is in [`super::write`].
 //!
 //! Every read is bounded in bytes (head size, header count, body size) and in time (a deadline
 //! for the head, one for the whole request, and a timeout per read), so a slow or hostile
 //! client costs one connection slot for a bounded time and bounded memory. Where a body ends
-//! is decided by [`crate::framing`].
+//! is decided by [`super::framing`].
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::framing::{ChunkedDecoder, Framing};
+use super::framing::{ChunkedDecoder, Framing};
+use super::head::{parse_head, Head};
 use crate::{Error, ErrorKind};
 
 /// The limits a connection enforces while reading a request.
@@ -25,43 +26,6 @@ pub(crate) struct Limits {
     pub(crate) request_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) keep_alive_timeout: Duration,
-}
-
-/// A parsed request head.
-#[derive(Debug)]
-pub(crate) struct Head {
-    pub(crate) method: String,
-    pub(crate) target: String,
-    pub(crate) minor_version: u8,
-    pub(crate) headers: Vec<(String, String)>,
-    /// Bytes of the request line and headers.
-    pub(crate) len: usize,
-    /// When the request's first byte arrived: the whole-request deadline counts from here.
-    pub(crate) started: Instant,
-}
-
-impl Head {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        crate::request::find_header(&self.headers, name)
-    }
-
-    /// The values of every header called `name` (case-insensitive), in order.
-    pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
-        self.headers
-            .iter()
-            .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// Whether the client wants the connection kept open after this request.
-    pub(crate) fn wants_keep_alive(&self) -> bool {
-        let connection = self.header("Connection").unwrap_or("").to_ascii_lowercase();
-        if self.minor_version == 0 {
-            connection.contains("keep-alive")
-        } else {
-            !connection.contains("close")
-        }
-    }
 }
 
 /// Why reading a request stopped.
@@ -87,7 +51,7 @@ impl From<io::Error> for ReadError {
 
 /// One client connection: the socket and the bytes read ahead of the current request.
 pub(crate) struct Connection {
-    stream: Arc<TcpStream>,
+    socket: Arc<TcpStream>,
     /// The socket's read timeout as last set: setting it is a system call, skipped when the
     /// value is unchanged (the usual case between keep-alive requests).
     read_timeout: Option<Duration>,
@@ -105,9 +69,9 @@ const MIN_READ: usize = 1024;
 const KEEP_BUFFER: usize = 64 * 1024;
 
 impl Connection {
-    pub(crate) fn new(stream: TcpStream) -> Connection {
+    pub(crate) fn new(socket: TcpStream) -> Connection {
         Connection {
-            stream: Arc::new(stream),
+            socket: Arc::new(socket),
             read_timeout: None,
             buf: vec![0; INITIAL_BUFFER],
             start: 0,
@@ -116,8 +80,8 @@ impl Connection {
     }
 
     /// The socket: shared, so a request can check whether its client has gone.
-    pub(crate) fn stream(&self) -> &Arc<TcpStream> {
-        &self.stream
+    pub(crate) fn socket(&self) -> &Arc<TcpStream> {
+        &self.socket
     }
 
     fn buffered(&self) -> &[u8] {
@@ -150,7 +114,7 @@ impl Connection {
         if self.buf.len() - self.end < MIN_READ {
             self.buf.resize(self.buf.len() * 2, 0);
         }
-        let n = (&*self.stream).read(&mut self.buf[self.end..])?;
+        let n = (&*self.socket).read(&mut self.buf[self.end..])?;
         self.end += n;
         Ok(n)
     }
@@ -158,7 +122,7 @@ impl Connection {
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         let timeout = timeout.max(Duration::from_millis(1));
         if self.read_timeout != Some(timeout) {
-            self.stream.set_read_timeout(Some(timeout))?;
+            self.socket.set_read_timeout(Some(timeout))?;
             self.read_timeout = Some(timeout);
         }
         Ok(())
@@ -272,28 +236,9 @@ impl Connection {
             .header("Expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         if expects && self.buffered().is_empty() {
-            (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            (&*self.socket).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         Ok(())
-    }
-
-    /// Writes a whole response. `head_only` leaves the body out (HEAD requests) but keeps its length.
-    pub(crate) fn write_response(
-        &mut self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-        keep_alive: bool,
-        head_only: bool,
-    ) -> io::Result<()> {
-        let mut out = Vec::with_capacity(256 + body.len());
-        write_head(&mut out, status, headers, keep_alive);
-        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
-        if !head_only {
-            out.extend_from_slice(body);
-        }
-        (&*self.stream).write_all(&out)?;
-        (&*self.stream).flush()
     }
 }
 
@@ -316,7 +261,7 @@ impl BodyReader<'_> {
         while got < len {
             let timeout = self.timeout()?;
             self.conn.set_timeout(timeout)?;
-            match (&*self.conn.stream).read(&mut body[got..]) {
+            match (&*self.conn.socket).read(&mut body[got..]) {
                 Ok(0) => {
                     let message =
                         format!("body ended {} bytes before its declared length", len - got);
@@ -387,27 +332,10 @@ impl BodyReader<'_> {
 }
 
 impl Connection {
-    /// Writes the head of a streamed response: chunked for HTTP/1.1, close-delimited for 1.0.
-    pub(crate) fn write_stream_head(
-        &mut self,
-        status: u16,
-        headers: &[(String, String)],
-        keep_alive: bool,
-        chunked: bool,
-    ) -> io::Result<()> {
-        let mut out = Vec::with_capacity(256);
-        write_head(&mut out, status, headers, keep_alive && chunked);
-        if chunked {
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        (&*self.stream).write_all(&out)
-    }
-
     /// What the client has done with its side of the connection, checked without blocking
     /// and without consuming anything it may have sent.
     pub(crate) fn peer(&self) -> Peer {
-        peer_state(&self.stream)
+        peer_state(&self.socket)
     }
 }
 
@@ -423,13 +351,13 @@ pub(crate) enum Peer {
     Gone,
 }
 
-/// The state of `stream`'s peer, checked without blocking, without consuming anything it
+/// The state of `socket`'s peer, checked without blocking, without consuming anything it
 /// sent, and without touching the socket's blocking mode, so another thread may check while
 /// this one reads or writes.
-pub(crate) fn peer_state(stream: &TcpStream) -> Peer {
+pub(crate) fn peer_state(socket: &TcpStream) -> Peer {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
     let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
-    match socket2::SockRef::from(stream).recv_with_flags(&mut byte, flags) {
+    match socket2::SockRef::from(socket).recv_with_flags(&mut byte, flags) {
         Ok(0) => Peer::ReadClosed,
         Ok(_) => Peer::Open,
         Err(err)
@@ -444,51 +372,9 @@ pub(crate) fn peer_state(stream: &TcpStream) -> Peer {
     }
 }
 
-/// Whether the peer has closed its side of `stream` (or reset it): see [`peer_state`].
-pub(crate) fn peer_closed(stream: &TcpStream) -> bool {
-    peer_state(stream) != Peer::Open
-}
-
-/// Headers parsed into an array on the stack; heads with more are parsed again into one of
-/// `max_headers` on the heap.
-const STACK_HEADERS: usize = 32;
-
-/// Parses a request head: its length and the owned head once complete.
-fn parse_head(buf: &[u8], max_headers: usize) -> httparse::Result<(usize, Head)> {
-    fn parse<'b>(
-        buf: &'b [u8],
-        headers: &mut [httparse::Header<'b>],
-    ) -> httparse::Result<(usize, Head)> {
-        let mut parsed = httparse::Request::new(headers);
-        Ok(match parsed.parse(buf)? {
-            httparse::Status::Complete(len) => httparse::Status::Complete((
-                len,
-                Head {
-                    method: parsed.method.unwrap_or("GET").to_string(),
-                    target: parsed.path.unwrap_or("/").to_string(),
-                    minor_version: parsed.version.unwrap_or(1),
-                    headers: parsed
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            let value = String::from_utf8_lossy(h.value).into_owned();
-                            (h.name.to_string(), value)
-                        })
-                        .collect(),
-                    len,
-                    started: Instant::now(),
-                },
-            )),
-            httparse::Status::Partial => httparse::Status::Partial,
-        })
-    }
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    match parse(buf, &mut stack[..max_headers.min(STACK_HEADERS)]) {
-        Err(httparse::Error::TooManyHeaders) if max_headers > STACK_HEADERS => {
-            parse(buf, &mut vec![httparse::EMPTY_HEADER; max_headers])
-        }
-        result => result,
-    }
+/// Whether the peer has closed its side of `socket` (or reset it): see [`peer_state`].
+pub(crate) fn peer_closed(socket: &TcpStream) -> bool {
+    peer_state(socket) != Peer::Open
 }
 
 fn too_large_head(limits: &Limits) -> Error {
@@ -499,187 +385,4 @@ fn too_large_head(limits: &Limits) -> Error {
             limits.max_head_bytes, limits.max_headers
         ),
     )
-}
-
-/// Status line and the headers every response carries.
-fn write_head(out: &mut Vec<u8>, status: u16, headers: &[(String, String)], keep_alive: bool) {
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
-    for (name, value) in headers {
-        // Header values come from handlers: never let them split the response.
-        if value.contains(['\r', '\n']) || name.contains(['\r', '\n', ':']) {
-            continue;
-        }
-        for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
-            out.extend_from_slice(part);
-        }
-    }
-    out.extend_from_slice(b"Date: ");
-    push_http_date(out);
-    out.extend_from_slice(b"\r\n");
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-}
-
-/// Writes an error response on a raw socket, for connections refused before a worker sees them.
-pub(crate) fn write_error(mut stream: &TcpStream, err: &Error) -> io::Result<()> {
-    let body = err.to_json().to_string();
-    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-    headers.extend(err.headers().iter().cloned());
-    let mut out = Vec::new();
-    write_head(&mut out, err.status(), &headers, false);
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
-    stream.write_all(&out)
-}
-
-pub(crate) fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Content",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
-}
-
-/// Appends the current IMF-fixdate, formatted at most once a second per thread.
-fn push_http_date(out: &mut Vec<u8>) {
-    thread_local! {
-        static CACHE: std::cell::RefCell<(u64, String)> = const {
-            std::cell::RefCell::new((u64::MAX, String::new()))
-        };
-    }
-    let now = std::time::SystemTime::now();
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    CACHE.with_borrow_mut(|(at, date)| {
-        if *at != secs {
-            *at = secs;
-            *date = http_date(now);
-        }
-        out.extend_from_slice(date.as_bytes());
-    });
-}
-
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn http_date(time: std::time::SystemTime) -> String {
-    let secs = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (year, month, day, h, m, s, weekday) = crate::log::civil(secs);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {day:02} {} {year} {h:02}:{m:02}:{s:02} GMT",
-        WEEKDAYS[weekday],
-        MONTHS[(month - 1) as usize]
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// A request head as the parser should read it back.
-    fn head_parts() -> impl Strategy<Value = (String, String, u8, Vec<(String, String)>)> {
-        (
-            "[A-Z]{1,10}",
-            "/[A-Za-z0-9/._~%?=&-]{0,60}",
-            0u8..=1,
-            proptest::collection::vec(
-                (
-                    "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}",
-                    "([!-~]([ -~]{0,40}[!-~])?)?",
-                ),
-                0..40,
-            ),
-        )
-    }
-
-    proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic_the_head_parser(
-            input in proptest::collection::vec(any::<u8>(), 0..600),
-            max_headers in 0usize..50,
-        ) {
-            if let Ok(httparse::Status::Complete((len, head))) = parse_head(&input, max_headers) {
-                prop_assert!(len <= input.len());
-                prop_assert!(head.headers.len() <= max_headers);
-                let _ = crate::framing::framing(&head);
-            }
-        }
-
-        #[test]
-        fn arbitrary_header_lines_never_panic_the_head_parser(
-            lines in proptest::collection::vec("[ -~\\t]{0,40}", 0..20),
-        ) {
-            let input = format!("GET / HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
-            if let Ok(httparse::Status::Complete((_, head))) = parse_head(input.as_bytes(), 100) {
-                let _ = crate::framing::framing(&head);
-            }
-        }
-
-        #[test]
-        fn valid_heads_round_trip((method, target, minor, headers) in head_parts()) {
-            let mut text = format!("{method} {target} HTTP/1.{minor}\r\n");
-            for (name, value) in &headers {
-                text.push_str(&format!("{name}: {value}\r\n"));
-            }
-            text.push_str("\r\n");
-            let mut input = text.clone().into_bytes();
-            input.extend_from_slice(b"next request");
-            let parsed = parse_head(&input, 40).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let httparse::Status::Complete((len, head)) = parsed else {
-                return Err(TestCaseError::fail("partial"));
-            };
-            prop_assert_eq!(len, text.len());
-            prop_assert_eq!(head.len, text.len());
-            prop_assert_eq!(head.method, method);
-            prop_assert_eq!(head.target, target);
-            prop_assert_eq!(head.minor_version, minor);
-            prop_assert_eq!(head.headers, headers);
-            // Every prefix is incomplete, never an error.
-            for cut in 0..text.len() {
-                prop_assert!(matches!(
-                    parse_head(&input[..cut], 40),
-                    Ok(httparse::Status::Partial)
-                ));
-            }
-        }
-    }
-
-    #[test]
-    fn http_date_matches_known_instants() {
-        let at = |secs| std::time::UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(http_date(at(784_111_777)), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(http_date(at(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(at(951_782_400)), "Tue, 29 Feb 2000 00:00:00 GMT");
-    }
 }

@@ -15,7 +15,7 @@
 //! Trailer fields after the last chunk are read and dropped, counted against the head limits
 //! (bytes and fields) left over by the head.
 
-use crate::wire::Head;
+use super::head::Head;
 use crate::{Error, ErrorKind};
 
 /// How a request body is delimited.
@@ -38,20 +38,20 @@ impl Framing {
 /// The framing of a request, or why its head is refused (400, then close).
 pub(crate) fn framing(head: &Head) -> Result<Framing, Error> {
     if head.minor_version >= 1 {
-        match head.headers_named("Host").count() {
+        match head.headers.get_all("Host").count() {
             1 => {}
             0 => return Err(Error::bad_request("HTTP/1.1 request without a Host header")),
             _ => return Err(Error::bad_request("more than one Host header")),
         }
     }
-    let mut codings = head.headers_named("Transfer-Encoding").peekable();
+    let mut codings = head.headers.get_all("Transfer-Encoding").peekable();
     if codings.peek().is_some() {
         if head.minor_version == 0 {
             return Err(Error::bad_request(
                 "Transfer-Encoding is not allowed in an HTTP/1.0 request",
             ));
         }
-        if head.headers_named("Content-Length").next().is_some() {
+        if head.headers.get_all("Content-Length").next().is_some() {
             return Err(Error::bad_request(
                 "both Transfer-Encoding and Content-Length: the body's end is ambiguous",
             ));
@@ -71,7 +71,7 @@ pub(crate) fn framing(head: &Head) -> Result<Framing, Error> {
             ))),
         };
     }
-    let mut lengths = head.headers_named("Content-Length");
+    let mut lengths = head.headers.get_all("Content-Length");
     let Some(first) = lengths.next() else {
         return Ok(Framing::Length(0));
     };
