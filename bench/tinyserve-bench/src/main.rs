@@ -164,7 +164,7 @@ fn serve(
     let models = ModelRegistry::load_dir_with(models, &options)?;
     let mut settings = Settings::default();
     settings.workers = workers;
-    settings.max_streams = max_streams;
+    settings.max_streams = Some(max_streams);
     settings.max_connections = 4096;
     let ready = protocol::Readiness::new(true);
     let app = protocol::mount(App::new().with_settings(settings), &models, &ready);
