@@ -4,6 +4,8 @@
 mod app;
 mod catalog;
 pub mod docs;
+#[cfg(doctest)]
+mod doctests;
 mod error;
 mod fanout;
 mod forwarded;
