@@ -16,4 +16,5 @@ mod outbound;
 mod platforms;
 mod production;
 mod python;
+mod readme;
 mod streaming;
