@@ -260,3 +260,27 @@ fn every_page_is_a_doc_test_page_and_every_block_names_its_language() {
         }
     }
 }
+
+#[test]
+fn ci_runs_the_readmes_test_command() {
+    let readme = read(&root().join("README.md"));
+    let tests = readme
+        .split_once("\n## Tests\n")
+        .map(|(_, after)| after)
+        .expect("README.md has a `## Tests` section");
+    let commands: Vec<String> = blocks(tests)
+        .into_iter()
+        .next()
+        .expect("a command block under `## Tests`")
+        .text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim().to_string())
+        .collect();
+    assert!(commands.iter().any(|c| c == "bash .ci/run"), "{commands:?}");
+    assert!(commands.iter().any(|c| c == "cargo test"), "{commands:?}");
+    let ci = read(&root().join(".ci/run"));
+    assert!(
+        ci.lines().any(|line| line.trim() == "cargo test"),
+        ".ci/run no longer runs the README's test command `cargo test`"
+    );
+}
