@@ -31,6 +31,8 @@
 pub mod app;
 pub mod catalog;
 pub mod docs;
+#[cfg(doctest)]
+mod doctests;
 mod error;
 pub mod fanout;
 mod headers;

@@ -17,4 +17,5 @@ mod outbound;
 mod platforms;
 mod production;
 mod python;
+mod readme;
 mod streaming;
