@@ -14,7 +14,7 @@ use crate::{
     Error, ErrorKind, IntoResponse, Request, Response, Result, ServerMetrics, TrustedProxies,
 };
 
-/// Server settings, each with a documented default. See the README's limits table.
+/// Server settings, each with a documented default. See the limits table in docs/deployment.md.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Settings {
@@ -121,7 +121,7 @@ pub const DEFAULT_WORKERS: usize = 256;
 impl Default for Settings {
     fn default() -> Settings {
         // Handlers run on their connection's thread; a turn that must wait costs two context
-        // switches, so the cap is set well above the cores (README "Threads": iris at 256
+        // switches, so the cap is set well above the cores (docs/design.md "Threads": iris at 256
         // connections, 45,700 requests/s with 256 turns against 30,600 with 8).
         Settings {
             workers: DEFAULT_WORKERS,

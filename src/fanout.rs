@@ -9,7 +9,7 @@
 //!
 //! Not on rayon, nor on any thread pool: blocking calls on pool threads cost a hand-off and
 //! a wake-up per call, and rayon's idle workers search the other workers' queues before they
-//! sleep (README, design decisions).
+//! sleep (docs/design.md).
 
 mod connections;
 mod exchange;

@@ -5,7 +5,7 @@
 //! saves a thread wake-up per chunk: a token stream of a language model pays it per token, and on
 //! a busy machine each wake-up waits for a core (issue #15). The connection thread writes the head
 //! before the producer's first chunk and the last chunk after it ends; in between it only
-//! watches: every [`DISCONNECT_CHECK`] it looks whether the client left (then the producer's next
+//! watches: every `DISCONNECT_CHECK` (50 ms) it looks whether the client left (then the producer's next
 //! `send` fails with [`Disconnected`]) and writes the keep-alive comments of an idle stream. A
 //! slow reader slows the producer down: its write blocks once the socket's buffer is full.
 

@@ -1,7 +1,7 @@
 //! The connections to one upstream: ureq agents, each with its own pool of idle connections,
 //! and a resolver that does not start a thread per call.
 //!
-//! Two costs of ureq 3 with hundreds of calls in flight, measured (see the README's design
+//! Two costs of ureq 3 with hundreds of calls in flight, measured (see docs/design.md's
 //! decisions), and what is done about them:
 //! - its pool is one list under one lock, scanned whole (twice) on every call, so its cost
 //!   grows with the idle connections kept: the connections are split over [`SHARDS`] agents,

@@ -1,7 +1,7 @@
 //! A handler's calls made by its own thread, all at once: every request is written first, then
 //! the answers are read one after another. The calls are in flight together, so the whole
 //! takes the time of the slowest; no other thread is involved, so there is no hand-off and no
-//! wake-up but the handler's own (see the README's design decisions).
+//! wake-up but the handler's own (see docs/design.md).
 //!
 //! HTTP/1.1 over plain TCP: `Content-Length`, chunked and close-delimited bodies, interim (1xx)
 //! answers skipped, keep-alive connections pooled per upstream.

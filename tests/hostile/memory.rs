@@ -2,7 +2,7 @@
 //! body, empty tensors with huge shapes, JSON that inflates when decoded, prompts past what the
 //! model can use, and generation for clients that left. Each case is resent against the real
 //! binary; it gets a 4xx naming the limit, the server stays up, and the peak RSS stays within
-//! the per-request budget the README documents.
+//! the per-request budget docs/deployment.md documents.
 
 use std::time::Duration;
 

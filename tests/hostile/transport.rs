@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::support::serve::ServeChild;
 use crate::support::wire::{json_after_head as error_body, statuses, Conn, End};
 
-/// How far the peak RSS of the server may rise above its RSS before an attack: the README's
+/// How far the peak RSS of the server may rise above its RSS before an attack: docs/deployment.md's
 /// bound for the transport cases (each refused before its body is buffered, or bounded by
 /// the head and body limits of one request).
 const RSS_BOUND_KIB: u64 = 64 * 1024;
