@@ -14,9 +14,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::datatype::DataType;
 use super::decoder::{argmax, Decoder};
-use super::signature::DataType;
-use super::tensor::{Tensor, TensorData};
+use super::element::TensorData;
+use super::tensor::Tensor;
 use super::tokenizer::Detokenizer;
 use super::Model;
 use crate::{Disconnected, Error, Result};

@@ -3,10 +3,15 @@
 mod batch;
 mod binary;
 mod chat_template;
+mod datatype;
 mod decoder;
+mod element;
 mod generate;
 mod json;
+mod onnx;
+mod options;
 mod registry;
+mod runner;
 pub mod runtime;
 mod sessions;
 mod signature;
@@ -14,13 +19,19 @@ mod tensor;
 mod tokenizer;
 
 pub use chat_template::ChatTemplate;
+pub use datatype::DataType;
 pub use decoder::{
     argmax, CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES,
 };
+pub(crate) use element::schema as element_schema;
+pub use element::TensorData;
 pub use generate::{
     FinishReason, Generation, Generator, Prompt, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
 };
-pub use registry::{Model, ModelOptions, ModelRegistry, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
-pub use signature::{DataType, Signature, TensorSpec};
-pub use tensor::{OverLimit, Tensor, TensorData};
+pub use json::OverLimit;
+pub use onnx::Model;
+pub use options::{ModelOptions, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
+pub use registry::ModelRegistry;
+pub use signature::{Signature, TensorSpec};
+pub use tensor::Tensor;
 pub use tokenizer::{Detokenizer, Tokenizer};
