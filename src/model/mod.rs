@@ -21,12 +21,12 @@ mod tokenizer;
 pub use chat_template::ChatTemplate;
 pub use datatype::DataType;
 pub use decoder::{
-    argmax, CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES,
+    CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES,
 };
 pub(crate) use element::schema as element_schema;
 pub use element::TensorData;
 pub use generate::{
-    FinishReason, Generation, Generator, Prompt, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
+    argmax, FinishReason, Generation, Generator, Prompt, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
 };
 pub use json::OverLimit;
 pub use onnx::Model;

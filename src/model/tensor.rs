@@ -336,4 +336,6 @@ pub(super) fn shape_fits(spec: &[i64], shape: &[usize]) -> bool {
 }
 
 #[cfg(test)]
+mod round_trips;
+#[cfg(test)]
 mod tests;
