@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::chat_template::ChatTemplate;
 use super::generate::argmax;
+use super::registry::REQUIRED_FILES;
 use super::runtime;
 use super::tokenizer::{read_json, Tokenizer};
 use super::{ModelOptions, Signature};
@@ -27,9 +28,6 @@ use crate::{Error, ErrorKind, Result};
 mod layout;
 use layout::CONTEXT_KEYS;
 pub use layout::{DecoderLayout, DEFAULT_CONTEXT};
-
-/// The files that make a folder a decoder folder; the first is the model.
-pub const REQUIRED_FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
 
 /// One stream's cache: the presents of the last run, to be fed as the next past.
 ///
@@ -122,7 +120,7 @@ impl Decoder {
     /// Whether `dir` looks like a decoder folder (it has any of [`REQUIRED_FILES`]), so that a
     /// registry should load it with [`Decoder::load`] and report what is missing.
     pub fn is_decoder_dir(dir: &Path) -> bool {
-        dir.is_dir() && REQUIRED_FILES.iter().any(|f| dir.join(f).is_file())
+        super::registry::is_decoder_dir(dir)
     }
 
     /// Loads the folder `dir` as model `name` with the default [`ModelOptions`]; see

@@ -15,9 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::datatype::DataType;
+#[cfg(feature = "language-models")]
 use super::decoder::Decoder;
 use super::element::TensorData;
 use super::tensor::Tensor;
+#[cfg(feature = "language-models")]
 use super::tokenizer::Detokenizer;
 use super::Model;
 use crate::{Disconnected, Error, Result};
@@ -91,10 +93,27 @@ impl Prompt {
     }
 }
 
+#[cfg(feature = "language-models")]
+use super::decoder::CacheReservation;
+
+/// What [`Generator::reserve`] holds for a decoder; without the `language-models` feature
+/// there are no decoders, and this type has no values.
+#[cfg(not(feature = "language-models"))]
+#[derive(Debug)]
+pub enum CacheReservation {}
+
+#[cfg(not(feature = "language-models"))]
+impl Drop for CacheReservation {
+    fn drop(&mut self) {
+        match *self {}
+    }
+}
+
 /// What a [`Generator`] runs.
 #[derive(Debug, Clone)]
 enum Engine {
     Bytes(Arc<Model>),
+    #[cfg(feature = "language-models")]
     Decoder(Arc<Decoder>),
 }
 
@@ -132,6 +151,7 @@ impl Generator {
     }
 
     /// A generator for a decoder folder's model: token-level, with its KV cache.
+    #[cfg(feature = "language-models")]
     pub fn for_decoder(decoder: Arc<Decoder>) -> Generator {
         Generator {
             engine: Engine::Decoder(decoder),
@@ -144,15 +164,37 @@ impl Generator {
     pub fn name(&self) -> &str {
         match &self.engine {
             Engine::Bytes(model) => model.name(),
+            #[cfg(feature = "language-models")]
             Engine::Decoder(decoder) => decoder.name(),
         }
     }
 
     /// The decoder, when this generator runs one.
+    #[cfg(feature = "language-models")]
     pub fn decoder(&self) -> Option<&Arc<Decoder>> {
         match &self.engine {
+            #[cfg(feature = "language-models")]
             Engine::Decoder(decoder) => Some(decoder),
             Engine::Bytes(_) => None,
+        }
+    }
+
+    /// Whether this generator runs a decoder folder's model (token-level, with a KV cache).
+    pub fn is_decoder(&self) -> bool {
+        match &self.engine {
+            Engine::Bytes(_) => false,
+            #[cfg(feature = "language-models")]
+            Engine::Decoder(_) => true,
+        }
+    }
+
+    /// Whether chats are rendered by the model's own chat template (a decoder folder whose
+    /// tokenizer config has one), rather than the plain `Role: content` lines.
+    pub fn has_chat_template(&self) -> bool {
+        match &self.engine {
+            Engine::Bytes(_) => false,
+            #[cfg(feature = "language-models")]
+            Engine::Decoder(decoder) => !decoder.chat_template().is_plain(),
         }
     }
 
@@ -165,6 +207,7 @@ impl Generator {
                 Generator::check_prompt(&text)?;
                 Ok(Prompt::Text(text))
             }
+            #[cfg(feature = "language-models")]
             Engine::Decoder(decoder) => {
                 Generator::check_prompt(&text)?;
                 Ok(Prompt::Ids(decoder.completion_prompt(&text)?))
@@ -175,9 +218,11 @@ impl Generator {
     /// The prompt of a chat, for a decoder: its chat template rendered with the generation
     /// prompt and encoded ([`Decoder::chat_prompt`]); `None` for a byte-level model (whose
     /// plain chat format the caller writes).
+    #[cfg_attr(not(feature = "language-models"), allow(unused_variables))]
     pub fn chat_prompt(&self, messages: &[serde_json::Value]) -> Result<Option<Prompt>> {
         match &self.engine {
             Engine::Bytes(_) => Ok(None),
+            #[cfg(feature = "language-models")]
             Engine::Decoder(decoder) => {
                 let (text, ids) = decoder.chat_prompt(messages)?;
                 Generator::check_prompt(&text)?;
@@ -189,11 +234,14 @@ impl Generator {
     /// What a handler checks before it answers 200: for a decoder, that the prompt has tokens
     /// and that with `max_tokens` it fits in the context (so the stream's cache stays within
     /// [`crate::model::DecoderLayout::cache_bytes`]), a 400 naming the limit otherwise.
+    #[cfg_attr(not(feature = "language-models"), allow(unused_variables))]
     pub fn check(&self, prompt: &Prompt, sampling: &Sampling) -> Result<()> {
         match (&self.engine, prompt) {
+            #[cfg(feature = "language-models")]
             (Engine::Decoder(_), Prompt::Ids(ids)) if ids.is_empty() => Err(Error::invalid_input(
                 "the prompt has no tokens: give some text",
             )),
+            #[cfg(feature = "language-models")]
             (Engine::Decoder(decoder), Prompt::Ids(ids)) => {
                 decoder.check_fits(ids.len(), sampling.max_tokens)
             }
@@ -230,9 +278,10 @@ impl Generator {
         &self,
         prompt: &Prompt,
         sampling: &Sampling,
-    ) -> Result<Option<super::decoder::CacheReservation>> {
+    ) -> Result<Option<CacheReservation>> {
         self.check(prompt, sampling)?;
         match &self.engine {
+            #[cfg(feature = "language-models")]
             Engine::Decoder(decoder) => {
                 Ok(Some(decoder.reserve(prompt.tokens(), sampling.max_tokens)?))
             }
@@ -244,6 +293,7 @@ impl Generator {
     pub fn model(&self) -> Option<&Arc<Model>> {
         match &self.engine {
             Engine::Bytes(model) => Some(model),
+            #[cfg(feature = "language-models")]
             Engine::Decoder(_) => None,
         }
     }
@@ -289,6 +339,7 @@ impl Generator {
             (Engine::Bytes(model), Prompt::Text(text)) => {
                 self.generate_bytes(model, text, sampling, on_text)
             }
+            #[cfg(feature = "language-models")]
             (Engine::Decoder(decoder), Prompt::Ids(ids)) => {
                 self.generate_tokens(decoder, ids, sampling, on_text)
             }
@@ -301,6 +352,7 @@ impl Generator {
     }
 
     /// The token-level loop: the prompt once, then one token per step with the cache.
+    #[cfg(feature = "language-models")]
     fn generate_tokens(
         &self,
         decoder: &Decoder,

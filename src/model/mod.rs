@@ -1,9 +1,15 @@
 //! Models: the ONNX Runtime library, signatures, tensors and the registry of loaded models.
+//!
+//! Decoder folders (a Hugging Face tokenizer, a chat template and a model with a KV cache)
+//! need the `language-models` feature (on by default); without it a registry that finds one
+//! fails to load, saying so.
 
 mod batch;
 mod binary;
+#[cfg(feature = "language-models")]
 mod chat_template;
 mod datatype;
+#[cfg(feature = "language-models")]
 mod decoder;
 mod element;
 mod generate;
@@ -16,22 +22,26 @@ pub mod runtime;
 mod sessions;
 mod signature;
 mod tensor;
+#[cfg(feature = "language-models")]
 mod tokenizer;
 
+#[cfg(feature = "language-models")]
 pub use chat_template::ChatTemplate;
 pub use datatype::DataType;
-pub use decoder::{
-    CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES,
-};
+#[cfg(feature = "language-models")]
+pub use decoder::{CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT};
 pub(crate) use element::schema as element_schema;
 pub use element::TensorData;
+#[cfg(not(feature = "language-models"))]
+pub use generate::CacheReservation;
 pub use generate::{
     argmax, FinishReason, Generation, Generator, Prompt, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
 };
 pub use json::OverLimit;
 pub use onnx::Model;
 pub use options::{ModelOptions, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
-pub use registry::ModelRegistry;
+pub use registry::{ModelRegistry, REQUIRED_FILES};
 pub use signature::{Signature, TensorSpec};
 pub use tensor::Tensor;
+#[cfg(feature = "language-models")]
 pub use tokenizer::{Detokenizer, Tokenizer};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+#[cfg(feature = "language-models")]
 use super::decoder::Decoder;
 use super::onnx::Model;
 use super::options::ModelOptions;
@@ -26,7 +27,18 @@ use crate::{Error, ErrorKind, Result};
 #[derive(Debug, Clone, Default)]
 pub struct ModelRegistry {
     models: Arc<BTreeMap<String, Arc<Model>>>,
+    #[cfg(feature = "language-models")]
     decoders: Arc<BTreeMap<String, Arc<Decoder>>>,
+}
+
+/// The files that make a folder a decoder folder; the first is the model.
+pub const REQUIRED_FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
+
+/// Whether `dir` looks like a decoder folder (it has any of [`REQUIRED_FILES`]). Checked in
+/// every build, so that a build without the `language-models` feature refuses such a folder
+/// instead of skipping it.
+pub(crate) fn is_decoder_dir(dir: &Path) -> bool {
+    dir.is_dir() && REQUIRED_FILES.iter().any(|f| dir.join(f).is_file())
 }
 
 impl ModelRegistry {
@@ -55,7 +67,7 @@ impl ModelRegistry {
             let path = entry.map_err(unreadable)?.path();
             if path.extension().is_some_and(|ext| ext == "onnx") && path.is_file() {
                 paths.push(path);
-            } else if Decoder::is_decoder_dir(&path) {
+            } else if is_decoder_dir(&path) {
                 folders.push(path);
             }
         }
@@ -89,38 +101,45 @@ impl ModelRegistry {
         for (name, model) in loaded {
             models.insert(name, Arc::new(model?));
         }
-        let mut decoders = BTreeMap::new();
-        for folder in folders {
-            let name = folder
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if models.contains_key(&name) {
-                return Err(Error::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "model folder {} and model file {}.onnx have the same name \"{name}\": \
-                         rename one",
-                        folder.display(),
-                        name
-                    ),
-                ));
-            }
-            let decoder = Decoder::load_with(&name, &folder, options)?;
-            decoders.insert(name, Arc::new(decoder));
+        #[cfg(feature = "language-models")]
+        let decoders = load_decoders(folders, &models, options)?;
+        #[cfg(not(feature = "language-models"))]
+        if let Some(folder) = folders.first() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "model folder {} is a decoder folder (it has {}), but this build of \
+                     tinyserve lacks the `language-models` feature: rebuild with \
+                     `--features language-models` or move the folder out",
+                    folder.display(),
+                    REQUIRED_FILES.join(" or ")
+                ),
+            ));
         }
         Ok(ModelRegistry {
             models: Arc::new(models),
+            #[cfg(feature = "language-models")]
             decoders: Arc::new(decoders),
         })
     }
 
+    /// The names of the decoder folder models, in name order (none without the
+    /// `language-models` feature).
+    pub fn decoder_names(&self) -> impl Iterator<Item = &str> {
+        #[cfg(feature = "language-models")]
+        return self.decoders.keys().map(String::as_str);
+        #[cfg(not(feature = "language-models"))]
+        return std::iter::empty();
+    }
+
     /// The decoder folder model called `name`, if there is one.
+    #[cfg(feature = "language-models")]
     pub fn decoder(&self, name: &str) -> Option<Arc<Decoder>> {
         self.decoders.get(name).cloned()
     }
 
     /// The decoder folder models, in name order.
+    #[cfg(feature = "language-models")]
     pub fn decoders(&self) -> impl Iterator<Item = &Arc<Decoder>> {
         self.decoders.values()
     }
@@ -129,7 +148,7 @@ impl ModelRegistry {
     /// is a decoder folder, served through `/v1` only).
     pub fn get(&self, name: &str) -> Result<Arc<Model>> {
         self.models.get(name).cloned().ok_or_else(|| {
-            if self.decoders.contains_key(name) {
+            if self.decoder_names().any(|decoder| decoder == name) {
                 Error::new(
                     ErrorKind::ModelNotFound,
                     format!(
@@ -156,5 +175,76 @@ impl ModelRegistry {
     /// Whether no `.onnx` file model is loaded.
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
+    }
+}
+
+/// Loads each decoder folder, refusing one named like a `.onnx` file model.
+#[cfg(feature = "language-models")]
+fn load_decoders(
+    folders: Vec<std::path::PathBuf>,
+    models: &BTreeMap<String, Arc<Model>>,
+    options: &ModelOptions,
+) -> Result<BTreeMap<String, Arc<Decoder>>> {
+    let mut decoders = BTreeMap::new();
+    for folder in folders {
+        let name = folder
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if models.contains_key(&name) {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "model folder {} and model file {}.onnx have the same name \"{name}\": \
+                         rename one",
+                    folder.display(),
+                    name
+                ),
+            ));
+        }
+        let decoder = Decoder::load_with(&name, &folder, options)?;
+        decoders.insert(name, Arc::new(decoder));
+    }
+    Ok(decoders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder holding `tokenizer.json` in a fresh directory under the system's temp dir.
+    fn folder_with_a_decoder() -> std::path::PathBuf {
+        let root = std::env::temp_dir().join(format!(
+            "tinyserve-registry-{}-{}",
+            std::process::id(),
+            crate::ids::new_id()
+        ));
+        let decoder = root.join("chat");
+        std::fs::create_dir_all(&decoder).expect("create the folder");
+        std::fs::write(decoder.join("tokenizer.json"), "{}").expect("write tokenizer.json");
+        root
+    }
+
+    #[test]
+    #[cfg(not(feature = "language-models"))]
+    fn a_decoder_folder_needs_the_language_models_feature() {
+        let root = folder_with_a_decoder();
+        let err = ModelRegistry::load_dir(&root).expect_err("no decoders in this build");
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(
+            err.message()
+                .contains("lacks the `language-models` feature"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    #[cfg(feature = "language-models")]
+    fn a_half_decoder_folder_names_what_is_missing() {
+        let root = folder_with_a_decoder();
+        let err = ModelRegistry::load_dir(&root).expect_err("model.onnx is missing");
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(err.message().contains("model.onnx"), "{}", err.message());
     }
 }

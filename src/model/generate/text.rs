@@ -28,6 +28,7 @@ impl<'a> TextAssembler<'a> {
     }
 
     /// Adds whole characters (a decoder's detokenized piece), as [`TextAssembler::push`].
+    #[cfg(feature = "language-models")]
     pub(super) fn push_text(&mut self, piece: &str) -> (String, bool) {
         if self.stopped {
             return (String::new(), true);
@@ -37,6 +38,7 @@ impl<'a> TextAssembler<'a> {
     }
 
     /// Whether a stop string has ended the text.
+    #[cfg(feature = "language-models")]
     pub(super) fn stopped(&self) -> bool {
         self.stopped
     }

@@ -14,6 +14,7 @@ impl Generators {
     /// A generator for each model of `models` whose signature is a byte-level language model,
     /// and for each decoder folder.
     pub fn from_registry(models: &ModelRegistry) -> Generators {
+        #[cfg_attr(not(feature = "language-models"), allow(unused_mut))]
         let mut generators: BTreeMap<String, Generator> = models
             .iter()
             .filter(|model| Generator::fits(model))
@@ -24,6 +25,7 @@ impl Generators {
                 ))
             })
             .collect();
+        #[cfg(feature = "language-models")]
         for decoder in models.decoders() {
             generators.insert(
                 decoder.name().to_string(),

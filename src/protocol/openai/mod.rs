@@ -64,7 +64,7 @@ fn list_models(backends: &Backends) -> Json<Value> {
         .models
         .iter()
         .map(|m| m.name())
-        .chain(backends.models.decoders().map(|d| d.name()))
+        .chain(backends.models.decoder_names())
         .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "tinyserve"}))
         .collect();
     data.extend(proxy::list(&backends.upstreams));
@@ -84,17 +84,14 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
     }
     let mut request: CompletionRequest = req.json()?;
     let generator = backends.generators.get(&backends.models, &request.model)?;
-    let templated = kind == Kind::Chat
-        && generator
-            .decoder()
-            .is_some_and(|d| !d.chat_template().is_plain());
+    let templated = kind == Kind::Chat && generator.has_chat_template();
     let prompt = match kind {
         Kind::Text => generator.text_prompt(text_prompt(request.prompt.take())?)?,
         Kind::Chat => {
             let messages = request.messages.as_deref();
-            let templated = match generator.decoder() {
-                Some(_) => generator.chat_prompt(&messages_json(messages)?)?,
-                None => None,
+            let templated = match generator.is_decoder() {
+                true => generator.chat_prompt(&messages_json(messages)?)?,
+                false => None,
             };
             match templated {
                 Some(prompt) => prompt,
