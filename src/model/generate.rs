@@ -117,7 +117,7 @@ enum Engine {
     Decoder(Arc<Decoder>),
 }
 
-/// Generates text with a byte-level model or a [`Decoder`].
+/// Generates text with a byte-level model or a `Decoder`.
 ///
 /// # Example
 /// ```no_run
@@ -200,7 +200,7 @@ impl Generator {
 
     /// The prompt of a completion: the text itself for a byte-level model (a 400 over
     /// [`MAX_PROMPT_BYTES`]); for a decoder, its ids with the tokenizer's special tokens
-    /// ([`Decoder::completion_prompt`]).
+    /// (`Decoder::completion_prompt`).
     pub fn text_prompt(&self, text: String) -> Result<Prompt> {
         match &self.engine {
             Engine::Bytes(_) => {
@@ -216,7 +216,7 @@ impl Generator {
     }
 
     /// The prompt of a chat, for a decoder: its chat template rendered with the generation
-    /// prompt and encoded ([`Decoder::chat_prompt`]); `None` for a byte-level model (whose
+    /// prompt and encoded (`Decoder::chat_prompt`); `None` for a byte-level model (whose
     /// plain chat format the caller writes).
     #[cfg_attr(not(feature = "language-models"), allow(unused_variables))]
     pub fn chat_prompt(&self, messages: &[serde_json::Value]) -> Result<Option<Prompt>> {
@@ -233,7 +233,7 @@ impl Generator {
 
     /// What a handler checks before it answers 200: for a decoder, that the prompt has tokens
     /// and that with `max_tokens` it fits in the context (so the stream's cache stays within
-    /// [`crate::model::DecoderLayout::cache_bytes`]), a 400 naming the limit otherwise.
+    /// `DecoderLayout::cache_bytes`), a 400 naming the limit otherwise.
     #[cfg_attr(not(feature = "language-models"), allow(unused_variables))]
     pub fn check(&self, prompt: &Prompt, sampling: &Sampling) -> Result<()> {
         match (&self.engine, prompt) {
@@ -272,7 +272,7 @@ impl Generator {
     }
 
     /// [`Generator::check`], and for a decoder the reservation of the most KV cache the
-    /// generation can hold ([`Decoder::reserve`]: a 503 while other generations hold the
+    /// generation can hold (`Decoder::reserve`: a 503 while other generations hold the
     /// budget); keep it until the generation ends. `None` for a byte-level model.
     pub fn reserve(
         &self,

@@ -13,7 +13,7 @@ use super::options::ModelOptions;
 use crate::{Error, ErrorKind, Result};
 
 /// Every model of a folder, by name: each `NAME.onnx` file, and each subfolder `NAME/` in
-/// Hugging Face Optimum's decoder layout (a [`Decoder`], served through the `/v1` API only).
+/// Hugging Face Optimum's decoder layout (a `Decoder`, served through the `/v1` API only).
 /// Cheap to clone: clones share the loaded models.
 ///
 /// # Example
@@ -50,7 +50,7 @@ impl ModelRegistry {
 
     /// Loads every `NAME.onnx` directly inside `dir`, and every subfolder that holds
     /// `model.onnx` or `tokenizer.json` as a decoder called by the folder's name
-    /// ([`Decoder::load_with`]). Fails on the first file or folder that does not load, naming
+    /// (`Decoder::load_with`). Fails on the first file or folder that does not load, naming
     /// it and the reason (a folder that half-matches the layout names what is missing); fails
     /// when the folder holds no model, or a file and a folder of the same name.
     pub fn load_dir_with(dir: impl AsRef<Path>, options: &ModelOptions) -> Result<ModelRegistry> {
@@ -162,7 +162,7 @@ impl ModelRegistry {
         })
     }
 
-    /// The `.onnx` file models in name order (decoders: [`ModelRegistry::decoders`]).
+    /// The `.onnx` file models in name order (decoders: `ModelRegistry::decoders`).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Model>> {
         self.models.values()
     }
