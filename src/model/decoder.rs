@@ -18,8 +18,8 @@ use ort::value::{DynValue, Tensor as OrtTensor};
 use serde_json::Value;
 
 use super::chat_template::ChatTemplate;
-use super::generate::argmax;
-use super::registry::REQUIRED_FILES;
+use super::decoder_dir::REQUIRED_FILES;
+use super::logits::argmax;
 use super::runtime;
 use super::tokenizer::{read_json, Tokenizer};
 use super::{ModelOptions, Signature};
@@ -120,7 +120,7 @@ impl Decoder {
     /// Whether `dir` looks like a decoder folder (it has any of [`REQUIRED_FILES`]), so that a
     /// registry should load it with [`Decoder::load`] and report what is missing.
     pub fn is_decoder_dir(dir: &Path) -> bool {
-        super::registry::is_decoder_dir(dir)
+        super::decoder_dir::is_decoder_dir(dir)
     }
 
     /// Loads the folder `dir` as model `name` with the default [`ModelOptions`]; see

@@ -27,7 +27,7 @@ use crate::{Disconnected, Error, Result};
 mod sampling;
 mod text;
 use sampling::Sampler;
-pub use sampling::{argmax, Sampling};
+pub use sampling::Sampling;
 use text::TextAssembler;
 
 /// The most bytes of context the model sees; older bytes are dropped from the left.

@@ -11,9 +11,11 @@ mod chat_template;
 mod datatype;
 #[cfg(feature = "language-models")]
 mod decoder;
+mod decoder_dir;
 mod element;
 mod generate;
 mod json;
+mod logits;
 mod onnx;
 mod options;
 mod registry;
@@ -30,17 +32,19 @@ pub use chat_template::ChatTemplate;
 pub use datatype::DataType;
 #[cfg(feature = "language-models")]
 pub use decoder::{CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT};
+pub use decoder_dir::REQUIRED_FILES;
 pub(crate) use element::schema as element_schema;
 pub use element::TensorData;
 #[cfg(not(feature = "language-models"))]
 pub use generate::CacheReservation;
 pub use generate::{
-    argmax, FinishReason, Generation, Generator, Prompt, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
+    FinishReason, Generation, Generator, Prompt, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
 };
 pub use json::OverLimit;
+pub use logits::argmax;
 pub use onnx::Model;
 pub use options::{ModelOptions, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
-pub use registry::{ModelRegistry, REQUIRED_FILES};
+pub use registry::ModelRegistry;
 pub use signature::{Signature, TensorSpec};
 pub use tensor::Tensor;
 #[cfg(feature = "language-models")]

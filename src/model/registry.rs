@@ -8,6 +8,9 @@ use rayon::prelude::*;
 
 #[cfg(feature = "language-models")]
 use super::decoder::Decoder;
+use super::decoder_dir::is_decoder_dir;
+#[cfg(not(feature = "language-models"))]
+use super::decoder_dir::REQUIRED_FILES;
 use super::onnx::Model;
 use super::options::ModelOptions;
 use crate::{Error, ErrorKind, Result};
@@ -29,16 +32,6 @@ pub struct ModelRegistry {
     models: Arc<BTreeMap<String, Arc<Model>>>,
     #[cfg(feature = "language-models")]
     decoders: Arc<BTreeMap<String, Arc<Decoder>>>,
-}
-
-/// The files that make a folder a decoder folder; the first is the model.
-pub const REQUIRED_FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
-
-/// Whether `dir` looks like a decoder folder (it has any of [`REQUIRED_FILES`]). Checked in
-/// every build, so that a build without the `language-models` feature refuses such a folder
-/// instead of skipping it.
-pub(crate) fn is_decoder_dir(dir: &Path) -> bool {
-    dir.is_dir() && REQUIRED_FILES.iter().any(|f| dir.join(f).is_file())
 }
 
 impl ModelRegistry {

@@ -1,5 +1,7 @@
 //! [`Sampling`]: how to pick each next token, and the sampler that does it.
 
+use crate::model::logits::argmax;
+
 /// How to pick each next token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sampling {
@@ -99,15 +101,4 @@ impl Sampler {
         }
         ranked.last().map_or(0, |(token, _)| *token)
     }
-}
-
-/// The index of the largest logit, the lowest on ties (as NumPy's `argmax`).
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &value) in logits.iter().enumerate() {
-        if value > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }

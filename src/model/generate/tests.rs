@@ -1,5 +1,6 @@
 //! Unit tests of generation and sampling.
 use super::*;
+use crate::model::argmax;
 
 fn assemble(bytes: &[u8], stop: &[&str]) -> (Vec<String>, bool) {
     let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
