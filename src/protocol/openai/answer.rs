@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::errors::error_body;
+use super::errors::{error_body, log_if_internal};
 use super::request::Kind;
 use crate::model::{Generation, Generator, Prompt, Sampling};
 use crate::{Event, EventSender};
@@ -107,7 +107,10 @@ pub(super) fn stream(
                 events.send(Event::json(&usage))?;
             }
         }
-        Err(err) => events.send(Event::json(&error_body(&err)))?,
+        Err(err) => {
+            log_if_internal(&err);
+            events.send(Event::json(&error_body(&err)))?;
+        }
     }
     events.send(Event::data("[DONE]"))
 }

@@ -8,12 +8,8 @@ use serde_json::{json, Value};
 
 use crate::{Error, ErrorKind, Response};
 
-/// The body of `err` in OpenAI's shape. A 500's cause chain is logged here (the client gets
-/// only the generic message), whether the body ends a stream or makes a response.
+/// The body of `err` in OpenAI's shape (a 500 says only the generic message).
 pub(super) fn error_body(err: &Error) -> Value {
-    if err.kind() == ErrorKind::Internal {
-        crate::log::error(&err.chain());
-    }
     let kind = match err.status() {
         401 => "authentication_error",
         404 => "invalid_request_error",
@@ -24,10 +20,18 @@ pub(super) fn error_body(err: &Error) -> Value {
     json!({"error": {"message": err.public_message(), "type": kind, "param": null, "code": err.kind().code()}})
 }
 
+/// Logs a 500's cause chain (the client gets only the generic message).
+pub(super) fn log_if_internal(err: &Error) {
+    if err.kind() == ErrorKind::Internal {
+        crate::log::error(&err.chain());
+    }
+}
+
 /// The response, or the error as a response with the error's status and headers and an
 /// OpenAI-shaped body.
 pub(super) fn with_openai_errors(result: Result<Response, Error>) -> Response {
     result.unwrap_or_else(|err| {
+        log_if_internal(&err);
         let mut res = Response::json(&error_body(&err)).with_status(err.status());
         for (name, value) in err.headers() {
             res = res.with_header(name, value);
