@@ -40,6 +40,20 @@ fn cases() -> Vec<Value> {
         .collect()
 }
 
+/// Batch sizes `(rows, count)` show that some of `requests` requests (of 1 to 3 rows each) ran
+/// together: a batch of more than 3 rows, and fewer batches than requests.
+fn assert_requests_shared_batches(sizes: &[(usize, u64)], requests: usize) {
+    let batches: u64 = sizes.iter().map(|(_, n)| n).sum();
+    assert!(
+        sizes.iter().any(|(rows, _)| *rows > 3),
+        "no batch held more than one request: {sizes:?}"
+    );
+    assert!(
+        batches < requests as u64,
+        "every request ran alone: {sizes:?}"
+    );
+}
+
 #[test]
 fn batched_answers_equal_answers_alone() {
     let (batched, models) = server(8);
@@ -74,16 +88,7 @@ fn batched_answers_equal_answers_alone() {
         );
     }
     let iris = models.get("iris").expect("iris");
-    let sizes = iris.batch_sizes();
-    let requests: u64 = sizes.iter().map(|(_, n)| n).sum();
-    assert!(
-        sizes.iter().any(|(rows, _)| *rows > 3),
-        "no batch held more than one request: {sizes:?}"
-    );
-    assert!(
-        requests < cases.len() as u64,
-        "every request ran alone: {sizes:?}"
-    );
+    assert_requests_shared_batches(&iris.batch_sizes(), cases.len());
     let metrics = batched.get("/metrics").text();
     assert!(
         metrics.contains("tinyserve_batches_total{model=\"iris\",size=\""),
@@ -138,14 +143,5 @@ fn a_model_loaded_alone_batches_too() {
         let expected = alone.infer(vec![input.clone()]).expect("infer alone");
         assert_eq!(answer, &expected, "batched answer differs for {input:?}");
     }
-    let sizes = model.batch_sizes();
-    let batches: u64 = sizes.iter().map(|(_, n)| n).sum();
-    assert!(
-        sizes.iter().any(|(rows, _)| *rows > 3),
-        "no batch held more than one request: {sizes:?}"
-    );
-    assert!(
-        batches < inputs.len() as u64,
-        "every request ran alone: {sizes:?}"
-    );
+    assert_requests_shared_batches(&model.batch_sizes(), inputs.len());
 }
