@@ -259,19 +259,18 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     let app = App::new().with_settings(settings);
     let app = protocol::mount_with_upstreams(app, &models, &ready, &upstreams);
     let server = app.bind((args.host.as_str(), args.port))?;
-    let names: Vec<String> = models
-        .iter()
-        .map(|m| m.name().to_string())
-        .chain(models.decoders().map(|d| {
-            let layout = d.layout();
-            format!(
-                "{} (decoder, context {}, KV cache up to {} bytes per stream)",
-                d.name(),
-                layout.context,
-                layout.cache_bytes()
-            )
-        }))
-        .collect();
+    #[cfg_attr(not(feature = "language-models"), allow(unused_mut))]
+    let mut names: Vec<String> = models.iter().map(|m| m.name().to_string()).collect();
+    #[cfg(feature = "language-models")]
+    names.extend(models.decoders().map(|d| {
+        let layout = d.layout();
+        format!(
+            "{} (decoder, context {}, KV cache up to {} bytes per stream)",
+            d.name(),
+            layout.context,
+            layout.cache_bytes()
+        )
+    }));
     log::info!(
         "loaded {} model(s) from {}: {}",
         names.len(),

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Barrier};
 
 use serde_json::{json, Value};
-use tinyserve::model::{ModelOptions, ModelRegistry};
+use tinyserve::model::{Model, ModelOptions, ModelRegistry, Tensor};
 use tinyserve::{protocol, App};
 
 use crate::support::{repo, TestServer};
@@ -38,6 +38,20 @@ fn cases() -> Vec<Value> {
             json!({"inputs": {"input": rows}})
         })
         .collect()
+}
+
+/// Batch sizes `(rows, count)` show that some of `requests` requests (of 1 to 3 rows each) ran
+/// together: a batch of more than 3 rows, and fewer batches than requests.
+fn assert_requests_shared_batches(sizes: &[(usize, u64)], requests: usize) {
+    let batches: u64 = sizes.iter().map(|(_, n)| n).sum();
+    assert!(
+        sizes.iter().any(|(rows, _)| *rows > 3),
+        "no batch held more than one request: {sizes:?}"
+    );
+    assert!(
+        batches < requests as u64,
+        "every request ran alone: {sizes:?}"
+    );
 }
 
 #[test]
@@ -74,16 +88,7 @@ fn batched_answers_equal_answers_alone() {
         );
     }
     let iris = models.get("iris").expect("iris");
-    let sizes = iris.batch_sizes();
-    let requests: u64 = sizes.iter().map(|(_, n)| n).sum();
-    assert!(
-        sizes.iter().any(|(rows, _)| *rows > 3),
-        "no batch held more than one request: {sizes:?}"
-    );
-    assert!(
-        requests < cases.len() as u64,
-        "every request ran alone: {sizes:?}"
-    );
+    assert_requests_shared_batches(&iris.batch_sizes(), cases.len());
     let metrics = batched.get("/metrics").text();
     assert!(
         metrics.contains("tinyserve_batches_total{model=\"iris\",size=\""),
@@ -99,4 +104,44 @@ fn models_with_a_static_first_dimension_are_not_batched() {
     let add_mul = models.get("add_mul").expect("add_mul");
     assert!(!add_mul.is_batchable());
     assert!(models.get("scale").expect("scale").is_batchable());
+}
+
+#[test]
+fn a_model_loaded_alone_batches_too() {
+    let mut options = ModelOptions::default();
+    options.max_batch_size = 8;
+    options.batch_timeout = std::time::Duration::from_millis(20);
+    let path = repo("models/iris.onnx");
+    let model = Model::load("iris", &path, &options).expect("load iris");
+    let alone = Model::load("iris", &path, &ModelOptions::default()).expect("load iris");
+    assert!(alone.batch_sizes().is_empty(), "batching is off by default");
+    let spec = model.input_spec("input").expect("input").clone();
+    let inputs: Vec<Tensor> = cases()
+        .iter()
+        .map(|case| {
+            Tensor::from_json(&spec, &case["inputs"]["input"], None, None).expect("valid case")
+        })
+        .collect();
+    let barrier = Barrier::new(inputs.len());
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = inputs
+            .iter()
+            .map(|input| {
+                let (barrier, model) = (&barrier, &model);
+                scope.spawn(move || {
+                    barrier.wait();
+                    model.infer(vec![input.clone()]).expect("infer")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    for (input, answer) in inputs.iter().zip(&answers) {
+        let expected = alone.infer(vec![input.clone()]).expect("infer alone");
+        assert_eq!(answer, &expected, "batched answer differs for {input:?}");
+    }
+    assert_requests_shared_batches(&model.batch_sizes(), inputs.len());
 }

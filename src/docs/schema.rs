@@ -187,32 +187,16 @@ impl ModelInfo {
 /// JSON Schema of one element of `datatype`: booleans, integers with the type's range,
 /// numbers that stay finite in the type.
 pub(crate) fn element(datatype: DataType) -> Value {
-    let integer = |min: i128, max: i128| json!({"type": "integer", "minimum": min, "maximum": max});
-    match datatype {
-        DataType::Bool => json!({"type": "boolean"}),
-        DataType::Uint8 => integer(0, u8::MAX.into()),
-        DataType::Uint16 => integer(0, u16::MAX.into()),
-        DataType::Uint32 => integer(0, u32::MAX.into()),
-        DataType::Uint64 => json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
-        DataType::Int8 => integer(i8::MIN.into(), i8::MAX.into()),
-        DataType::Int16 => integer(i16::MIN.into(), i16::MAX.into()),
-        DataType::Int32 => integer(i32::MIN.into(), i32::MAX.into()),
-        DataType::Int64 => json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}),
-        DataType::Fp16 => json!({"type": "number", "minimum": -65504, "maximum": 65504}),
-        DataType::Fp32 => {
-            let max = f64::from(f32::MAX);
-            json!({"type": "number", "minimum": -max, "maximum": max})
-        }
-        DataType::Fp64 => json!({"type": "number"}),
-    }
+    crate::model::element_schema(datatype)
 }
 
 /// An output element: floats may be `null`, which stands for NaN or an infinity.
 fn output_element(datatype: DataType) -> Value {
-    match datatype {
-        DataType::Fp16 | DataType::Fp32 | DataType::Fp64 => json!({"type": ["number", "null"],
-            "description": "null stands for NaN or an infinity, which JSON cannot write"}),
-        other => element(other),
+    if datatype.is_float() {
+        json!({"type": ["number", "null"],
+            "description": "null stands for NaN or an infinity, which JSON cannot write"})
+    } else {
+        element(datatype)
     }
 }
 
@@ -339,7 +323,7 @@ fn generated_example(model: &Model, generative: bool) -> Option<Value> {
             }
             let leaf = match spec.datatype {
                 DataType::Bool => json!(true),
-                DataType::Fp16 | DataType::Fp32 | DataType::Fp64 => json!(0.5),
+                float if float.is_float() => json!(0.5),
                 _ => json!(1),
             };
             spec.shape.iter().rev().fold(leaf, |inner, &d| {

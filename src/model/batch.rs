@@ -13,30 +13,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{mpsc, Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::registry::Model;
-use super::tensor::{Tensor, TensorData};
+use super::tensor::Tensor;
 use crate::{Error, Result};
 
-/// Applies `$body` to the vectors of two tensors' data when their variants match.
-macro_rules! zip_data {
-    ($a:expr, $b:expr, $x:ident, $y:ident => $body:expr, $otherwise:expr) => {
-        match ($a, $b) {
-            (TensorData::Bool($x), TensorData::Bool($y)) => $body,
-            (TensorData::Uint8($x), TensorData::Uint8($y)) => $body,
-            (TensorData::Uint16($x), TensorData::Uint16($y)) => $body,
-            (TensorData::Uint32($x), TensorData::Uint32($y)) => $body,
-            (TensorData::Uint64($x), TensorData::Uint64($y)) => $body,
-            (TensorData::Int8($x), TensorData::Int8($y)) => $body,
-            (TensorData::Int16($x), TensorData::Int16($y)) => $body,
-            (TensorData::Int32($x), TensorData::Int32($y)) => $body,
-            (TensorData::Int64($x), TensorData::Int64($y)) => $body,
-            (TensorData::Fp16($x), TensorData::Fp16($y)) => $body,
-            (TensorData::Fp32($x), TensorData::Fp32($y)) => $body,
-            (TensorData::Fp64($x), TensorData::Fp64($y)) => $body,
-            _ => $otherwise,
-        }
-    };
-}
+/// What a batch runner calls to run one (merged) request: the model's sessions.
+pub(crate) type Run = dyn Fn(Vec<Tensor>) -> Result<Vec<Tensor>> + Send + Sync;
 
 /// Rows of a request: the common first dimension of its inputs, if they share one.
 pub(crate) fn rows(inputs: &[Tensor]) -> Option<usize> {
@@ -68,7 +49,7 @@ fn concat(requests: &[&[Tensor]]) -> Vec<Tensor> {
     for request in rest {
         for tensor in merged.iter_mut() {
             if let Some(other) = request.iter().find(|t| t.name == tensor.name) {
-                zip_data!(&mut tensor.data, &other.data, x, y => x.extend_from_slice(y), ());
+                tensor.data.extend_from(&other.data);
                 if let (Some(total), Some(more)) = (tensor.shape.first_mut(), other.shape.first()) {
                     *total += more;
                 }
@@ -93,7 +74,7 @@ fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>> {
         let mut start = 0;
         for (piece, &n) in pieces.iter_mut().zip(rows) {
             let range = start * row_len..(start + n) * row_len;
-            let data = zip_data!(&output.data, &output.data, v, _w => slice(v, range.clone()), unreachable_data());
+            let data = output.data.slice(range);
             let mut shape = output.shape.clone();
             shape[0] = n;
             piece.push(Tensor {
@@ -107,35 +88,6 @@ fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>> {
     Ok(pieces)
 }
 
-fn slice<T: Clone>(values: &[T], range: std::ops::Range<usize>) -> TensorData
-where
-    Vec<T>: IntoData,
-{
-    values[range].to_vec().into_data()
-}
-
-fn unreachable_data() -> TensorData {
-    TensorData::Bool(Vec::new())
-}
-
-/// Wraps a vector back into its `TensorData` variant.
-trait IntoData {
-    fn into_data(self) -> TensorData;
-}
-
-macro_rules! into_data {
-    ($($t:ty => $variant:ident),*) => {$(
-        impl IntoData for Vec<$t> {
-            fn into_data(self) -> TensorData {
-                TensorData::$variant(self)
-            }
-        }
-    )*};
-}
-
-into_data!(bool => Bool, u8 => Uint8, u16 => Uint16, u32 => Uint32, u64 => Uint64, i8 => Int8,
-    i16 => Int16, i32 => Int32, i64 => Int64, half::f16 => Fp16, f32 => Fp32, f64 => Fp64);
-
 /// A request waiting to join a batch.
 struct Pending {
     inputs: Vec<Tensor>,
@@ -144,9 +96,15 @@ struct Pending {
     reply: mpsc::SyncSender<Result<Vec<Tensor>>>,
 }
 
-/// The queue of one model's batcher, and the batch sizes it ran.
+/// One model's batcher: the queue its runner threads take batches from. Dropping it stops
+/// the runners (within a second, when they next find the queue idle).
 pub(crate) struct Batcher {
-    queue: Mutex<VecDeque<Pending>>,
+    queue: Arc<Queue>,
+}
+
+/// The requests waiting for a batch, and the batch sizes run so far.
+struct Queue {
+    waiting: Mutex<VecDeque<Pending>>,
     wake: Condvar,
     max_rows: usize,
     delay: Duration,
@@ -154,24 +112,30 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    pub(crate) fn new(max_rows: usize, delay: Duration) -> Batcher {
-        Batcher {
-            queue: Mutex::new(VecDeque::new()),
+    /// Starts `threads` batch runners (one per session, so batches run in parallel) that merge
+    /// up to `max_rows` rows, waiting at most `delay` after the first request, and run each
+    /// batch with `run`.
+    pub(crate) fn start(
+        max_rows: usize,
+        delay: Duration,
+        threads: usize,
+        run: Arc<Run>,
+    ) -> Batcher {
+        let queue = Arc::new(Queue {
+            waiting: Mutex::new(VecDeque::new()),
             wake: Condvar::new(),
             max_rows,
             delay,
             sizes: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// Starts `threads` batch runners for `model` (one per session, so batches run in parallel).
-    pub(crate) fn start(model: &Arc<Model>, threads: usize) {
+        });
         for n in 0..threads.max(1) {
-            let model = Arc::downgrade(model);
+            let queue = Arc::downgrade(&queue);
+            let run = Arc::clone(&run);
             let _ = std::thread::Builder::new()
                 .name(format!("tinyserve-batch-{n}"))
-                .spawn(move || run_batches(&model));
+                .spawn(move || run_batches(&queue, &*run));
         }
+        Batcher { queue }
     }
 
     /// Queues a request and waits for its share of a batch's outputs.
@@ -184,10 +148,11 @@ impl Batcher {
             reply,
         };
         self.queue
+            .waiting
             .lock()
             .map_err(|_| Error::internal("batch queue lock poisoned"))?
             .push_back(pending);
-        self.wake.notify_all();
+        self.queue.wake.notify_all();
         answer
             .recv()
             .map_err(|_| Error::internal("the batch runner stopped"))?
@@ -195,23 +160,30 @@ impl Batcher {
 
     /// Batches run so far, by size in rows.
     pub(crate) fn sizes(&self) -> Vec<(usize, u64)> {
-        self.sizes
+        self.queue
+            .sizes
             .lock()
             .map(|s| s.iter().map(|(k, v)| (*k, *v)).collect())
             .unwrap_or_default()
     }
+}
 
+impl Queue {
     /// Waits for the next batch: the oldest request, plus compatible ones that arrive within
-    /// the delay after it, up to `max_rows` rows.
+    /// the delay after it, up to `max_rows` rows. `None` after a second with no request, so
+    /// that the runner can see whether its model is gone.
     fn next_batch(&self) -> Option<Vec<Pending>> {
-        let mut queue = self.queue.lock().ok()?;
+        let mut queue = self.waiting.lock().ok()?;
         loop {
-            while queue.is_empty() {
+            if queue.is_empty() {
                 queue = self
                     .wake
                     .wait_timeout(queue, Duration::from_secs(1))
                     .ok()?
                     .0;
+                if queue.is_empty() {
+                    return None;
+                }
             }
             let deadline = queue.front()?.arrived + self.delay;
             let rows: usize = queue.iter().map(|p| p.rows).sum();
@@ -241,23 +213,20 @@ impl Batcher {
     }
 }
 
-fn run_batches(model: &Weak<Model>) {
+/// A runner thread: takes batches until the [`Batcher`] is dropped.
+fn run_batches(queue: &Weak<Queue>, run: &Run) {
     loop {
-        let Some(model) = model.upgrade() else { return };
-        let Some(batcher) = model.batcher() else {
-            return;
-        };
-        let Some(batch) = batcher.next_batch() else {
+        let Some(queue) = queue.upgrade() else { return };
+        let Some(batch) = queue.next_batch() else {
             continue;
         };
         let rows: Vec<usize> = batch.iter().map(|p| p.rows).collect();
-        if let Ok(mut sizes) = batcher.sizes.lock() {
+        if let Ok(mut sizes) = queue.sizes.lock() {
             *sizes.entry(rows.iter().sum()).or_default() += 1;
         }
+        drop(queue);
         let inputs: Vec<&[Tensor]> = batch.iter().map(|p| p.inputs.as_slice()).collect();
-        let outcome = model
-            .run(concat(&inputs))
-            .and_then(|outputs| split(outputs, &rows));
+        let outcome = run(concat(&inputs)).and_then(|outputs| split(outputs, &rows));
         match outcome {
             Ok(pieces) => {
                 for (pending, piece) in batch.into_iter().zip(pieces) {
@@ -269,22 +238,23 @@ fn run_batches(model: &Weak<Model>) {
                     let _ = pending.reply.send(Err(err));
                 }
             }
-            Err(_) => run_alone(&model, batch),
+            Err(_) => run_alone(run, batch),
         }
     }
 }
 
 /// Runs each request of a failed batch on its own, so each gets the answer it would have got
 /// without batching: the request at fault its own error, the others their outputs.
-fn run_alone(model: &Model, batch: Vec<Pending>) {
+fn run_alone(run: &Run, batch: Vec<Pending>) {
     for pending in batch {
-        let _ = pending.reply.send(model.run(pending.inputs));
+        let _ = pending.reply.send(run(pending.inputs));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::TensorData;
 
     fn tensor(name: &str, shape: Vec<usize>, data: Vec<f32>) -> Tensor {
         Tensor {

@@ -1,18 +1,10 @@
 //! Tensors as raw little-endian bytes: the KServe v2 binary tensor data extension.
 
-use super::signature::{DataType, TensorSpec};
-use super::tensor::{check_empty_shape, shape_fits, Tensor, TensorData};
+use super::datatype::{with_type, DataType};
+use super::element::{with_data, Stored};
+use super::signature::TensorSpec;
+use super::tensor::{check_empty_shape, shape_fits, Tensor};
 use crate::{Error, Result};
-
-/// Bytes per element of `datatype` in the binary encoding.
-pub(super) fn element_size(datatype: DataType) -> usize {
-    match datatype {
-        DataType::Bool | DataType::Uint8 | DataType::Int8 => 1,
-        DataType::Uint16 | DataType::Int16 | DataType::Fp16 => 2,
-        DataType::Uint32 | DataType::Int32 | DataType::Fp32 => 4,
-        DataType::Uint64 | DataType::Int64 | DataType::Fp64 => 8,
-    }
-}
 
 /// Decodes fixed-size little-endian elements.
 fn decode<const N: usize, T>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
@@ -24,6 +16,21 @@ fn decode<const N: usize, T>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
             from(array)
         })
         .collect()
+}
+
+/// `BOOL` travels as one byte, 0 or 1, so it reads and writes like the numeric types.
+trait BoolBytes {
+    fn from_le_bytes(bytes: [u8; 1]) -> bool;
+    fn to_le_bytes(self) -> [u8; 1];
+}
+
+impl BoolBytes for bool {
+    fn from_le_bytes(bytes: [u8; 1]) -> bool {
+        bytes[0] == 1
+    }
+    fn to_le_bytes(self) -> [u8; 1] {
+        [u8::from(self)]
+    }
 }
 
 impl Tensor {
@@ -48,7 +55,7 @@ impl Tensor {
                 spec.shape_text()
             )));
         }
-        let size = element_size(spec.datatype);
+        let size = spec.datatype.size();
         let needed = shape
             .iter()
             .try_fold(size, |acc, &d| acc.checked_mul(d))
@@ -63,28 +70,15 @@ impl Tensor {
         if bytes.is_empty() {
             check_empty_shape(shape).map_err(invalid)?;
         }
-        let data = match spec.datatype {
-            DataType::Bool => {
-                if let Some(pos) = bytes.iter().position(|&b| b > 1) {
-                    return Err(invalid(format!(
-                        "element {pos} is byte {}, expected 0 or 1 for BOOL",
-                        bytes[pos]
-                    )));
-                }
-                TensorData::Bool(bytes.iter().map(|&b| b == 1).collect())
+        if spec.datatype == DataType::Bool {
+            if let Some(pos) = bytes.iter().position(|&b| b > 1) {
+                return Err(invalid(format!(
+                    "element {pos} is byte {}, expected 0 or 1 for BOOL",
+                    bytes[pos]
+                )));
             }
-            DataType::Uint8 => TensorData::Uint8(bytes.to_vec()),
-            DataType::Int8 => TensorData::Int8(decode(bytes, i8::from_le_bytes)),
-            DataType::Uint16 => TensorData::Uint16(decode(bytes, u16::from_le_bytes)),
-            DataType::Int16 => TensorData::Int16(decode(bytes, i16::from_le_bytes)),
-            DataType::Fp16 => TensorData::Fp16(decode(bytes, half::f16::from_le_bytes)),
-            DataType::Uint32 => TensorData::Uint32(decode(bytes, u32::from_le_bytes)),
-            DataType::Int32 => TensorData::Int32(decode(bytes, i32::from_le_bytes)),
-            DataType::Fp32 => TensorData::Fp32(decode(bytes, f32::from_le_bytes)),
-            DataType::Uint64 => TensorData::Uint64(decode(bytes, u64::from_le_bytes)),
-            DataType::Int64 => TensorData::Int64(decode(bytes, i64::from_le_bytes)),
-            DataType::Fp64 => TensorData::Fp64(decode(bytes, f64::from_le_bytes)),
-        };
+        }
+        let data = with_type!(spec.datatype, T => T::wrap(decode(bytes, T::from_le_bytes)));
         Ok(Tensor {
             name: spec.name.clone(),
             shape: shape.to_vec(),
@@ -101,7 +95,7 @@ impl Tensor {
 
     /// How many bytes [`Tensor::to_le_bytes`] gives.
     pub fn to_le_bytes_len(&self) -> usize {
-        self.len().saturating_mul(element_size(self.datatype()))
+        self.len().saturating_mul(self.datatype().size())
     }
 
     /// Appends [`Tensor::to_le_bytes`] to `out`, without an intermediate vector.
@@ -111,20 +105,7 @@ impl Tensor {
                 out.extend_from_slice(&to(v));
             }
         }
-        match &self.data {
-            TensorData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
-            TensorData::Uint8(v) => out.extend_from_slice(v),
-            TensorData::Int8(v) => encode(out, v, i8::to_le_bytes),
-            TensorData::Uint16(v) => encode(out, v, u16::to_le_bytes),
-            TensorData::Int16(v) => encode(out, v, i16::to_le_bytes),
-            TensorData::Fp16(v) => encode(out, v, half::f16::to_le_bytes),
-            TensorData::Uint32(v) => encode(out, v, u32::to_le_bytes),
-            TensorData::Int32(v) => encode(out, v, i32::to_le_bytes),
-            TensorData::Fp32(v) => encode(out, v, f32::to_le_bytes),
-            TensorData::Uint64(v) => encode(out, v, u64::to_le_bytes),
-            TensorData::Int64(v) => encode(out, v, i64::to_le_bytes),
-            TensorData::Fp64(v) => encode(out, v, f64::to_le_bytes),
-        }
+        with_data!(&self.data, v => encode(out, v, |x| x.to_le_bytes()));
     }
 }
 
@@ -143,9 +124,7 @@ mod tests {
     #[test]
     fn every_datatype_round_trips_through_bytes() {
         for datatype in DataType::ALL {
-            let bytes: Vec<u8> = (0..4 * element_size(datatype))
-                .map(|i| (i % 2) as u8)
-                .collect();
+            let bytes: Vec<u8> = (0..4 * datatype.size()).map(|i| (i % 2) as u8).collect();
             let name = datatype.as_str();
             let tensor = Tensor::from_le_bytes(&spec(datatype), &[2, 2], name, &bytes);
             assert_eq!(tensor.map(|t| t.to_le_bytes()).ok(), Some(bytes), "{name}");
@@ -199,7 +178,7 @@ mod tests {
             seed in proptest::collection::vec(0u8..2, 0..96),
         ) {
             let datatype = DataType::ALL[ty];
-            let size = element_size(datatype);
+            let size = datatype.size();
             let bytes: Vec<u8> = seed.iter().cycle().take(rows * 2 * size).copied().collect();
             let bytes = if seed.is_empty() { vec![0; rows * 2 * size] } else { bytes };
             let t = Tensor::from_le_bytes(&spec(datatype), &[rows, 2], datatype.as_str(), &bytes);

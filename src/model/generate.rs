@@ -14,12 +14,21 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::decoder::{argmax, Decoder};
-use super::signature::DataType;
-use super::tensor::{Tensor, TensorData};
+use super::datatype::DataType;
+#[cfg(feature = "language-models")]
+use super::decoder::Decoder;
+use super::element::TensorData;
+use super::tensor::Tensor;
+#[cfg(feature = "language-models")]
 use super::tokenizer::Detokenizer;
 use super::Model;
 use crate::{Disconnected, Error, Result};
+
+mod sampling;
+mod text;
+use sampling::Sampler;
+pub use sampling::Sampling;
+use text::TextAssembler;
 
 /// The most bytes of context the model sees; older bytes are dropped from the left.
 pub const CONTEXT_BYTES: usize = 256;
@@ -28,36 +37,6 @@ pub const CONTEXT_BYTES: usize = 256;
 /// [`CONTEXT_BYTES`] reach the model, so a longer one is surely a mistake or an attack; the
 /// request body limit (10 MiB by default) would otherwise be the only bound.
 pub const MAX_PROMPT_BYTES: usize = 1024 * 1024;
-
-/// How to pick each next token.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sampling {
-    /// Tokens to generate at most.
-    pub max_tokens: usize,
-    /// 0 picks the most likely token (greedy); higher values flatten the distribution.
-    pub temperature: f64,
-    /// Keep the smallest set of tokens whose probabilities add up to `top_p`.
-    pub top_p: f64,
-    /// Keep only the `top_k` most likely tokens (0 = all).
-    pub top_k: usize,
-    /// Stop before any of these strings; they are not part of the text.
-    pub stop: Vec<String>,
-    /// Seed of the sampler, for reproducible sampling. `None` seeds from the clock.
-    pub seed: Option<u64>,
-}
-
-impl Default for Sampling {
-    fn default() -> Sampling {
-        Sampling {
-            max_tokens: 16,
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: 0,
-            stop: Vec::new(),
-            seed: None,
-        }
-    }
-}
 
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,14 +93,31 @@ impl Prompt {
     }
 }
 
+#[cfg(feature = "language-models")]
+use super::decoder::CacheReservation;
+
+/// What [`Generator::reserve`] holds for a decoder; without the `language-models` feature
+/// there are no decoders, and this type has no values.
+#[cfg(not(feature = "language-models"))]
+#[derive(Debug)]
+pub enum CacheReservation {}
+
+#[cfg(not(feature = "language-models"))]
+impl Drop for CacheReservation {
+    fn drop(&mut self) {
+        match *self {}
+    }
+}
+
 /// What a [`Generator`] runs.
 #[derive(Debug, Clone)]
 enum Engine {
     Bytes(Arc<Model>),
+    #[cfg(feature = "language-models")]
     Decoder(Arc<Decoder>),
 }
 
-/// Generates text with a byte-level model or a [`Decoder`].
+/// Generates text with a byte-level model or a `Decoder`.
 ///
 /// # Example
 /// ```no_run
@@ -155,6 +151,7 @@ impl Generator {
     }
 
     /// A generator for a decoder folder's model: token-level, with its KV cache.
+    #[cfg(feature = "language-models")]
     pub fn for_decoder(decoder: Arc<Decoder>) -> Generator {
         Generator {
             engine: Engine::Decoder(decoder),
@@ -167,27 +164,50 @@ impl Generator {
     pub fn name(&self) -> &str {
         match &self.engine {
             Engine::Bytes(model) => model.name(),
+            #[cfg(feature = "language-models")]
             Engine::Decoder(decoder) => decoder.name(),
         }
     }
 
     /// The decoder, when this generator runs one.
+    #[cfg(feature = "language-models")]
     pub fn decoder(&self) -> Option<&Arc<Decoder>> {
         match &self.engine {
+            #[cfg(feature = "language-models")]
             Engine::Decoder(decoder) => Some(decoder),
             Engine::Bytes(_) => None,
         }
     }
 
+    /// Whether this generator runs a decoder folder's model (token-level, with a KV cache).
+    pub fn is_decoder(&self) -> bool {
+        match &self.engine {
+            Engine::Bytes(_) => false,
+            #[cfg(feature = "language-models")]
+            Engine::Decoder(_) => true,
+        }
+    }
+
+    /// Whether chats are rendered by the model's own chat template (a decoder folder whose
+    /// tokenizer config has one), rather than the plain `Role: content` lines.
+    pub fn has_chat_template(&self) -> bool {
+        match &self.engine {
+            Engine::Bytes(_) => false,
+            #[cfg(feature = "language-models")]
+            Engine::Decoder(decoder) => !decoder.chat_template().is_plain(),
+        }
+    }
+
     /// The prompt of a completion: the text itself for a byte-level model (a 400 over
     /// [`MAX_PROMPT_BYTES`]); for a decoder, its ids with the tokenizer's special tokens
-    /// ([`Decoder::completion_prompt`]).
+    /// (`Decoder::completion_prompt`).
     pub fn text_prompt(&self, text: String) -> Result<Prompt> {
         match &self.engine {
             Engine::Bytes(_) => {
                 Generator::check_prompt(&text)?;
                 Ok(Prompt::Text(text))
             }
+            #[cfg(feature = "language-models")]
             Engine::Decoder(decoder) => {
                 Generator::check_prompt(&text)?;
                 Ok(Prompt::Ids(decoder.completion_prompt(&text)?))
@@ -196,11 +216,13 @@ impl Generator {
     }
 
     /// The prompt of a chat, for a decoder: its chat template rendered with the generation
-    /// prompt and encoded ([`Decoder::chat_prompt`]); `None` for a byte-level model (whose
+    /// prompt and encoded (`Decoder::chat_prompt`); `None` for a byte-level model (whose
     /// plain chat format the caller writes).
+    #[cfg_attr(not(feature = "language-models"), allow(unused_variables))]
     pub fn chat_prompt(&self, messages: &[serde_json::Value]) -> Result<Option<Prompt>> {
         match &self.engine {
             Engine::Bytes(_) => Ok(None),
+            #[cfg(feature = "language-models")]
             Engine::Decoder(decoder) => {
                 let (text, ids) = decoder.chat_prompt(messages)?;
                 Generator::check_prompt(&text)?;
@@ -211,12 +233,15 @@ impl Generator {
 
     /// What a handler checks before it answers 200: for a decoder, that the prompt has tokens
     /// and that with `max_tokens` it fits in the context (so the stream's cache stays within
-    /// [`crate::model::DecoderLayout::cache_bytes`]), a 400 naming the limit otherwise.
+    /// `DecoderLayout::cache_bytes`), a 400 naming the limit otherwise.
+    #[cfg_attr(not(feature = "language-models"), allow(unused_variables))]
     pub fn check(&self, prompt: &Prompt, sampling: &Sampling) -> Result<()> {
         match (&self.engine, prompt) {
+            #[cfg(feature = "language-models")]
             (Engine::Decoder(_), Prompt::Ids(ids)) if ids.is_empty() => Err(Error::invalid_input(
                 "the prompt has no tokens: give some text",
             )),
+            #[cfg(feature = "language-models")]
             (Engine::Decoder(decoder), Prompt::Ids(ids)) => {
                 decoder.check_fits(ids.len(), sampling.max_tokens)
             }
@@ -247,15 +272,16 @@ impl Generator {
     }
 
     /// [`Generator::check`], and for a decoder the reservation of the most KV cache the
-    /// generation can hold ([`Decoder::reserve`]: a 503 while other generations hold the
+    /// generation can hold (`Decoder::reserve`: a 503 while other generations hold the
     /// budget); keep it until the generation ends. `None` for a byte-level model.
     pub fn reserve(
         &self,
         prompt: &Prompt,
         sampling: &Sampling,
-    ) -> Result<Option<super::decoder::CacheReservation>> {
+    ) -> Result<Option<CacheReservation>> {
         self.check(prompt, sampling)?;
         match &self.engine {
+            #[cfg(feature = "language-models")]
             Engine::Decoder(decoder) => {
                 Ok(Some(decoder.reserve(prompt.tokens(), sampling.max_tokens)?))
             }
@@ -267,6 +293,7 @@ impl Generator {
     pub fn model(&self) -> Option<&Arc<Model>> {
         match &self.engine {
             Engine::Bytes(model) => Some(model),
+            #[cfg(feature = "language-models")]
             Engine::Decoder(_) => None,
         }
     }
@@ -312,6 +339,7 @@ impl Generator {
             (Engine::Bytes(model), Prompt::Text(text)) => {
                 self.generate_bytes(model, text, sampling, on_text)
             }
+            #[cfg(feature = "language-models")]
             (Engine::Decoder(decoder), Prompt::Ids(ids)) => {
                 self.generate_tokens(decoder, ids, sampling, on_text)
             }
@@ -324,6 +352,7 @@ impl Generator {
     }
 
     /// The token-level loop: the prompt once, then one token per step with the cache.
+    #[cfg(feature = "language-models")]
     fn generate_tokens(
         &self,
         decoder: &Decoder,
@@ -487,266 +516,5 @@ fn check_signature(model: &Model) -> Result<()> {
     }
 }
 
-/// Picks tokens from logits: greedy at temperature 0, else temperature, top-k and top-p.
-struct Sampler {
-    temperature: f64,
-    top_p: f64,
-    top_k: usize,
-    state: u64,
-}
-
-impl Sampler {
-    fn new(sampling: &Sampling) -> Sampler {
-        let seed = sampling.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
-        });
-        Sampler {
-            temperature: sampling.temperature,
-            top_p: sampling.top_p,
-            top_k: sampling.top_k,
-            state: seed,
-        }
-    }
-
-    /// SplitMix64: small, fast, and the same sequence for the same seed everywhere.
-    fn next_unit(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// The index of the picked logit.
-    fn pick(&mut self, logits: &[f32]) -> u32 {
-        if self.temperature <= 0.0 {
-            return argmax(logits);
-        }
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut ranked: Vec<(u32, f64)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, ((f64::from(l - max)) / self.temperature).exp()))
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if self.top_k > 0 {
-            ranked.truncate(self.top_k);
-        }
-        let total: f64 = ranked.iter().map(|(_, p)| p).sum();
-        let mut kept = 0.0;
-        let mut cut = ranked.len();
-        for (i, (_, p)) in ranked.iter().enumerate() {
-            kept += p / total;
-            if kept >= self.top_p {
-                cut = i + 1;
-                break;
-            }
-        }
-        ranked.truncate(cut.max(1));
-        let total: f64 = ranked.iter().map(|(_, p)| p).sum();
-        let mut target = self.next_unit() * total;
-        for (token, p) in &ranked {
-            if target < *p {
-                return *token;
-            }
-            target -= p;
-        }
-        ranked.last().map_or(0, |(token, _)| *token)
-    }
-}
-
-/// Turns generated bytes into text: whole UTF-8 characters only, stop strings held back and cut.
-struct TextAssembler<'a> {
-    stop: &'a [String],
-    pending: Vec<u8>,
-    held: String,
-    text: String,
-    stopped: bool,
-}
-
-impl<'a> TextAssembler<'a> {
-    fn new(stop: &'a [String]) -> TextAssembler<'a> {
-        TextAssembler {
-            stop,
-            pending: Vec::new(),
-            held: String::new(),
-            text: String::new(),
-            stopped: false,
-        }
-    }
-
-    /// Adds one byte; returns the text that is now safe to emit and whether a stop string ended it.
-    fn push(&mut self, byte: u8) -> (String, bool) {
-        self.pending.push(byte);
-        self.decode_pending();
-        self.release()
-    }
-
-    /// Adds whole characters (a decoder's detokenized piece), as [`TextAssembler::push`].
-    fn push_text(&mut self, piece: &str) -> (String, bool) {
-        if self.stopped {
-            return (String::new(), true);
-        }
-        self.held.push_str(piece);
-        self.release()
-    }
-
-    /// Whether a stop string has ended the text.
-    fn stopped(&self) -> bool {
-        self.stopped
-    }
-
-    /// Cuts `held` at a stop string, or releases what cannot be the start of one.
-    fn release(&mut self) -> (String, bool) {
-        let stops = self.stop.iter().filter(|s| !s.is_empty());
-        if let Some(at) = stops.filter_map(|s| self.held.find(s.as_str())).min() {
-            self.held.truncate(at);
-            let piece = std::mem::take(&mut self.held);
-            self.text.push_str(&piece);
-            self.stopped = true;
-            return (piece, true);
-        }
-        let keep = self.longest_stop_prefix_suffix();
-        let piece: String = self.held.drain(..self.held.len() - keep).collect();
-        self.text.push_str(&piece);
-        (piece, false)
-    }
-
-    /// Moves complete characters from `pending` to `held`; invalid bytes become U+FFFD.
-    fn decode_pending(&mut self) {
-        loop {
-            match std::str::from_utf8(&self.pending) {
-                Ok(text) => {
-                    self.held.push_str(text);
-                    self.pending.clear();
-                    return;
-                }
-                Err(err) => {
-                    let valid = err.valid_up_to();
-                    self.held
-                        .push_str(&String::from_utf8_lossy(&self.pending[..valid]));
-                    match err.error_len() {
-                        Some(bad) => {
-                            self.held.push('\u{FFFD}');
-                            self.pending.drain(..valid + bad);
-                        }
-                        None => {
-                            self.pending.drain(..valid);
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Length of the longest end of `held` that could still grow into a stop string.
-    fn longest_stop_prefix_suffix(&self) -> usize {
-        let mut keep = 0;
-        for stop in self.stop {
-            for (i, _) in self.held.char_indices() {
-                let tail = &self.held[i..];
-                if tail.len() > keep && stop.starts_with(tail) && tail.len() < stop.len() {
-                    keep = tail.len();
-                    break;
-                }
-            }
-        }
-        keep
-    }
-
-    /// Releases held-back text at the end (an unfinished character is dropped).
-    fn finish(&mut self) -> String {
-        let rest = std::mem::take(&mut self.held);
-        self.text.push_str(&rest);
-        rest
-    }
-
-    fn into_text(self) -> String {
-        self.text
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn assemble(bytes: &[u8], stop: &[&str]) -> (Vec<String>, bool) {
-        let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
-        let mut text = TextAssembler::new(&stop);
-        let mut pieces = Vec::new();
-        for &b in bytes {
-            let (piece, stopped) = text.push(b);
-            if !piece.is_empty() {
-                pieces.push(piece);
-            }
-            if stopped {
-                return (pieces, true);
-            }
-        }
-        let rest = text.finish();
-        if !rest.is_empty() {
-            pieces.push(rest);
-        }
-        (pieces, false)
-    }
-
-    #[test]
-    fn multibyte_characters_come_out_whole() {
-        let (pieces, _) = assemble("a€b".as_bytes(), &[]);
-        assert_eq!(pieces, ["a", "€", "b"]);
-    }
-
-    #[test]
-    fn invalid_bytes_become_replacement_characters_and_unfinished_ones_are_dropped() {
-        let (pieces, _) = assemble(&[b'a', 0xff, b'b', 0xe2, 0x82], &[]);
-        assert_eq!(pieces.concat(), "a\u{FFFD}b");
-    }
-
-    #[test]
-    fn stop_strings_are_held_back_and_cut() {
-        let (pieces, stopped) = assemble(b"hello\nUser: hi", &["\nUser:"]);
-        assert!(stopped);
-        assert_eq!(pieces.concat(), "hello");
-        let (pieces, stopped) = assemble(b"a\nUb", &["\nUser:"]);
-        assert!(!stopped);
-        assert_eq!(pieces.concat(), "a\nUb");
-    }
-
-    #[test]
-    fn greedy_takes_the_first_of_equal_maxima() {
-        assert_eq!(argmax(&[0.0, 2.0, 2.0, 1.0]), 1);
-    }
-
-    #[test]
-    fn sampling_is_reproducible_with_a_seed_and_respects_top_k() {
-        let logits: Vec<f32> = (0..256).map(|i| (i % 7) as f32).collect();
-        let sampling = Sampling {
-            seed: Some(7),
-            top_k: 3,
-            ..Sampling::default()
-        };
-        let picks = |s: &Sampling| {
-            let mut sampler = Sampler::new(s);
-            (0..50).map(|_| sampler.pick(&logits)).collect::<Vec<u32>>()
-        };
-        assert_eq!(picks(&sampling), picks(&sampling));
-        let top3: Vec<u32> = vec![6, 13, 20];
-        assert!(picks(&sampling).iter().all(|t| top3.contains(t)));
-    }
-
-    #[test]
-    fn a_tiny_top_p_is_greedy() {
-        let logits: Vec<f32> = (0..256).map(|i| if i == 42 { 5.0 } else { 0.0 }).collect();
-        let sampling = Sampling {
-            seed: Some(1),
-            top_p: 0.01,
-            ..Sampling::default()
-        };
-        let mut sampler = Sampler::new(&sampling);
-        assert!((0..20).all(|_| sampler.pick(&logits) == 42));
-    }
-}
+mod tests;

@@ -9,17 +9,10 @@
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::tensor::{elements, truncate, Element, Reject, MAX_DEPTH};
+use super::element::{elements, truncate, Element, Reject, Scalar};
 
-/// A scalar as the deserializer hands it over.
-pub(super) enum Scalar<'a> {
-    Bool(bool),
-    I64(i64),
-    U64(u64),
-    F64(f64),
-    /// A string, `null` or an object: never an element, described for the message.
-    Other(&'a str),
-}
+/// The deepest JSON nesting (and so the highest inferred rank) a tensor may have.
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// Elements and shape read from nested arrays.
 pub(super) struct Decoded<T> {

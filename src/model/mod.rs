@@ -1,26 +1,53 @@
 //! Models: the ONNX Runtime library, signatures, tensors and the registry of loaded models.
+//!
+//! Decoder folders (a Hugging Face tokenizer, a chat template and a model with a KV cache)
+//! need the `language-models` feature (on by default); without it a registry that finds one
+//! fails to load, saying so.
 
 mod batch;
 mod binary;
+#[cfg(feature = "language-models")]
 mod chat_template;
+mod datatype;
+#[cfg(feature = "language-models")]
 mod decoder;
+mod decoder_dir;
+mod element;
 mod generate;
 mod json;
+mod logits;
+mod onnx;
+mod options;
 mod registry;
+mod runner;
 pub mod runtime;
 mod sessions;
 mod signature;
 mod tensor;
+#[cfg(feature = "language-models")]
 mod tokenizer;
+#[cfg(feature = "language-models")]
+mod turnstile;
 
+#[cfg(feature = "language-models")]
 pub use chat_template::ChatTemplate;
-pub use decoder::{
-    argmax, CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT, REQUIRED_FILES,
-};
+pub use datatype::DataType;
+#[cfg(feature = "language-models")]
+pub use decoder::{CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CONTEXT};
+pub use decoder_dir::REQUIRED_FILES;
+pub(crate) use element::schema as element_schema;
+pub use element::TensorData;
+#[cfg(not(feature = "language-models"))]
+pub use generate::CacheReservation;
 pub use generate::{
     FinishReason, Generation, Generator, Prompt, Sampling, CONTEXT_BYTES, MAX_PROMPT_BYTES,
 };
-pub use registry::{Model, ModelOptions, ModelRegistry, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
-pub use signature::{DataType, Signature, TensorSpec};
-pub use tensor::{OverLimit, Tensor, TensorData};
+pub use json::OverLimit;
+pub use logits::argmax;
+pub use onnx::Model;
+pub use options::{ModelOptions, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
+pub use registry::ModelRegistry;
+pub use signature::{Signature, TensorSpec};
+pub use tensor::Tensor;
+#[cfg(feature = "language-models")]
 pub use tokenizer::{Detokenizer, Tokenizer};

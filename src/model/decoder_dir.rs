@@ -1,0 +1,14 @@
+//! What makes a folder a decoder folder. Checked in every build, so that a build without the
+//! `language-models` feature refuses such a folder instead of skipping it.
+
+use std::path::Path;
+
+/// The files that make a folder a decoder folder; the first is the model.
+pub const REQUIRED_FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
+
+/// Whether `dir` looks like a decoder folder (it has any of [`REQUIRED_FILES`]). Checked in
+/// every build, so that a build without the `language-models` feature refuses such a folder
+/// instead of skipping it.
+pub(crate) fn is_decoder_dir(dir: &Path) -> bool {
+    dir.is_dir() && REQUIRED_FILES.iter().any(|f| dir.join(f).is_file())
+}

@@ -1,0 +1,116 @@
+//! Writing answers: a whole completion, or a stream of OpenAI chunks ending with `[DONE]`.
+
+use serde_json::{json, Value};
+
+use super::errors::{error_body, log_if_internal};
+use super::request::Kind;
+use crate::model::{Generation, Generator, Prompt, Sampling};
+use crate::{Event, EventSender};
+
+/// The parts of every answer that identify the call.
+pub(super) struct Call {
+    pub(super) id: String,
+    pub(super) created: u64,
+    pub(super) model: String,
+    pub(super) kind: Kind,
+}
+
+impl Call {
+    pub(super) fn usage(generation: &Generation) -> Value {
+        json!({
+            "prompt_tokens": generation.prompt_tokens,
+            "completion_tokens": generation.completion_tokens,
+            "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+        })
+    }
+
+    pub(super) fn full_answer(&self, generation: &Generation) -> Value {
+        let reason = generation.finish_reason.as_str();
+        let choice = match self.kind {
+            Kind::Text => {
+                json!({"index": 0, "text": generation.text, "logprobs": null, "finish_reason": reason})
+            }
+            Kind::Chat => json!({
+                "index": 0,
+                "message": {"role": "assistant", "content": generation.text},
+                "logprobs": null,
+                "finish_reason": reason,
+            }),
+        };
+        json!({
+            "id": self.id,
+            "object": if self.kind == Kind::Chat { "chat.completion" } else { "text_completion" },
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+            "usage": Call::usage(generation),
+        })
+    }
+
+    /// One streamed chunk; `piece` is new text, `reason` is set on the last chunk only.
+    pub(super) fn chunk(&self, piece: Option<&str>, role: bool, reason: Option<&str>) -> Value {
+        let choice = match self.kind {
+            Kind::Text => {
+                json!({"index": 0, "text": piece.unwrap_or(""), "logprobs": null, "finish_reason": reason})
+            }
+            Kind::Chat => {
+                let mut delta = serde_json::Map::new();
+                if role {
+                    delta.insert("role".into(), json!("assistant"));
+                }
+                if let Some(piece) = piece {
+                    delta.insert("content".into(), json!(piece));
+                }
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": reason})
+            }
+        };
+        json!({
+            "id": self.id,
+            "object": if self.kind == Kind::Chat { "chat.completion.chunk" } else { "text_completion" },
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+        })
+    }
+}
+
+/// Streams a generation as OpenAI chunks, ending with `data: [DONE]`.
+pub(super) fn stream(
+    generator: &Generator,
+    prompt: &Prompt,
+    sampling: &Sampling,
+    call: &Call,
+    include_usage: bool,
+    events: &mut EventSender<'_>,
+) -> Result<(), crate::Disconnected> {
+    if call.kind == Kind::Chat {
+        events.send(Event::json(&call.chunk(Some(""), true, None)))?;
+    }
+    let outcome = generator.generate_from(prompt, sampling, |piece| {
+        events.send(Event::json(&call.chunk(Some(piece), false, None)))
+    });
+    match outcome {
+        Ok(generation) if generation.finish_reason == crate::model::FinishReason::Cancelled => {
+            return Err(crate::Disconnected)
+        }
+        Ok(generation) => {
+            let reason = generation.finish_reason.as_str();
+            let last = match call.kind {
+                Kind::Text => call.chunk(Some(""), false, Some(reason)),
+                Kind::Chat => call.chunk(None, false, Some(reason)),
+            };
+            events.send(Event::json(&last))?;
+            if include_usage {
+                let mut usage = call.chunk(None, false, None);
+                usage["choices"] = json!([]);
+                usage["usage"] = Call::usage(&generation);
+                events.send(Event::json(&usage))?;
+            }
+        }
+        Err(err) => {
+            log_if_internal(&err);
+            events.send(Event::json(&error_body(&err)))?;
+        }
+    }
+    events.send(Event::data("[DONE]"))
+}

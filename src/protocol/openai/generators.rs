@@ -1,0 +1,58 @@
+//! [`Generators`]: the text generators of the loaded models, by name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::model::{Generator, ModelRegistry};
+use crate::{Error, ErrorKind};
+
+/// The generators of every model that can generate text, by model name.
+#[derive(Clone, Default)]
+pub struct Generators(Arc<BTreeMap<String, Generator>>);
+
+impl Generators {
+    /// A generator for each model of `models` whose signature is a byte-level language model,
+    /// and for each decoder folder.
+    pub fn from_registry(models: &ModelRegistry) -> Generators {
+        #[cfg_attr(not(feature = "language-models"), allow(unused_mut))]
+        let mut generators: BTreeMap<String, Generator> = models
+            .iter()
+            .filter(|model| Generator::fits(model))
+            .filter_map(|model| {
+                Some((
+                    model.name().to_string(),
+                    Generator::new(model.clone()).ok()?,
+                ))
+            })
+            .collect();
+        #[cfg(feature = "language-models")]
+        for decoder in models.decoders() {
+            generators.insert(
+                decoder.name().to_string(),
+                Generator::for_decoder(decoder.clone()),
+            );
+        }
+        Generators(Arc::new(generators))
+    }
+
+    /// The generators, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Generator> {
+        self.0.values()
+    }
+
+    pub(super) fn get(&self, models: &ModelRegistry, name: &str) -> Result<Generator, Error> {
+        match self.0.get(name) {
+            Some(generator) => Ok(generator.clone()),
+            None => Err(match models.get(name) {
+                Ok(model) => Generator::new(model).err().unwrap_or_else(|| {
+                    Error::bad_request(format!("model \"{name}\" cannot generate text"))
+                }),
+                Err(err) => Error::new(
+                    ErrorKind::ModelNotFound,
+                    format!("The model `{name}` does not exist"),
+                )
+                .with_source(err),
+            }),
+        }
+    }
+}
