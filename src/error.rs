@@ -200,23 +200,6 @@ impl Error {
         Error::new(kind, format!("invalid JSON body: {err}"))
     }
 
-    /// Sets a header of the error's response (such as `Allow` or `Retry-After`), replacing
-    /// any header of that name.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Error {
-        self.0.headers.set(name, value);
-        self
-    }
-
-    /// Adds a header to the error's response, keeping any header of that name already there.
-    pub fn with_appended_header(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Error {
-        self.0.headers.append(name, value);
-        self
-    }
-
     /// Keeps `source` as the cause, reported in the log.
     pub fn with_source(
         mut self,
@@ -311,6 +294,12 @@ impl From<std::io::Error> for Error {
         Error::internal(err)
     }
 }
+
+crate::headers::header_modifiers!(
+    Error,
+    "the error's response (such as `Allow` or `Retry-After`)",
+    |s| s.0.headers
+);
 
 #[cfg(test)]
 mod tests {

@@ -110,24 +110,6 @@ impl Upstream {
         self
     }
 
-    /// This upstream sending `name: value` on every call (such as `Authorization`), replacing
-    /// any header of that name it sent; it shares the pool.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Upstream {
-        Arc::make_mut(&mut self.inner).headers.set(name, value);
-        self
-    }
-
-    /// This upstream sending one more header `name: value` on every call, keeping any header
-    /// of that name it sent; it shares the pool.
-    pub fn with_appended_header(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Upstream {
-        Arc::make_mut(&mut self.inner).headers.append(name, value);
-        self
-    }
-
     /// The upstream's name.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -262,23 +244,6 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 const EXCERPT_BYTES: usize = 200;
 
 impl Call {
-    /// Sets a header on this call only (for example the request id), replacing any header
-    /// of that name the call has.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Call {
-        self.headers.set(name, value);
-        self
-    }
-
-    /// Adds a header to this call only, keeping any header of that name the call has.
-    pub fn with_appended_header(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Call {
-        self.headers.append(name, value);
-        self
-    }
-
     /// The call's URL.
     pub fn url(&self) -> String {
         self.upstream.url(&self.path)
@@ -539,6 +504,14 @@ impl FanOut {
         results
     }
 }
+
+crate::headers::header_modifiers!(
+    Upstream,
+    "every call of this upstream (such as `Authorization`); it shares the pool",
+    |s| Arc::make_mut(&mut s.inner).headers
+);
+
+crate::headers::header_modifiers!(Call, "this call only (a request id...)", |s| s.headers);
 
 #[cfg(test)]
 mod tests;

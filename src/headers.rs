@@ -122,6 +122,41 @@ impl<'a> IntoIterator for &'a Headers {
     }
 }
 
+/// Defines the pair of by-value header modifiers every type that carries headers has, with one
+/// meaning everywhere: `with_header` replaces, `with_appended_header` appends. `$what` names
+/// whose headers they are in the docs; `|s| expr` reaches the [`Headers`] from `s: &mut Self`.
+macro_rules! header_modifiers {
+    ($ty:ident, $what:literal, |$s:ident| $headers:expr) => {
+        impl $ty {
+            #[doc = concat!("Sets the header `name` to `value` on ", $what,
+                            ", replacing any header of that name.")]
+            pub fn with_header(
+                mut self,
+                name: impl Into<String>,
+                value: impl Into<String>,
+            ) -> $ty {
+                let $s = &mut self;
+                $headers.set(name, value);
+                self
+            }
+
+            #[doc = concat!("Adds the header `name: value` to ", $what,
+                            ", keeping any header of that name already there (`Set-Cookie`, \
+                             `Vary`...).")]
+            pub fn with_appended_header(
+                mut self,
+                name: impl Into<String>,
+                value: impl Into<String>,
+            ) -> $ty {
+                let $s = &mut self;
+                $headers.append(name, value);
+                self
+            }
+        }
+    };
+}
+pub(crate) use header_modifiers;
+
 #[cfg(test)]
 mod tests {
     use super::Headers;

@@ -66,22 +66,6 @@ impl Request {
         }
     }
 
-    /// Sets the header `name` to `value`, replacing any header of that name.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
-        self.headers.set(name, value);
-        self
-    }
-
-    /// Adds the header `name: value`, keeping any header of that name already there.
-    pub fn with_appended_header(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Request {
-        self.headers.append(name, value);
-        self
-    }
-
     /// Replaces all headers (the server's: the headers as received).
     pub(crate) fn with_headers(mut self, headers: Headers) -> Request {
         self.headers = headers;
@@ -301,6 +285,8 @@ fn decode(text: &str, plus_is_space: bool) -> String {
 fn hex(byte: u8) -> Option<u8> {
     (byte as char).to_digit(16).map(|d| d as u8)
 }
+
+crate::headers::header_modifiers!(Request, "this request", |s| s.headers);
 
 #[cfg(test)]
 mod tests {

@@ -138,23 +138,6 @@ impl Response {
         self
     }
 
-    /// Sets the header `name` to `value`, replacing any header of that name.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
-        self.headers.set(name, value);
-        self
-    }
-
-    /// Adds the header `name: value`, keeping any header of that name already there (for
-    /// `Set-Cookie`, `Vary`...).
-    pub fn with_appended_header(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Response {
-        self.headers.append(name, value);
-        self
-    }
-
     /// The status code.
     pub fn status(&self) -> u16 {
         self.status
@@ -250,3 +233,5 @@ impl<T: IntoResponse, E: Into<Error>> IntoResponse for Result<T, E> {
         }
     }
 }
+
+crate::headers::header_modifiers!(Response, "this response", |s| s.headers);
