@@ -76,7 +76,11 @@ impl std::fmt::Display for Event {
             writeln!(f, "retry: {retry}")?;
         }
         if let Some(data) = &self.data {
-            let normalized = data.replace("\r\n", "\n").replace('\r', "\n");
+            // Most data (JSON above all) has no carriage return: no copy then.
+            let normalized = match data.contains('\r') {
+                true => std::borrow::Cow::Owned(data.replace("\r\n", "\n").replace('\r', "\n")),
+                false => std::borrow::Cow::Borrowed(data.as_str()),
+            };
             for line in normalized.split('\n') {
                 writeln!(f, "data: {line}")?;
             }

@@ -26,8 +26,6 @@ mod signature;
 mod tensor;
 #[cfg(feature = "language-models")]
 mod tokenizer;
-#[cfg(feature = "language-models")]
-mod turnstile;
 
 #[cfg(feature = "language-models")]
 pub use chat_template::ChatTemplate;

@@ -1,5 +1,6 @@
 //! Writing answers: a whole completion, or a stream of OpenAI chunks ending with `[DONE]`.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::errors::{error_body, log_if_internal};
@@ -47,31 +48,77 @@ impl Call {
         })
     }
 
-    /// One streamed chunk; `piece` is new text, `reason` is set on the last chunk only.
-    pub(super) fn chunk(&self, piece: Option<&str>, role: bool, reason: Option<&str>) -> Value {
+    /// One streamed chunk; `piece` is new text, `reason` is set on the last chunk only. Typed
+    /// rather than a `Value`: one is written per token.
+    pub(super) fn chunk<'a>(
+        &'a self,
+        piece: Option<&'a str>,
+        role: bool,
+        reason: Option<&'a str>,
+    ) -> Chunk<'a> {
         let choice = match self.kind {
-            Kind::Text => {
-                json!({"index": 0, "text": piece.unwrap_or(""), "logprobs": null, "finish_reason": reason})
-            }
-            Kind::Chat => {
-                let mut delta = serde_json::Map::new();
-                if role {
-                    delta.insert("role".into(), json!("assistant"));
-                }
-                if let Some(piece) = piece {
-                    delta.insert("content".into(), json!(piece));
-                }
-                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": reason})
-            }
+            Kind::Text => Choice::Text {
+                index: 0,
+                text: piece.unwrap_or(""),
+                logprobs: None,
+                finish_reason: reason,
+            },
+            Kind::Chat => Choice::Chat {
+                index: 0,
+                delta: Delta {
+                    role: role.then_some("assistant"),
+                    content: piece,
+                },
+                logprobs: None,
+                finish_reason: reason,
+            },
         };
-        json!({
-            "id": self.id,
-            "object": if self.kind == Kind::Chat { "chat.completion.chunk" } else { "text_completion" },
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-        })
+        Chunk {
+            id: &self.id,
+            object: match self.kind {
+                Kind::Chat => "chat.completion.chunk",
+                Kind::Text => "text_completion",
+            },
+            created: self.created,
+            model: &self.model,
+            choices: [choice],
+        }
     }
+}
+
+/// A streamed chunk, in the field order OpenAI writes.
+#[derive(Serialize)]
+pub(super) struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Choice<'a> {
+    Text {
+        index: u32,
+        text: &'a str,
+        logprobs: Option<()>,
+        finish_reason: Option<&'a str>,
+    },
+    Chat {
+        index: u32,
+        delta: Delta<'a>,
+        logprobs: Option<()>,
+        finish_reason: Option<&'a str>,
+    },
+}
+
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
 }
 
 /// Streams a generation as OpenAI chunks, ending with `data: [DONE]`.
@@ -101,7 +148,8 @@ pub(super) fn stream(
             };
             events.send(Event::json(&last))?;
             if include_usage {
-                let mut usage = call.chunk(None, false, None);
+                let mut usage = serde_json::to_value(call.chunk(None, false, None))
+                    .unwrap_or_else(|_| json!({}));
                 usage["choices"] = json!([]);
                 usage["usage"] = Call::usage(&generation);
                 events.send(Event::json(&usage))?;
