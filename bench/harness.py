@@ -91,7 +91,7 @@ if os.environ.get("TINYSERVE_BASELINE"):
     swap = {str(TINYSERVE): str(baseline / "tinyserve"),
             str(BENCH_BIN): str(baseline / "tinyserve-bench")}
     SERVERS.append({"name": "tinyserve-baseline", "family": "tinyserve",
-                    "settings": f"as tinyserve, built earlier ({baseline})",
+                    "settings": "as tinyserve, an earlier build (the binaries in TINYSERVE_BASELINE)",
                     "predict": [swap.get(a, a) for a in TINYSERVE_SERVE],
                     "app": [swap.get(a, a) for a in BENCH_SERVER], "health": "/healthz"})
 for server in SERVERS:
