@@ -71,12 +71,7 @@ impl Idle {
 /// Whether an idle connection is still open with nothing to read (one `recv`, which neither
 /// blocks nor consumes anything): the upstream has not closed it nor sent anything unasked.
 fn is_quiet(conn: &TcpStream) -> bool {
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
-    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
-    match socket2::SockRef::from(conn).recv_with_flags(&mut byte, flags) {
-        Ok(_) => false,
-        Err(err) => err.kind() == io::ErrorKind::WouldBlock,
-    }
+    matches!(crate::http::wire::peek(conn), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// How a call ended before its answer was complete.

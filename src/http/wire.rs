@@ -355,9 +355,7 @@ pub(crate) enum Peer {
 /// sent, and without touching the socket's blocking mode, so another thread may check while
 /// this one reads or writes.
 pub(crate) fn peer_state(socket: &TcpStream) -> Peer {
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
-    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
-    match socket2::SockRef::from(socket).recv_with_flags(&mut byte, flags) {
+    match peek(socket) {
         Ok(0) => Peer::ReadClosed,
         Ok(_) => Peer::Open,
         Err(err)
@@ -370,6 +368,15 @@ pub(crate) fn peer_state(socket: &TcpStream) -> Peer {
         }
         Err(_) => Peer::Gone,
     }
+}
+
+/// Peeks at `socket` without blocking and without consuming: `Ok(0)` at the peer's end of
+/// stream, `Ok(1)` when it sent something, `WouldBlock` when it is quiet. Leaves the socket's
+/// blocking mode alone (std's `peek` would need it switched), so any thread may call it.
+pub(crate) fn peek(socket: &TcpStream) -> io::Result<usize> {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    socket2::SockRef::from(socket).recv_with_flags(&mut byte, flags)
 }
 
 /// Whether the peer has closed its side of `socket` (or reset it): see [`peer_state`].
