@@ -100,6 +100,11 @@ impl EventSender<'_> {
         self.body.send(event.to_string())
     }
 
+    /// Sends several events at once (`Event`s formatted one after another): one write.
+    pub(crate) fn send_formatted(&mut self, events: &str) -> Result<(), Disconnected> {
+        self.body.send(events)
+    }
+
     /// Sends a `:` comment line (ignored by clients).
     pub fn comment(&mut self, text: &str) -> Result<(), Disconnected> {
         self.body.send(format!(": {}\n\n", one_line(text)))
