@@ -245,12 +245,13 @@ impl Route {
                     "closed the connection instead of answering CONNECT".into(),
                 ));
             }
+            // A refusal's body is read only as far as it came with the head.
             answer
-                .feed(&buf[..n], &mut Vec::new(), 0)
+                .feed(&buf[..n], &mut Vec::new(), usize::MAX)
                 .map_err(|err| refused(format!("invalid answer to CONNECT ({err})")))?;
         }
         match answer.status() {
-            200..=299 if answer.leftover().is_empty() => Ok(()),
+            200..=299 if answer.is_done() && answer.leftover().is_empty() => Ok(()),
             200..=299 => Err(refused("sent bytes after opening the tunnel".into())),
             status => Err(refused(format!(
                 "refused the tunnel to {target} (status {status})"
