@@ -280,13 +280,16 @@ impl WebSocket {
     }
 
     /// Ends the socket after a failed read or write, with the close code the failure calls for
-    /// (none when the connection itself is gone). A read that would block is no failure.
+    /// (none when the connection itself is gone). A read that would block (or was interrupted
+    /// by a signal) is no failure: tungstenite keeps what it read, and the next read goes on.
     fn fail(&mut self, err: WsError) {
         match err {
             WsError::Io(err)
                 if matches!(
                     err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             WsError::Capacity(_) => {
                 let limit = self
@@ -368,8 +371,12 @@ pub(crate) fn serve(
             CloseFrame::new(1011, "internal server error")
         })
     });
-    ws.close(close.code, &close.reason);
-    let _ = ws.ws.flush();
+    // Outside the handler, but tungstenite's code all the same: a panic must not take the
+    // connection's thread (and its slot) with it.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        ws.close(close.code, &close.reason);
+        let _ = ws.ws.flush();
+    }));
     linger(socket);
     drop(permit);
     Report {

@@ -7,6 +7,7 @@
 client that leaves mid-generation (the Rust test then finds the server's log line).
 """
 
+import contextlib
 import json
 import sys
 import threading
@@ -94,7 +95,15 @@ def get_root(base):
 
 
 def many_sockets(base):
-    sockets = [open_socket(base, "/ws/echo") for _ in range(200)]
+    with contextlib.ExitStack() as stack:
+        open_many(base, stack)
+    with open_socket(base, "/ws/echo") as socket:
+        socket.send("room again")
+        check(socket.recv(timeout=TIMEOUT) == "room again", "closed sockets free their places")
+
+
+def open_many(base, stack):
+    sockets = [stack.enter_context(open_socket(base, "/ws/echo")) for _ in range(200)]
     answers = []
 
     def plain_requests():
@@ -110,20 +119,15 @@ def many_sockets(base):
         socket.send(f"socket {i}")
     echoed = [socket.recv(timeout=TIMEOUT) for socket in sockets]
     check(echoed == [f"socket {i}" for i in range(200)], "200 open sockets: each still echoes")
-    sockets += [open_socket(base, "/ws/echo") for _ in range(56)]
+    sockets += [stack.enter_context(open_socket(base, "/ws/echo")) for _ in range(56)]
     try:
-        open_socket(base, "/ws/echo").close()
-        check(False, "the 257th socket is refused")
+        with open_socket(base, "/ws/echo"):
+            check(False, "the 257th socket is refused")
     except InvalidStatus as refused:
         status = refused.response.status_code
         body = json.loads(refused.response.body)
         check(status == 503 and "too many open WebSockets (limit 256)" in body["error"],
               f"the 257th socket: {status} {body}")
-    for socket in sockets:
-        socket.close()
-    with open_socket(base, "/ws/echo") as socket:
-        socket.send("room again")
-        check(socket.recv(timeout=TIMEOUT) == "room again", "closed sockets free their places")
 
 
 def generate(base):

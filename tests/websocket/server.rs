@@ -221,3 +221,22 @@ fn a_graceful_shutdown_closes_each_socket_with_1001() {
         started.elapsed()
     );
 }
+
+#[test]
+fn open_sockets_hold_no_worker_turn() {
+    // Two worker turns and a queue of one: were sockets to hold turns, the third socket and
+    // every plain request would wait or get 503.
+    let mut settings = Settings::default();
+    settings.workers = 2;
+    settings.queue_capacity = 1;
+    let server = TestServer::start(echo_app(settings));
+    let mut clients: Vec<_> = (0..20).map(|_| open(server.addr, "/ws/echo")).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_echo(client, &format!("socket {i}"));
+    }
+    for _ in 0..5 {
+        let reply = server.get("/");
+        assert_eq!((reply.status, reply.text().as_str()), (200, "hello"));
+    }
+    assert_echo(&mut clients[0], "still open");
+}
