@@ -4,7 +4,9 @@
 //!
 //! No hand-off to another thread, so a plain request costs no context switch. A streamed
 //! body's producer runs on a thread of its own, holding its worker turn, and writes its chunks
-//! to the socket itself while the connection thread watches (see [`crate::stream`]).
+//! to the socket itself while the connection thread watches (see [`crate::stream`]). A
+//! WebSocket's `101` hands the connection to its handler, on this thread and without a worker
+//! turn, until the socket closes (see [`crate::websocket`]).
 
 use std::net::{Shutdown, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};

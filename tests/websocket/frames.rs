@@ -95,6 +95,8 @@ fn arbitrary_bytes_end_the_socket_cleanly_and_the_server_keeps_echoing() {
         failure_persistence: None,
         ..Config::default()
     });
+    // Close codes seen over all cases: the cases reach the frame reader's refusals.
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let result = runner.run(&client_bytes(), |bytes| {
         let (head, mut socket, mut raw) =
             exchange(addr, upgrade_request("/ws/echo", "").as_bytes());
@@ -115,6 +117,7 @@ fn arbitrary_bytes_end_the_socket_cleanly_and_the_server_keeps_echoing() {
         for (opcode, payload) in server_frames(&raw) {
             if opcode == 0x8 && payload.len() >= 2 {
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
+                seen.lock().map(|mut s| s.insert(code)).unwrap_or_default();
                 prop_assert!(
                     [1000, 1002, 1007, 1008, 1009].contains(&code) || (3000..5000).contains(&code),
                     "closed with {} ({})",
@@ -128,6 +131,11 @@ fn arbitrary_bytes_end_the_socket_cleanly_and_the_server_keeps_echoing() {
     if let Err(err) = result {
         panic!("{err}");
     }
+    let seen = seen.into_inner().unwrap_or_default();
+    assert!(
+        seen.contains(&1002) && seen.contains(&1009),
+        "protocol errors and oversized frames among the cases: {seen:?}"
+    );
     let mut client = open(addr, "/ws/echo");
     assert_echo(&mut client, "still echoing");
 }
@@ -157,4 +165,46 @@ fn a_frame_announcing_more_than_the_limit_is_refused_before_its_payload() {
             "{length}: {payload:?}"
         );
     }
+}
+
+#[test]
+fn rfc_6455_violations_close_with_their_codes() {
+    let server = TestServer::start(echo_app(Settings::default()));
+    let cases: [(&str, Vec<u8>, u16); 6] = [
+        (
+            "text that is not UTF-8",
+            frame(0x81, true, 2, &[0xff, 0xfe]),
+            1007,
+        ),
+        ("an unmasked frame", frame(0x81, false, 2, b"hi"), 1002),
+        ("a fragmented ping", frame(0x09, true, 1, b"p"), 1002),
+        ("a reserved bit", frame(0xc1, true, 2, b"hi"), 1002),
+        (
+            "a continuation with nothing to continue",
+            frame(0x80, true, 1, b"x"),
+            1002,
+        ),
+        (
+            "a ping over 125 bytes",
+            frame(0x89, true, 126, &[0; 126]),
+            1002,
+        ),
+    ];
+    for (what, bytes, code) in cases {
+        let (head, mut socket, mut raw) =
+            exchange(server.addr, upgrade_request("/ws/echo", "").as_bytes());
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        socket.write_all(&bytes).expect("write the frame");
+        let mut chunk = [0u8; 256];
+        while server_frames(&raw).is_empty() {
+            let n = socket.read(&mut chunk).expect("read the close frame");
+            assert!(n > 0, "{what}: closed without a close frame");
+            raw.extend_from_slice(&chunk[..n]);
+        }
+        let (opcode, payload) = &server_frames(&raw)[0];
+        assert_eq!(*opcode, 0x8, "{what}: a close frame");
+        assert_eq!(&payload[..2], &code.to_be_bytes(), "{what}: {payload:?}");
+    }
+    let mut client = open(server.addr, "/ws/echo");
+    assert_echo(&mut client, "still echoing");
 }
