@@ -69,6 +69,9 @@ pub struct Settings {
     pub api_key: Option<ApiKey>,
     /// Paths served without an API key: the health probes.
     pub public_paths: Vec<String>,
+    /// WebSockets: how many may be open, message and frame sizes, the idle timeout
+    /// ([`crate::websocket::Limits`]).
+    pub websockets: crate::websocket::Limits,
 }
 
 impl Settings {
@@ -145,6 +148,7 @@ impl Default for Settings {
             public_paths: ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"]
                 .map(String::from)
                 .to_vec(),
+            websockets: crate::websocket::Limits::default(),
         }
     }
 }

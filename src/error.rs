@@ -31,6 +31,10 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// The request line or headers are too large. 431.
     HeadersTooLarge,
+    /// The route speaks WebSocket only: a request without `Upgrade: websocket`. 426.
+    UpgradeRequired,
+    /// The request is understood but refused (a WebSocket from an origin not allowed). 403.
+    Forbidden,
     /// The body's content type is not one the route accepts. 415.
     UnsupportedMediaType,
     /// The server is at capacity. 503, with `Retry-After`.
@@ -62,6 +66,8 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::HeadersTooLarge => 431,
+            ErrorKind::UpgradeRequired => 426,
+            ErrorKind::Forbidden => 403,
             ErrorKind::Overloaded | ErrorKind::NotReady => 503,
             ErrorKind::Internal => 500,
             ErrorKind::BadGateway => 502,
@@ -83,6 +89,8 @@ impl ErrorKind {
             ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::UpgradeRequired => "upgrade_required",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::NotReady => "not_ready",

@@ -8,7 +8,8 @@
 //! - target `tinyserve::access`: one record per request at level info (when
 //!   [`Settings::access_log`](crate::Settings::access_log) is on), the message
 //!   `GET /path 200 0.083ms id=...` and the fields as key-values: `client`, `method`, `path`,
-//!   `status`, `bytes`, `duration_ms`, `request_id` and, for model routes, `model`.
+//!   `status`, `bytes`, `duration_ms`, `request_id`, for model routes `model`, and for a
+//!   WebSocket (logged when it closes) `messages_in` and `messages_out`.
 //!
 //! Without a logger nothing is written. The `tinyserve` command installs [`Logger`], which
 //! writes human lines or JSON lines on stderr (`--log-format`); a library user can install it
@@ -121,6 +122,8 @@ pub(crate) struct Access<'a> {
     pub(crate) duration: Duration,
     pub(crate) request_id: &'a str,
     pub(crate) model: Option<&'a str>,
+    /// A WebSocket's messages received and sent.
+    pub(crate) messages: Option<(u64, u64)>,
 }
 
 impl Access<'_> {
@@ -147,6 +150,10 @@ impl kv::Source for Access<'_> {
         visitor.visit_pair(Key::from("request_id"), Value::from(self.request_id))?;
         if let Some(model) = self.model {
             visitor.visit_pair(Key::from("model"), Value::from(model))?;
+        }
+        if let Some((received, sent)) = self.messages {
+            visitor.visit_pair(Key::from("messages_in"), Value::from(received))?;
+            visitor.visit_pair(Key::from("messages_out"), Value::from(sent))?;
         }
         Ok(())
     }

@@ -108,7 +108,7 @@ struct ReasonLabels {
 }
 
 /// The reasons a request is refused for capacity.
-const REJECT_REASONS: [&str; 3] = ["queue_full", "connections", "streams"];
+const REJECT_REASONS: [&str; 4] = ["queue_full", "connections", "streams", "websockets"];
 
 type DurationFamily = Family<RouteLabels, histogram::Histogram, fn() -> histogram::Histogram>;
 
@@ -128,6 +128,9 @@ pub struct ServerMetrics {
     pub(crate) open_connections: AtomicI64,
     pub(crate) active_streams: AtomicI64,
     pub(crate) bytes_sent: AtomicU64,
+    pub(crate) open_websockets: AtomicI64,
+    pub(crate) websocket_messages_received: AtomicU64,
+    pub(crate) websocket_messages_sent: AtomicU64,
 }
 
 impl Default for ServerMetrics {
@@ -145,6 +148,9 @@ impl Default for ServerMetrics {
             open_connections: AtomicI64::new(0),
             active_streams: AtomicI64::new(0),
             bytes_sent: AtomicU64::new(0),
+            open_websockets: AtomicI64::new(0),
+            websocket_messages_received: AtomicU64::new(0),
+            websocket_messages_sent: AtomicU64::new(0),
         }
     }
 }
@@ -167,7 +173,8 @@ impl ServerMetrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records a request refused for capacity: `queue_full`, `connections` or `streams`.
+    /// Records a request refused for capacity: `queue_full`, `connections`, `streams` or
+    /// `websockets`.
     pub(crate) fn reject(&self, reason: &'static str) {
         self.rejected.get_or_create(&ReasonLabels { reason }).inc();
     }
@@ -239,10 +246,31 @@ impl Collector for Live {
                 "Streamed responses in progress.",
                 &metrics.active_streams,
             ),
+            (
+                "tinyserve_open_websockets",
+                "Open WebSockets.",
+                &metrics.open_websockets,
+            ),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value.load(Ordering::Relaxed));
             gauge.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
+        let messages = [
+            (
+                "tinyserve_websocket_messages_received",
+                "WebSocket messages received (text and binary).",
+                &metrics.websocket_messages_received,
+            ),
+            (
+                "tinyserve_websocket_messages_sent",
+                "WebSocket messages sent (text and binary).",
+                &metrics.websocket_messages_sent,
+            ),
+        ];
+        for (name, help, value) in messages {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
         }
         let bytes = ConstCounter::new(metrics.bytes_sent.load(Ordering::Relaxed));
         bytes.encode(encoder.encode_descriptor(

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::stream::{BodySender, Disconnected, Stream};
+use crate::websocket::Upgrade;
 use crate::{Error, Headers};
 
 /// An HTTP response: status, headers and a body.
@@ -27,6 +28,8 @@ pub struct Response {
 pub(crate) enum Body {
     Full(Vec<u8>),
     Stream(Stream),
+    /// `101 Switching Protocols`: the connection is handed to a WebSocket handler.
+    Upgrade(Box<Upgrade>),
 }
 
 impl Response {
@@ -66,6 +69,15 @@ impl Response {
             status,
             headers: Headers::from_iter([("Content-Type", content_type)]),
             body: Body::Stream(stream),
+        }
+    }
+
+    /// A `101 Switching Protocols` answer whose connection goes to a WebSocket handler.
+    pub(crate) fn upgrade(headers: Headers, upgrade: Upgrade) -> Response {
+        Response {
+            status: 101,
+            headers,
+            body: Body::Upgrade(Box::new(upgrade)),
         }
     }
 
@@ -157,7 +169,7 @@ impl Response {
     pub fn body(&self) -> &[u8] {
         match &self.body {
             Body::Full(bytes) => bytes,
-            Body::Stream(_) => &[],
+            Body::Stream(_) | Body::Upgrade(_) => &[],
         }
     }
 

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tinyserve::{App, Error, ErrorKind, Event, FanOut, Request, Response, Sse, Upstream};
 
-use crate::logging::{build_example, Example};
+use crate::logging::Example;
 use crate::openai::run_openai_check;
 use crate::outbound::{bad_gateway, chat, post, serve_proxy, upstream_arg, EventReader, BOUND};
+use crate::support::process::build_example;
 use crate::support::serve::ServeChild;
 use crate::support::tls::{Ca, HttpsFront, ServerCert, Tinyproxy};
 use crate::support::wire::Conn;

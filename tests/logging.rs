@@ -8,34 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::support::process::{run, wait_until};
-use crate::support::repo;
+use crate::support::process::{build_example, wait_until};
 use crate::support::wire::Conn;
-
-/// Builds an example with the cargo running the tests; the path of its executable.
-pub(crate) fn build_example(name: &str) -> String {
-    let mut command = Command::new(env!("CARGO"));
-    command
-        .current_dir(repo("."))
-        .args(["build", "--example", name, "--message-format=json"]);
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let out = run(command, Duration::from_secs(600));
-    assert!(
-        out.success,
-        "cargo build --example {name}: {}",
-        out.report()
-    );
-    out.stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
-        .and_then(|m| m["executable"].as_str().map(str::to_string))
-        .unwrap_or_else(|| panic!("no executable for example {name}: {}", out.report()))
-}
 
 /// The example killed when dropped.
 pub(crate) struct Example(pub(crate) Child);

@@ -20,3 +20,4 @@ mod production;
 mod python;
 mod readme;
 mod streaming;
+mod websocket;

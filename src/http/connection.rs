@@ -4,7 +4,9 @@
 //!
 //! No hand-off to another thread, so a plain request costs no context switch. A streamed
 //! body's producer runs on a thread of its own, holding its worker turn, and writes its chunks
-//! to the socket itself while the connection thread watches (see [`crate::stream`]).
+//! to the socket itself while the connection thread watches (see [`crate::stream`]). A
+//! WebSocket's `101` hands the connection to its handler, on this thread and without a worker
+//! turn, until the socket closes (see [`crate::websocket`]).
 
 use std::net::{Shutdown, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,6 +25,7 @@ use super::wire::{Connection, Limits, Peer, ReadError};
 use crate::app::App;
 use crate::response::Body;
 use crate::stream::{self, BodyOut, ConnectionEnd, Stream};
+use crate::websocket::{self, Upgrade};
 use crate::{Error, Headers, Request, Response, ServerMetrics};
 
 /// What the accept thread and every connection thread share.
@@ -37,6 +40,8 @@ pub(super) struct Shared {
     /// The open connections, so a new one can take an idle one's slot and a shutdown can close
     /// idle connections at once and let busy ones finish.
     pub(super) slots: Slots,
+    /// The open WebSockets: their cap, and a shutdown that closes them with 1001.
+    pub(super) websockets: Arc<websocket::Sockets>,
 }
 
 /// A handler's answer, ready to write.
@@ -51,6 +56,22 @@ enum Answer {
         keep_alive: Option<(Duration, Vec<u8>)>,
         route: Option<String>,
     },
+    /// `101 Switching Protocols`, then the connection runs a WebSocket handler until it closes.
+    Upgrade {
+        headers: Headers,
+        upgrade: Box<Upgrade>,
+        permit: websocket::Permit,
+        route: Option<String>,
+    },
+}
+
+/// What writing an answer did: the status, the route template, the body bytes written (an
+/// error when the connection must close) and a WebSocket's messages in and out.
+struct Written {
+    status: u16,
+    route: Option<String>,
+    bytes: std::io::Result<u64>,
+    messages: Option<(u64, u64)>,
 }
 
 impl Answer {
@@ -64,7 +85,7 @@ impl Answer {
         match response.into_parts() {
             (status, headers, Body::Full(body)) => Answer::Full(status, headers, body, route),
             // An error response is whole: this does not come back here.
-            (_, _, Body::Stream(_)) => Answer::error(
+            (_, _, Body::Stream(_) | Body::Upgrade(_)) => Answer::error(
                 &Error::internal("a streamed answer to a request settled on its head"),
                 route,
             ),
@@ -86,9 +107,29 @@ fn run(shared: &Arc<Shared>, request: Request, probe: bool) -> Answer {
     let id = request.request_id().to_string();
     let (response, route) = crate::log::with_request_id(&id, || shared.app.dispatch(request));
     match response.into_parts() {
+        // Only a WebSocket route can switch protocols: it takes the connection over.
+        (status @ 100..=199, _, Body::Full(_) | Body::Stream(_)) => {
+            let message =
+                format!("a handler answered {status}: switching protocols takes App::websocket");
+            Answer::error(&Error::internal(message), route)
+        }
         (status, headers, Body::Full(body)) => Answer::Full(status, headers, body, route),
         (status, headers, Body::Stream(stream)) => {
             produce(shared, turn, (status, headers, route), stream, id)
+        }
+        // The socket runs without the worker turn, which ends here; it holds a place among
+        // the open WebSockets instead.
+        (_, headers, Body::Upgrade(upgrade)) => {
+            let origins = &shared.app.settings().cors_origins;
+            match websocket::admit(&shared.websockets, &upgrade, origins) {
+                Ok(permit) => Answer::Upgrade {
+                    headers,
+                    upgrade,
+                    permit,
+                    route,
+                },
+                Err(err) => Answer::error(&err, route),
+            }
         }
     }
 }
@@ -214,7 +255,13 @@ pub(super) fn serve_connection(shared: &Arc<Shared>, socket: TcpStream, slot: &S
                 }
             },
         };
-        let (status, route, written) = write_answer(
+        let Written {
+            status,
+            route,
+            bytes: written,
+            messages,
+        } = write_answer(
+            shared,
             &mut conn,
             answer,
             &id,
@@ -242,12 +289,17 @@ pub(super) fn serve_connection(shared: &Arc<Shared>, socket: TcpStream, slot: &S
                 duration: started.elapsed(),
                 request_id: &id,
                 model: model.as_deref(),
+                messages,
             });
         }
         if unread_body {
             linger(conn.socket());
         }
-        if written.is_err() || !keep_alive || shared.stopping.load(Ordering::SeqCst) {
+        if written.is_err()
+            || messages.is_some()
+            || !keep_alive
+            || shared.stopping.load(Ordering::SeqCst)
+        {
             return;
         }
     }
@@ -263,16 +315,16 @@ fn request_model(request: &Request) -> Option<String> {
     })
 }
 
-/// Writes a handler's answer; returns the status, the route template and the body bytes
-/// written (an error when the connection must close).
+/// Writes a handler's answer (for a WebSocket: runs it until it closes).
 fn write_answer(
+    shared: &Shared,
     conn: &mut Connection,
     answer: Answer,
     id: &str,
     keep_alive: bool,
     head_only: bool,
     minor_version: u8,
-) -> (u16, Option<String>, std::io::Result<u64>) {
+) -> Written {
     let with_id = |mut headers: Headers| {
         headers.append("X-Request-ID", id);
         headers
@@ -282,7 +334,7 @@ fn write_answer(
             let written = conn
                 .write_response(status, &with_id(headers), &body, keep_alive, head_only)
                 .map(|()| body.len() as u64);
-            (status, route, written)
+            Written::new(status, route, written)
         }
         Answer::Stream {
             status,
@@ -310,7 +362,44 @@ fn write_answer(
                     true => Ok(bytes),
                     false => Err(std::io::Error::other("stream ends the connection")),
                 });
-            (status, route, written)
+            Written::new(status, route, written)
+        }
+        Answer::Upgrade {
+            headers,
+            upgrade,
+            permit,
+            route,
+        } => {
+            if let Err(err) = conn.write_switch_head(&with_id(headers)) {
+                return Written::new(101, route, Err(err));
+            }
+            let buffered = conn.take_buffered();
+            let report = websocket::serve(
+                conn.socket(),
+                buffered,
+                *upgrade,
+                permit,
+                &shared.app.settings().websockets,
+                Arc::clone(&shared.metrics),
+                Arc::clone(&shared.websockets),
+            );
+            Written {
+                status: 101,
+                route,
+                bytes: Ok(report.bytes_sent),
+                messages: Some((report.received, report.sent)),
+            }
+        }
+    }
+}
+
+impl Written {
+    fn new(status: u16, route: Option<String>, bytes: std::io::Result<u64>) -> Written {
+        Written {
+            status,
+            route,
+            bytes,
+            messages: None,
         }
     }
 }

@@ -72,12 +72,16 @@ impl Server {
                 Arc::clone(&app_metrics),
             )),
             stopping: AtomicBool::new(false),
-            metrics: app_metrics,
+            metrics: Arc::clone(&app_metrics),
             slots: Slots::new(
                 settings.max_connections,
                 settings.max_connections_per_ip,
                 settings.trusted_proxies.clone(),
             ),
+            websockets: Arc::new(crate::websocket::Sockets::new(
+                settings.websockets.max_open,
+                Arc::clone(&app_metrics),
+            )),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = thread::Builder::new()
@@ -131,6 +135,7 @@ impl ShutdownHandle {
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         self.shared.slots.close_idle();
+        self.shared.websockets.shutdown();
     }
 }
 

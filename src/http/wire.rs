@@ -84,6 +84,13 @@ impl Connection {
         &self.socket
     }
 
+    /// Takes the bytes read past the current request (a WebSocket's first frames).
+    pub(crate) fn take_buffered(&mut self) -> Vec<u8> {
+        let rest = self.buffered().to_vec();
+        self.consume(rest.len());
+        rest
+    }
+
     fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }

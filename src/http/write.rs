@@ -39,6 +39,17 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Writes the head of `101 Switching Protocols`: no body follows, and the connection is
+    /// the new protocol's from the next byte on.
+    pub(crate) fn write_switch_head(&mut self, headers: &Headers) -> io::Result<()> {
+        let mut out = Vec::with_capacity(256);
+        write_head(&mut out, 101, headers, true);
+        out.extend_from_slice(b"\r\n");
+        (&**self.socket()).write_all(&out)
+    }
+}
+
 /// Status line and the headers every response carries.
 fn write_head(out: &mut Vec<u8>, status: u16, headers: &Headers, keep_alive: bool) {
     // Writing to a Vec cannot fail.
@@ -90,6 +101,7 @@ pub(crate) fn write_error(socket: &TcpStream, err: &Error) -> io::Result<()> {
 pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
@@ -107,6 +119,7 @@ pub(crate) fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
+        426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

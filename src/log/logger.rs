@@ -18,7 +18,7 @@ use super::{LogFormat, LogLevel, ACCESS_TARGET, TARGET};
 
 /// Writes every record at or above a level as one line on stderr, in tinyserve's human or
 /// JSON format: access records as `TIME INFO CLIENT "METHOD PATH" STATUS BYTESB MSms rid=ID
-/// [model=NAME]` (or their fields as a JSON object), other records as `TIME LEVEL [rid=ID]
+/// [model=NAME] [messages_in=N messages_out=N]` (or their fields as a JSON object), other records as `TIME LEVEL [rid=ID]
 /// MESSAGE` (records of other crates name their target).
 ///
 /// # Example
@@ -132,6 +132,8 @@ struct Fields<'kvs> {
     duration_ms: Option<Value<'kvs>>,
     request_id: Option<Value<'kvs>>,
     model: Option<Value<'kvs>>,
+    messages_in: Option<Value<'kvs>>,
+    messages_out: Option<Value<'kvs>>,
 }
 
 impl<'kvs> VisitSource<'kvs> for Fields<'kvs> {
@@ -145,6 +147,8 @@ impl<'kvs> VisitSource<'kvs> for Fields<'kvs> {
             "duration_ms" => &mut self.duration_ms,
             "request_id" => &mut self.request_id,
             "model" => &mut self.model,
+            "messages_in" => &mut self.messages_in,
+            "messages_out" => &mut self.messages_out,
             _ => return Ok(()),
         };
         *slot = Some(value);
@@ -188,8 +192,16 @@ fn access_human(fields: &Fields<'_>) -> String {
         .as_ref()
         .map(|_| format!(" model={}", quoted(&Fields::text(&fields.model))))
         .unwrap_or_default();
+    let messages = match (&fields.messages_in, &fields.messages_out) {
+        (Some(_), Some(_)) => format!(
+            " messages_in={} messages_out={}",
+            Fields::number(&fields.messages_in),
+            Fields::number(&fields.messages_out)
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{} INFO {} \"{} {}\" {} {}B {:.3}ms rid={}{model}",
+        "{} INFO {} \"{} {}\" {} {}B {:.3}ms rid={}{model}{messages}",
         timestamp(SystemTime::now()),
         escape(&Fields::text(&fields.client)),
         escape(&Fields::text(&fields.method)).replace('"', "\\\""),
@@ -202,7 +214,7 @@ fn access_human(fields: &Fields<'_>) -> String {
 }
 
 fn access_json(fields: &Fields<'_>) -> String {
-    json_line(&serde_json::json!({
+    let mut line = serde_json::json!({
         "time": timestamp(SystemTime::now()),
         "level": "info",
         "client": Fields::text(&fields.client),
@@ -213,7 +225,12 @@ fn access_json(fields: &Fields<'_>) -> String {
         "duration_ms": fields.millis(),
         "request_id": Fields::text(&fields.request_id),
         "model": fields.model.as_ref().map(|_| Fields::text(&fields.model)),
-    }))
+    });
+    if fields.messages_in.is_some() {
+        line["messages_in"] = Fields::number(&fields.messages_in).into();
+        line["messages_out"] = Fields::number(&fields.messages_out).into();
+    }
+    json_line(&line)
 }
 
 /// Whether `c` must not appear raw in a log line: a control character, or a Unicode line or
@@ -371,6 +388,7 @@ mod tests {
             duration: Duration::from_micros(83),
             request_id: "abc",
             model: Some("ir is"),
+            messages: None,
         };
         let record = Record::builder()
             .target(ACCESS_TARGET)
@@ -387,6 +405,36 @@ mod tests {
         assert_eq!(
             untimed(json, &record),
             r#""level":"info","client":"127.0.0.1","method":"POST","path":"/models/ir\nis/predict","status":200,"bytes":15,"duration_ms":0.083,"request_id":"abc","model":"ir is"}"#
+        );
+    }
+
+    #[test]
+    fn a_websocket_access_record_counts_its_messages() {
+        let access = Access {
+            client: None,
+            method: "GET",
+            path: "/ws",
+            status: 101,
+            bytes: 7,
+            duration: Duration::from_millis(2),
+            request_id: "w",
+            model: None,
+            messages: Some((3, 4)),
+        };
+        let record = Record::builder()
+            .target(ACCESS_TARGET)
+            .level(log::Level::Info)
+            .key_values(&access)
+            .args(format_args!("ignored"))
+            .build();
+        let human = Logger::new(LogLevel::Info, LogFormat::Human);
+        assert_eq!(
+            untimed(human, &record),
+            "INFO - \"GET /ws\" 101 7B 2.000ms rid=w messages_in=3 messages_out=4"
+        );
+        let json = Logger::new(LogLevel::Info, LogFormat::Json);
+        assert!(
+            untimed(json, &record).ends_with(r#""model":null,"messages_in":3,"messages_out":4}"#)
         );
     }
 

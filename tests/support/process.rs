@@ -4,6 +4,8 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use super::repo;
 
 /// The binary under test, run from the repository root.
@@ -96,4 +98,27 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Builds an example with the cargo running the tests; the path of its executable.
+pub fn build_example(name: &str) -> String {
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .current_dir(repo("."))
+        .args(["build", "--example", name, "--message-format=json"]);
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let out = run(command, Duration::from_secs(600));
+    assert!(
+        out.success,
+        "cargo build --example {name}: {}",
+        out.report()
+    );
+    out.stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .and_then(|m| m["executable"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no executable for example {name}: {}", out.report()))
 }
