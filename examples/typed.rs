@@ -75,7 +75,10 @@ fn score(_: &Request, body: Score) -> Json<Scores> {
         .iter()
         .map(|item| {
             let letters = item.text.chars().filter(|c| c.is_alphabetic()).count();
-            item.weight * letters as f64 / item.text.chars().count().max(1) as f64
+            // The share first: `weight * letters` could overflow to infinity, which JSON
+            // cannot write (schemathesis found it).
+            let share = letters as f64 / item.text.chars().count().max(1) as f64;
+            item.weight * share
         })
         .collect();
     scores.sort_by(|a, b| b.total_cmp(a));

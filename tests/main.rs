@@ -19,3 +19,4 @@ mod production;
 mod python;
 mod readme;
 mod streaming;
+mod typed;
