@@ -203,7 +203,7 @@ impl Validator {
         branches: &[Value],
         exactly_one: bool,
         value: &Value,
-        path: &mut String,
+        path: &str,
         out: &mut Mistakes,
         depth: usize,
     ) {
@@ -517,32 +517,26 @@ fn subschemas(schema: &Value) -> Vec<&Value> {
 /// A `numbers`' checks: range, multiple, and the range of an integer `format`.
 fn check_number(schema: &Map<String, Value>, number: &Number, path: &str, out: &mut Mistakes) {
     let Some(x) = number.as_f64() else { return };
-    let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
-    let checks: [(&str, fn(f64, f64) -> bool, &str); 4] = [
+    /// A bound keyword: its name, whether `x` is within it, and the words for a message.
+    type Bound = (&'static str, fn(f64, f64) -> bool, &'static str);
+    const BOUNDS: [Bound; 4] = [
         ("minimum", |x, b| x >= b, "at least"),
         ("maximum", |x, b| x <= b, "at most"),
         ("exclusiveMinimum", |x, b| x > b, "more than"),
         ("exclusiveMaximum", |x, b| x < b, "less than"),
     ];
-    for (key, fits, words) in checks {
-        if let Some(b) = bound(key) {
-            if !fits(x, b) {
-                out.push(
-                    path,
-                    format!("expected {words} {}, got {number}", schema[key]),
-                );
-            }
+    for (key, fits, words) in BOUNDS {
+        let Some(bound) = schema.get(key) else {
+            continue;
+        };
+        if bound.as_f64().is_some_and(|b| !fits(x, b)) {
+            out.push(path, format!("expected {words} {bound}, got {number}"));
         }
     }
-    if let Some(step) = bound("multipleOf").filter(|s| *s > 0.0) {
-        if ((x / step) - (x / step).round()).abs() > 1e-9 {
-            out.push(
-                path,
-                format!(
-                    "expected a multiple of {}, got {number}",
-                    schema["multipleOf"]
-                ),
-            );
+    if let Some(step) = schema.get("multipleOf") {
+        let whole = |q: f64| (q - q.round()).abs() <= 1e-9;
+        if step.as_f64().is_some_and(|s| s > 0.0 && !whole(x / s)) {
+            out.push(path, format!("expected a multiple of {step}, got {number}"));
         }
     }
     if let Some(Value::String(format)) = schema.get("format") {
