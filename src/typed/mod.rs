@@ -43,6 +43,7 @@
 //! `#[serde(default)]`, doc comments. The keywords checked are listed in `validate.rs`.
 
 mod validate;
+mod words;
 
 use std::any::TypeId;
 use std::collections::HashMap;
