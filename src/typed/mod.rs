@@ -433,7 +433,104 @@ fn rename_refs(value: &mut Value, renames: &HashMap<String, String>) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use serde::Deserialize;
+
     use super::*;
+
+    #[derive(Debug, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        #[schemars(length(min = 1, max = 5))]
+        text: String,
+        #[serde(default)]
+        #[schemars(range(min = 0.0))]
+        weight: f64,
+        tag: Option<u8>,
+    }
+
+    #[derive(Debug, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        items: Vec<Item>,
+        #[schemars(range(min = 1, max = 100))]
+        top_k: u32,
+    }
+
+    /// Any scalar, the edge cases of the fields' types among them.
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            prop_oneof![
+                Just(-1i64),
+                Just(0),
+                Just(1),
+                Just(100),
+                Just(101),
+                Just(255),
+                Just(256)
+            ]
+            .prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            prop_oneof![Just(-0.5f64), Just(1.0), Just(1.5), Just(1e300)].prop_map(Value::from),
+            "\\PC{0,7}".prop_map(Value::from),
+        ]
+    }
+
+    /// Bodies near the shape of `Body`: each field present or not, of the right kind or not.
+    fn near_body() -> impl Strategy<Value = Value> {
+        let item = (
+            proptest::option::of(scalar()),
+            proptest::option::of(scalar()),
+            proptest::option::of(scalar()),
+            any::<bool>(),
+        )
+            .prop_map(|(text, weight, tag, extra)| {
+                let mut item = Map::new();
+                for (name, value) in [("text", text), ("weight", weight), ("tag", tag)] {
+                    if let Some(value) = value {
+                        item.insert(name.into(), value);
+                    }
+                }
+                if extra {
+                    item.insert("extra".into(), Value::Null);
+                }
+                Value::Object(item)
+            });
+        (
+            proptest::collection::vec(item, 0..4),
+            proptest::option::of(scalar()),
+        )
+            .prop_map(|(items, top_k)| {
+                let mut body = json!({ "items": items });
+                if let Some(top_k) = top_k {
+                    body["top_k"] = top_k;
+                }
+                body
+            })
+    }
+
+    proptest! {
+        /// The check never panics, and what it lets through serde reads: a body never gets
+        /// past the check only to fail in serde (which would name no path).
+        #[test]
+        fn what_the_check_accepts_serde_reads(body in near_body()) {
+            let validator = validator::<Body>().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mistakes = validator.validate(&body);
+            let read = serde_json::from_value::<Body>(body.clone());
+            prop_assert!(
+                !mistakes.is_empty() || read.is_ok(),
+                "{body} passed the check, then serde said {:?}", read.err()
+            );
+            prop_assert!(
+                read.is_ok() || !mistakes.is_empty(),
+                "serde refused {body} without a mistake from the check"
+            );
+        }
+    }
 
     #[test]
     fn clashing_component_names_are_renamed_with_their_refs() {
