@@ -532,6 +532,43 @@ mod tests {
         }
     }
 
+    #[derive(Debug, Deserialize, JsonSchema)]
+    #[allow(dead_code)]
+    struct Tree {
+        name: String,
+        children: Vec<Tree>,
+    }
+
+    #[test]
+    fn a_recursive_type_is_checked_through_its_ref() {
+        let body = br#"{"name": "a", "children": [{"name": "b", "children": [{"name": 1}]}]}"#;
+        let req = Request::new("POST", "/").with_body(body.to_vec());
+        let err = req.validated_json::<Tree>().err();
+        let paths: Vec<(String, String)> = err.map_or(vec![], |e| {
+            e.field_errors()
+                .iter()
+                .map(|m| (m.path.clone(), m.message.clone()))
+                .collect()
+        });
+        assert_eq!(
+            paths,
+            [
+                (
+                    "children[0].children[0].name",
+                    "expected a string, got an integer"
+                ),
+                ("children[0].children[0]", "missing field \"children\""),
+            ]
+            .map(|(p, m)| (p.to_string(), m.to_string()))
+        );
+        let schema = TypeSchema::request::<Tree>();
+        assert_eq!(schema.schema, json!({"$ref": "#/components/schemas/Tree"}));
+        assert_eq!(
+            schema.components[0].1["properties"]["children"]["items"]["$ref"],
+            "#/components/schemas/Tree"
+        );
+    }
+
     #[test]
     fn clashing_component_names_are_renamed_with_their_refs() {
         let mut components = Map::new();
