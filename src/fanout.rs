@@ -4,24 +4,33 @@
 //! slowest call, or by the deadline. Its own thread makes them all (`fanout/exchange.rs`):
 //! it writes every request, then reads the answers, on keep-alive connections pooled per
 //! upstream; no other thread takes part, so a fan-out costs no hand-off and no pool to size.
-//! Single calls ([`Call::send`]) and the LLM proxy's streams go through ureq
-//! (`fanout/connections.rs`).
+//! Single calls ([`Call::send`]) and the LLM proxy's streams are the same exchange, on the
+//! same pool. The framing is ureq-proto's (`fanout/http1.rs`); connections are TCP or TLS
+//! (rustls, `fanout/trust.rs`), direct or through the environment's forward proxy
+//! (`fanout/forward_proxy.rs`), opened within the call's deadline (`fanout/conn.rs`).
 //!
 //! Not on rayon, nor on any thread pool: blocking calls on pool threads cost a hand-off and
 //! a wake-up per call, and rayon's idle workers search the other workers' queues before they
 //! sleep (docs/design.md).
 
-mod connections;
+mod conn;
 mod exchange;
+mod forward_proxy;
+mod http1;
+mod streamed;
+mod trust;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
 use crate::{Error, ErrorKind, Headers, Request, Result};
-use connections::Connections;
+use conn::Route;
+pub use forward_proxy::Proxy;
+pub(crate) use streamed::UpstreamStream;
 
 /// A service the server calls: a name for errors and metrics, a base URL, timeouts, headers
 /// sent on every call, and a connection pool. Cheap to clone; clones share the pool, and so
@@ -55,15 +64,28 @@ struct UpstreamInner {
     name: String,
     base_url: String,
     timeout: Duration,
+    stream_deadline: Duration,
     headers: Headers,
 }
 
-/// What every clone of an upstream shares: its connections and its call counts.
+/// What every clone of an upstream shares: where it is and how it is reached, its idle
+/// connections and its call counts.
 struct Pool {
-    connections: Connections,
-    /// Idle keep-alive connections of fan-out calls.
+    /// An error in words for an upstream that cannot be called at all (its URL, or the
+    /// environment's proxy URL): every call fails with it.
+    route: std::result::Result<Route, String>,
     idle: exchange::Idle,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Pool {
+    fn new(route: std::result::Result<Route, String>) -> Arc<Pool> {
+        Arc::new(Pool {
+            route,
+            idle: exchange::Idle::default(),
+            outcomes: Mutex::new(BTreeMap::new()),
+        })
+    }
 }
 
 impl std::fmt::Debug for Upstream {
@@ -79,28 +101,69 @@ impl std::fmt::Debug for Upstream {
 
 /// Default time allowed for one whole call (connect, send, receive).
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default time allowed to open a connection.
+/// Default time allowed to open a connection (look-up, connect, proxy tunnel, TLS handshake).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time allowed for a whole streamed answer, however steadily it comes.
+pub const DEFAULT_STREAM_DEADLINE: Duration = Duration::from_secs(600);
 
 impl Upstream {
-    /// An upstream called `name` at `base_url` (`http://host:port/prefix`), with the default
-    /// timeouts: 5 s to connect, 30 s per call. ureq has none by default; a call never hangs.
+    /// An upstream called `name` at `base_url` (`http://host:port/prefix` or `https://...`),
+    /// with the default timeouts: 5 s to connect, 30 s per call. HTTPS trusts the platform's
+    /// root certificates (or `SSL_CERT_FILE` / `SSL_CERT_DIR`), and the environment's
+    /// `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` choose a forward proxy. A URL that cannot be
+    /// called makes every call a 502 saying why ([`Upstream::check_url`] tells at once).
     pub fn new(name: &str, base_url: &str) -> Upstream {
-        let timeout = DEFAULT_UPSTREAM_TIMEOUT;
+        let base_url = base_url.trim_end_matches('/').to_string();
+        let route = route_of(&base_url, None, ProxyChoice::FromEnv)
+            .map_err(|err| err.message().to_string());
         Upstream {
             inner: Arc::new(UpstreamInner {
                 name: name.to_string(),
-                base_url: base_url.trim_end_matches('/').to_string(),
-                timeout,
+                base_url,
+                timeout: DEFAULT_UPSTREAM_TIMEOUT,
+                stream_deadline: DEFAULT_STREAM_DEADLINE,
                 headers: Headers::new(),
             }),
-            pool: Arc::new(Pool {
-                // Each call sets its own timeouts (`Call::start`): these are defaults only.
-                connections: Connections::new(DEFAULT_CONNECT_TIMEOUT, timeout),
-                idle: exchange::Idle::default(),
-                outcomes: Mutex::new(BTreeMap::new()),
-            }),
+            pool: Pool::new(route),
         }
+    }
+
+    /// Whether the URL (scheme `http` or `https`, a host) and the environment's proxy settings
+    /// can be used: the reason in words when not.
+    pub fn check_url(&self) -> Result<()> {
+        self.route().map(|_| ())
+    }
+
+    /// This upstream trusting, besides the platform's roots, the CA certificates of the PEM
+    /// file at `path` (a private service's CA). The file is read now: an unreadable one is an
+    /// error naming it. The upstream gets a pool of its own.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use tinyserve::Upstream;
+    /// let vectors = Upstream::new("vectors", "https://vectors.internal:6333")
+    ///     .with_ca_file("/etc/ssl/private-ca.pem")?;
+    /// # Ok::<(), tinyserve::Error>(())
+    /// ```
+    pub fn with_ca_file(mut self, path: impl AsRef<Path>) -> Result<Upstream> {
+        let tls = trust::with_ca_file(path.as_ref())?;
+        let proxy = self.route().ok().map(|route| route.proxy.clone());
+        let choice = match proxy {
+            Some(proxy) => ProxyChoice::This(proxy),
+            None => ProxyChoice::FromEnv,
+        };
+        let route = route_of(&self.inner.base_url, Some(tls), choice)?;
+        self.pool = Pool::new(Ok(route));
+        Ok(self)
+    }
+
+    /// This upstream reached through `proxy` (`None`: directly), whatever the environment
+    /// says. The upstream gets a pool of its own.
+    pub fn with_proxy(mut self, proxy: Option<Proxy>) -> Upstream {
+        let tls = self.route().ok().and_then(|route| route.tls.clone());
+        let route = route_of(&self.inner.base_url, tls, ProxyChoice::This(proxy));
+        self.pool = Pool::new(route.map_err(|err| err.message().to_string()));
+        self
     }
 
     /// This upstream with another per-call timeout (for streaming calls, the time allowed
@@ -108,6 +171,27 @@ impl Upstream {
     pub fn with_timeout(mut self, timeout: Duration) -> Upstream {
         Arc::make_mut(&mut self.inner).timeout = timeout;
         self
+    }
+
+    /// This upstream with another total deadline for a streamed answer (the proxy's streams;
+    /// [`DEFAULT_STREAM_DEADLINE`] unless set), sharing its pool. An upstream that keeps
+    /// sending, however slowly, is cut off there.
+    pub fn with_stream_deadline(mut self, deadline: Duration) -> Upstream {
+        Arc::make_mut(&mut self.inner).stream_deadline = deadline;
+        self
+    }
+
+    /// TLS handshakes made so far on this upstream's pool: one per new connection, none
+    /// for a call on a kept-alive one.
+    pub fn tls_handshakes(&self) -> u64 {
+        self.route().map_or(0, Route::handshakes)
+    }
+
+    fn route(&self) -> Result<&Route> {
+        self.pool.route.as_ref().map_err(|why| {
+            let name = &self.inner.name;
+            Error::new(ErrorKind::BadGateway, format!("upstream \"{name}\": {why}"))
+        })
     }
 
     /// The upstream's name.
@@ -160,6 +244,22 @@ impl Upstream {
         }
     }
 
+    /// Counts a call that got no answer, by outcome (`timeout` or `error`).
+    fn count_error(&self, err: &Error) {
+        self.count(match err.kind() {
+            ErrorKind::GatewayTimeout => "timeout",
+            _ => "error",
+        });
+    }
+
+    /// The reply, or for a status of 400 or more an error ([`Upstream::status_error`]).
+    fn check(&self, url: &str, reply: UpstreamReply) -> Result<UpstreamReply> {
+        if reply.status >= 400 {
+            return Err(self.status_error(url, reply.status, &reply.body));
+        }
+        Ok(reply)
+    }
+
     /// An error about this upstream, for the client: `upstream "NAME": what`, where `what` is
     /// our own words (a status, "connection refused", a deadline). The URL, an internal
     /// address, is kept for the log only: it is the error's source, and with `detail` (such as
@@ -196,6 +296,46 @@ impl Upstream {
         let detail = (!body.is_empty()).then_some(detail.as_str());
         self.error(ErrorKind::BadGateway, url, what, detail)
     }
+}
+
+/// The proxy of an upstream: the environment's choice, or a given one.
+enum ProxyChoice {
+    FromEnv,
+    This(Option<Proxy>),
+}
+
+/// Where `base_url` is and how it is reached; an error in words for a URL that cannot be
+/// called (scheme, host, port) or a proxy variable that does not parse.
+fn route_of(
+    base_url: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    proxy: ProxyChoice,
+) -> Result<Route> {
+    let bad = |why: &str| Error::bad_request(format!("URL {base_url:?}: {why}"));
+    let (scheme, rest) = base_url
+        .split_once("://")
+        .ok_or_else(|| bad("expected http://host[:port] or https://host[:port]"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return Err(bad("the scheme must be http or https")),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(bad("credentials in the URL are not sent; use a header"));
+    }
+    let (host, port) = forward_proxy::split_host_port(authority, default_port)
+        .ok_or_else(|| bad("expected a host and an optional port"))?;
+    let tls = match scheme.as_str() {
+        "https" => Some(tls.unwrap_or_else(trust::platform)),
+        _ => None,
+    };
+    let proxy = match proxy {
+        ProxyChoice::FromEnv => Proxy::from_env(&scheme, &host)?,
+        ProxyChoice::This(proxy) => proxy,
+    };
+    Ok(Route::new(host, port, tls, proxy))
 }
 
 /// One outbound call, not yet sent.
@@ -253,82 +393,17 @@ impl Call {
     /// upstream's own timeout). A status of 400 or more is a 502 error naming the upstream
     /// and the status (the body and URL are logged, not put in the error's message).
     pub fn send_within(&self, timeout: Duration) -> Result<UpstreamReply> {
-        let mut response = self.start(timeout, false)?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024 * 1024)
-            .read_to_vec()
-            .map_err(|err| self.failure(err, timeout))?;
-        self.check(UpstreamReply { status, body })
-    }
-
-    /// The reply, or for a status of 400 or more a 502 error naming the upstream and the
-    /// status (the body and URL go to the log, not into the error's message).
-    fn check(&self, reply: UpstreamReply) -> Result<UpstreamReply> {
-        if reply.status >= 400 {
-            return Err(self
-                .upstream
-                .status_error(&self.url(), reply.status, &reply.body));
-        }
-        Ok(reply)
-    }
-
-    /// `host:port` of the call's URL (port 80 when it has none).
-    fn authority(&self) -> Result<String> {
-        let (authority, _) = self.split_url()?;
-        Ok(match authority.rsplit_once(':') {
-            Some((_, port)) if !port.ends_with(']') => authority.to_string(),
-            _ => format!("{authority}:80"),
-        })
-    }
-
-    fn split_url(&self) -> Result<(String, String)> {
-        let url = self.url();
-        let Some(rest) = url.strip_prefix("http://") else {
-            let what = "only http:// upstreams can be called in a fan-out";
-            return Err(self.upstream.error(ErrorKind::BadGateway, &url, what, None));
-        };
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_string()),
-        };
-        Ok((authority.to_string(), path))
-    }
-
-    /// The request as it goes on the wire (HTTP/1.1, keep-alive).
-    fn request_bytes(&self) -> Result<Vec<u8>> {
-        let (authority, path) = self.split_url()?;
-        let mut head = format!(
-            "{} {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\n",
-            self.method
+        let timeout = timeout.min(self.upstream.inner.timeout);
+        let (mut results, _) = exchange::run(
+            std::slice::from_ref(self),
+            Instant::now() + timeout,
+            timeout,
+            &|| false,
         );
-        for (name, value) in self
-            .upstream
-            .inner
-            .headers
-            .iter()
-            .chain(self.headers.iter())
-        {
-            if [name, value].iter().any(|s| s.contains(['\r', '\n'])) {
-                let what = format!("header {name:?} holds a line break");
-                return Err(self
-                    .upstream
-                    .error(ErrorKind::Internal, &self.url(), what, None));
-            }
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        let body = self.body.as_deref().unwrap_or_default();
-        if self.body.is_some() {
-            head.push_str("Content-Type: application/json\r\n");
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(body);
-        Ok(bytes)
+        results
+            .pop()
+            .flatten()
+            .unwrap_or_else(|| Err(Error::internal("a single call gave no result")))
     }
 
     /// [`Call::send_within`] with the upstream's own timeout.
@@ -336,84 +411,43 @@ impl Call {
         self.send_within(self.upstream.inner.timeout)
     }
 
-    /// Sends the call and returns the response as soon as its head arrives, for streaming.
-    /// With `per_read`, `timeout` bounds each wait for the upstream (the head, then every read
-    /// of the body) instead of the whole call, so a stream that keeps sending is never cut.
-    /// A 1xx answer (a `101 Switching Protocols`, say) is not an answer to relay: a 502.
-    pub(crate) fn start(
-        &self,
-        timeout: Duration,
-        per_read: bool,
-    ) -> Result<ureq::http::Response<ureq::Body>> {
-        let inner = &self.upstream.inner;
-        let url = self.url();
-        let mut builder = ureq::http::Request::builder()
-            .method(self.method.as_str())
-            .uri(&url);
-        for (name, value) in inner.headers.iter().chain(self.headers.iter()) {
-            builder = builder.header(name, value);
+    /// The request's bytes and the state its answer is read with. Headers: `Accept`, the
+    /// upstream's, the call's, and `Content-Type` for a JSON body.
+    fn encode(&self) -> Result<(Vec<u8>, http1::Answer)> {
+        let mut headers = vec![("Accept".to_string(), "*/*".to_string())];
+        for (name, value) in self
+            .upstream
+            .inner
+            .headers
+            .iter()
+            .chain(self.headers.iter())
+        {
+            headers.push((name.to_string(), value.to_string()));
         }
         if self.body.is_some() {
-            builder = builder.header("Content-Type", "application/json");
+            headers.push(("Content-Type".into(), "application/json".into()));
         }
-        let request = builder
-            .body(self.body.clone().unwrap_or_default())
-            .map_err(|err| Error::internal(format!("upstream call to {url}: {err}")))?;
-        let timeout = timeout.min(inner.timeout);
-        let agent = self.upstream.pool.connections.agent();
-        let config = agent
-            .configure_request(request)
-            .timeout_connect(Some(DEFAULT_CONNECT_TIMEOUT.min(timeout)));
-        let request = match per_read {
-            true => config
-                .timeout_global(None)
-                .timeout_per_read(Some(timeout))
-                .timeout_per_write(Some(timeout)),
-            false => config.timeout_global(Some(timeout)),
-        }
-        .build();
-        let result = agent
-            .run(request)
-            .map_err(|err| self.failure(err, timeout))
-            .and_then(|response| match response.status().as_u16() {
-                100..=199 => Err(self
-                    .upstream
-                    .status_error(&url, response.status().as_u16(), b"")),
-                _ => Ok(response),
-            });
+        http1::encode(&self.method, &self.url(), &headers, self.body.as_deref()).map_err(|err| {
+            let what = format!("the request cannot be sent ({err})");
+            self.upstream
+                .error(ErrorKind::Internal, &self.url(), what, None)
+        })
+    }
+
+    /// Sends the call and returns as soon as the answer's head arrives, for streaming: the
+    /// head within `timeout` (and the upstream's own timeout), then each read of the body
+    /// within it too, the whole within the upstream's stream deadline. A 1xx answer
+    /// (`101 Switching Protocols`, say) is not an answer to relay: a 502.
+    pub(crate) fn start(&self, timeout: Duration) -> Result<UpstreamStream> {
+        let per_read = timeout.min(self.upstream.inner.timeout);
+        let until = Instant::now() + self.upstream.inner.stream_deadline;
+        let result = UpstreamStream::start(self, per_read, until);
         self.upstream.count(match &result {
-            Ok(response) if response.status().as_u16() < 500 => "ok",
+            Ok(stream) if stream.status() < 500 => "ok",
             Err(err) if err.kind() == ErrorKind::GatewayTimeout => "timeout",
             _ => "error",
         });
         result
-    }
-
-    fn failure(&self, err: ureq::Error, timeout: Duration) -> Error {
-        let url = self.url();
-        let upstream = &self.upstream;
-        let late = || format!("no answer within {} ms", timeout.as_millis());
-        match &err {
-            ureq::Error::Timeout(_) => {
-                upstream.error(ErrorKind::GatewayTimeout, &url, late(), None)
-            }
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-                upstream.error(ErrorKind::BadGateway, &url, "connection refused", None)
-            }
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                upstream.error(ErrorKind::GatewayTimeout, &url, late(), None)
-            }
-            ureq::Error::HostNotFound => {
-                upstream.error(ErrorKind::BadGateway, &url, "host not found", None)
-            }
-            // ureq's own words may name hosts or quote the answer: for the log only.
-            other => upstream.error(
-                ErrorKind::BadGateway,
-                &url,
-                "no valid answer",
-                Some(&other.to_string()),
-            ),
-        }
     }
 }
 

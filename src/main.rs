@@ -117,9 +117,15 @@ struct ServeArgs {
     #[arg(long)]
     kv_cache_bytes: Option<u64>,
     /// An OpenAI-compatible provider (repeatable): `/v1` requests for model `NAME/model` go to
-    /// URL (such as http://host:port/v1). With `,key-env=VAR`, its `Authorization: Bearer`
-    /// token is read from the environment variable VAR.
-    #[arg(long = "upstream", value_name = "NAME=URL[,key-env=VAR]")]
+    /// URL (such as https://api.openai.com/v1). Options after commas: `key-env=VAR`, its
+    /// `Authorization: Bearer` token from the environment variable VAR; `ca=FILE`, a PEM CA
+    /// bundle trusted besides the platform's roots (and SSL_CERT_FILE / SSL_CERT_DIR);
+    /// `deadline=SECS`, the longest a streamed answer may take in all [default: 600].
+    /// HTTPS_PROXY, HTTP_PROXY and NO_PROXY choose a forward proxy.
+    #[arg(
+        long = "upstream",
+        value_name = "NAME=URL[,key-env=VAR][,ca=FILE][,deadline=SECS]"
+    )]
     upstreams: Vec<String>,
     /// Peers whose X-Forwarded-* / Forwarded headers are trusted: IPs, CIDRs, or `*` (any
     /// peer: only safe when the server is reachable through the proxy alone).
@@ -255,6 +261,9 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
         .iter()
         .map(|spec| parse_upstream(spec))
         .collect::<tinyserve::Result<Vec<Upstream>>>()?;
+    for upstream in &upstreams {
+        protocol::probe_upstream(upstream);
+    }
     let ready = protocol::Readiness::new(true);
     let app = App::new().with_settings(settings);
     let app = protocol::mount_with_upstreams(app, &models, &ready, &upstreams);
@@ -332,31 +341,49 @@ fn root_path_ok(path: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
 }
 
-/// `NAME=URL[,key-env=VAR]`: the key comes from the environment, never from the command line.
+/// `NAME=URL[,key-env=VAR][,ca=FILE][,deadline=SECS]`: the key comes from the environment,
+/// never from the command line; the URL is checked and the CA file read now.
 fn parse_upstream(spec: &str) -> tinyserve::Result<Upstream> {
     let bad = |why: &str| tinyserve::Error::bad_request(format!("--upstream {spec}: {why}"));
     let (name, rest) = spec
         .split_once('=')
         .ok_or_else(|| bad("expected NAME=URL"))?;
-    let (url, key_env) = match rest.split_once(",key-env=") {
-        Some((url, var)) => (url, Some(var)),
-        None => (rest, None),
-    };
-    if name.is_empty() || name.contains('/') || !url.starts_with("http") {
-        return Err(bad(
-            "expected NAME=URL with a NAME without '/' and an http(s) URL",
-        ));
+    let mut parts = rest.split(',');
+    let url = parts.next().unwrap_or_default();
+    if name.is_empty() || name.contains('/') {
+        return Err(bad("expected NAME=URL with a NAME without '/'"));
     }
     // LLM providers can take minutes for a long completion.
-    let upstream = Upstream::new(name, url).with_timeout(Duration::from_secs(300));
-    match key_env {
-        None => Ok(upstream),
-        Some(var) => {
-            let key = std::env::var(var)
-                .map_err(|_| bad(&format!("environment variable {var} is not set")))?;
-            Ok(upstream.with_header("Authorization", format!("Bearer {key}")))
-        }
+    let mut upstream = Upstream::new(name, url).with_timeout(Duration::from_secs(300));
+    upstream.check_url().map_err(|err| {
+        bad(err
+            .message()
+            .trim_start_matches(&format!("upstream \"{name}\": ")))
+    })?;
+    for option in parts {
+        upstream = match option.split_once('=') {
+            Some(("key-env", var)) => {
+                let key = std::env::var(var)
+                    .map_err(|_| bad(&format!("environment variable {var} is not set")))?;
+                upstream.with_header("Authorization", format!("Bearer {key}"))
+            }
+            Some(("ca", file)) => upstream
+                .with_ca_file(file)
+                .map_err(|err| bad(err.message()))?,
+            Some(("deadline", secs)) => match secs.parse::<f64>() {
+                Ok(secs) if secs > 0.0 && secs.is_finite() => {
+                    upstream.with_stream_deadline(Duration::from_secs_f64(secs))
+                }
+                _ => return Err(bad("deadline= expects a number of seconds")),
+            },
+            _ => {
+                return Err(bad(&format!(
+                    "unknown option {option:?} (key-env=VAR, ca=FILE, deadline=SECS)"
+                )))
+            }
+        };
     }
+    Ok(upstream)
 }
 
 /// `./models` when run from a checkout, else the folder next to the crate's manifest.

@@ -15,7 +15,7 @@ use crate::support::repo;
 use crate::support::wire::Conn;
 
 /// Builds an example with the cargo running the tests; the path of its executable.
-fn build_example(name: &str) -> String {
+pub(crate) fn build_example(name: &str) -> String {
     let mut command = Command::new(env!("CARGO"));
     command
         .current_dir(repo("."))
@@ -38,7 +38,7 @@ fn build_example(name: &str) -> String {
 }
 
 /// The example killed when dropped.
-struct Example(Child);
+pub(crate) struct Example(pub(crate) Child);
 
 impl Drop for Example {
     fn drop(&mut self) {

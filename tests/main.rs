@@ -10,6 +10,7 @@ mod docs;
 mod generation;
 mod hostile;
 mod http;
+mod https;
 mod logging;
 mod models;
 mod openai;

@@ -635,7 +635,7 @@ fn a_model_stream_passes_through_nginx_as_it_is_generated() {
     wait_for_cancellation(&server, cancelled_before);
 }
 
-fn run_openai_check(urls: &[String], stderr: &dyn Fn() -> String) -> String {
+pub(crate) fn run_openai_check(urls: &[String], stderr: &dyn Fn() -> String) -> String {
     let python = python_env();
     let mut command = Command::new(python);
     command.arg(repo("tests/python/openai_check.py")).args(urls);

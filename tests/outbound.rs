@@ -24,11 +24,11 @@ use crate::support::wire::{post_json_request, Conn, Framing};
 use crate::support::{agent, repo, TestServer};
 
 /// Longest a test waits for anything; reaching it means a hang, and fails the test.
-const BOUND: Duration = Duration::from_secs(10);
+pub(crate) const BOUND: Duration = Duration::from_secs(10);
 
 /// An upstream whose `GET /echo/<i>?ms=N` sleeps N ms (simulated latency) and answers `i`,
 /// and whose `GET /fail` answers 500 with a recognizable body.
-fn echo_upstream() -> TestServer {
+pub(crate) fn echo_upstream() -> TestServer {
     TestServer::start(
         App::new()
             .get("/echo/<i>", |req: &Request| {
@@ -89,7 +89,7 @@ impl Drop for Silent {
 }
 
 /// A local port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("address").port()
 }
@@ -331,7 +331,9 @@ fn failed_calls_do_not_fail_the_others() {
 }
 
 /// Status and JSON body of a response.
-fn status_json(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+pub(crate) fn status_json(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> (u16, Value) {
     let mut response = response.expect("response within the client timeout");
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().expect("body");
@@ -417,7 +419,7 @@ fn a_client_that_leaves_abandons_the_fan_out() {
 }
 
 /// `tinyserve serve` on `models/tests/multi`: the proxy under test, given its `--upstream`s.
-fn serve_proxy() -> ServeBuilder {
+pub(crate) fn serve_proxy() -> ServeBuilder {
     ServeChild::builder().models(repo("models/tests/multi"))
 }
 
@@ -428,18 +430,18 @@ fn proxy_to(upstream: &TestServer) -> ServeChild {
         .start()
 }
 
-fn upstream_arg(spec: String) -> Vec<String> {
+pub(crate) fn upstream_arg(spec: String) -> Vec<String> {
     vec!["--upstream".to_string(), spec]
 }
 
 /// Server-Sent Events read from a raw connection, event by event.
-struct EventReader {
+pub(crate) struct EventReader {
     conn: Conn,
 }
 
 impl EventReader {
     /// POSTs `body` to `path` and reads the response head, which must be a 200 event stream.
-    fn open(addr: SocketAddr, path: &str, body: &Value) -> EventReader {
+    pub(crate) fn open(addr: SocketAddr, path: &str, body: &Value) -> EventReader {
         let mut conn = Conn::open_with(addr, BOUND);
         conn.send(&post_json_request(path, body));
         conn.read_head();
@@ -460,7 +462,7 @@ impl EventReader {
 
     /// The next event's text (comments skipped), or `None` at the end of the body. Panics when
     /// nothing arrives within [`BOUND`].
-    fn next(&mut self) -> Option<String> {
+    pub(crate) fn next(&mut self) -> Option<String> {
         loop {
             let event = self.conn.next_event_text()?;
             let event = event.trim_end();
@@ -471,7 +473,7 @@ impl EventReader {
     }
 }
 
-fn chat(model: &str, stream: bool) -> Value {
+pub(crate) fn chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
 }
 
@@ -600,12 +602,12 @@ fn the_proxy_timeout_bounds_each_wait_not_the_whole_stream() {
 }
 
 /// POSTs JSON through the proxy; status and JSON body.
-fn post(url: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn post(url: &str, body: &Value) -> (u16, Value) {
     status_json(agent(BOUND).post(url).send_json(body))
 }
 
 /// Asserts a 502 in OpenAI's error shape with code `upstream_error`; returns its message.
-fn bad_gateway((status, body): &(u16, Value)) -> &str {
+pub(crate) fn bad_gateway((status, body): &(u16, Value)) -> &str {
     assert_eq!(*status, 502, "{body}");
     assert_eq!(body["error"]["type"], "server_error", "{body}");
     assert_eq!(body["error"]["code"], "upstream_error", "{body}");

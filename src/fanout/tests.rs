@@ -34,22 +34,57 @@ fn clones_and_derived_upstreams_share_one_pool() {
 }
 
 #[test]
-fn call_urls_split_into_authority_and_target() {
+fn call_urls_give_the_route_and_the_request_line() {
     let cases = [
-        ("http://h:8080/v1", "/p?q=1", "h:8080", "/v1/p?q=1"),
-        ("http://h", "", "h:80", "/"),
-        ("http://h", "?q=1", "h:80", "/?q=1"),
-        ("http://[::1]", "/x", "[::1]:80", "/x"),
-        ("http://[::1]:9000/", "/x", "[::1]:9000", "/x"),
+        (
+            "http://h:8080/v1",
+            "/p?q=1",
+            "h:8080",
+            "GET /v1/p?q=1 HTTP/1.1",
+            "host: h:8080",
+        ),
+        ("http://h", "", "h:80", "GET / HTTP/1.1", "host: h\r"),
+        (
+            "http://h",
+            "?q=1",
+            "h:80",
+            "GET /?q=1 HTTP/1.1",
+            "host: h\r",
+        ),
+        (
+            "http://[::1]",
+            "/x",
+            "[::1]:80",
+            "GET /x HTTP/1.1",
+            "host: [::1]\r",
+        ),
+        (
+            "https://[::1]:9000/",
+            "/x",
+            "[::1]:9000",
+            "GET /x HTTP/1.1",
+            "host: [::1]:9000",
+        ),
     ];
-    for (base, path, authority, target) in cases {
-        let call = Upstream::new("u", base).get(path);
-        let split = call.split_url().map(|(_, target)| target).ok();
-        assert_eq!(split.as_deref(), Some(target), "{base} + {path}");
-        assert_eq!(call.authority().ok().as_deref(), Some(authority), "{base}");
+    for (base, path, authority, line, host) in cases {
+        let upstream = Upstream::new("u", base);
+        let route = upstream.route().map(|r| r.authority()).ok();
+        assert_eq!(route.as_deref(), Some(authority), "{base}");
+        let (bytes, _) = upstream
+            .get(path)
+            .encode()
+            .unwrap_or_else(|err| panic!("{base} + {path}: {err}"));
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        assert!(
+            text.starts_with(&line.to_lowercase()),
+            "{base} + {path}: {text}"
+        );
+        assert!(text.contains(host), "{base} + {path}: {text}");
     }
-    assert!(Upstream::new("u", "https://h")
-        .get("/")
-        .split_url()
-        .is_err());
+    for bad in ["ftp://h", "h:80", "http://", "http://u:p@h/"] {
+        let err = Upstream::new("u", bad).check_url().err();
+        assert!(err.is_some(), "{bad}");
+        let message = err.map(|e| e.message().to_string()).unwrap_or_default();
+        assert!(message.starts_with("upstream \"u\": URL"), "{message}");
+    }
 }

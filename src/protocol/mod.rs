@@ -11,6 +11,7 @@ mod v2;
 pub use health::Readiness;
 pub use openai::Generators;
 pub use predict::run as predict;
+pub use proxy::probe as probe_upstream;
 
 use crate::model::ModelRegistry;
 use crate::{App, Request, Upstream};

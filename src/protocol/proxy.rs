@@ -5,8 +5,9 @@
 //!
 //! An upstream's failure reaches the client in our words: a 502 (or 504) naming the upstream
 //! and the status or failure. Its error body and its URL, internal details that may hold
-//! secrets, go to the log. A 4xx is passed through (the request is the client's to fix), and a
-//! 1xx, which is no answer to relay, is a 502.
+//! secrets, go to the log. A 4xx keeps its status (the request is the client's to fix); its
+//! body passes only as JSON re-encoded in OpenAI's error shape, anything else (an HTML page)
+//! becomes a short message of ours. A 1xx, which is no answer to relay, is a 502.
 
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
@@ -15,10 +16,15 @@ use serde_json::{json, Value};
 
 use crate::{Error, ErrorKind, Request, Response, Result, Upstream};
 
+/// Longest upstream error message passed on.
+const MAX_MESSAGE_CHARS: usize = 1000;
+
 /// Time allowed for an upstream to start answering, and between two reads of a stream.
 const PROXY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time allowed for an upstream to list its models.
 const LIST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time allowed for the start-up probe (a TLS handshake through a proxy included).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest SSE event passed through; a longer one ends the stream with an error event.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
@@ -56,6 +62,39 @@ pub(super) fn list(upstreams: &[Upstream]) -> Vec<Value> {
     data
 }
 
+/// Asks `upstream` for its models once, on a thread of its own, and logs what came of it: a
+/// typo in the URL, a certificate that is not trusted or a host that does not answer shows in
+/// the log at start-up, not at the first user's request.
+pub fn probe(upstream: &Upstream) {
+    let upstream = upstream.clone();
+    let spawned = std::thread::Builder::new()
+        .name("tinyserve-probe".into())
+        .spawn(move || {
+            let name = upstream.name();
+            let url = upstream.url("/models");
+            let listed = upstream
+                .get("/models")
+                .send_within(PROBE_TIMEOUT)
+                .and_then(|reply| reply.json::<Value>());
+            match listed {
+                Ok(list) => {
+                    let count = list["data"].as_array().map_or(0, Vec::len);
+                    crate::log::info(&format!(
+                        "upstream \"{name}\" ({url}) answered GET /models: {count} models"
+                    ));
+                }
+                // The error was logged with its details where it was made.
+                Err(err) => crate::log::warn(&format!(
+                    "upstream \"{name}\" ({url}) did not answer GET /models: {}",
+                    err.message()
+                )),
+            }
+        });
+    if let Err(err) = spawned {
+        crate::log::warn(&format!("cannot probe an upstream: {err}"));
+    }
+}
+
 /// Forwards `body` to `path` on `upstream` with `model` as the upstream's model name.
 pub(super) fn forward(
     upstream: &Upstream,
@@ -69,35 +108,68 @@ pub(super) fn forward(
     let call = upstream
         .post_json(path, &body)
         .with_header("X-Request-ID", req.request_id());
-    let mut response = call.start(PROXY_TIMEOUT, streaming)?;
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("Content-Type")
-        .and_then(|v| v.to_str().ok())
+    let stream = call.start(PROXY_TIMEOUT)?;
+    let status = stream.status();
+    let content_type = stream
+        .header("Content-Type")
         .unwrap_or("application/json")
         .to_string();
     if !(streaming && status == 200) {
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024 * 1024)
-            .read_to_vec()
-            .map_err(|err| upstream_error(upstream, &call.url(), &err))?;
+        let text = stream.into_bytes()?;
         if status >= 500 {
             return Err(upstream.status_error(&call.url(), status, &text));
         }
-        // The upstream's own answer, errors included (4xx are the client's to fix).
+        if status >= 400 {
+            return Ok(client_error(upstream, status, &text));
+        }
         return Ok(Response::new(status, &content_type, text));
     }
     let url = call.url();
     let upstream = upstream.clone();
-    let reader = BufReader::new(response.into_body().into_reader());
+    let reader = BufReader::new(stream);
     Ok(Response::stream("text/event-stream", move |out| {
         relay_events(reader, out, &upstream, &url)
     })
     .with_header("Cache-Control", "no-cache")
     .with_header("X-Accel-Buffering", "no"))
+}
+
+/// An upstream's 4xx with its status, in OpenAI's error shape: the upstream's own message,
+/// type, param and code when its body is JSON in that shape (or has a `message` or `detail`),
+/// else only the status in our words.
+fn client_error(upstream: &Upstream, status: u16, body: &[u8]) -> Response {
+    let name = upstream.name();
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().map(|v| match &v["error"] {
+        Value::Object(_) => &v["error"],
+        _ => v,
+    });
+    let text = |v: &Value| {
+        v.as_str()
+            .map(|s| s.chars().take(MAX_MESSAGE_CHARS).collect::<String>())
+    };
+    let message = error
+        .and_then(|e| text(&e["message"]).or_else(|| text(&e["detail"])))
+        .or_else(|| parsed.as_ref().and_then(|v| text(&v["error"])));
+    let message =
+        message.unwrap_or_else(|| format!("upstream \"{name}\" answered status {status}"));
+    let field = |key: &str| {
+        error
+            .map(|e| &e[key])
+            .and_then(|v| text(v).map(Value::String))
+            .unwrap_or(Value::Null)
+    };
+    let kind = match field("type") {
+        Value::Null => json!("invalid_request_error"),
+        kind => kind,
+    };
+    let code = match (&parsed, field("code")) {
+        (Some(_), code) => code,
+        (None, _) => json!("upstream_error"),
+    };
+    let body =
+        json!({"error": {"message": message, "type": kind, "param": field("param"), "code": code}});
+    Response::new(status, "application/json", body.to_string().into_bytes())
 }
 
 /// Passes SSE events through one by one (an event ends at a blank line).
@@ -127,9 +199,14 @@ fn relay_events<R: BufRead>(
                 }
             }
             Err(err) => {
-                let detail = err.to_string();
-                let what = stream_failure(&err);
-                let err = upstream.error(ErrorKind::BadGateway, url, what, Some(&detail));
+                // Our own error (already logged by the upstream) or a read that broke.
+                let err = match err.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+                    Some(ours) => Error::new(ours.kind(), ours.public_message()),
+                    None => {
+                        let detail = err.to_string();
+                        upstream.error(ErrorKind::BadGateway, url, "stream broke", Some(&detail))
+                    }
+                };
                 return send_error(out, &err);
             }
         }
@@ -140,22 +217,6 @@ fn relay_events<R: BufRead>(
     Ok(())
 }
 
-/// What became of a stream whose read failed, in our words (ureq's go to the log).
-fn stream_failure(err: &std::io::Error) -> &'static str {
-    let ureq_timeout = err
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<ureq::Error>())
-        .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)));
-    let io_timeout = matches!(
-        err.kind(),
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-    );
-    match ureq_timeout || io_timeout {
-        true => "stream stalled past the read timeout",
-        false => "stream broke",
-    }
-}
-
 /// Ends a relayed stream with an error event in OpenAI's shape.
 fn send_error(
     out: &mut crate::BodySender,
@@ -163,15 +224,4 @@ fn send_error(
 ) -> std::result::Result<(), crate::Disconnected> {
     let body = json!({"error": {"message": err.public_message(), "type": "server_error", "param": null, "code": "upstream_error"}});
     out.send(format!("data: {body}\n\n"))
-}
-
-/// The 502 for a body that could not be read: ureq's words go to the log.
-fn upstream_error(upstream: &Upstream, url: &str, err: &ureq::Error) -> Error {
-    let detail = err.to_string();
-    upstream.error(
-        ErrorKind::BadGateway,
-        url,
-        "the answer broke off",
-        Some(&detail),
-    )
 }

@@ -15,6 +15,7 @@ pub mod nginx;
 pub mod process;
 pub mod python;
 pub mod serve;
+pub mod tls;
 pub mod wire;
 
 use std::net::SocketAddr;
