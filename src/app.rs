@@ -193,7 +193,9 @@ impl App {
     }
 
     /// Attaches documentation to the route registered for `method` and `pattern`; it shows in
-    /// the OpenAPI document and the docs page.
+    /// the OpenAPI document and the docs page. What `doc` leaves unset (request and response
+    /// schemas, error statuses) keeps what the route had, such as a typed route's schemas
+    /// ([`App::post_typed`]); error statuses add to the route's.
     pub fn document(self, method: &str, pattern: &str, doc: RouteDoc) -> App {
         self.catalog.document(method, pattern, doc);
         self
@@ -213,7 +215,8 @@ impl App {
         self.route("GET", pattern, handler)
     }
 
-    /// Registers a `POST` handler.
+    /// Registers a `POST` handler. Typed routes, whose body is checked and documented from its
+    /// type, are registered with [`App::post_typed`] (in typed.rs).
     pub fn post<F, R>(self, pattern: &str, handler: F) -> App
     where
         F: Fn(&Request) -> R + Send + Sync + 'static,

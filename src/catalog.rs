@@ -57,6 +57,10 @@ pub struct RouteDoc {
     pub errors: Option<Vec<u16>>,
     /// Left out of the OpenAPI document.
     pub hidden: bool,
+    /// Component schemas that `request` and `response` refer to as
+    /// `#/components/schemas/NAME`: (name, schema). A typed route fills them from its types
+    /// ([`crate::typed`]); the document renames one whose name another route's schema holds.
+    pub schemas: Vec<(String, Value)>,
 }
 
 impl RouteDoc {
@@ -180,6 +184,32 @@ impl RouteDoc {
     }
 }
 
+impl RouteDoc {
+    /// This documentation, with the schemas and error statuses of `earlier` where it has none.
+    fn over(mut self, earlier: &RouteDoc) -> RouteDoc {
+        if self.request.is_none() {
+            self.request = earlier.request.clone();
+            self.request_example = self.request_example.or(earlier.request_example.clone());
+        }
+        if self.response.is_none() {
+            self.response = earlier.response.clone();
+        }
+        if self.schemas.is_empty() {
+            self.schemas = earlier.schemas.clone();
+        }
+        self.errors = match (self.errors, &earlier.errors) {
+            (Some(mut own), Some(before)) => {
+                own.extend(before);
+                own.sort_unstable();
+                own.dedup();
+                Some(own)
+            }
+            (own, before) => own.or(before.clone()),
+        };
+        self
+    }
+}
+
 /// A registered route and its documentation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteInfo {
@@ -211,12 +241,14 @@ impl RouteCatalog {
         }
     }
 
+    /// Sets a route's documentation. What `doc` leaves unset keeps what the route had (a typed
+    /// route's schemas, from its types); error statuses add to the route's.
     pub(crate) fn document(&self, method: &str, pattern: &str, doc: RouteDoc) {
         if let Ok(mut routes) = self.0.write() {
             let method = method.to_ascii_uppercase();
             for route in routes.iter_mut() {
                 if route.method == method && route.pattern == pattern {
-                    route.doc = doc.clone();
+                    route.doc = doc.clone().over(&route.doc);
                 }
             }
         }

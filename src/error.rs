@@ -118,6 +118,39 @@ struct Inner {
     message: String,
     headers: Headers,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// Every mistake of an `invalid_body`, each at its path (typed bodies).
+    fields: Vec<FieldError>,
+}
+
+/// One mistake in a JSON body: where it is and what is wrong, as listed in the `errors` of an
+/// `invalid_body` answer (see [`Error::invalid_body`]).
+///
+/// `path` names the value: `""` for the body itself, `top_k`, `items[1].text`, and a key
+/// that is not an identifier in brackets (`labels["two words"]`). A missing field is reported
+/// at the object that lacks it, an unknown field at its own path.
+///
+/// # Example
+/// ```
+/// use tinyserve::FieldError;
+/// let mistake = FieldError::new("items[1].text", "expected at least 1 character, got 0");
+/// assert_eq!(mistake.path, "items[1].text");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// Where: `""` for the whole body, else `name`, `list[2]`, `outer.inner`.
+    pub path: String,
+    /// What: lowercase, expected versus got.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A mistake at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// `Result` with the crate's [`Error`].
@@ -131,6 +164,7 @@ impl Error {
             message: message.into(),
             headers: Headers::new(),
             source: None,
+            fields: Vec::new(),
         }))
     }
 
@@ -181,6 +215,37 @@ impl Error {
     /// 400: the JSON is valid but does not fit the expected shape or the model's signature.
     pub fn invalid_input(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::InvalidInput, message)
+    }
+
+    /// 400 `invalid_body` listing every mistake of a JSON body, each at its path; the answer is
+    /// `{"error": "...", "code": "invalid_body", "errors": [{"path", "message"}, ...]}`.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::{Error, FieldError};
+    /// let err = Error::invalid_body(vec![
+    ///     FieldError::new("", "missing field \"top_k\""),
+    ///     FieldError::new("extra", "unknown field \"extra\""),
+    /// ]);
+    /// assert_eq!(err.status(), 400);
+    /// let body = err.to_json();
+    /// assert_eq!(body["code"], "invalid_body");
+    /// assert_eq!(body["errors"][1]["path"], "extra");
+    /// ```
+    pub fn invalid_body(fields: Vec<FieldError>) -> Error {
+        let message = match fields.as_slice() {
+            [only] if only.path.is_empty() => format!("invalid body: {}", only.message),
+            [only] => format!("invalid body: {}: {}", only.path, only.message),
+            _ => format!("invalid body: {} mistakes", fields.len()),
+        };
+        let mut err = Error::new(ErrorKind::InvalidBody, message);
+        err.0.fields = fields;
+        err
+    }
+
+    /// The mistakes an [`Error::invalid_body`] lists (empty for other errors).
+    pub fn field_errors(&self) -> &[FieldError] {
+        &self.0.fields
     }
 
     /// 503 with `Retry-After`: the server is at capacity.
@@ -245,9 +310,15 @@ impl Error {
         &self.0.headers
     }
 
-    /// The JSON body: `{"error": "<message>", "code": "<code>"}`.
+    /// The JSON body: `{"error": "<message>", "code": "<code>"}`, and `"errors"` with each
+    /// mistake when there are some ([`Error::invalid_body`]).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({"error": self.public_message(), "code": self.0.kind.code()})
+        let mut body =
+            serde_json::json!({"error": self.public_message(), "code": self.0.kind.code()});
+        if !self.0.fields.is_empty() {
+            body["errors"] = serde_json::json!(self.0.fields);
+        }
+        body
     }
 
     /// The full cause chain on one line, for the log.

@@ -17,8 +17,9 @@
 //! - **The handler API**, re-exported at the top: [`App`] and [`Settings`] ([`app`]),
 //!   [`Request`], [`Response`] and [`Json`], [`Headers`], [`Error`] and [`Result`], streamed
 //!   bodies ([`stream`], [`Disconnected`]) and Server-Sent Events ([`Sse`], [`Event`]), the route
-//!   documentation behind `/openapi.json` ([`catalog`]); WebSocket routes ([`websocket`],
-//!   [`App::websocket`]).
+//!   documentation behind `/openapi.json` ([`catalog`]); typed routes whose body is checked
+//!   and documented from its type ([`typed`], [`FieldError`]); WebSocket routes
+//!   ([`websocket`], [`App::websocket`]).
 //! - **The transport**, [`http`]: the server's lifecycle ([`Server`]), admission (worker turns,
 //!   the queue, 503s), the connection loop, the HTTP/1.1 wire format and forwarded headers.
 //!   A handler author may skip it.
@@ -48,10 +49,11 @@ mod response;
 mod router;
 pub mod sse;
 pub mod stream;
+pub mod typed;
 pub mod websocket;
 
 pub use app::{App, Settings};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, FieldError, Result};
 pub use fanout::{Call, FanOut, Upstream};
 pub use headers::Headers;
 pub use http::Server;

@@ -237,6 +237,8 @@ impl Request {
 
     /// Parses the body as JSON. A `Content-Type` other than JSON gives 415, malformed JSON 400,
     /// JSON of the wrong shape 400 (code `invalid_body`). A missing `Content-Type` is accepted.
+    /// serde reports the first mistake only; [`Request::validated_json`] reports every one,
+    /// each at its path, against the type's JSON Schema.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         if let Some(content_type) = self.header("Content-Type") {
             let essence = content_type.split(';').next().unwrap_or("").trim();

@@ -2,7 +2,7 @@
 //! servers; routes documented through the library; the docs and demo pages. `live` runs the
 //! real tools: openapi-spec-validator, schemathesis and headless Chromium.
 
-mod live;
+pub(crate) mod live;
 
 use std::time::Duration;
 

@@ -20,4 +20,5 @@ mod production;
 mod python;
 mod readme;
 mod streaming;
+mod typed;
 mod websocket;

@@ -21,6 +21,9 @@
 //!   `errors` is documented with `4XX` and `5XX`. 405 (with `Allow`) is
 //!   `components/responses/MethodNotAllowed`: it answers methods a path does not list, so no
 //!   operation has it.
+//! - `schemas` (a typed route's types) join `components/schemas`, beside `Error` and
+//!   `OpenAIError`; one whose name is taken by another schema is renamed (`Item2`), its
+//!   `$ref`s with it.
 //! - `hidden` routes are left out; so are methods OpenAPI 3.1 has no field for.
 //!
 //! For each loaded model, the predict and v2 infer routes also get a concrete path
@@ -78,7 +81,8 @@ pub(crate) fn build(
     let mut tags: Vec<String> = Vec::new();
     let mut ids = HashSet::new();
     let mut seen = HashSet::new();
-    for route in catalog.routes() {
+    let mut components = shared_schemas();
+    for mut route in catalog.routes() {
         let method = route.method.to_ascii_lowercase();
         if route.doc.hidden
             || !METHODS.contains(&method.as_str())
@@ -90,6 +94,15 @@ pub(crate) fn build(
             if !tags.contains(tag) {
                 tags.push(tag.clone());
             }
+        }
+        if !route.doc.schemas.is_empty() {
+            let doc = &mut route.doc;
+            let schemas = std::mem::take(&mut doc.schemas);
+            let mut roots: Vec<&mut Value> = [&mut doc.request, &mut doc.response, &mut doc.event]
+                .into_iter()
+                .flatten()
+                .collect();
+            crate::typed::merge_components(&mut components, schemas, &mut roots);
         }
         let (path, params) = openapi_path(&route.pattern);
         let op = operation(&route, &path, &params, &mut ids, auth);
@@ -122,30 +135,7 @@ pub(crate) fn build(
         "servers": [{"url": server}],
         "tags": tags,
         "paths": paths,
-        "components": {"schemas": {
-            "Error": {
-                "type": "object",
-                "required": ["error", "code"],
-                "properties": {
-                    "error": {"type": "string", "description": "What went wrong"},
-                    "code": {"type": "string", "description": "A stable code, such as `invalid_input`"},
-                },
-            },
-            "OpenAIError": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {"error": {
-                    "type": "object",
-                    "required": ["message", "type"],
-                    "properties": {
-                        "message": {"type": "string"},
-                        "type": {"type": "string"},
-                        "param": {"type": ["string", "null"]},
-                        "code": {"type": ["string", "null"]},
-                    },
-                }},
-            },
-        }},
+        "components": {"schemas": components},
     });
     doc["components"]["responses"] = json!({"MethodNotAllowed": {
         "description": "`method_not_allowed`: the path does not take this method",
@@ -159,6 +149,49 @@ pub(crate) fn build(
         doc["security"] = json!([{"apiKey": []}]);
     }
     doc
+}
+
+/// The component schemas every document has: the error bodies. A route's own component
+/// schemas (a typed route's types) are added after them, renamed if they clash.
+fn shared_schemas() -> Map<String, Value> {
+    let schemas = json!({
+        "Error": {
+            "type": "object",
+            "required": ["error", "code"],
+            "properties": {
+                "error": {"type": "string", "description": "What went wrong"},
+                "code": {"type": "string", "description": "A stable code, such as `invalid_input`"},
+                "errors": {
+                    "type": "array",
+                    "description": "With `invalid_body` from a typed route: every mistake of \
+                        the body, at its path (`\"\"` for the body itself, `items[1].text`)",
+                    "items": {
+                        "type": "object",
+                        "required": ["path", "message"],
+                        "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                },
+            },
+        },
+        "OpenAIError": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["message", "type"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }},
+        },
+    });
+    match schemas {
+        Value::Object(schemas) => schemas,
+        _ => Map::new(),
+    }
 }
 
 /// `/models/<name>/predict` → (`/models/{name}/predict`, `["name"]`).

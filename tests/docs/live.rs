@@ -12,7 +12,7 @@ use crate::support::repo;
 use crate::support::serve::ServeChild;
 
 /// Asserts that `out` succeeded, with its whole output (and the server's log) if not.
-fn assert_ok(out: &Finished, what: &str, server_log: &str) {
+pub(crate) fn assert_ok(out: &Finished, what: &str, server_log: &str) {
     assert!(
         out.success,
         "{what} failed (exit {:?})\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- server ---\n{}",
@@ -21,7 +21,7 @@ fn assert_ok(out: &Finished, what: &str, server_log: &str) {
 }
 
 /// What follows `label` in a report: the rest of its line, or the next line if none.
-fn after<'a>(report: &'a str, label: &str) -> &'a str {
+pub(crate) fn after<'a>(report: &'a str, label: &str) -> &'a str {
     let mut lines = report.lines().map(str::trim);
     while let Some(line) = lines.next() {
         if let Some(rest) = line.strip_prefix(label) {
@@ -69,7 +69,8 @@ fn openapi_document_passes_openapi_spec_validator() {
 
 /// What schemathesis checks: every status, content type, header and body the server answers
 /// must be one the document gives for the operation, and no answer may be a 5xx.
-const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+pub(crate) const CHECKS: &str =
+    "not_a_server_error,status_code_conformance,content_type_conformance,\
     response_schema_conformance,response_headers_conformance";
 
 /// A models folder for the fuzzer: the bundled iris, bytelm and tinychat, and the ONNX backend node test

@@ -94,6 +94,11 @@ function schemaTree(doc, schema, depth = 0) {
   if (s.minItems !== undefined || s.maxItems !== undefined) {
     line.push(s.minItems === s.maxItems ? ` [${s.minItems}]` : ` [${s.minItems ?? 0}…${s.maxItems ?? "∞"}]`);
   }
+  if (s.minLength !== undefined || s.maxLength !== undefined) {
+    line.push(` ${s.minLength ?? 0}…${s.maxLength ?? "∞"} characters`);
+  }
+  if (s.pattern) line.push(" matching ", el("code", {}, s.pattern));
+  if (s.default !== undefined) line.push(" default ", JSON.stringify(s.default));
   if (s.contentMediaType) line.push(" ", el("code", {}, s.contentMediaType));
   if (s.description) line.push(" ", el("span", {class: "note"}, "— ", text(s.description)));
   const node = el("div", {class: "schema"}, line);
