@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tinyserve::{App, Error, ErrorKind, Event, FanOut, Request, Response, Sse, Upstream};
 
 use crate::logging::Example;
-use crate::openai::run_openai_check;
+use crate::openai::{assert_proxied_identically, run_openai_check};
 use crate::outbound::{bad_gateway, chat, post, serve_proxy, upstream_arg, EventReader, BOUND};
 use crate::support::process::build_example;
 use crate::support::serve::ServeChild;
@@ -82,14 +82,7 @@ fn the_openai_client_streams_through_the_proxy_to_an_https_upstream_trusted_by_s
             front.nginx.log()
         )
     });
-    for needle in [
-        "ok    the proxy lists local/bytelm",
-        "ok    completion stream through the proxy has the same",
-        "ok    chat stream through the proxy has the same",
-        "ok    plain chat through the proxy has the same text",
-    ] {
-        assert!(stdout.contains(needle), "missing {needle:?}:\n{stdout}");
-    }
+    assert_proxied_identically(&stdout);
     let log = proxy.wait_for_stderr(BOUND, "the start-up probe of the upstream", |log| {
         log.contains("answered GET /models")
     });

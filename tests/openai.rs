@@ -674,6 +674,11 @@ fn the_official_openai_client_streams_identically_through_an_upstream_proxy() {
     let stdout = run_openai_check(&[direct.base(), proxy.base()], &|| {
         format!("direct:\n{}\nproxy:\n{}", direct.stderr(), proxy.stderr())
     });
+    assert_proxied_identically(&stdout);
+}
+
+/// The checks of openai_check.py that compare the proxy's answers with the direct ones.
+pub(crate) fn assert_proxied_identically(stdout: &str) {
     for needle in [
         "ok    the proxy lists local/bytelm",
         "ok    completion stream through the proxy has the same",
