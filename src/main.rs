@@ -50,9 +50,15 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, default_value_t = 8000)]
-    port: u16,
+    /// Port to listen on (0 picks a free one) [default: the PORT environment variable, as
+    /// Knative and KServe set it, else 8000]
+    #[arg(long)]
+    port: Option<u16>,
+    /// Serve the one model at --models (a .onnx file whatever its name, a folder holding one,
+    /// or a decoder folder) under this name: KServe's storage initializer puts the model at
+    /// /mnt/models and the runtime names it `{{.Name}}`.
+    #[arg(long, value_name = "NAME")]
+    model_name: Option<String>,
     /// Handlers running at once (worker turns) [default: 256]
     #[arg(long)]
     workers: Option<usize>,
@@ -206,7 +212,14 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
             None => options.max_batch_size = spec.parse().map_err(|_| bad())?,
         }
     }
-    let models = ModelRegistry::load_dir_with(&dir, &options)?;
+    let models = match &args.model_name {
+        Some(name) => ModelRegistry::load_one_with(&dir, name, &options)?,
+        None => ModelRegistry::load_dir_with(&dir, &options)?,
+    };
+    let port = match args.port {
+        Some(port) => port,
+        None => port_from_env()?,
+    };
     let mut settings = Settings::default();
     if let Some(workers) = args.workers {
         settings.workers = workers.max(1);
@@ -267,7 +280,7 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     let ready = protocol::Readiness::new(true);
     let app = App::new().with_settings(settings);
     let app = protocol::mount_with_upstreams(app, &models, &ready, &upstreams);
-    let server = app.bind((args.host.as_str(), args.port))?;
+    let server = app.bind((args.host.as_str(), port))?;
     #[cfg_attr(not(feature = "language-models"), allow(unused_mut))]
     let mut names: Vec<String> = models.iter().map(|m| m.name().to_string()).collect();
     #[cfg(feature = "language-models")]
@@ -331,6 +344,19 @@ fn stop_on_signals(
             }
         })?;
     Ok(())
+}
+
+/// The port in the `PORT` environment variable (Knative and KServe set it to the container's
+/// port), else 8000.
+fn port_from_env() -> tinyserve::Result<u16> {
+    match std::env::var("PORT") {
+        Ok(text) if !text.trim().is_empty() => text.trim().parse().map_err(|_| {
+            tinyserve::Error::bad_request(format!(
+                "PORT={text:?}: expected a port number (0 to 65535)"
+            ))
+        }),
+        _ => Ok(8000),
+    }
 }
 
 /// A `--root-path` such as `/api`: it ends up in generated links, so nothing else.
