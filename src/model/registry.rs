@@ -151,7 +151,9 @@ impl ModelRegistry {
         let mut folders = Vec::new();
         let entries = std::fs::read_dir(path).map_err(|err| fail(format!("cannot read: {err}")))?;
         for entry in entries {
-            let entry = entry.map_err(|err| fail(format!("cannot read: {err}")))?.path();
+            let entry = entry
+                .map_err(|err| fail(format!("cannot read: {err}")))?
+                .path();
             if entry.extension().is_some_and(|ext| ext == "onnx") && entry.is_file() {
                 files.push(entry);
             } else if is_decoder_dir(&entry) {

@@ -35,6 +35,8 @@ fn yaml_documents(rel: &str) -> Vec<Value> {
 /// Runs `tests/python/NAME` in the test environment with `args`.
 fn python_check(name: &str, args: &[&std::ffi::OsStr], limit: Duration) -> Finished {
     let mut command = Command::new(python_env());
-    command.arg(repo(&format!("tests/python/{name}"))).args(args);
+    command
+        .arg(repo(&format!("tests/python/{name}")))
+        .args(args);
     run(command, limit)
 }

@@ -75,7 +75,10 @@ fn env_map(list: &Value) -> BTreeMap<String, String> {
             let value = e["value"]
                 .as_str()
                 .unwrap_or_else(|| panic!("env {e}: expected a literal value"));
-            (e["name"].as_str().unwrap_or_default().to_string(), value.to_string())
+            (
+                e["name"].as_str().unwrap_or_default().to_string(),
+                value.to_string(),
+            )
         })
         .collect()
 }
@@ -92,7 +95,10 @@ struct Launch {
 fn launch(isvc_file: &str) -> Launch {
     let runtime = &yaml_documents("deploy/kserve/servingruntime.yaml")[0];
     let isvc = &yaml_documents(isvc_file)[0];
-    let name = isvc["metadata"]["name"].as_str().expect("a name").to_string();
+    let name = isvc["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_string();
     assert_eq!(
         isvc["spec"]["predictor"]["model"]["runtime"], runtime["metadata"]["name"],
         "{isvc_file} names the runtime"
@@ -149,7 +155,10 @@ impl Running {
 /// Runs `launch` with `models` for `/mnt/models`, on the declared port when it is free.
 fn start(launch: &Launch, models: &Path) -> Running {
     let mut argv = launch.argv.clone();
-    assert_eq!(argv[0], "tinyserve", "the runtime runs the image's tinyserve");
+    assert_eq!(
+        argv[0], "tinyserve",
+        "the runtime runs the image's tinyserve"
+    );
     let declared = format!("--port={}", launch.port);
     assert!(
         argv.contains(&declared),
@@ -244,8 +253,17 @@ fn spawn(argv: &[String], env: &BTreeMap<String, String>) -> Running {
 }
 
 fn get(running: &Running, path: &str) -> (u16, Value) {
-    let reply = send(&agent(BOUND), "GET", &format!("http://{}{path}", running.addr), &[], b"");
-    (reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null))
+    let reply = send(
+        &agent(BOUND),
+        "GET",
+        &format!("http://{}{path}", running.addr),
+        &[],
+        b"",
+    );
+    (
+        reply.status,
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
 }
 
 fn post(running: &Running, path: &str, body: &Value) -> (u16, Value) {
@@ -256,7 +274,10 @@ fn post(running: &Running, path: &str, body: &Value) -> (u16, Value) {
         &[("Content-Type", "application/json")],
         body.to_string().as_bytes(),
     );
-    (reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null))
+    (
+        reply.status,
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
 }
 
 #[test]
@@ -274,8 +295,14 @@ fn the_serving_runtime_serves_a_renamed_onnx_file_as_the_inference_service() {
     let server = start(&launch, &models);
     let name = &launch.name;
 
-    assert_eq!(get(&server, "/v2/health/live"), (200, json!({"live": true})));
-    assert_eq!(get(&server, "/v2/health/ready"), (200, json!({"ready": true})));
+    assert_eq!(
+        get(&server, "/v2/health/live"),
+        (200, json!({"live": true}))
+    );
+    assert_eq!(
+        get(&server, "/v2/health/ready"),
+        (200, json!({"ready": true}))
+    );
     assert_eq!(
         get(&server, &format!("/v2/models/{name}/ready")),
         (200, json!({"name": name, "ready": true}))
@@ -338,14 +365,25 @@ fn the_serving_runtime_serves_a_decoder_folder_through_the_openai_routes() {
         &json!({"model": name, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}),
     );
     assert_eq!(status, 200, "{answer}");
-    assert!(answer["choices"][0]["message"]["content"].is_string(), "{answer}");
+    assert!(
+        answer["choices"][0]["message"]["content"].is_string(),
+        "{answer}"
+    );
     let _ = std::fs::remove_dir_all(&models);
 }
 
 #[test]
 fn model_name_refuses_a_folder_of_several_models_naming_them() {
     let mut command = crate::support::process::tinyserve();
-    command.args(["serve", "--port", "0", "--model-name", "iris", "--models", "models"]);
+    command.args([
+        "serve",
+        "--port",
+        "0",
+        "--model-name",
+        "iris",
+        "--models",
+        "models",
+    ]);
     let out = assert_refuses_to_serve(command, "--model-name serves one model");
     assert!(
         out.stderr
@@ -374,7 +412,11 @@ fn the_port_comes_from_the_port_variable_when_no_flag_names_it() {
         .expect("a free port")
         .port();
     let models = scratch_dir("kserve-port-env");
-    std::fs::copy(crate::support::repo("models/iris.onnx"), models.join("m.onnx")).expect("copy");
+    std::fs::copy(
+        crate::support::repo("models/iris.onnx"),
+        models.join("m.onnx"),
+    )
+    .expect("copy");
     let argv: Vec<String> = ["tinyserve", "serve", "--host=0.0.0.0", "--model-name=iris"]
         .into_iter()
         .map(String::from)
@@ -393,5 +435,8 @@ fn kubernetes_variable_expansion_is_kubernetes_own() {
     let env = BTreeMap::from([("A".to_string(), "1".to_string())]);
     assert_eq!(expand("--x=$(A)", &env), "--x=1");
     assert_eq!(expand("$(B)-$$(A)-$", &env), "$(B)-$(A)-$");
-    assert_eq!(fill_template("--model-name={{.Name}}", "iris"), "--model-name=iris");
+    assert_eq!(
+        fill_template("--model-name={{.Name}}", "iris"),
+        "--model-name=iris"
+    );
 }
