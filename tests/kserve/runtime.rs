@@ -341,7 +341,7 @@ fn the_serving_runtime_serves_a_decoder_folder_through_the_openai_routes() {
     let _turn = PORT_8080.lock().unwrap_or_else(|e| e.into_inner());
     let launch = launch("deploy/kserve/inferenceservice-decoder.yaml");
     assert!(
-        launch.argv.contains(&"--workers=32".to_string()),
+        launch.argv.contains(&"--workers=64".to_string()),
         "the InferenceService's env reaches $(TINYSERVE_WORKERS): {:?}",
         launch.argv
     );
