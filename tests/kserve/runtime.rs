@@ -152,8 +152,9 @@ impl Running {
     }
 }
 
-/// Runs `launch` with `models` for `/mnt/models`, on the declared port when it is free.
-fn start(launch: &Launch, models: &Path) -> Running {
+/// Runs `launch` with `models` for `/mnt/models`, on the declared port when it is free;
+/// `while_loading` gets the address once the process runs, before its `listening on` line.
+fn start(launch: &Launch, models: &Path, while_loading: impl FnOnce(SocketAddr)) -> Running {
     let mut argv = launch.argv.clone();
     assert_eq!(
         argv[0], "tinyserve",
@@ -188,12 +189,22 @@ fn start(launch: &Launch, models: &Path) -> Running {
         .iter()
         .map(|a| a.replace("/mnt/models", &models.display().to_string()))
         .collect();
-    spawn(&argv, &launch.env)
+    let port = argv
+        .iter()
+        .find_map(|a| a.strip_prefix("--port=")?.parse().ok())
+        .expect("a --port argument");
+    spawn(&argv, &launch.env, |_| {
+        while_loading(SocketAddr::from(([127, 0, 0, 1], port)))
+    })
 }
 
 /// Runs `argv` (after its executable name) with exactly the environment `env` (plus `PATH`,
 /// `HOME` and the test's ONNX Runtime cache) and waits for its `listening on` line.
-fn spawn(argv: &[String], env: &BTreeMap<String, String>) -> Running {
+fn spawn(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    while_loading: impl FnOnce(&Running),
+) -> Running {
     println!("running: tinyserve {}", argv[1..].join(" "));
     let mut child = Command::new(env!("CARGO_BIN_EXE_tinyserve"))
         .args(&argv[1..])
@@ -233,6 +244,7 @@ fn spawn(argv: &[String], env: &BTreeMap<String, String>) -> Running {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         stderr,
     };
+    while_loading(&running);
     let line = rx
         .recv_timeout(BOUND)
         .ok()
@@ -292,7 +304,7 @@ fn the_serving_runtime_serves_a_renamed_onnx_file_as_the_inference_service() {
         models.join("classifier-2024-06.onnx"),
     )
     .expect("copy iris.onnx");
-    let server = start(&launch, &models);
+    let server = start(&launch, &models, |_| {});
     let name = &launch.name;
 
     assert_eq!(
@@ -336,8 +348,19 @@ fn the_serving_runtime_serves_a_renamed_onnx_file_as_the_inference_service() {
     let _ = std::fs::remove_dir_all(&models);
 }
 
+/// Status and JSON body of `GET path`, or `None` while nothing answers.
+fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, Value)> {
+    let mut response = agent(BOUND)
+        .get(&format!("http://{addr}{path}"))
+        .call()
+        .ok()?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
 #[test]
-fn the_serving_runtime_serves_a_decoder_folder_through_the_openai_routes() {
+fn the_serving_runtime_answers_probes_while_loading_then_serves_a_decoder_folder() {
     let _turn = PORT_8080.lock().unwrap_or_else(|e| e.into_inner());
     let launch = launch("deploy/kserve/inferenceservice-decoder.yaml");
     assert!(
@@ -345,17 +368,52 @@ fn the_serving_runtime_serves_a_decoder_folder_through_the_openai_routes() {
         "the InferenceService's env reaches $(TINYSERVE_WORKERS): {:?}",
         launch.argv
     );
-    // storageUri names the folder: its files land directly in /mnt/models.
+    // storageUri names the folder: its files land directly in /mnt/models. One file is a named
+    // pipe, so loading waits, however long, until the test writes it: the probes are checked
+    // while the model is loading, by order, not by timing.
     let models = scratch_dir("kserve-mnt-decoder");
-    for entry in std::fs::read_dir(crate::support::repo("models/tinychat")).expect("tinychat") {
+    let source = crate::support::repo("models/tinychat");
+    let held_back = "generation_config.json";
+    for entry in std::fs::read_dir(&source).expect("tinychat") {
         let path = entry.expect("entry").path();
-        if path.is_file() {
-            std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
+        let file = path.file_name().expect("a name").to_owned();
+        if path.is_file() && file != held_back {
+            std::fs::copy(&path, models.join(file)).expect("copy");
         }
     }
-    let server = start(&launch, &models);
-    let name = &launch.name;
+    let pipe = models.join(held_back);
+    let made = Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", pipe.display());
+    let name = launch.name.clone();
+    let server = start(&launch, &models, |addr| {
+        assert!(
+            crate::support::process::wait_until(BOUND, || try_get(addr, "/v2/health/live")
+                .is_some_and(|(status, _)| status == 200)),
+            "/v2/health/live should answer 200 while the model loads"
+        );
+        let (status, body) = try_get(addr, "/v2/health/ready").expect("an answer");
+        assert_eq!(
+            (status, &body["code"]),
+            (503, &json!("not_ready")),
+            "{body}"
+        );
+        let (status, _) = try_get(addr, &format!("/v2/models/{name}/ready")).expect("an answer");
+        assert_eq!(status, 503);
+        assert_eq!(try_get(addr, "/healthz").map(|r| r.0), Some(200));
+        assert_eq!(try_get(addr, "/readyz").map(|r| r.0), Some(503));
+        // Now let loading finish.
+        let text = std::fs::read(source.join(held_back)).expect("read the real file");
+        std::fs::write(&pipe, text).expect("write the named pipe");
+    });
     assert_eq!(get(&server, "/v2/health/ready").0, 200);
+    assert_eq!(
+        get(&server, &format!("/v2/models/{name}/ready")).0,
+        404,
+        "a decoder folder is served through /v1 only"
+    );
     let (status, listed) = get(&server, "/v1/models");
     assert_eq!(status, 200);
     assert_eq!(listed["data"][0]["id"], json!(name), "{listed}");
@@ -369,6 +427,7 @@ fn the_serving_runtime_serves_a_decoder_folder_through_the_openai_routes() {
         answer["choices"][0]["message"]["content"].is_string(),
         "{answer}"
     );
+    drop(server);
     let _ = std::fs::remove_dir_all(&models);
 }
 
@@ -423,7 +482,7 @@ fn the_port_comes_from_the_port_variable_when_no_flag_names_it() {
         .chain([format!("--models={}", models.display())])
         .collect();
     let env = BTreeMap::from([("PORT".to_string(), free.to_string())]);
-    let server = spawn(&argv, &env);
+    let server = spawn(&argv, &env, |_| {});
     assert_eq!(server.addr.port(), free, "listening on $PORT");
     assert_eq!(get(&server, "/v2/models/iris/ready").0, 200);
     drop(server);
