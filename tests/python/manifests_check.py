@@ -1,4 +1,4 @@
-"""Checks the deployment manifests in deploy/ without a cluster (run by tests/kserve.rs).
+"""Checks the deployment manifests in deploy/ without a cluster (run by tests/kserve/manifests.rs).
 
 - every document in deploy/kubernetes/ validates with kubernetes-validate, strict (an unknown
   field is an error), against the newest Kubernetes version it knows;
