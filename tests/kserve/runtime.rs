@@ -499,3 +499,40 @@ fn kubernetes_variable_expansion_is_kubernetes_own() {
         "--model-name=iris"
     );
 }
+
+#[test]
+fn model_name_serves_a_file_path_or_a_folder_holding_one_decoder_folder() {
+    let file = crate::support::serve::ServeChild::builder()
+        .models(crate::support::repo("models/iris.onnx"))
+        .args(["--model-name", "flower"])
+        .start();
+    let reply = send(
+        &agent(BOUND),
+        "GET",
+        &file.url("/v2/models/flower/ready"),
+        &[],
+        b"",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // storageUri naming the parent of a decoder folder: /mnt/models/tinychat/...
+    let parent = scratch_dir("kserve-decoder-parent");
+    std::os::unix::fs::symlink(
+        crate::support::repo("models/tinychat"),
+        parent.join("tinychat"),
+    )
+    .expect("symlink the decoder folder");
+    let decoder = crate::support::serve::ServeChild::builder()
+        .models(&parent)
+        .args(["--model-name", "chat"])
+        .start();
+    let reply = send(&agent(BOUND), "GET", &decoder.url("/v1/models"), &[], b"");
+    assert_eq!(
+        reply.json()["data"][0]["id"],
+        json!("chat"),
+        "{}",
+        reply.text()
+    );
+    drop(decoder);
+    let _ = std::fs::remove_dir_all(&parent);
+}
