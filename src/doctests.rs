@@ -58,3 +58,8 @@ pub struct LanguageModels;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/conformance.md")]
 pub struct Conformance;
+
+/// docs/scaling.md: replicas and cores for a load, limits, KServe's autoscaling.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/scaling.md")]
+pub struct Scaling;

@@ -50,9 +50,20 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, default_value_t = 8000)]
-    port: u16,
+    /// Port to listen on (0 picks a free one) [default: the PORT environment variable, as
+    /// Knative and KServe set it, else 8000]
+    #[arg(long)]
+    port: Option<u16>,
+    /// Listen while the models load, answering the probes: /healthz and /v2/health/live 200,
+    /// /readyz, /v2/health/ready and /v2/models/NAME/ready 503 (anything else 404); without it
+    /// nothing listens until the models are loaded. `listening on` is printed once they are.
+    #[arg(long)]
+    probe_while_loading: bool,
+    /// Serve the one model at --models (a .onnx file whatever its name, a folder holding one,
+    /// or a decoder folder) under this name: KServe's storage initializer puts the model at
+    /// /mnt/models and the runtime names it `{{.Name}}`.
+    #[arg(long, value_name = "NAME")]
+    model_name: Option<String>,
     /// Handlers running at once (worker turns) [default: 256]
     #[arg(long)]
     workers: Option<usize>,
@@ -206,7 +217,10 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
             None => options.max_batch_size = spec.parse().map_err(|_| bad())?,
         }
     }
-    let models = ModelRegistry::load_dir_with(&dir, &options)?;
+    let port = match args.port {
+        Some(port) => port,
+        None => port_from_env()?,
+    };
     let mut settings = Settings::default();
     if let Some(workers) = args.workers {
         settings.workers = workers.max(1);
@@ -256,6 +270,23 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     };
     // Installed once, before anything logs; a second logger cannot be there yet.
     let _ = Logger::new(level, format).install();
+    let loading = match args.probe_while_loading {
+        true => Some(loading_server(settings.clone(), &args.host, port)?),
+        false => None,
+    };
+    let models = match &args.model_name {
+        Some(name) => ModelRegistry::load_one_with(&dir, name, &options)?,
+        None => ModelRegistry::load_dir_with(&dir, &options)?,
+    };
+    // The loaded server takes over the port the probes were answered on.
+    let port = match loading {
+        Some(server) => {
+            let port = server.addr().port();
+            server.shutdown();
+            port
+        }
+        None => port,
+    };
     let upstreams = args
         .upstreams
         .iter()
@@ -267,7 +298,7 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     let ready = protocol::Readiness::new(true);
     let app = App::new().with_settings(settings);
     let app = protocol::mount_with_upstreams(app, &models, &ready, &upstreams);
-    let server = app.bind((args.host.as_str(), args.port))?;
+    let server = app.bind((args.host.as_str(), port))?;
     #[cfg_attr(not(feature = "language-models"), allow(unused_mut))]
     let mut names: Vec<String> = models.iter().map(|m| m.name().to_string()).collect();
     #[cfg(feature = "language-models")]
@@ -331,6 +362,48 @@ fn stop_on_signals(
             }
         })?;
     Ok(())
+}
+
+/// A server for the time the models load: the liveness probes answer 200, the readiness
+/// probes 503 `not_ready`, so an orchestrator neither restarts a slow-loading server nor sends
+/// it traffic (KServe's v2 health protocol: live means the server answers, ready that its
+/// models are loaded).
+fn loading_server(
+    settings: Settings,
+    host: &str,
+    port: u16,
+) -> tinyserve::Result<tinyserve::Server> {
+    fn not_ready(_: &tinyserve::Request) -> tinyserve::Result<tinyserve::Json<serde_json::Value>> {
+        Err(tinyserve::Error::new(
+            tinyserve::ErrorKind::NotReady,
+            "models are loading",
+        ))
+    }
+    App::new()
+        .with_settings(settings)
+        .get("/healthz", |_| {
+            tinyserve::Json(serde_json::json!({"status": "ok"}))
+        })
+        .get("/v2/health/live", |_| {
+            tinyserve::Json(serde_json::json!({"live": true}))
+        })
+        .get("/readyz", not_ready)
+        .get("/v2/health/ready", not_ready)
+        .get("/v2/models/<name>/ready", not_ready)
+        .bind((host, port))
+}
+
+/// The port in the `PORT` environment variable (Knative and KServe set it to the container's
+/// port), else 8000.
+fn port_from_env() -> tinyserve::Result<u16> {
+    match std::env::var("PORT") {
+        Ok(text) if !text.trim().is_empty() => text.trim().parse().map_err(|_| {
+            tinyserve::Error::bad_request(format!(
+                "PORT={text:?}: expected a port number (0 to 65535)"
+            ))
+        }),
+        _ => Ok(8000),
+    }
 }
 
 /// A `--root-path` such as `/api`: it ends up in generated links, so nothing else.

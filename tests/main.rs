@@ -11,6 +11,7 @@ mod generation;
 mod hostile;
 mod http;
 mod https;
+mod kserve;
 mod logging;
 mod models;
 mod openai;

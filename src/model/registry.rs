@@ -116,6 +116,109 @@ impl ModelRegistry {
         })
     }
 
+    /// Loads one model named `name` from `path`, whatever its file is called: what KServe's
+    /// storage initializer put at `/mnt/models` for `tinyserve serve --model-name NAME`.
+    /// `path` may be a `.onnx` file; a decoder folder (it holds `tokenizer.json`); a folder
+    /// holding exactly one `.onnx` file; or a folder holding no `.onnx` file and exactly one
+    /// decoder folder. Anything else fails, naming what the folder holds.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use tinyserve::model::{ModelOptions, ModelRegistry};
+    /// let models = ModelRegistry::load_one_with("/mnt/models", "iris", &ModelOptions::default())?;
+    /// assert!(models.get("iris").is_ok());
+    /// # Ok::<(), tinyserve::Error>(())
+    /// ```
+    pub fn load_one_with(
+        path: impl AsRef<Path>,
+        name: &str,
+        options: &ModelOptions,
+    ) -> Result<ModelRegistry> {
+        let path = path.as_ref();
+        let fail = |why: String| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("model \"{name}\" at {}: {why}", path.display()),
+            )
+        };
+        if path.is_file() {
+            return Ok(ModelRegistry::of_model(Model::load(name, path, options)?));
+        }
+        if path.join("tokenizer.json").is_file() {
+            return ModelRegistry::of_decoder(name, path, options);
+        }
+        let mut files = Vec::new();
+        let mut folders = Vec::new();
+        let entries = std::fs::read_dir(path).map_err(|err| fail(format!("cannot read: {err}")))?;
+        for entry in entries {
+            let entry = entry
+                .map_err(|err| fail(format!("cannot read: {err}")))?
+                .path();
+            if entry.extension().is_some_and(|ext| ext == "onnx") && entry.is_file() {
+                files.push(entry);
+            } else if is_decoder_dir(&entry) {
+                folders.push(entry);
+            }
+        }
+        files.sort();
+        match (files.as_slice(), folders.as_slice()) {
+            ([file], _) => Ok(ModelRegistry::of_model(Model::load(name, file, options)?)),
+            ([], [folder]) => ModelRegistry::of_decoder(name, folder, options),
+            ([], []) => Err(fail(
+                "expected one .onnx file or one decoder folder, found neither".into(),
+            )),
+            _ => {
+                let found: Vec<String> = files
+                    .iter()
+                    .chain(&folders)
+                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect();
+                Err(fail(format!(
+                    "expected one model, found {}: serve the folder without --model-name to \
+                     serve each under its own name",
+                    found.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// A registry holding `model` alone.
+    fn of_model(model: Model) -> ModelRegistry {
+        let mut models = BTreeMap::new();
+        models.insert(model.name().to_string(), Arc::new(model));
+        ModelRegistry {
+            models: Arc::new(models),
+            #[cfg(feature = "language-models")]
+            decoders: Arc::default(),
+        }
+    }
+
+    /// A registry holding the decoder folder `dir` alone, called `name`.
+    fn of_decoder(name: &str, dir: &Path, options: &ModelOptions) -> Result<ModelRegistry> {
+        #[cfg(feature = "language-models")]
+        {
+            let decoder = Decoder::load_with(name, dir, options)?;
+            let mut decoders = BTreeMap::new();
+            decoders.insert(name.to_string(), Arc::new(decoder));
+            Ok(ModelRegistry {
+                models: Arc::default(),
+                decoders: Arc::new(decoders),
+            })
+        }
+        #[cfg(not(feature = "language-models"))]
+        {
+            let _ = (name, options);
+            Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "model folder {} is a decoder folder, but this build of tinyserve lacks \
+                     the `language-models` feature",
+                    dir.display()
+                ),
+            ))
+        }
+    }
+
     /// The names of the decoder folder models, in name order (none without the
     /// `language-models` feature).
     pub fn decoder_names(&self) -> impl Iterator<Item = &str> {
