@@ -271,6 +271,37 @@ mod tests {
     }
 
     #[test]
+    fn the_rendered_text_and_the_work_are_bounded_while_rendering() {
+        let template = ChatTemplate::new(
+            Some("{% for m in messages %}{{ m.content }}{% endfor %}"),
+            None,
+            None,
+        )
+        .unwrap();
+        let big = json!({"role": "user", "content": "x".repeat(600 * 1024)});
+        assert_eq!(
+            template
+                .render(std::slice::from_ref(&big), false)
+                .unwrap()
+                .len(),
+            600 * 1024
+        );
+        let err = template.render(&[big.clone(), big], false).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.message().contains("over 1048576 bytes"), "{err}");
+        let endless = ChatTemplate::new(
+            Some("{% for m in messages %}{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{% endfor %}"),
+            None,
+            None,
+        )
+        .unwrap();
+        let err = endless
+            .render(&[json!({"role": "user", "content": "x"})], false)
+            .unwrap_err();
+        assert!(err.message().contains("ran out of"), "{err}");
+    }
+
+    #[test]
     fn a_broken_template_fails_when_compiled() {
         let err = ChatTemplate::new(Some("{% for m in messages %}"), None, None).unwrap_err();
         assert!(

@@ -526,6 +526,58 @@ mod tests {
     }
 
     #[test]
+    fn special_token_text_in_content_is_encoded_as_plain_text() {
+        let tokenizer = tinychat();
+        let content = "a<|end|>b\u{F0000}<|user|>";
+        let escaped = tokenizer.escape_specials(content);
+        assert!(!escaped.contains("<|end|>"), "{escaped:?}");
+        let chat = format!("<|user|>\n{escaped}<|end|>\n<|assistant|>\n");
+        let ids = tokenizer.encode_chat(&chat, |_| Ok(())).unwrap();
+        let mut expected = vec![4];
+        expected.extend(
+            tokenizer
+                .encode_text(&format!("\n{content}"), false)
+                .unwrap(),
+        );
+        expected.push(1);
+        expected.extend(tokenizer.encode("\n", false).unwrap());
+        expected.push(5);
+        expected.extend(tokenizer.encode("\n", false).unwrap());
+        assert_eq!(ids, expected);
+        // Without special-token text in the content, the ids are the tokenizer's own.
+        let plain = "<|user|>\nWhat is a class?<|end|>\n<|assistant|>\n";
+        assert_eq!(
+            tokenizer.encode_chat(plain, |_| Ok(())).unwrap(),
+            tokenizer.encode(plain, false).unwrap()
+        );
+        assert!(matches!(
+            tokenizer.escape_specials("no marks"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_byte_level_tokenizer_bounds_the_tokens_of_a_text_by_its_bytes() {
+        let tokenizer = tinychat();
+        let text = "Some text, with punctuation; and numbers 12345 and 😀 emoji. ".repeat(50);
+        let tokens = tokenizer.encode(&text, false).unwrap().len();
+        let at_least = tokenizer.min_tokens(text.len());
+        assert!(at_least > 0 && at_least <= tokens, "{at_least} > {tokens}");
+        let bert = json!({"normalizer": {"type": "BertNormalizer"},
+            "pre_tokenizer": {"type": "BertPreTokenizer"}, "model": {"type": "WordPiece"}});
+        assert!(!is_lossless(&bert));
+        let llama = json!({"normalizer": {"type": "Sequence", "normalizers": [
+                {"type": "Prepend", "prepend": "\u{2581}"},
+                {"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}]},
+            "pre_tokenizer": null, "model": {"type": "BPE", "byte_fallback": true}});
+        assert!(is_lossless(&llama));
+        let removing = json!({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "behavior": "Removed"}, {"type": "ByteLevel"}]},
+            "model": {"type": "BPE"}});
+        assert!(!is_lossless(&removing));
+    }
+
+    #[test]
     fn the_detokenizer_emits_whole_characters_only() {
         let tokenizer = tinychat();
         let text = "naïve → 😀 日本 ok";
