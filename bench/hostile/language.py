@@ -1,7 +1,8 @@
 """Issue 23's attacks on the language-model routes and the transport, against a tinyserve binary.
 
 usage (from the repository root): python3 bench/hostile/language.py BINARY CASE
-CASE: 1 (400,000 messages, empty role), 1x3 (three at once), 2 (four 2.5 MB stop strings),
+CASE: 3 (8 addresses in 8 /24 networks x 128 slow heads; a valid client from another network
+sends 25 requests), 1 (400,000 messages, empty role), 1x3 (three at once), 2 (four 2.5 MB stop strings),
 2base (the same request without them), 6 (1 MiB prompt to tinychat), 7 (special-token text in
 content), 5 (half-close after a non-streaming request).
 Each case starts a fresh `BINARY serve --models models`; prints the status, the server's CPU
@@ -107,4 +108,65 @@ elif CASE == "5":
     p, addr = start()
     body = {"model": "tinychat", "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}
     print("half-closed:", post(addr, "/v1/completions", json.dumps(body).encode(), half_close=True))
+    p.kill()
+elif CASE == "3":
+    p, addr = start()
+    stop = threading.Event()
+    held = [0] * 8
+
+    def attacker(i):
+        socks = []
+        def connect():
+            s = socket.socket()
+            s.bind((f"127.0.{i + 1}.2", 0))
+            s.settimeout(2)
+            try:
+                s.connect(addr)
+                s.sendall(b"GET /v2/models/iris HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            except OSError:
+                s.close()
+                return None
+            return s
+        while len(socks) < 128 and not stop.is_set():
+            s = connect()
+            if s:
+                socks.append(s)
+        while not stop.is_set():
+            for n, s in enumerate(socks):
+                try:
+                    s.sendall(b"a")
+                except OSError:
+                    s.close()
+                    socks[n] = connect() or s
+            held[i] = len(socks)
+            time.sleep(0.5)
+        for s in socks:
+            s.close()
+
+    threads = [threading.Thread(target=attacker, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    time.sleep(8)
+    ok = 0
+    statuses = []
+    for _ in range(25):
+        t0 = time.time()
+        try:
+            s = socket.socket()
+            s.bind(("127.0.100.1", 0))
+            s.settimeout(2)
+            s.connect(addr)
+            s.sendall(b"GET /v2/models/iris HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = s.recv(65536)
+            status = data.split(b" ", 2)[1].decode() if data else "closed"
+            s.close()
+        except OSError as e:
+            status = type(e).__name__
+        took = time.time() - t0
+        statuses.append(status)
+        ok += status == "200" and took < 2
+        time.sleep(0.1)
+    print("attacker connections held (sockets per address):", held)
+    print(f"valid client from 127.0.100.1: {ok} of 25 answered 200 within 2 s; statuses {statuses}")
+    stop.set()
+    [t.join() for t in threads]
     p.kill()

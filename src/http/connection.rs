@@ -154,7 +154,7 @@ pub(super) fn serve_connection(shared: &Arc<Shared>, socket: TcpStream, slot: &S
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let head = match conn.read_head(limits, first, || slot.set_busy()) {
+        let head = match conn.read_head(limits, first, || slot.set_reading_head()) {
             Ok(head) => head,
             Err(ReadError::Closed) => return,
             Err(ReadError::Reject(err)) => return reject(&mut conn, &err),
