@@ -202,7 +202,7 @@ pub(super) fn serve_connection(shared: &Arc<Shared>, socket: TcpStream, slot: &S
             None => match conn.read_body(&head, framing, limits) {
                 Ok(body) => {
                     let mut request = request.with_body(body);
-                    request.set_socket(conn.socket());
+                    request.set_socket(conn.socket(), head.minor_version > 0);
                     run(shared, request, slot.is_reserved())
                 }
                 Err(err) => {

@@ -398,3 +398,50 @@ fn a_half_closed_client_gets_the_whole_stream() {
     assert_eq!(statuses(&answer), [200]);
     assert_survived(&mut server, rss);
 }
+
+/// Issue #23, case 5: a complete non-streaming `/v1` request, then a half-close: the client is
+/// answered (before, the generation was cancelled as if it had left). A client that closed for
+/// good still stops the generation (`hostile::memory::non_streaming_generation_stops_…`).
+#[test]
+fn a_half_closed_client_gets_its_non_streaming_completion() {
+    let (mut server, rss) = start(&[]);
+    for model in ["bytelm", "tinychat"] {
+        let body = format!(
+            r#"{{"model":"{model}","prompt":"Once upon a time","max_tokens":8,"temperature":0}}"#
+        );
+        let request = format!(
+            "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = half_closed(server.addr, request.as_bytes());
+        let text = String::from_utf8_lossy(&answer);
+        // The final answer, after at most the interim `100 Continue` that told the half-close
+        // from a close.
+        assert_eq!(statuses(&answer).last(), Some(&200), "{model}: {text}");
+        assert!(
+            text.contains("\"finish_reason\":\"length\""),
+            "{model}: {text}"
+        );
+        assert!(text.contains("\"completion_tokens\":8"), "{model}: {text}");
+    }
+    assert_survived(&mut server, rss);
+}
+
+/// Issue #23, case 8: an HTTP/1.0 client's `Expect: 100-continue` is ignored, as RFC 9110
+/// says: it gets no 1xx, only its answer.
+#[test]
+fn an_http_1_0_client_gets_no_100_continue() {
+    let (mut server, rss) = start(&[]);
+    let body = "[[5.1, 3.5, 1.4, 0.2]]";
+    let request = format!(
+        "POST /models/iris/predict HTTP/1.0\r\nContent-Type: application/json\r\n\
+         Expect: 100-continue\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = send_and_wait_close(server.addr, request.as_bytes());
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(statuses(&answer), [200], "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert_survived(&mut server, rss);
+}
