@@ -35,6 +35,13 @@ def cpu(p):
 
 
 def post(addr, path, body, half_close=False):
+    try:
+        return _post(addr, path, body, half_close)
+    except OSError as e:
+        return type(e).__name__, b""
+
+
+def _post(addr, path, body, half_close=False):
     s = socket.create_connection(addr, timeout=300)
     head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
@@ -169,4 +176,37 @@ elif CASE == "3":
     print(f"valid client from 127.0.100.1: {ok} of 25 answered 200 within 2 s; statuses {statuses}")
     stop.set()
     [t.join() for t in threads]
+    p.kill()
+elif CASE.startswith("burst"):
+    # What the allocator keeps: ROUNDS rounds of K concurrent large requests (a 6.3 MB iris
+    # body with a 15.5 MB answer, and a 10 MB chat body refused), then RSS 1 s and 10 s later.
+    k, rounds = 16, 4
+    p, addr = start()
+    time.sleep(0.5)
+    idle, _ = rss(p)
+    rows = json.dumps([[5.1, 3.5, 1.4, 0.2]] * 370_000).encode()
+    chat = many_messages().replace(b'"role":""', b'"role":"user"')
+    for r in range(rounds):
+        threads = [threading.Thread(target=post, args=(addr, "/models/iris/predict" if i % 2 else "/v1/chat/completions", rows if i % 2 else chat)) for i in range(k)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        now, peak = rss(p)
+        print(f"round {r + 1}: RSS +{(now - idle) / 1024:.0f} MB, peak +{(peak - idle) / 1024:.0f} MB")
+    for wait in (1, 10):
+        time.sleep(wait if wait == 1 else 9)
+        now, peak = rss(p)
+        print(f"{wait} s after: RSS +{(now - idle) / 1024:.0f} MB (idle {idle / 1024:.0f} MB), peak +{(peak - idle) / 1024:.0f} MB")
+    p.kill()
+elif CASE == "tokens":
+    # Server CPU per generated token: 4 clients, 3 rounds of tinychat completions of 400 tokens.
+    p, addr = start()
+    time.sleep(0.5)
+    body = json.dumps({"model": "tinychat", "prompt": "Once upon a time", "max_tokens": 400,
+                       "temperature": 0.7, "seed": 1}).encode()
+    c0 = cpu(p)
+    for _ in range(3):
+        threads = [threading.Thread(target=post, args=(addr, "/v1/completions", body)) for _ in range(4)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    print(f"server CPU per token: {(cpu(p) - c0) / (3 * 4 * 400) * 1e6:.0f} us")
     p.kill()
