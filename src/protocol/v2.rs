@@ -266,7 +266,9 @@ fn infer(models: &ModelRegistry, req: &Request) -> Result<Response> {
     let body = req.body();
     let (json, mut binary): (&[u8], &[u8]) = match req.header(BINARY_HEADER) {
         Some(len) => {
-            let len: usize = len.trim().parse().map_err(|_| {
+            // Digits only: Rust's `parse` would also read `+5` as 5.
+            let digits = Some(len.trim()).filter(|l| l.bytes().all(|b| b.is_ascii_digit()));
+            let len: usize = digits.and_then(|l| l.parse().ok()).ok_or_else(|| {
                 Error::bad_request(format!("{BINARY_HEADER} is not a number: {len:?}"))
             })?;
             if len > body.len() {

@@ -445,3 +445,44 @@ fn an_http_1_0_client_gets_no_100_continue() {
     assert!(!text.contains("100 Continue"), "{text}");
     assert_survived(&mut server, rss);
 }
+
+/// Issue #23, case 8: the small points fixed in the transport and the routes. A head with a
+/// bare LF line end is refused (a proxy in front may not read it as tinyserve did); the
+/// `Bearer` scheme is case-insensitive; `Inference-Header-Content-Length: +5` is not a number.
+#[test]
+fn bare_lf_heads_lower_case_bearer_and_signed_lengths() {
+    let (mut server, rss) = with_key(&[]);
+    let answer = send_and_wait_close(
+        server.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: t\nX-Hidden: 1\r\n\r\n",
+    );
+    assert_eq!(
+        statuses(&answer),
+        [400],
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let request = format!(
+            "GET /v2/models/iris HTTP/1.1\r\nHost: t\r\nAuthorization: {scheme} sesame\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let answer = send_and_wait_close(server.addr, request.as_bytes());
+        assert_eq!(statuses(&answer), [200], "{scheme}");
+    }
+    let header = r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}]}"#;
+    let mut request = format!(
+        "POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer sesame\r\n\
+         Connection: close\r\nContent-Type: application/octet-stream\r\n\
+         Inference-Header-Content-Length: +{}\r\nContent-Length: {}\r\n\r\n{header}",
+        header.len(),
+        header.len() + 16
+    )
+    .into_bytes();
+    request.extend_from_slice(&[0u8; 16]);
+    let answer = send_and_wait_close(server.addr, &request);
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(statuses(&answer), [400], "{text}");
+    assert!(text.contains("is not a number"), "{text}");
+    assert_survived(&mut server, rss);
+}
