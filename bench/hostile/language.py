@@ -81,14 +81,15 @@ def run(bodies, path, extra=()):
     p.kill()
 
 
-def many_messages():
-    one = '{"role":"","content":"a"},'
+def many_messages(one='{"role":"","content":"a"},'):
     n = (10 * 1024 * 1024 - 200) // len(one)
     return ('{"model":"tinychat","max_tokens":1,"messages":[' + one * n + '{"role":"user","content":"a"}]}').encode()
 
 
 if CASE == "1":
     run([many_messages()], "/v1/chat/completions")
+elif CASE == "1user":
+    run([many_messages('{"role":"user","content":"a"},')], "/v1/chat/completions")
 elif CASE == "1x3":
     run([many_messages()] * 3, "/v1/chat/completions")
 elif CASE in ("2", "2base"):
@@ -185,7 +186,7 @@ elif CASE.startswith("burst"):
     time.sleep(0.5)
     idle, _ = rss(p)
     rows = json.dumps([[5.1, 3.5, 1.4, 0.2]] * 370_000).encode()
-    chat = many_messages().replace(b'"role":""', b'"role":"user"')
+    chat = many_messages('{"role":"user","content":"a"},')
     for r in range(rounds):
         threads = [threading.Thread(target=post, args=(addr, "/models/iris/predict" if i % 2 else "/v1/chat/completions", rows if i % 2 else chat)) for i in range(k)]
         [t.start() for t in threads]

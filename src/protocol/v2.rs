@@ -355,6 +355,15 @@ fn respond(model: &Model, request: InferRequest, outputs: Vec<Tensor>) -> Result
             let mut outputs = outputs;
             let mut selected = Vec::with_capacity(wanted.len());
             for want in wanted {
+                if selected
+                    .iter()
+                    .any(|(t, _): &(Tensor, bool)| t.name == want.name)
+                {
+                    return Err(Error::invalid_input(format!(
+                        "output \"{}\" is requested twice",
+                        want.name
+                    )));
+                }
                 let Some(pos) = outputs.iter().position(|t| t.name == want.name) else {
                     return Err(Error::invalid_input(format!(
                         "unknown output \"{}\": model \"{}\" has outputs {}",

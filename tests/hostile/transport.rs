@@ -486,3 +486,23 @@ fn bare_lf_heads_lower_case_bearer_and_signed_lengths() {
     assert!(text.contains("is not a number"), "{text}");
     assert_survived(&mut server, rss);
 }
+
+/// Issue #23, case 8: an output requested twice is named as such.
+#[test]
+fn an_output_requested_twice_is_named() {
+    let (mut server, rss) = start(&[]);
+    let body = r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}],"outputs":[{"name":"label"},{"name":"label"}]}"#;
+    let request = format!(
+        "POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = send_and_wait_close(server.addr, request.as_bytes());
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(statuses(&answer), [400], "{text}");
+    assert!(
+        text.contains("output \\\"label\\\" is requested twice"),
+        "{text}"
+    );
+    assert_survived(&mut server, rss);
+}
