@@ -339,9 +339,11 @@ impl App {
         if self.is_public(req.path()) {
             return true;
         }
+        // The scheme is case-insensitive (RFC 9110 section 11.1): `bearer` is `Bearer`.
         req.header("Authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|token| key.matches(token.trim()))
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .is_some_and(|(_, token)| key.matches(token.trim()))
     }
 
     /// The `Access-Control-Allow-Origin` value for `origin`, when CORS allows it.

@@ -37,6 +37,9 @@ pub struct Request {
     /// The client's socket, checked by [`Request::is_client_gone`]; none for requests built
     /// by hand. Weak, so a request kept by a handler never keeps the connection open.
     socket: Option<Weak<TcpStream>>,
+    /// Whether the client may be sent an interim `100 Continue` (HTTP/1.1), and whether it was.
+    interim: bool,
+    probed: Arc<AtomicBool>,
     origin: Option<Origin>,
     root_path: String,
     request_id: String,
@@ -60,6 +63,8 @@ impl Request {
             remote_addr: None,
             gone: Arc::new(AtomicBool::new(false)),
             socket: None,
+            interim: false,
+            probed: Arc::new(AtomicBool::new(false)),
             origin: None,
             root_path: String::new(),
             request_id: String::new(),
@@ -151,8 +156,51 @@ impl Request {
     }
 
     /// Ties the request to the client's socket, for [`Request::is_client_gone`].
-    pub(crate) fn set_socket(&mut self, socket: &Arc<TcpStream>) {
+    /// `interim`: the client speaks HTTP/1.1, and may be sent a `100 Continue`.
+    pub(crate) fn set_socket(&mut self, socket: &Arc<TcpStream>, interim: bool) {
         self.socket = Some(Arc::downgrade(socket));
+        self.interim = interim;
+    }
+
+    /// Whether the client has gone for good, for a handler whose answer is not written yet (a
+    /// generation that stops for nobody). Unlike [`Request::is_client_gone`], a client that only
+    /// half-closed after its request is still there: the first time its socket reads closed,
+    /// an HTTP/1.1 client is sent an interim `100 Continue`, which clients skip; a client that
+    /// closed its socket answers that with a reset, and a later call says gone. An HTTP/1.0
+    /// client cannot be sent one, and its closed reading side counts as gone.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::Request;
+    /// // A request built by hand has no socket: its client never goes.
+    /// assert!(!Request::new("POST", "/v1/completions").is_client_gone_for_good());
+    /// ```
+    pub fn is_client_gone_for_good(&self) -> bool {
+        use crate::http::wire::{peer_state, probe_with_continue, Peer};
+        if self.gone.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Some(socket) = self.socket.as_ref() else {
+            return false;
+        };
+        let gone = match socket.upgrade() {
+            None => true,
+            Some(socket) => match peer_state(&socket) {
+                Peer::Open => false,
+                Peer::Gone => true,
+                Peer::ReadClosed if !self.interim => true,
+                // After the end of stream, a read reports the end rather than the reset: the
+                // reset shows as the socket's pending error.
+                Peer::ReadClosed => match self.probed.swap(true, Ordering::Relaxed) {
+                    true => !matches!(socket.take_error(), Ok(None)),
+                    false => !probe_with_continue(&socket),
+                },
+            },
+        };
+        if gone {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        gone
     }
 
     /// Whether the client closed its connection while this request was being handled; a
@@ -306,7 +354,7 @@ mod tests {
     fn client_gone_follows_the_socket() {
         let (client, server) = connected();
         let mut req = Request::new("GET", "/");
-        req.set_socket(&server);
+        req.set_socket(&server, true);
         assert!(!req.is_client_gone(), "connected and silent");
         drop(client);
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -316,17 +364,65 @@ mod tests {
         // A pipelined next request is unread data, not a departure.
         let (client, server) = connected();
         let mut req = Request::new("GET", "/");
-        req.set_socket(&server);
+        req.set_socket(&server, true);
         std::io::Write::write_all(&mut &client, b"GET / HTTP/1.1\r\n").expect("write");
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(!req.is_client_gone(), "data waiting");
     }
 
     #[test]
+    fn a_half_closed_client_is_not_gone_for_good_and_a_closed_one_is() {
+        let (client, server) = connected();
+        let mut req = Request::new("POST", "/");
+        req.set_socket(&server, true);
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            req.is_client_gone(),
+            "a half-close reads as an end of stream"
+        );
+        let mut req = Request::new("POST", "/");
+        req.set_socket(&server, true);
+        assert!(!req.is_client_gone_for_good(), "probed, still there");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !req.is_client_gone_for_good(),
+            "the probe was answered by no reset"
+        );
+        let mut interim = [0u8; 25];
+        std::io::Read::read_exact(&mut &client, &mut interim).expect("read the probe");
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+
+        let (client, server) = connected();
+        let mut req = Request::new("POST", "/");
+        req.set_socket(&server, true);
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!req.is_client_gone_for_good(), "probed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            req.is_client_gone_for_good(),
+            "the closed socket reset the connection"
+        );
+
+        // HTTP/1.0 gets no interim answer: a closed reading side is gone.
+        let (client, server) = connected();
+        let mut req = Request::new("POST", "/");
+        req.set_socket(&server, false);
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(req.is_client_gone_for_good());
+    }
+
+    #[test]
     fn client_gone_when_the_connection_has_ended_and_a_request_never_holds_it_open() {
         let (client, server) = connected();
         let mut req = Request::new("GET", "/");
-        req.set_socket(&server);
+        req.set_socket(&server, true);
         let kept = req.clone();
         drop(server);
         assert!(kept.is_client_gone());

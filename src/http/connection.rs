@@ -195,7 +195,7 @@ pub(super) fn serve_connection(shared: &Arc<Shared>, socket: TcpStream, slot: &S
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let head = match conn.read_head(limits, first, || slot.set_busy()) {
+        let head = match conn.read_head(limits, first, || slot.set_reading_head()) {
             Ok(head) => head,
             Err(ReadError::Closed) => return,
             Err(ReadError::Reject(err)) => return reject(&mut conn, &err),
@@ -243,7 +243,7 @@ pub(super) fn serve_connection(shared: &Arc<Shared>, socket: TcpStream, slot: &S
             None => match conn.read_body(&head, framing, limits) {
                 Ok(body) => {
                     let mut request = request.with_body(body);
-                    request.set_socket(conn.socket());
+                    request.set_socket(conn.socket(), head.minor_version > 0);
                     run(shared, request, slot.is_reserved())
                 }
                 Err(err) => {

@@ -122,6 +122,13 @@ pub(crate) fn resolve(
     trusted: &TrustedProxies,
 ) -> Origin {
     let header = |name: &str| headers.get(name).map(str::trim);
+    // Repeated lines of a list header are one list, in order (RFC 9110 section 5.3): a client
+    // must not hide in a second `X-Forwarded-For` line what a proxy appended to the first.
+    let list = |name: &str| -> Option<String> {
+        let mut lines = headers.get_all(name).peekable();
+        lines.peek()?;
+        Some(lines.map(str::trim).collect::<Vec<_>>().join(", "))
+    };
     let mut origin = Origin {
         client: peer.map(|p| p.ip()),
         scheme: "http".to_string(),
@@ -131,12 +138,14 @@ pub(crate) fn resolve(
     let Some(peer) = peer.filter(|p| trusted.contains(p.ip())) else {
         return origin;
     };
-    let x_forwarded_for = header("X-Forwarded-For");
+    let x_forwarded_for = list("X-Forwarded-For");
     let forwarded = match x_forwarded_for {
         Some(_) => Vec::new(),
-        None => header("Forwarded").map(parse_forwarded).unwrap_or_default(),
+        None => list("Forwarded")
+            .map(|value| parse_forwarded(&value))
+            .unwrap_or_default(),
     };
-    let hops: Vec<IpAddr> = match x_forwarded_for {
+    let hops: Vec<IpAddr> = match &x_forwarded_for {
         Some(list) => list.split(',').filter_map(|h| parse_ip(h.trim())).collect(),
         None => forwarded.iter().filter_map(|e| e.for_ip).collect(),
     };
@@ -151,18 +160,18 @@ pub(crate) fn resolve(
     origin.client = Some(client);
     // The nearest proxy that says anything about the scheme or host is believed.
     let proto = forwarded.iter().rev().find_map(|e| e.proto.clone());
-    if let Some(proto) = proto.or_else(|| header("X-Forwarded-Proto").map(last_item)) {
+    if let Some(proto) = proto.or_else(|| list("X-Forwarded-Proto").as_deref().map(last_item)) {
         if proto.eq_ignore_ascii_case("https") || proto.eq_ignore_ascii_case("http") {
             origin.scheme = proto.to_ascii_lowercase();
         }
     }
     let host = forwarded.iter().rev().find_map(|e| e.host.clone());
-    if let Some(host) = host.or_else(|| header("X-Forwarded-Host").map(last_item)) {
+    if let Some(host) = host.or_else(|| list("X-Forwarded-Host").as_deref().map(last_item)) {
         if is_host(&host) {
             origin.host = Some(host);
         }
     }
-    if let Some(prefix) = header("X-Forwarded-Prefix").map(last_item) {
+    if let Some(prefix) = list("X-Forwarded-Prefix").as_deref().map(last_item) {
         if is_prefix(&prefix) {
             origin.prefix = Some(prefix.trim_end_matches('/').to_string());
         }
@@ -299,6 +308,24 @@ mod tests {
         assert_eq!(origin.client, "203.0.113.7".parse().ok());
         assert_eq!(origin.scheme, "http");
         assert_eq!(origin.host.as_deref(), Some("models.example.com"));
+    }
+
+    #[test]
+    fn repeated_lines_are_one_list_read_from_the_right() {
+        // The client sent the first line itself; a proxy that adds a line of its own rather
+        // than append to the first wrote the second.
+        let trusted = TrustedProxies::default();
+        let mut h = Headers::new();
+        h.append("X-Forwarded-For", "6.6.6.6");
+        h.append("X-Forwarded-For", "203.0.113.7");
+        let origin = resolve(peer("127.0.0.1"), &h, &trusted);
+        assert_eq!(origin.client, "203.0.113.7".parse().ok());
+        let mut h = Headers::new();
+        h.append("Forwarded", "for=6.6.6.6;proto=http");
+        h.append("Forwarded", "for=198.51.100.7;proto=https");
+        let origin = resolve(peer("127.0.0.1"), &h, &trusted);
+        assert_eq!(origin.client, "198.51.100.7".parse().ok());
+        assert_eq!(origin.scheme, "https");
     }
 
     #[test]

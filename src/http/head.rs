@@ -45,6 +45,11 @@ pub(super) fn parse_head(buf: &[u8], max_headers: usize) -> httparse::Result<(us
     ) -> httparse::Result<(usize, Head)> {
         let mut parsed = httparse::Request::new(headers);
         Ok(match parsed.parse(buf)? {
+            // httparse accepts a bare LF as a line end (RFC 9112 allows it); a proxy in front
+            // that does not could read the head differently, so it is refused.
+            httparse::Status::Complete(len) if has_bare_lf(&buf[..len]) => {
+                return Err(httparse::Error::NewLine)
+            }
             httparse::Status::Complete(len) => httparse::Status::Complete((
                 len,
                 Head {
@@ -75,6 +80,13 @@ pub(super) fn parse_head(buf: &[u8], max_headers: usize) -> httparse::Result<(us
     }
 }
 
+/// Whether `head` has a line ending in LF alone, without CR.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +106,22 @@ mod tests {
                 0..40,
             ),
         )
+    }
+
+    #[test]
+    fn a_bare_lf_line_end_is_refused() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\nX-Hidden: b\r\n\r\n";
+        assert!(matches!(
+            parse_head(head, 10),
+            Err(httparse::Error::NewLine)
+        ));
+        let head = b"GET / HTTP/1.1\nHost: a\n\n";
+        assert!(parse_head(head, 10).is_err());
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(matches!(
+            parse_head(head, 10),
+            Ok(httparse::Status::Complete(_))
+        ));
     }
 
     proptest! {

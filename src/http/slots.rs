@@ -4,8 +4,13 @@
 //! - `max_connections` regular slots; when all are taken, a new connection takes the slot of
 //!   the connection idle longest (one that has sent nothing yet, or waits between requests),
 //!   which is closed at once. A connection busy with a request is never taken.
-//! - When none is idle, the newcomer gets one of [`RESERVED_SLOTS`], which serve only the health
-//!   probes (the settings' `public_paths`), one request each; past those, 503 at once.
+//! - When none is idle, the newcomer takes the slot of a connection still sending its request
+//!   head: the oldest head of the network (IPv4 /24, IPv6 /64) that has the most heads in
+//!   progress. Heads sent slowly from many addresses cannot hold every slot: a normal client
+//!   sends its head in one packet, so the slowest and the most numerous give way first.
+//! - When none is idle or sending a head, the newcomer gets one of [`RESERVED_SLOTS`], which
+//!   serve only the health probes (the settings' `public_paths`), one request each; past
+//!   those, 503 at once.
 //! - One client address may hold at most `max_connections_per_ip` slots (IPv6 counted by /64),
 //!   unless it is a trusted proxy, whose connections carry many clients.
 
@@ -49,6 +54,10 @@ pub(crate) struct Slot {
     /// Milliseconds since the table's epoch, plus one, since the connection became idle
     /// (waiting for a request's first byte); 0 while a request is read, handled or answered.
     idle_since: AtomicU64,
+    /// The same, since a request head started to arrive; 0 when no head is being read.
+    head_since: AtomicU64,
+    /// The peer's network (IPv4 /24, IPv6 /64), whose heads in progress are counted together.
+    network: Option<IpAddr>,
     epoch: Instant,
     reserved: bool,
     /// The address counted against the per-client cap; none when the cap does not apply.
@@ -58,13 +67,25 @@ pub(crate) struct Slot {
 impl Slot {
     /// Marks the connection idle: waiting for a request's first byte.
     pub(crate) fn set_idle(&self) {
-        let since = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        self.idle_since.store(since + 1, Ordering::SeqCst);
+        self.head_since.store(0, Ordering::SeqCst);
+        self.idle_since.store(self.now(), Ordering::SeqCst);
     }
 
-    /// Marks the connection busy: a request is being read, handled or answered.
+    /// Marks the connection as sending a request head: its first byte has come.
+    pub(crate) fn set_reading_head(&self) {
+        self.head_since.store(self.now(), Ordering::SeqCst);
+        self.idle_since.store(0, Ordering::SeqCst);
+    }
+
+    /// Marks the connection busy: a request's body is being read, or it is handled or answered.
     pub(crate) fn set_busy(&self) {
         self.idle_since.store(0, Ordering::SeqCst);
+        self.head_since.store(0, Ordering::SeqCst);
+    }
+
+    /// Milliseconds since the epoch, plus one (0 means "not in that state").
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
     }
 
     fn is_idle(&self) -> bool {
@@ -101,12 +122,11 @@ impl Slots {
         let handle = socket
             .try_clone()
             .map_err(|_| Error::overloaded("cannot take the connection"))?;
-        let client = socket
-            .peer_addr()
-            .ok()
-            .map(|peer| peer.ip().to_canonical())
+        let peer = socket.peer_addr().ok().map(|peer| peer.ip().to_canonical());
+        let client = peer
             .filter(|&ip| self.max_per_client > 0 && !self.trusted.contains(ip))
             .map(client_key);
+        let network = peer.map(network_key);
         let mut table = self.table();
         if let Some(ip) = client {
             if table.per_client.get(&ip).copied().unwrap_or(0) >= self.max_per_client {
@@ -118,7 +138,7 @@ impl Slots {
         }
         let reserved = if table.regular < self.max_regular {
             false
-        } else if let Some(evicted) = table.evict_idlest() {
+        } else if let Some(evicted) = table.evict_idlest().or_else(|| table.evict_slowest_head()) {
             evicted.reserved
         } else if table.reserved < RESERVED_SLOTS {
             true
@@ -130,6 +150,8 @@ impl Slots {
             id: table.next_id,
             socket: handle,
             idle_since: AtomicU64::new(0),
+            head_since: AtomicU64::new(0),
+            network,
             epoch: self.epoch,
             reserved,
             client,
@@ -204,6 +226,40 @@ impl Table {
     }
 }
 
+impl Table {
+    /// Closes the connection that has been sending its head longest, among those of the
+    /// network with the most heads in progress, if any connection is sending one; frees its slot.
+    fn evict_slowest_head(&mut self) -> Option<Arc<Slot>> {
+        let mut heads: HashMap<Option<IpAddr>, (usize, u64, u64)> = HashMap::new();
+        for slot in self.open.values() {
+            let since = slot.head_since.load(Ordering::SeqCst);
+            if since == 0 {
+                continue;
+            }
+            let entry = heads.entry(slot.network).or_insert((0, u64::MAX, 0));
+            entry.0 += 1;
+            if (since, slot.id) < (entry.1, entry.2) {
+                (entry.1, entry.2) = (since, slot.id);
+            }
+        }
+        // The most heads; among equals, the network whose oldest head is oldest.
+        let (_, _, id) = heads
+            .into_values()
+            .max_by_key(|&(count, since, id)| (count, std::cmp::Reverse((since, id))))?;
+        let slot = self.remove(id)?;
+        let _ = slot.socket.shutdown(Shutdown::Both);
+        Some(slot)
+    }
+}
+
+/// The network a peer's heads in progress are counted under: IPv4 by /24, IPv6 by /64.
+fn network_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+        IpAddr::V6(_) => client_key(ip),
+    }
+}
+
 /// The address a client is counted under: IPv4 as is, IPv6 by its /64 (one subscriber's
 /// network, where an attacker has 2^64 addresses).
 fn client_key(ip: IpAddr) -> IpAddr {
@@ -226,5 +282,8 @@ mod tests {
         assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("192.0.2.7").to_string(), "192.0.2.7");
+        let net = |s: &str| network_key(s.parse().expect("an address")).to_string();
+        assert_eq!(net("127.0.3.2"), "127.0.3.0");
+        assert_eq!(net("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
     }
 }

@@ -242,7 +242,9 @@ impl Connection {
         let expects = head
             .header("Expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-        if expects && self.buffered().is_empty() {
+        // An HTTP/1.0 client never gets a 1xx (RFC 9110 section 15.2): it ignores the
+        // expectation, and the server reads its body without one.
+        if expects && head.minor_version > 0 && self.buffered().is_empty() {
             (&*self.socket).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         Ok(())
@@ -384,6 +386,16 @@ pub(crate) fn peek(socket: &TcpStream) -> io::Result<usize> {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
     let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
     socket2::SockRef::from(socket).recv_with_flags(&mut byte, flags)
+}
+
+/// Tells a half-closed HTTP/1.1 client from one that left, before its answer is written: an
+/// interim `100 Continue`, which every HTTP/1.1 client skips (RFC 9110 section 15.2: a client
+/// parses 1xx responses it did not expect), makes a socket closed for good answer with a reset,
+/// so the next [`peer_state`] says [`Peer::Gone`]. Whether the probe could be written.
+pub(crate) fn probe_with_continue(socket: &TcpStream) -> bool {
+    (&*socket)
+        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        .is_ok()
 }
 
 /// Whether the peer has closed its side of `socket` (or reset it): see [`peer_state`].

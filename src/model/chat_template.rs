@@ -9,6 +9,15 @@ use crate::{Error, ErrorKind, Result};
 /// The template's name inside its environment.
 const NAME: &str = "chat";
 
+/// The most bytes a rendered chat may take: the prompt limit ([`crate::model::MAX_PROMPT_BYTES`]).
+/// The render stops there, rather than build a prompt that would be refused after.
+pub const MAX_RENDER_BYTES: usize = crate::model::MAX_PROMPT_BYTES;
+
+/// The most template instructions one render may run (minijinja's fuel): far more than a chat
+/// of the most messages a request may hold takes through a chat template (tinychat's, with 2048
+/// messages: about 60,000), and a bound on a template whose loops grow with the messages.
+pub const RENDER_FUEL: u64 = 5_000_000;
+
 /// Turns a conversation into the prompt text a model was trained on.
 ///
 /// With a Jinja template it renders as transformers' `apply_chat_template` does: `trim_blocks`
@@ -87,26 +96,62 @@ impl ChatTemplate {
         let template = environment
             .get_template(NAME)
             .map_err(|err| Error::internal(format!("chat template: {err}")))?;
-        template
-            .render(context! {
+        let mut out = Bounded {
+            text: Vec::new(),
+            limit: MAX_RENDER_BYTES,
+        };
+        let rendered = template.render_captured_to(
+            context! {
                 messages => minijinja::Value::from(minijinja::value::Serde(messages)),
                 add_generation_prompt => add_generation_prompt,
                 bos_token => self.bos_token.as_str(),
                 eos_token => self.eos_token.as_str(),
-            })
-            .map_err(|err| {
-                let message = match (err.kind(), err.detail()) {
-                    (minijinja::ErrorKind::InvalidOperation, Some(detail)) => detail.to_string(),
-                    _ => err.to_string(),
-                };
-                Error::invalid_input(format!("chat template: {message}"))
-            })
+            },
+            &mut out,
+        );
+        if let Err(err) = rendered {
+            let message = match (err.kind(), err.detail()) {
+                (minijinja::ErrorKind::InvalidOperation, Some(detail)) => detail.to_string(),
+                (minijinja::ErrorKind::WriteFailure, _) => {
+                    format!("the rendered chat is over {MAX_RENDER_BYTES} bytes, the prompt limit")
+                }
+                (minijinja::ErrorKind::OutOfFuel, _) => {
+                    format!("the template ran out of its {RENDER_FUEL} instructions for one chat")
+                }
+                _ => err.to_string(),
+            };
+            return Err(Error::invalid_input(format!("chat template: {message}")));
+        }
+        String::from_utf8(out.text)
+            .map_err(|_| Error::internal("chat template: the rendered text is not UTF-8"))
+    }
+}
+
+/// The rendered text, refusing to grow past `limit` bytes (minijinja then stops rendering with a
+/// write failure).
+struct Bounded {
+    text: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len().saturating_add(buf.len()) > self.limit {
+            return Err(std::io::Error::other("the rendered chat is over the limit"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 /// An environment holding `source` as template [`NAME`], configured as transformers renders.
 fn environment(source: &str) -> Result<Environment<'static>> {
     let mut env = Environment::new();
+    env.set_fuel(Some(RENDER_FUEL));
     let syntax = minijinja::syntax::SyntaxConfig::builder()
         .trim_blocks(true)
         .lstrip_blocks(true)
@@ -223,6 +268,37 @@ mod tests {
             json!({"role": "user", "content": "b"}),
         ];
         assert_eq!(template.render(&messages, false).unwrap(), "a");
+    }
+
+    #[test]
+    fn the_rendered_text_and_the_work_are_bounded_while_rendering() {
+        let template = ChatTemplate::new(
+            Some("{% for m in messages %}{{ m.content }}{% endfor %}"),
+            None,
+            None,
+        )
+        .unwrap();
+        let big = json!({"role": "user", "content": "x".repeat(600 * 1024)});
+        assert_eq!(
+            template
+                .render(std::slice::from_ref(&big), false)
+                .unwrap()
+                .len(),
+            600 * 1024
+        );
+        let err = template.render(&[big.clone(), big], false).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.message().contains("over 1048576 bytes"), "{err}");
+        let endless = ChatTemplate::new(
+            Some("{% for m in messages %}{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{% endfor %}"),
+            None,
+            None,
+        )
+        .unwrap();
+        let err = endless
+            .render(&[json!({"role": "user", "content": "x"})], false)
+            .unwrap_err();
+        assert!(err.message().contains("ran out of"), "{err}");
     }
 
     #[test]

@@ -231,19 +231,54 @@ impl Decoder {
     }
 
     /// The prompt of a chat: the chat template rendered with `add_generation_prompt`, and its
-    /// ids. The rendered text already holds the special tokens the template writes, so it is
-    /// encoded without adding any (as transformers' `apply_chat_template` does).
+    /// ids. The special tokens the template writes become their ids (the text is encoded
+    /// without adding any, as transformers' `apply_chat_template` does); special-token text
+    /// inside a message's `content` is encoded as plain text ([`Tokenizer::escape_specials`]).
+    /// A text too long for the context is a 400 before it is tokenized.
     pub fn chat_prompt(&self, messages: &[Value]) -> Result<(String, Vec<u32>)> {
-        let text = self.chat_template.render(messages, true)?;
-        let ids = self.tokenizer.encode(&text, false)?;
+        let escaped: Vec<Value> = messages
+            .iter()
+            .map(|message| {
+                let mut message = message.clone();
+                if let Some(Value::String(content)) = message.get_mut("content") {
+                    if let std::borrow::Cow::Owned(marked) = self.tokenizer.escape_specials(content)
+                    {
+                        *content = marked;
+                    }
+                }
+                message
+            })
+            .collect();
+        let text = self.chat_template.render(&escaped, true)?;
+        let ids = self
+            .tokenizer
+            .encode_chat(&text, |bytes| self.check_prompt_bytes(bytes))?;
         Ok((text, ids))
     }
 
     /// The ids of a completion's prompt: `text` with the special tokens the tokenizer's
     /// post-processor adds (a BOS for Llama-style tokenizers; nothing for GPT-2-style ones), as
-    /// a transformers pipeline encodes it.
+    /// a transformers pipeline encodes it. A text too long for the context is a 400 before it
+    /// is tokenized.
     pub fn completion_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        self.check_prompt_bytes(text.len())?;
         self.tokenizer.encode(text, true)
+    }
+
+    /// A 400 naming the context when a text of `bytes` bytes surely has more tokens than the
+    /// context holds ([`Tokenizer::min_tokens`]): tokenizing a 1 MiB prompt to find out took
+    /// a third of a second of CPU.
+    pub fn check_prompt_bytes(&self, bytes: usize) -> Result<()> {
+        let at_least = self.tokenizer.min_tokens(bytes);
+        let context = self.layout.context;
+        if at_least > context {
+            return Err(Error::invalid_input(format!(
+                "the prompt is {bytes} bytes, at least {at_least} tokens of model \"{}\", over \
+                 its context of {context} tokens",
+                self.name
+            )));
+        }
+        Ok(())
     }
 
     /// A 400 naming the limit when `prompt_tokens + max_tokens` exceeds the context; check it

@@ -266,7 +266,9 @@ fn infer(models: &ModelRegistry, req: &Request) -> Result<Response> {
     let body = req.body();
     let (json, mut binary): (&[u8], &[u8]) = match req.header(BINARY_HEADER) {
         Some(len) => {
-            let len: usize = len.trim().parse().map_err(|_| {
+            // Digits only: Rust's `parse` would also read `+5` as 5.
+            let digits = Some(len.trim()).filter(|l| l.bytes().all(|b| b.is_ascii_digit()));
+            let len: usize = digits.and_then(|l| l.parse().ok()).ok_or_else(|| {
                 Error::bad_request(format!("{BINARY_HEADER} is not a number: {len:?}"))
             })?;
             if len > body.len() {
@@ -353,6 +355,15 @@ fn respond(model: &Model, request: InferRequest, outputs: Vec<Tensor>) -> Result
             let mut outputs = outputs;
             let mut selected = Vec::with_capacity(wanted.len());
             for want in wanted {
+                if selected
+                    .iter()
+                    .any(|(t, _): &(Tensor, bool)| t.name == want.name)
+                {
+                    return Err(Error::invalid_input(format!(
+                        "output \"{}\" is requested twice",
+                        want.name
+                    )));
+                }
                 let Some(pos) = outputs.iter().position(|t| t.name == want.name) else {
                     return Err(Error::invalid_input(format!(
                         "unknown output \"{}\": model \"{}\" has outputs {}",

@@ -236,6 +236,38 @@ fn a_client_forwarded_header_cannot_choose_the_logged_address() {
     }
 }
 
+/// Issue #23, case 4: a proxy that adds its own `X-Forwarded-For` line after the client's
+/// (rather than append to it) leaves two lines; they are one list, read from the right.
+#[test]
+fn repeated_forwarded_lines_are_one_list_read_from_the_right() {
+    let mut server = ServeChild::start(&["--forwarded-allow-ips", "127.0.0.1"]);
+    let (idle, _) = server.rss_kib();
+    for (id, lines) in [
+        (
+            "hostile-xff-lines",
+            "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 203.0.113.7\r\n",
+        ),
+        (
+            "hostile-fwd-lines",
+            "Forwarded: for=6.6.6.6\r\nForwarded: for=203.0.113.7\r\n",
+        ),
+    ] {
+        let request =
+            format!("GET /healthz HTTP/1.1\r\nHost: t\r\n{lines}X-Request-ID: {id}\r\n\r\n");
+        let (status, _) = exchange(server.addr, request.as_bytes());
+        assert_eq!(status, 200);
+        let log = server.wait_for_stderr(BOUND, "the access line", |log| log.contains(id));
+        let line = log.lines().find(|l| l.contains(id)).unwrap_or_default();
+        // Before: the first line only, the client's own `6.6.6.6`.
+        assert!(
+            line.contains(" INFO 203.0.113.7 \"GET /healthz\""),
+            "{line}"
+        );
+    }
+    assert!(!server.stderr().contains("6.6.6.6"), "{}", server.stderr());
+    assert_up_and_bounded(&mut server, idle);
+}
+
 /// A v2 request for bytelm with these token ids, as raw HTTP/1.1 (kept alive).
 fn bytelm_request(ids: &[i64]) -> Vec<u8> {
     let body = serde_json::json!({"inputs": [{"name": "input_ids", "shape": [1, ids.len()],

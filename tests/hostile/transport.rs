@@ -398,3 +398,111 @@ fn a_half_closed_client_gets_the_whole_stream() {
     assert_eq!(statuses(&answer), [200]);
     assert_survived(&mut server, rss);
 }
+
+/// Issue #23, case 5: a complete non-streaming `/v1` request, then a half-close: the client is
+/// answered (before, the generation was cancelled as if it had left). A client that closed for
+/// good still stops the generation (`hostile::memory::non_streaming_generation_stops_…`).
+#[test]
+fn a_half_closed_client_gets_its_non_streaming_completion() {
+    let (mut server, rss) = start(&[]);
+    for model in ["bytelm", "tinychat"] {
+        let body = format!(
+            r#"{{"model":"{model}","prompt":"Once upon a time","max_tokens":8,"temperature":0}}"#
+        );
+        let request = format!(
+            "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = half_closed(server.addr, request.as_bytes());
+        let text = String::from_utf8_lossy(&answer);
+        // The final answer, after at most the interim `100 Continue` that told the half-close
+        // from a close.
+        assert_eq!(statuses(&answer).last(), Some(&200), "{model}: {text}");
+        assert!(
+            text.contains("\"finish_reason\":\"length\""),
+            "{model}: {text}"
+        );
+        assert!(text.contains("\"completion_tokens\":8"), "{model}: {text}");
+    }
+    assert_survived(&mut server, rss);
+}
+
+/// Issue #23, case 8: an HTTP/1.0 client's `Expect: 100-continue` is ignored, as RFC 9110
+/// says: it gets no 1xx, only its answer.
+#[test]
+fn an_http_1_0_client_gets_no_100_continue() {
+    let (mut server, rss) = start(&[]);
+    let body = "[[5.1, 3.5, 1.4, 0.2]]";
+    let request = format!(
+        "POST /models/iris/predict HTTP/1.0\r\nContent-Type: application/json\r\n\
+         Expect: 100-continue\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = send_and_wait_close(server.addr, request.as_bytes());
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(statuses(&answer), [200], "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert_survived(&mut server, rss);
+}
+
+/// Issue #23, case 8: the small points fixed in the transport and the routes. A head with a
+/// bare LF line end is refused (a proxy in front may not read it as tinyserve did); the
+/// `Bearer` scheme is case-insensitive; `Inference-Header-Content-Length: +5` is not a number.
+#[test]
+fn bare_lf_heads_lower_case_bearer_and_signed_lengths() {
+    let (mut server, rss) = with_key(&[]);
+    let answer = send_and_wait_close(
+        server.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: t\nX-Hidden: 1\r\n\r\n",
+    );
+    assert_eq!(
+        statuses(&answer),
+        [400],
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let request = format!(
+            "GET /v2/models/iris HTTP/1.1\r\nHost: t\r\nAuthorization: {scheme} sesame\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let answer = send_and_wait_close(server.addr, request.as_bytes());
+        assert_eq!(statuses(&answer), [200], "{scheme}");
+    }
+    let header = r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}]}"#;
+    let mut request = format!(
+        "POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer sesame\r\n\
+         Connection: close\r\nContent-Type: application/octet-stream\r\n\
+         Inference-Header-Content-Length: +{}\r\nContent-Length: {}\r\n\r\n{header}",
+        header.len(),
+        header.len() + 16
+    )
+    .into_bytes();
+    request.extend_from_slice(&[0u8; 16]);
+    let answer = send_and_wait_close(server.addr, &request);
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(statuses(&answer), [400], "{text}");
+    assert!(text.contains("is not a number"), "{text}");
+    assert_survived(&mut server, rss);
+}
+
+/// Issue #23, case 8: an output requested twice is named as such.
+#[test]
+fn an_output_requested_twice_is_named() {
+    let (mut server, rss) = start(&[]);
+    let body = r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}],"outputs":[{"name":"label"},{"name":"label"}]}"#;
+    let request = format!(
+        "POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = send_and_wait_close(server.addr, request.as_bytes());
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(statuses(&answer), [400], "{text}");
+    assert!(
+        text.contains("output \\\"label\\\" is requested twice"),
+        "{text}"
+    );
+    assert_survived(&mut server, rss);
+}

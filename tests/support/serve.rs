@@ -231,6 +231,26 @@ impl ServeChild {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// The CPU time the server has used so far (user + system, `utime` and `stime` of
+    /// `/proc/PID/stat`), in seconds: what the hostile-client tests hold a request's work to.
+    pub fn cpu_seconds(&self) -> f64 {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let stat = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| -> f64 {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no field {i} in {path}: {stat}"))
+        };
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+        (ticks(11) + ticks(12)) / clock_ticks_per_second()
+    }
+
     /// Whether the process is still running (it has not exited or been killed).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -271,6 +291,19 @@ impl ServeChild {
         );
         status
     }
+}
+
+/// `getconf CLK_TCK`: the unit of `/proc/PID/stat`'s times (100 on Linux unless configured).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 impl Drop for ServeChild {

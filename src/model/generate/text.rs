@@ -87,13 +87,19 @@ impl<'a> TextAssembler<'a> {
         }
     }
 
-    /// Length of the longest end of `held` that could still grow into a stop string.
+    /// Length of the longest end of `held` that could still grow into a stop string. Only the
+    /// ends shorter than a stop string are tried, so the work per piece is bounded by the stop
+    /// strings' lengths, whatever `held` holds.
     pub(super) fn longest_stop_prefix_suffix(&self) -> usize {
         let mut keep = 0;
         for stop in self.stop {
-            for (i, _) in self.held.char_indices() {
-                let tail = &self.held[i..];
-                if tail.len() > keep && stop.starts_with(tail) && tail.len() < stop.len() {
+            let mut from = self.held.len().saturating_sub(stop.len().saturating_sub(1));
+            while !self.held.is_char_boundary(from) {
+                from += 1;
+            }
+            for (i, _) in self.held[from..].char_indices() {
+                let tail = &self.held[from + i..];
+                if tail.len() > keep && stop.starts_with(tail) {
                     keep = tail.len();
                     break;
                 }

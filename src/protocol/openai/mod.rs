@@ -128,12 +128,14 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
         .into_response());
     }
     // Nobody reads the answer once the client has gone: stop generating (checked at each
-    // piece of text, one non-blocking system call).
-    let generation =
-        generator.generate_from(&prompt, &sampling, |_| match req.is_client_gone() {
+    // piece of text, one non-blocking system call). A client that half-closed after its
+    // request still reads, and is answered.
+    let generation = generator.generate_from(&prompt, &sampling, |_| {
+        match req.is_client_gone_for_good() {
             true => Err(crate::Disconnected),
             false => Ok(()),
-        })?;
+        }
+    })?;
     drop(reservation);
     if generation.finish_reason == crate::model::FinishReason::Cancelled {
         return Err(Error::bad_request(

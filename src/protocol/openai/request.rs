@@ -12,31 +12,205 @@ pub(super) enum Kind {
     Chat,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `prompt` or `stop`: one string or a list of them, the list read up to its limit (past it,
+/// the parse stops with an error rather than keep building strings).
 pub(super) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
+/// The most messages a chat may hold (OpenAI's limit, "array too long. Expected an array
+/// with maximum length 2048").
+pub(super) const MAX_MESSAGES: usize = 2048;
+
+/// The most stop sequences (OpenAI: "up to 4 sequences").
+pub(super) const MAX_STOPS: usize = 4;
+
+/// The most bytes all stop sequences may hold together: each generated piece of text is
+/// searched for them, and text that could still grow into one is held back.
+pub(super) const MAX_STOP_BYTES: usize = 1024;
+
+/// A message's `role`: one of the roles the chat templates know; anything else is refused while
+/// the body is read, before it is pasted into a template.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Developer => "developer",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+        let role = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        match &*role {
+            "system" => Ok(Role::System),
+            "developer" => Ok(Role::Developer),
+            "user" => Ok(Role::User),
+            "assistant" => Ok(Role::Assistant),
+            other => Err(serde::de::Error::custom(format_args!(
+                "unknown message role {:?}, expected system, developer, user or assistant",
+                clip(other)
+            ))),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub(super) struct Message {
-    pub(super) role: String,
+    pub(super) role: Role,
     pub(super) content: Content,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(super) enum Content {
-    Text(String),
-    Parts(Vec<Part>),
+/// A message's text: a string, or text parts joined as they are read (no part is kept).
+pub(super) struct Content(pub(super) String);
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Content, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Content;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of text parts")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Content, E> {
+                Ok(Content(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Content, E> {
+                Ok(Content(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Content, A::Error> {
+                let mut text = String::new();
+                while let Some(part) = a.next_element::<Part>()? {
+                    match (part.kind.as_str(), part.text) {
+                        ("text", Some(piece)) => text.push_str(&piece),
+                        (kind, _) => {
+                            return Err(serde::de::Error::custom(format_args!(
+                                "unsupported content part type {:?}",
+                                clip(kind)
+                            )))
+                        }
+                    }
+                }
+                Ok(Content(text))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Deserialize)]
-pub(super) struct Part {
+struct Part {
     #[serde(rename = "type")]
-    pub(super) kind: String,
-    pub(super) text: Option<String>,
+    kind: String,
+    text: Option<String>,
+}
+
+/// At most 64 characters of what a client wrote, for an error message.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// `messages`, read up to [`MAX_MESSAGES`].
+fn bounded_messages<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<Message>>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<Vec<Message>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of messages")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut messages = Vec::new();
+            while let Some(message) = a.next_element::<Message>()? {
+                if messages.len() == MAX_MESSAGES {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "\"messages\" holds more than {MAX_MESSAGES} messages, the limit"
+                    )));
+                }
+                messages.push(message);
+            }
+            Ok(Some(messages))
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+/// `prompt` (at most one string) or `stop` (at most [`MAX_STOPS`]).
+fn strings_up_to<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    max: usize,
+    too_many: &'static str,
+) -> Result<Option<OneOrMany>, D::Error> {
+    struct Visitor {
+        max: usize,
+        too_many: &'static str,
+    }
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<OneOrMany>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or an array of strings")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(OneOrMany::One(v.to_owned())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(OneOrMany::One(v)))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut list = Vec::new();
+            while let Some(text) = a.next_element::<String>()? {
+                if list.len() == self.max {
+                    return Err(serde::de::Error::custom(self.too_many));
+                }
+                list.push(text);
+            }
+            Ok(Some(OneOrMany::Many(list)))
+        }
+    }
+    d.deserialize_any(Visitor { max, too_many })
+}
+
+fn prompt_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OneOrMany>, D::Error> {
+    strings_up_to(d, 1, "only one prompt per request is supported")
+}
+
+fn stop_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OneOrMany>, D::Error> {
+    strings_up_to(
+        d,
+        MAX_STOPS,
+        "at most 4 stop sequences (\"stop\"), the limit",
+    )
 }
 
 #[derive(Deserialize)]
@@ -48,13 +222,16 @@ pub(super) struct StreamOptions {
 #[derive(Deserialize)]
 pub(super) struct CompletionRequest {
     pub(super) model: String,
+    #[serde(default, deserialize_with = "prompt_list")]
     pub(super) prompt: Option<OneOrMany>,
+    #[serde(default, deserialize_with = "bounded_messages")]
     pub(super) messages: Option<Vec<Message>>,
     pub(super) max_tokens: Option<u64>,
     pub(super) max_completion_tokens: Option<u64>,
     pub(super) temperature: Option<f64>,
     pub(super) top_p: Option<f64>,
     pub(super) top_k: Option<u64>,
+    #[serde(default, deserialize_with = "stop_list")]
     pub(super) stop: Option<OneOrMany>,
     pub(super) seed: Option<u64>,
     pub(super) n: Option<u64>,
@@ -130,46 +307,19 @@ pub(super) fn messages_json(messages: Option<&[Message]>) -> Result<Vec<Value>, 
     let messages = messages
         .filter(|m| !m.is_empty())
         .ok_or_else(|| Error::invalid_input("\"messages\" must be a non-empty array"))?;
-    let mut out = Vec::with_capacity(messages.len());
-    let mut total = 0usize;
-    for message in messages {
-        total = total.saturating_add(message.role.len());
-        total = total.saturating_add(match &message.content {
-            Content::Text(text) => text.len(),
-            Content::Parts(parts) => parts
-                .iter()
-                .map(|p| p.text.as_ref().map_or(0, String::len))
-                .sum(),
-        });
-        if total > crate::model::MAX_PROMPT_BYTES {
-            return Err(Error::invalid_input(format!(
-                "the messages are over {} bytes, the prompt limit",
-                crate::model::MAX_PROMPT_BYTES
-            )));
-        }
+    let total = messages
+        .iter()
+        .fold(0usize, |total, m| total.saturating_add(m.content.0.len()));
+    if total > crate::model::MAX_PROMPT_BYTES {
+        return Err(Error::invalid_input(format!(
+            "the messages are over {} bytes, the prompt limit",
+            crate::model::MAX_PROMPT_BYTES
+        )));
     }
-    for message in messages {
-        let content = match &message.content {
-            Content::Text(text) => text.clone(),
-            Content::Parts(parts) => {
-                let mut text = String::new();
-                for part in parts {
-                    match (part.kind.as_str(), &part.text) {
-                        ("text", Some(piece)) => text.push_str(piece),
-                        _ => {
-                            return Err(Error::invalid_input(format!(
-                                "unsupported content part type \"{}\"",
-                                part.kind
-                            )))
-                        }
-                    }
-                }
-                text
-            }
-        };
-        out.push(json!({"role": message.role, "content": content}));
-    }
-    Ok(out)
+    Ok(messages
+        .iter()
+        .map(|m| json!({"role": m.role.as_str(), "content": m.content.0}))
+        .collect())
 }
 
 pub(super) fn text_prompt(prompt: Option<OneOrMany>) -> Result<String, Error> {
@@ -190,34 +340,14 @@ pub(super) fn chat_prompt(messages: Option<&[Message]>) -> Result<String, Error>
         .ok_or_else(|| Error::invalid_input("\"messages\" must be a non-empty array"))?;
     let mut prompt = String::new();
     for message in messages {
-        let role = match message.role.as_str() {
-            "system" | "developer" => "System",
-            "user" => "User",
-            "assistant" => "Assistant",
-            other => {
-                return Err(Error::invalid_input(format!(
-                    "unknown message role \"{other}\""
-                )))
-            }
+        let role = match message.role {
+            Role::System | Role::Developer => "System",
+            Role::User => "User",
+            Role::Assistant => "Assistant",
         };
         prompt.push_str(role);
         prompt.push_str(": ");
-        match &message.content {
-            Content::Text(text) => prompt.push_str(text),
-            Content::Parts(parts) => {
-                for part in parts {
-                    match (part.kind.as_str(), &part.text) {
-                        ("text", Some(text)) => prompt.push_str(text),
-                        _ => {
-                            return Err(Error::invalid_input(format!(
-                                "unsupported content part type \"{}\"",
-                                part.kind
-                            )))
-                        }
-                    }
-                }
-            }
-        }
+        prompt.push_str(&message.content.0);
         prompt.push('\n');
         // Past the cap the generator refuses it anyway: stop copying.
         if prompt.len() > crate::model::MAX_PROMPT_BYTES {
@@ -265,9 +395,11 @@ pub(super) fn sampling(
         Some(OneOrMany::One(s)) => vec![s.clone()],
         Some(OneOrMany::Many(list)) => list.clone(),
     };
-    if stop.len() > 4 {
+    let stop_bytes: usize = stop.iter().map(String::len).sum();
+    if stop.len() > MAX_STOPS || stop_bytes > MAX_STOP_BYTES {
         return Err(Error::invalid_input(format!(
-            "at most 4 stop sequences, got {}",
+            "the stop sequences are {} strings of {stop_bytes} bytes in all, over the limit of \
+             {MAX_STOPS} strings and {MAX_STOP_BYTES} bytes",
             stop.len()
         )));
     }

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::generators::Generators;
-use super::request::{Kind, MAX_TOKENS_LIMIT};
+use super::request::{Kind, MAX_MESSAGES, MAX_TOKENS_LIMIT};
 use crate::{App, RouteDoc, Upstream};
 
 /// The route docs of the OpenAI-compatible API, for the OpenAPI document: `model` names one
@@ -89,7 +89,7 @@ pub(super) fn document(app: App, generators: &Generators, upstreams: &[Upstream]
                 .with_description(streamed)
                 .with_tag(tag)
                 .with_request(request(
-                    json!({"messages": {"type": "array", "minItems": 1, "items": message},
+                    json!({"messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES, "items": message},
                         "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS_LIMIT}}),
                     "messages",
                 ))
