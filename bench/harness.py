@@ -5,6 +5,10 @@ bench/results/results.json, then bench/report.py turns it into results.md and th
 
 Usage: bench/run [--quick] [--only SCENARIO[,SCENARIO]] [--servers NAME[,NAME]] [--seconds S]
 
+`fanout-tls` is the fan-out with the mock upstream behind nginx terminating TLS (a CA made at
+bench time, trusted through SSL_CERT_FILE; bench/tls_front.py); it is not part of the default
+matrix: `bench/run --only fanout,fanout-tls`.
+
 Each server is started fresh for each scenario (so its peak memory belongs to that scenario),
 warmed up for a second, then driven at each concurrency for a fixed time: wrk for request /
 response routes, `tinyserve-bench sse-load` for streams (it records time to first event).
@@ -21,15 +25,19 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
+
+from tls_front import TlsFront
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 MODELS = BENCH / "results" / "models"
 TINYSERVE = REPO / "target" / "release" / "tinyserve"
-BENCH_BIN = BENCH / "tinyserve-bench" / "target" / "release" / "tinyserve-bench"
+# bench/run builds tinyserve-bench into the crate's own target/ (it shares most dependencies).
+BENCH_BIN = REPO / "target" / "release" / "tinyserve-bench"
 PYTHON = BENCH / ".venv" / "bin"
 CORES = os.cpu_count() or 2
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -113,15 +121,22 @@ SCENARIOS = [
     {"name": "fanout", "title": "Fan-out: 3 parallel GETs to a 50 ms upstream",
      "tool": "wrk", "command": "app", "path": "/fanout", "ideal_latency_s": 0.050,
      "models": "iris", "idle_seconds": 10},
+    # The same handler and upstream, with nginx terminating TLS in front of the upstream. The
+    # earlier builds a TINYSERVE_BASELINE holds may not call https:// at all.
+    {"name": "fanout-tls", "title": "Fan-out over HTTPS: 3 parallel GETs through nginx (TLS) "
+                                    "to a 50 ms upstream",
+     "tool": "wrk", "command": "app", "path": "/fanout", "ideal_latency_s": 0.050,
+     "models": "iris", "tls": True, "not_for": ["tinyserve-baseline"], "optional": True},
     {"name": "sse", "title": "Streaming: 20 Server-Sent Events, 10 ms apart",
      "tool": "sse", "command": "app", "path": "/sse", "ideal_latency_s": 0.190,
      "models": "iris"},
 ]
 
 FULL = {"seconds": 8.0, "concurrency": {"iris": [1, 16, 64, 256], "mlp": [1, 16, 64, 256],
-                                        "fanout": [1, 16, 64, 256], "sse": [1, 16, 64, 256]}}
+                                        "fanout": [1, 16, 64, 256], "sse": [1, 16, 64, 256],
+                                        "fanout-tls": [1, 16, 64, 256]}}
 QUICK = {"seconds": 3.0, "concurrency": {"iris": [1, 64], "mlp": [64], "fanout": [256],
-                                         "sse": [64]}}
+                                         "sse": [64], "fanout-tls": [64, 256]}}
 WARMUP_SECONDS, WARMUP_CONCURRENCY, SETTLE_SECONDS = 1.0, 16, 0.5
 UPSTREAM_DELAY_MS = 50
 
@@ -170,7 +185,9 @@ class Process:
         logs.mkdir(parents=True, exist_ok=True)
         self.log_path = logs / f"{name}.log"
         self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})},
+        # A value of None removes the variable.
+        env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+        self.proc = subprocess.Popen(argv, cwd=REPO, env=env,
                                      stdout=self.log_file, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
@@ -299,6 +316,41 @@ def serve_help():
         return ""
 
 
+def trust_check(server, argv, models, front, logs):
+    """Starts `server` trusting only a CA that signed nothing here (SSL_CERT_FILE): its
+    /fanout must fail (502), or it is not verifying the upstream's certificate. Returns the
+    status it answered."""
+    port = free_port()
+    proc = Process(f"fanout-tls-trust-{server['name']}",
+                   fill(argv, port=port, models=models, upstream=front.url),
+                   env={"BENCH_UPSTREAM": front.url, "BENCH_MODELS": str(models),
+                        "SSL_CERT_FILE": str(front.other_ca), "SSL_CERT_DIR": None},
+                   logs=logs)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        proc.wait_http(base + server["health"])
+        try:
+            with urllib.request.urlopen(base + "/fanout", timeout=10) as reply:
+                status = reply.status
+        except urllib.error.HTTPError as err:
+            status = err.code
+    finally:
+        proc.stop()
+    if status == 200:
+        raise RuntimeError(f"{server['name']} called the upstream although it trusts only "
+                           "another CA: it does not verify certificates")
+    return status
+
+
+def tinyserve_handshakes(base):
+    """Upstream::tls_handshakes() of tinyserve-bench's mock upstream (None: not served)."""
+    try:
+        with urllib.request.urlopen(base + "/bench/upstream", timeout=5) as reply:
+            return json.loads(reply.read())["tls_handshakes"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def floors(seconds):
     """In-process inference time: Python onnxruntime, and tinyserve's Model::infer."""
     python = {"models": {}}
@@ -391,8 +443,12 @@ def main():
         log(f"warning: load average {results['meta']['load_at_start']} before the run: "
             "other work on this machine will lower every number")
 
-    log("floor: in-process onnxruntime and tinyserve Model::infer")
-    results["floor"] = floors(2.0 if not args.quick else 1.0)
+    selected = [s for s in SCENARIOS if (s["name"] in only if only else not s.get("optional"))]
+    if any(s["command"] == "predict" for s in selected):
+        log("floor: in-process onnxruntime and tinyserve Model::infer")
+        results["floor"] = floors(2.0 if not args.quick else 1.0)
+    else:
+        results["floor"] = {}
 
     upstream = Process("upstream", [str(BENCH_BIN), "upstream", "--port", str(free_port()),
                                     "--delay-ms", str(UPSTREAM_DELAY_MS)], logs=logs)
@@ -410,10 +466,22 @@ def main():
         echo.stop()
     env = {"BENCH_UPSTREAM": upstream_url}
     body_dir = BENCH / "results" / "tmp"
+    front = None
     try:
-        for scenario in SCENARIOS:
-            if only and scenario["name"] not in only:
-                continue
+        if any(s.get("tls") for s in selected):
+            front = TlsFront(BENCH / "results" / "tmp" / "tls", upstream_url, free_port(),
+                             lambda name, argv: Process(name, argv, logs=logs))
+            log(f"nginx terminating TLS at {front.url} in front of {upstream_url}")
+            results["meta"]["tls_front"] = {
+                "nginx": subprocess.run(["nginx", "-v"], capture_output=True,
+                                        text=True).stderr.strip(),
+                "openssl": subprocess.run(["openssl", "version"], capture_output=True,
+                                          text=True).stdout.strip(),
+                "settings": "2 worker processes, 8,192 connections each, keep-alive to "
+                            "clients and to the mock upstream (1,024 idle per worker), no "
+                            "request limit; ECDSA P-256 certificate for 127.0.0.1 from a CA "
+                            "made by openssl at bench time; TLS 1.2/1.3, nginx's defaults"}
+        for scenario in selected:
             levels = plan["concurrency"][scenario["name"]]
             entry = {key: scenario[key] for key in ("name", "title", "path")}
             entry.update(concurrency=levels, points=[], memory={}, models=scenario["models"],
@@ -425,16 +493,33 @@ def main():
             for server in SERVERS:
                 argv = server[scenario["command"]]
                 if (argv is None or server["name"] in results["skipped"]
+                        or server["name"] in scenario.get("not_for", [])
                         or (chosen and server["name"] not in chosen)):
                     continue
                 quiet = wait_quiet(args.wait_quiet) if args.wait_quiet else None
                 port = free_port()
                 models = MODELS / scenario["models"]
+                target, server_env = upstream_url, {**env, "BENCH_MODELS": str(models)}
+                if scenario.get("tls"):
+                    try:
+                        status = trust_check(server, argv, models, front, logs)
+                    except Exception as err:
+                        log(f"{scenario['name']} {server['name']}: {err}")
+                        entry.setdefault("failures", {})[server["name"]] = str(err)
+                        continue
+                    entry.setdefault("trust_check", {})[server["name"]] = status
+                    log(f"{scenario['name']:7} {server['name']:16} trusting another CA only: "
+                        f"/fanout answered {status}")
+                    target = front.url
+                    # Trust the bench's CA only (this machine's environment may name the system's).
+                    server_env.update(BENCH_UPSTREAM=front.url, SSL_CERT_FILE=str(front.ca),
+                                      SSL_CERT_DIR=None)
                 proc = Process(f"{scenario['name']}-{server['name']}",
-                               fill(argv, port=port, models=models, upstream=upstream_url),
-                               env={**env, "BENCH_MODELS": str(models)}, logs=logs)
+                               fill(argv, port=port, models=models, upstream=target),
+                               env=server_env, logs=logs)
                 base = f"http://127.0.0.1:{port}"
                 try:
+                    since_start = front.offset() if scenario.get("tls") else None
                     proc.wait_http(base + server["health"])
                     at_start = proc.memory()["rss_mb"]
                     url = base + scenario["path"]
@@ -442,9 +527,12 @@ def main():
                     time.sleep(SETTLE_SECONDS)
                     for c in levels:
                         load = loadavg()
+                        since = front.offset() if scenario.get("tls") else None
                         cpu = proc.cpu_seconds()
                         point = measure(scenario, url, c, seconds, body_file)
                         cpu = proc.cpu_seconds() - cpu
+                        if since is not None:
+                            point["upstream"] = front.counts(since)
                         point.update(server=server["name"], concurrency=c, load_before=load,
                                      server_cpu_s=round(cpu, 3),
                                      cpu_us_per_request=(round(cpu * 1e6 / point["requests"], 1)
@@ -455,6 +543,9 @@ def main():
                         lat = point["latency_us"]
                         extra = (f" ttfb p50 {point['ttfb_us']['p50'] or 0:.0f} us"
                                  if "ttfb_us" in point else "")
+                        if "upstream" in point:
+                            extra += (f" calls {point['upstream']['calls']} handshakes "
+                                      f"{point['upstream']['tls_handshakes']}")
                         log(f"{scenario['name']:7} {server['name']:16} c={c:<4} "
                             f"{point['rps']:9.1f} req/s  p50 {lat['p50'] or 0:9.0f} us  "
                             f"p99 {lat['p99'] or 0:9.0f} us  errors {point['errors']}  "
@@ -473,6 +564,16 @@ def main():
                             f"{scenario['idle_seconds']} s after the load: {cpu:.3f} s of CPU")
                     entry["memory"][server["name"]] = {**proc.memory(),
                                                        "at_start_rss_mb": at_start}
+                    if since_start is not None:
+                        # The whole run of this server, warm-up included.
+                        total = front.counts(since_start)
+                        total["counted_by_server"] = (tinyserve_handshakes(base)
+                                                      if server["family"] == "tinyserve" else None)
+                        entry.setdefault("tls", {})[server["name"]] = total
+                        log(f"{scenario['name']:7} {server['name']:16} {total['calls']} calls, "
+                            f"{total['tls_handshakes']} TLS handshakes "
+                            f"({total['tls_resumed']} resumed); the server counted "
+                            f"{total['counted_by_server']}")
                 except Exception as err:  # record and go on: one broken server must not stop the rest
                     log(f"{scenario['name']} {server['name']}: {err}")
                     entry.setdefault("failures", {})[server["name"]] = str(err)
@@ -480,6 +581,8 @@ def main():
                     proc.stop()
             results["scenarios"].append(entry)
     finally:
+        if front:
+            front.stop()
         upstream.stop()
     results["meta"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["meta"]["total_seconds"] = round(time.time() - started, 1)

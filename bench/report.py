@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 BASELINE_FAMILIES = ("flask", "fastapi")
 COLORS = {"tinyserve": "#c0392b", "tinyserve-batch": "#e67e22", "flask-sync": "#1e8449",
-          "flask-gthread": "#82e0aa", "fastapi-1w": "#1f618d", "fastapi-2w": "#85c1e9"}
+          "flask-gthread": "#82e0aa", "fastapi-1w": "#1f618d", "fastapi-2w": "#85c1e9",
+          "tinyserve-baseline": "#7f8c8d"}
 
 
 def points(scenario, server=None, c=None):
@@ -184,6 +185,11 @@ def targets(results):
             "≥ 80% of 5,120 req/s and more than every baseline"))
         found += fanout_targets(fan)
 
+    tls = scenario_named(results, "fanout-tls")
+    if tls and point(tls, "tinyserve", 256):
+        found += fanout_targets(tls, "fan-out over HTTPS")
+        found += handshake_targets(tls)
+
     sse = scenario_named(results, "sse")
     if sse and point(sse, "tinyserve", 64):
         ts = point(sse, "tinyserve", 64)
@@ -220,7 +226,7 @@ def targets(results):
     return found
 
 
-def fanout_targets(fan):
+def fanout_targets(fan, label="fan-out"):
     """The fan-out issue's acceptance: against FastAPI + aiohttp with 2 workers, the ideal at
     c=16 and c=64, CPU per request, and the idle server."""
     found = []
@@ -228,7 +234,7 @@ def fanout_targets(fan):
     if py:
         x = ts["rps"] / py["rps"] if py["rps"] else float("inf")
         found.append(target(
-            "fan-out, c=256: tinyserve vs FastAPI + aiohttp (2 workers), zero errors",
+            f"{label}, c=256: tinyserve vs FastAPI + aiohttp (2 workers), zero errors",
             x >= 1.5 and ts["errors"] == 0,
             f"{fmt_rps(ts['rps'])} vs {fmt_rps(py['rps'])} req/s: {fmt_ratio(x)}; "
             f"{ts['errors']} errors", "≥ 1.5× and no error"))
@@ -237,11 +243,11 @@ def fanout_targets(fan):
         if p:
             ideal = c / fan["ideal_latency_s"] * 0.9
             found.append(target(
-                f"fan-out, c={c}: 90% of the ideal", p["rps"] >= ideal and p["errors"] == 0,
+                f"{label}, c={c}: 90% of the ideal", p["rps"] >= ideal and p["errors"] == 0,
                 f"{fmt_rps(p['rps'])} req/s = {p['rps'] / (ideal / 0.9):.0%} of "
                 f"{ideal / 0.9:,.0f}; {p['errors']} errors", f"≥ {ideal:,.0f} req/s"))
     cpu = ts.get("cpu_us_per_request")
-    if cpu is not None:
+    if cpu is not None and label == "fan-out":
         theirs = py.get("cpu_us_per_request") if py else None
         found.append(target(
             "fan-out, c=256: server CPU per request", cpu <= 150,
@@ -254,6 +260,80 @@ def fanout_targets(fan):
             f"{idle['core_percent']:.2f}% of a core ({idle['cpu_s'] * 1000:.0f} ms of CPU)",
             "< 1% of a core"))
     return found
+
+
+def handshake_targets(sc):
+    """One TLS handshake per kept-alive connection, not per call: over tinyserve's whole run,
+    tinyserve's own count (`Upstream::tls_handshakes`) equals the connections nginx saw, and a
+    connection carries many calls. A connection is only ever opened for more concurrency or
+    to replace one closed mid-answer (a call past its deadline), so with no error the
+    handshakes stay within 3 calls x the highest concurrency."""
+    tls = sc.get("tls", {}).get("tinyserve")
+    if not tls:
+        return []
+    own = tls.get("counted_by_server")
+    per = tls["calls"] / max(1, tls["tls_handshakes"])
+    errors = sum(p["errors"] for p in points(sc, "tinyserve"))
+    holds = (own is None or own == tls["tls_handshakes"]) and per >= 10
+    if errors == 0:
+        holds = holds and tls["tls_handshakes"] <= 3 * max(sc["concurrency"])
+    return [target(
+        "fan-out over HTTPS: one TLS handshake per kept-alive connection, not per call", holds,
+        f"{tls['tls_handshakes']:,} handshakes ({tls['tls_resumed']:,} resumed) for "
+        f"{tls['calls']:,} calls, {per:,.0f} calls per connection (nginx's log); tinyserve "
+        f"counted {own if own is not None else '—'}",
+        "handshakes = connections, many calls each; no more than "
+        f"{3 * max(sc['concurrency'])} (3 × the highest concurrency) without errors")]
+
+
+def tls_table(sc):
+    """Calls and TLS handshakes per point, from nginx's access log."""
+    if not sc.get("tls"):
+        return []
+    lines = ["", "Upstream calls and TLS handshakes (nginx's access log: a handshake is a "
+             "connection's first request; resumed: `$ssl_session_reused`):", "",
+             "| server | c | upstream calls | TLS handshakes | resumed | calls per handshake |",
+             "|---|---|---:|---:|---:|---:|"]
+    for server in servers_in(sc):
+        for p in points(sc, server):
+            up = p.get("upstream")
+            if not up:
+                continue
+            per = f"{up['calls'] / up['tls_handshakes']:,.0f}" if up["tls_handshakes"] else "—"
+            lines.append(f"| {server} | {p['concurrency']} | {up['calls']:,} | "
+                         f"{up['tls_handshakes']:,} | {up['tls_resumed']:,} | {per} |")
+        total = sc["tls"].get(server)
+        if total:
+            own = total.get("counted_by_server")
+            lines.append(f"| {server} | whole run (warm-up included) | {total['calls']:,} | "
+                         f"{total['tls_handshakes']:,}" + (f" (the server: {own:,})" if own is
+                                                            not None else "") +
+                         f" | {total['tls_resumed']:,} | "
+                         f"{total['calls'] / max(1, total['tls_handshakes']):,.0f} |")
+    checks = sc.get("trust_check", {})
+    if checks:
+        lines += ["", "Trust check: each server started trusting only another CA answered "
+                  "/fanout with " + ", ".join(f"{s} {c}" for s, c in checks.items()) +
+                  " (so each verifies the upstream's certificate)."]
+    return lines
+
+
+def before_after(sc):
+    """tinyserve against tinyserve-baseline (an earlier build), when both ran."""
+    ours, before = points(sc, "tinyserve"), points(sc, "tinyserve-baseline")
+    if not ours or not before:
+        return []
+    lines = ["", "After (tinyserve) against before (tinyserve-baseline):", "",
+             "| c | after req/s (CPU µs/req) | before req/s (CPU µs/req) | after / before |",
+             "|---|---:|---:|---:|"]
+    for p in ours:
+        b = point(sc, "tinyserve-baseline", p["concurrency"])
+        if b:
+            lines.append(f"| {p['concurrency']} | {fmt_rps(p['rps'])} "
+                         f"({p['cpu_us_per_request'] or 0:,.0f}) | {fmt_rps(b['rps'])} "
+                         f"({b['cpu_us_per_request'] or 0:,.0f}) | "
+                         f"{p['rps'] / b['rps']:.2f}× |")
+    return lines
 
 
 def markdown(results):
@@ -326,6 +406,7 @@ def markdown(results):
         for name, idle in sc.get("idle", {}).items():
             lines.append(f"\n{name}, idle for {idle['seconds']} s after the load: "
                          f"{idle['cpu_s'] * 1000:.0f} ms of CPU ({idle['core_percent']:.2f}% of a core)")
+        lines += tls_table(sc) + before_after(sc)
         rows = results["ratios"].get(sc["name"], [])
         if rows:
             bases = list(dict.fromkeys(r["baseline"] for r in rows))

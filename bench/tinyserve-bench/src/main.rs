@@ -4,7 +4,8 @@
 //!   of `tinyserve serve` (so `POST /models/<name>/predict` over the same models), plus
 //!   `GET /fanout` (3 parallel GETs to the mock upstream, written as the README's fan-out
 //!   section shows: `FanOut::shared()?.run_for(req, calls, deadline)`, nothing sized) and
-//!   `GET /sse` (20 events, 10 ms apart).
+//!   `GET /sse` (20 events, 10 ms apart), and `GET /bench/upstream`: the TLS handshakes made so
+//!   far on the mock upstream's pool (`Upstream::tls_handshakes`), for the HTTPS fan-out.
 //! - `upstream`: the mock service the fan-out calls: answers every GET after `--delay-ms`.
 //!   Thread per connection on `std::net`: the cheapest server to write that never queues a
 //!   call behind another (each of the 768 connections a c=256 fan-out holds gets its own
@@ -50,7 +51,7 @@ enum Command {
     Serve {
         #[arg(long)]
         models: PathBuf,
-        /// Base URL of the mock upstream (http://127.0.0.1:PORT).
+        /// Base URL of the mock upstream (http://127.0.0.1:PORT, or https:// through a TLS front).
         #[arg(long)]
         upstream: String,
         #[arg(long, default_value_t = 0)]
@@ -170,6 +171,8 @@ fn serve(
     let app = protocol::mount(App::new().with_settings(settings), &models, &ready);
 
     let mock = Upstream::new("mock", upstream);
+    // A clone shares the pool: the handshakes its connections made, for the HTTPS scenario.
+    let counted = mock.clone();
     let app = app
         .get("/fanout", move |req: &Request| -> tinyserve::Result<_> {
             let calls = (0..FANOUT_CALLS)
@@ -180,6 +183,9 @@ fn serve(
                 items.push(reply?.json::<Value>()?);
             }
             Ok(Json(json!({ "items": items })))
+        })
+        .get("/bench/upstream", move |_: &Request| {
+            Json(json!({ "tls_handshakes": counted.tls_handshakes() }))
         })
         .get("/sse", |_: &Request| events())
         // The same stream as an OpenAI-compatible upstream's, for measuring the LLM proxy
