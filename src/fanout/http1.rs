@@ -46,8 +46,9 @@ pub(crate) fn encode(
     let mut send = Proto::new(request)
         .map_err(|err| err.to_string())?
         .proceed();
-    let mut bytes = Vec::with_capacity(256 + body.map_or(0, <[u8]>::len));
-    let mut buf = vec![0u8; 8 * 1024];
+    let mut bytes = Vec::with_capacity(512 + body.map_or(0, <[u8]>::len));
+    // The longest header line must fit (a long token or cookie).
+    let mut buf = [0u8; 16 * 1024];
     while !send.can_proceed() {
         let n = send.write(&mut buf).map_err(|err| err.to_string())?;
         if n == 0 {
