@@ -15,7 +15,10 @@ use super::openai::with_openai_errors;
 use crate::model::{Encoder, ModelRegistry};
 use crate::{App, Error, ErrorKind, IntoResponse, Json, Request, Response};
 
+mod inputs;
 mod schema;
+
+use inputs::Inputs;
 
 /// Inputs one request may embed, as OpenAI's API allows.
 pub const MAX_INPUTS: usize = 2048;
@@ -24,16 +27,6 @@ pub const MAX_INPUTS: usize = 2048;
 /// length (`/v1/embeddings`, or `/embed` with `"truncate": true`) after it is tokenized; this
 /// bounds the tokenizing.
 pub const MAX_INPUT_CHARS: usize = 50_000;
-
-/// `input` (OpenAI) or `inputs` (text-embeddings-inference).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Inputs {
-    Text(String),
-    Texts(Vec<String>),
-    Ids(Vec<u32>),
-    IdLists(Vec<Vec<u32>>),
-}
 
 /// The body of `POST /v1/embeddings`.
 #[derive(Deserialize)]
@@ -210,12 +203,7 @@ fn names(models: &ModelRegistry) -> String {
 /// The rows of ids of the inputs, each checked against the limits; `truncate` cuts an input
 /// longer than the model's maximum length (else 413).
 fn tokenize(encoder: &Encoder, inputs: Inputs, truncate: bool) -> Result<Vec<Vec<u32>>, Error> {
-    let count = match &inputs {
-        Inputs::Text(_) => 1,
-        Inputs::Texts(list) => list.len(),
-        Inputs::Ids(_) => 1,
-        Inputs::IdLists(list) => list.len(),
-    };
+    let count = inputs.len();
     if count == 0 {
         return Err(Error::invalid_input(
             "input is empty: send a string or a list of 1 to 2048 inputs",
