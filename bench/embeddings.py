@@ -14,8 +14,11 @@ from CPython's pydoc topics with a fixed seed; 64 different bodies, sent in turn
 Each round starts each server fresh, checks that its vectors equal the other's (cosine >=
 0.9999 on one body), warms it for 2 s, then measures; servers alternate, so both see the same
 moments of a shared machine. Both use one ONNX Runtime intra-op thread per session and one
-session (tinyserve) or worker process (uvicorn) per core. Prints a Markdown table (medians of
-the rounds: requests/s, texts/s, p50 and p99 latency) and the ratio.
+session (tinyserve) or worker process (uvicorn) per core. Also measures the server's CPU time
+per request (user + system time of the server process and its children over the measured run,
+/proc/PID/stat), which a machine shared with other work disturbs far less than throughput.
+Prints a Markdown table (medians of the rounds: requests/s, texts/s, CPU per request, p50 and
+p99 latency) and the ratios.
 """
 import argparse
 import json
@@ -122,7 +125,35 @@ def vectors(url, body):
     return np.array([d["embedding"] for d in post(url, body)["data"]], np.float64)
 
 
-def measure(url, bodies_file, connections, seconds):
+def descendants(pid):
+    """`pid` and every process below it."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                queue.extend(int(c) for c in task.read_text().split())
+            except OSError:
+                pass
+    return found
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of `pid` and its descendants (all their threads)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def measure(url, bodies_file, connections, seconds, pid=None):
+    before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
          "-s", str(ROOT / "bench" / "embeddings.lua"), url, "--", str(bodies_file)],
@@ -130,6 +161,9 @@ def measure(url, bodies_file, connections, seconds):
     line = next(line for line in out.splitlines() if line.startswith("JSON "))
     result = json.loads(line[5:])
     result["requests_per_s"] = result["requests"] / (result["duration_us"] / 1e6)
+    if pid:
+        result["cpu_ms_per_request"] = (cpu_seconds(pid) - before) * 1000 / max(
+            result["requests"], 1)
     return result
 
 
@@ -172,11 +206,13 @@ def main():
                     if round_ == 0:
                         results[f"{name}_check"] = vectors(url, bodies[0])
                     measure(url, bodies_file, args.connections, 2)
-                    result = measure(url, bodies_file, args.connections, args.seconds)
+                    result = measure(url, bodies_file, args.connections, args.seconds,
+                                     process.pid)
                 finally:
                     stop(process)
                 results[name].append(result)
                 print(f"round {round_ + 1} {name}: {result['requests_per_s']:.0f} requests/s, "
+                      f"{result['cpu_ms_per_request']:.2f} ms of server CPU per request, "
                       f"p50 {result['latency_us']['p50'] / 1000:.1f} ms, errors "
                       f"{result['errors']}, non-2xx {result['non_2xx']}", flush=True)
     finally:
@@ -186,24 +222,31 @@ def main():
     print(f"same vectors: cosine >= {cosine:.7f} over {len(a)} texts")
 
     def median(name, key):
-        return statistics.median(r[key] if key != "p50" and key != "p99"
-                                 else r["latency_us"][key] for r in results[name])
+        return statistics.median(r["latency_us"][key] if key in ("p50", "p99") else r[key]
+                                 for r in results[name])
 
     rows = []
     for name, label in (("tinyserve", "tinyserve"),
                         ("python", f"FastAPI + onnxruntime + tokenizers ({cores} workers)")):
         rps = median(name, "requests_per_s")
-        rows.append((label, rps, rps * args.batch, median(name, "p50") / 1000,
+        cpu = median(name, "cpu_ms_per_request")
+        rows.append((label, rps, rps * args.batch, cpu, median(name, "p50") / 1000,
                      median(name, "p99") / 1000))
     print()
-    print("| server | requests/s | texts/s | p50 | p99 |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for label, rps, tps, p50, p99 in rows:
-        print(f"| {label} | {rps:,.0f} | {tps:,.0f} | {p50:.1f} ms | {p99:.1f} ms |")
+    print("| server | requests/s | texts/s | server CPU per request | texts per CPU-second | "
+          "p50 | p99 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, rps, tps, cpu, p50, p99 in rows:
+        print(f"| {label} | {rps:,.0f} | {tps:,.0f} | {cpu:.2f} ms | "
+              f"{args.batch * 1000 / cpu:,.0f} | {p50:.1f} ms | {p99:.1f} ms |")
     ratios = [t["requests_per_s"] / p["requests_per_s"]
               for t, p in zip(results["tinyserve"], results["python"])]
-    print(f"\nratio (median of rounds): {rows[0][1] / rows[1][1]:.2f}x "
-          f"(rounds {min(ratios):.2f}-{max(ratios):.2f}x)")
+    cpu_ratios = [p["cpu_ms_per_request"] / t["cpu_ms_per_request"]
+                  for t, p in zip(results["tinyserve"], results["python"])]
+    print(f"\nthroughput ratio (median of rounds): {rows[0][1] / rows[1][1]:.2f}x "
+          f"(rounds {min(ratios):.2f}-{max(ratios):.2f}x); CPU per request, Python / "
+          f"tinyserve: {rows[1][3] / rows[0][3]:.2f}x (rounds {min(cpu_ratios):.2f}-"
+          f"{max(cpu_ratios):.2f}x)")
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "cosine": cosine,
                                                "ratios": ratios}, indent=1))

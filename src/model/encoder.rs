@@ -272,9 +272,11 @@ impl Encoder {
     /// Longer than [`Encoder::max_length`]: cut to it when `truncate`, else a 413
     /// `payload_too_large` naming both lengths.
     pub fn tokenize(&self, text: &str, truncate: bool) -> Result<Vec<u32>> {
+        // Without offsets: the ids are all an embedding needs, and tracking the character
+        // offsets of every token costs time for nothing.
         let encode = |tokenizer: &tokenizers::Tokenizer| {
             tokenizer
-                .encode(text, true)
+                .encode_fast(text, true)
                 .map(|encoding| encoding.get_ids().to_vec())
                 .map_err(|err| Error::invalid_input(format!("cannot tokenize the input: {err}")))
         };
