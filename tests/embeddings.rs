@@ -113,7 +113,9 @@ fn embed_names_the_model_when_several_are_served_and_other_routes_refuse_encoder
         let vectors = answer.as_array().expect("a list of vectors");
         assert_eq!(vectors.len(), 2, "{answer}");
         assert!(
-            vectors.iter().all(|v| v.as_array().map(Vec::len) == Some(width)),
+            vectors
+                .iter()
+                .all(|v| v.as_array().map(Vec::len) == Some(width)),
             "{answer}"
         );
     }
