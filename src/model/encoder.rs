@@ -87,10 +87,13 @@ impl Encoder {
     /// (such as `BertModel`, as an Optimum `feature-extraction` export keeps; a decoder's are
     /// `...ForCausalLM` or `...LMHeadModel`).
     pub fn is_encoder_dir(dir: &Path) -> bool {
-        let sentence_transformers = ["modules.json", "1_Pooling/config.json"]
-            .iter()
-            .chain(&["sentence_bert_config.json"])
-            .any(|f| dir.join(f).is_file());
+        let sentence_transformers = [
+            "modules.json",
+            "1_Pooling/config.json",
+            "sentence_bert_config.json",
+        ]
+        .iter()
+        .any(|f| dir.join(f).is_file());
         sentence_transformers
             || read_json(dir, "config.json").is_ok_and(|config| {
                 let names = config.get("architectures").and_then(Value::as_array);
@@ -513,6 +516,19 @@ fn check_signature(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn encoder_folders_are_told_from_decoder_folders() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        assert!(Encoder::is_encoder_dir(&models.join("tinyembed")));
+        assert!(Encoder::is_encoder_dir(
+            &models.join("tests/encoders/clsraw")
+        ));
+        assert!(!Encoder::is_encoder_dir(&models.join("tinychat")));
+        assert!(!Encoder::is_encoder_dir(
+            &models.join("tests/decoders/minimal")
+        ));
+    }
 
     #[test]
     fn the_maximum_length_is_the_smallest_the_configs_give() {
