@@ -339,6 +339,15 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
             layout.cache_bytes()
         )
     }));
+    #[cfg(feature = "language-models")]
+    names.extend(models.encoders().map(|e| {
+        format!(
+            "{} (embeddings, dimension {}, up to {} tokens per input)",
+            e.name(),
+            e.dimension(),
+            e.max_length()
+        )
+    }));
     log::info!(
         "loaded {} model(s) from {}: {}",
         names.len(),

@@ -7,6 +7,7 @@ mod cli;
 mod conformance;
 mod decoder;
 mod docs;
+mod embeddings;
 mod generation;
 mod hostile;
 mod http;

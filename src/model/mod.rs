@@ -2,7 +2,8 @@
 //!
 //! Decoder folders (a Hugging Face tokenizer, a chat template and a model with a KV cache)
 //! need the `language-models` feature (on by default); without it a registry that finds one
-//! fails to load, saying so.
+//! fails to load, saying so. So do encoder folders (sentence-transformers' layout), served as
+//! embedding models.
 
 mod batch;
 mod binary;
@@ -13,6 +14,8 @@ mod datatype;
 mod decoder;
 mod decoder_dir;
 mod element;
+#[cfg(feature = "language-models")]
+mod encoder;
 mod generate;
 mod json;
 mod logits;
@@ -35,6 +38,8 @@ pub use decoder::{CacheReservation, Decoder, DecoderLayout, KvCache, DEFAULT_CON
 pub use decoder_dir::REQUIRED_FILES;
 pub(crate) use element::schema as element_schema;
 pub use element::TensorData;
+#[cfg(feature = "language-models")]
+pub use encoder::{Encoder, Pooling, MAX_RUN_TOKENS};
 #[cfg(not(feature = "language-models"))]
 pub use generate::CacheReservation;
 pub use generate::{

@@ -11,12 +11,15 @@ use super::decoder::Decoder;
 use super::decoder_dir::is_decoder_dir;
 #[cfg(not(feature = "language-models"))]
 use super::decoder_dir::REQUIRED_FILES;
+#[cfg(feature = "language-models")]
+use super::encoder::Encoder;
 use super::onnx::Model;
 use super::options::ModelOptions;
 use crate::{Error, ErrorKind, Result};
 
 /// Every model of a folder, by name: each `NAME.onnx` file, and each subfolder `NAME/` in
-/// Hugging Face Optimum's decoder layout (a `Decoder`, served through the `/v1` API only).
+/// Hugging Face Optimum's decoder layout (a `Decoder`, served through the `/v1` API only) or
+/// sentence-transformers' encoder layout (an `Encoder`: `/v1/embeddings` and `/embed`).
 /// Cheap to clone: clones share the loaded models.
 ///
 /// # Example
@@ -32,6 +35,8 @@ pub struct ModelRegistry {
     models: Arc<BTreeMap<String, Arc<Model>>>,
     #[cfg(feature = "language-models")]
     decoders: Arc<BTreeMap<String, Arc<Decoder>>>,
+    #[cfg(feature = "language-models")]
+    encoders: Arc<BTreeMap<String, Arc<Encoder>>>,
 }
 
 impl ModelRegistry {
@@ -95,7 +100,7 @@ impl ModelRegistry {
             models.insert(name, Arc::new(model?));
         }
         #[cfg(feature = "language-models")]
-        let decoders = load_decoders(folders, &models, options)?;
+        let (decoders, encoders) = load_folders(folders, &models, options)?;
         #[cfg(not(feature = "language-models"))]
         if let Some(folder) = folders.first() {
             return Err(Error::new(
@@ -113,6 +118,8 @@ impl ModelRegistry {
             models: Arc::new(models),
             #[cfg(feature = "language-models")]
             decoders: Arc::new(decoders),
+            #[cfg(feature = "language-models")]
+            encoders: Arc::new(encoders),
         })
     }
 
@@ -190,6 +197,8 @@ impl ModelRegistry {
             models: Arc::new(models),
             #[cfg(feature = "language-models")]
             decoders: Arc::default(),
+            #[cfg(feature = "language-models")]
+            encoders: Arc::default(),
         }
     }
 
@@ -197,12 +206,23 @@ impl ModelRegistry {
     fn of_decoder(name: &str, dir: &Path, options: &ModelOptions) -> Result<ModelRegistry> {
         #[cfg(feature = "language-models")]
         {
-            let decoder = Decoder::load_with(name, dir, options)?;
-            let mut decoders = BTreeMap::new();
-            decoders.insert(name.to_string(), Arc::new(decoder));
+            // An encoder folder holds `tokenizer.json` too: it is served as the one model.
+            let (mut decoders, mut encoders) = (BTreeMap::new(), BTreeMap::new());
+            if Encoder::is_encoder_dir(dir) {
+                encoders.insert(
+                    name.to_string(),
+                    Arc::new(Encoder::load_with(name, dir, options)?),
+                );
+            } else {
+                decoders.insert(
+                    name.to_string(),
+                    Arc::new(Decoder::load_with(name, dir, options)?),
+                );
+            }
             Ok(ModelRegistry {
                 models: Arc::default(),
                 decoders: Arc::new(decoders),
+                encoders: Arc::new(encoders),
             })
         }
         #[cfg(not(feature = "language-models"))]
@@ -240,6 +260,27 @@ impl ModelRegistry {
         self.decoders.values()
     }
 
+    /// The names of the encoder folder models (embedding models), in name order (none without
+    /// the `language-models` feature).
+    pub fn encoder_names(&self) -> impl Iterator<Item = &str> {
+        #[cfg(feature = "language-models")]
+        return self.encoders.keys().map(String::as_str);
+        #[cfg(not(feature = "language-models"))]
+        return std::iter::empty();
+    }
+
+    /// The encoder folder model (embedding model) called `name`, if there is one.
+    #[cfg(feature = "language-models")]
+    pub fn encoder(&self, name: &str) -> Option<Arc<Encoder>> {
+        self.encoders.get(name).cloned()
+    }
+
+    /// The encoder folder models, in name order.
+    #[cfg(feature = "language-models")]
+    pub fn encoders(&self) -> impl Iterator<Item = &Arc<Encoder>> {
+        self.encoders.values()
+    }
+
     /// The model called `name`, or a 404 `model_not_found` error (which says so when `name`
     /// is a decoder folder, served through `/v1` only).
     pub fn get(&self, name: &str) -> Result<Arc<Model>> {
@@ -250,6 +291,14 @@ impl ModelRegistry {
                     format!(
                         "model \"{name}\" is a decoder folder: it is served through \
                          /v1/completions and /v1/chat/completions only"
+                    ),
+                )
+            } else if self.encoder_names().any(|encoder| encoder == name) {
+                Error::new(
+                    ErrorKind::ModelNotFound,
+                    format!(
+                        "model \"{name}\" is an embedding model: it is served through \
+                         /v1/embeddings and /embed only"
                     ),
                 )
             } else {
@@ -274,14 +323,23 @@ impl ModelRegistry {
     }
 }
 
-/// Loads each decoder folder, refusing one named like a `.onnx` file model.
+/// The decoders and the encoders of a registry, by name.
 #[cfg(feature = "language-models")]
-fn load_decoders(
+type Folders = (
+    BTreeMap<String, Arc<Decoder>>,
+    BTreeMap<String, Arc<Encoder>>,
+);
+
+/// Loads each folder as an encoder ([`Encoder::is_encoder_dir`]) or a decoder, refusing one
+/// named like a `.onnx` file model.
+#[cfg(feature = "language-models")]
+fn load_folders(
     folders: Vec<std::path::PathBuf>,
     models: &BTreeMap<String, Arc<Model>>,
     options: &ModelOptions,
-) -> Result<BTreeMap<String, Arc<Decoder>>> {
+) -> Result<Folders> {
     let mut decoders = BTreeMap::new();
+    let mut encoders = BTreeMap::new();
     for folder in folders {
         let name = folder
             .file_name()
@@ -298,10 +356,15 @@ fn load_decoders(
                 ),
             ));
         }
+        if Encoder::is_encoder_dir(&folder) {
+            let encoder = Encoder::load_with(&name, &folder, options)?;
+            encoders.insert(name, Arc::new(encoder));
+            continue;
+        }
         let decoder = Decoder::load_with(&name, &folder, options)?;
         decoders.insert(name, Arc::new(decoder));
     }
-    Ok(decoders)
+    Ok((decoders, encoders))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The built-in APIs over a [`ModelRegistry`]: health probes, the KServe Open Inference
 //! Protocol v2, and a Flask-style predict route.
 
+#[cfg(feature = "language-models")]
+mod embeddings;
 mod health;
 mod metrics;
 mod openai;
@@ -17,7 +19,8 @@ use crate::model::ModelRegistry;
 use crate::{App, Request, Upstream};
 
 /// Adds every built-in route for `models` to `app`: `/healthz`, `/readyz`, the v2 protocol
-/// under `/v2`, the OpenAI-compatible API under `/v1` (for byte-level language models),
+/// under `/v2`, the OpenAI-compatible API under `/v1` (for byte-level language models, and
+/// `/v1/embeddings` with text-embeddings-inference's `/embed` for encoder folders),
 /// `/metrics`, `GET /models`, `POST /models/<name>/predict` and, when exactly one model is
 /// loaded, `POST /predict`; and the self-documentation of [`crate::docs::mount`]:
 /// `/openapi.json`, `/docs`, and the demo pages `/` and `/models/<name>`.
@@ -46,6 +49,8 @@ pub fn mount_with_upstreams(
     let app = health::mount(app, ready);
     let app = v2::mount(app, models, ready);
     let app = openai::mount(app, models, &generators, upstreams);
+    #[cfg(feature = "language-models")]
+    let app = embeddings::mount(app, models);
     let app = metrics::mount(app, models, &generators, upstreams);
     let app = predict::mount(app, models);
     crate::docs::mount(app, models)

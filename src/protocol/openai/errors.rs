@@ -29,6 +29,6 @@ pub(super) fn log_if_internal(err: &Error) {
 
 /// The response, or the error as a response with the error's status and headers and an
 /// OpenAI-shaped body.
-pub(super) fn with_openai_errors(result: Result<Response, Error>) -> Response {
+pub(in crate::protocol) fn with_openai_errors(result: Result<Response, Error>) -> Response {
     result.unwrap_or_else(|err| Response::from_error_with_body(&err, error_body(&err)))
 }

@@ -24,7 +24,7 @@ mod request;
 mod schema;
 
 use answer::{stream, Call};
-use errors::with_openai_errors;
+pub(super) use errors::with_openai_errors;
 pub use generators::Generators;
 use request::{chat_prompt, messages_json, sampling, text_prompt, CompletionRequest, Kind, Route};
 
@@ -65,6 +65,7 @@ fn list_models(backends: &Backends) -> Json<Value> {
         .iter()
         .map(|m| m.name())
         .chain(backends.models.decoder_names())
+        .chain(backends.models.encoder_names())
         .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "tinyserve"}))
         .collect();
     data.extend(proxy::list(&backends.upstreams));
