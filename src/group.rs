@@ -1,0 +1,185 @@
+//! [`Group`]: routes mounted together at a prefix, with hooks of their own (Flask's blueprints,
+//! FastAPI's routers).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::hooks::{ErrorMatch, Hooks};
+use crate::router::Handler;
+use crate::{App, IntoResponse, Request, Response};
+
+/// Routes, hooks and guards mounted together at a prefix with [`App::mount`] (or built in
+/// place with [`App::group`]).
+///
+/// The group's before hooks run after the app's, its after hooks before the app's, its error
+/// handlers before the app's (see [`crate::hooks`]). They run for the group's routes, and for
+/// any other request whose path lies under the prefix (a 404 there too), so a guard answers
+/// before a client learns which paths exist.
+///
+/// # Example
+/// ```
+/// use tinyserve::{App, Error, ErrorKind, Group, Json};
+///
+/// fn require_bearer(req: &tinyserve::Request) -> Option<Error> {
+///     let ok = req.header("Authorization") == Some("Bearer secret");
+///     (!ok).then(|| Error::new(ErrorKind::Unauthorized, "a bearer token is needed"))
+/// }
+///
+/// let api = Group::new()
+///     .before(require_bearer)
+///     .get("/items", |_| Json(["a", "b"]));
+/// let app = App::new().get("/healthz", |_| "ok").mount("/api", api);
+///
+/// let client = app.test_client();
+/// assert_eq!(client.get("/healthz").status(), 200);
+/// assert_eq!(client.get("/api/items").status(), 401);
+/// let req = tinyserve::Request::new("GET", "/api/items").with_header("Authorization", "Bearer secret");
+/// assert_eq!(client.send(req).text(), r#"["a","b"]"#);
+/// ```
+#[derive(Default, Clone)]
+pub struct Group {
+    routes: Vec<(String, String, Handler)>,
+    hooks: Hooks,
+    public: bool,
+}
+
+/// A group as the app keeps it once mounted: its prefix and hooks.
+pub(crate) struct Mounted {
+    pub(crate) prefix: String,
+    pub(crate) hooks: Hooks,
+    /// Served without the app's API key.
+    pub(crate) public: bool,
+}
+
+impl Mounted {
+    /// Whether `path` lies under the prefix (at a segment boundary).
+    pub(crate) fn holds(&self, path: &str) -> bool {
+        path.strip_prefix(&self.prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+impl Group {
+    /// A group with no routes and no hooks.
+    pub fn new() -> Group {
+        Group::default()
+    }
+
+    /// Registers `handler` for `method` on `pattern`, relative to the prefix the group is
+    /// mounted at (`/items` in a group at `/api` is `/api/items`; `/` is the prefix itself).
+    pub fn route<F, R>(mut self, method: &str, pattern: &str, handler: F) -> Group
+    where
+        F: Fn(&Request) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        let handler: Handler = Arc::new(move |req: &Request| handler(req).into_response());
+        self.routes
+            .push((method.to_string(), pattern.to_string(), handler));
+        self
+    }
+
+    /// Registers a `GET` handler (which also answers `HEAD`).
+    pub fn get<F, R>(self, pattern: &str, handler: F) -> Group
+    where
+        F: Fn(&Request) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.route("GET", pattern, handler)
+    }
+
+    /// Registers a `POST` handler.
+    pub fn post<F, R>(self, pattern: &str, handler: F) -> Group
+    where
+        F: Fn(&Request) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.route("POST", pattern, handler)
+    }
+
+    /// Serves the files under `dir` at `prefix` (relative to the group's); see
+    /// [`App::static_files`].
+    pub fn static_files(self, prefix: &str, dir: impl Into<PathBuf>) -> Group {
+        let pattern = format!("{}/<path..>", prefix.trim_end_matches('/'));
+        self.get(&pattern, crate::static_files::handler(dir.into()))
+    }
+
+    /// Adds a before hook for the group's requests: `None` goes on, `Some(answer)` answers
+    /// at once. See [`App::before`].
+    pub fn before<F, R>(mut self, hook: F) -> Group
+    where
+        F: Fn(&Request) -> Option<R> + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.hooks.add_before(hook);
+        self
+    }
+
+    /// Adds an after hook for the group's answers. See [`App::after`].
+    pub fn after<F>(mut self, hook: F) -> Group
+    where
+        F: Fn(&Request, Response) -> Response + Send + Sync + 'static,
+    {
+        self.hooks.add_after(hook);
+        self
+    }
+
+    /// Adds an error handler for the group's error answers. See [`App::on_error`].
+    pub fn on_error<F, R>(mut self, which: impl Into<ErrorMatch>, handler: F) -> Group
+    where
+        F: Fn(&Request, Response) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.hooks.add_error(which.into(), handler);
+        self
+    }
+
+    /// Serves the group without the app's API key ([`crate::Settings::api_key`]): for health
+    /// probes, public pages, static files. The group's own guards still run.
+    pub fn without_key(mut self) -> Group {
+        self.public = true;
+        self
+    }
+}
+
+impl App {
+    /// Mounts `group`'s routes at `prefix` (`/api`), with its hooks.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::{App, Group};
+    /// let app = App::new().mount("/v1", Group::new().get("/ping", |_| "pong"));
+    /// assert_eq!(app.test_client().get("/v1/ping").text(), "pong");
+    /// ```
+    pub fn mount(mut self, prefix: &str, group: Group) -> App {
+        let prefix = prefix.trim_end_matches('/').to_string();
+        let index = self.add_group(Mounted {
+            prefix: prefix.clone(),
+            hooks: group.hooks,
+            public: group.public,
+        });
+        for (method, pattern, handler) in group.routes {
+            let full = match pattern.trim_start_matches('/') {
+                "" if prefix.is_empty() => "/".to_string(),
+                "" => prefix.clone(),
+                rest => format!("{prefix}/{rest}"),
+            };
+            self = self.add_route(&method, &full, handler, Some(index));
+        }
+        self
+    }
+
+    /// Builds a group with `build` and mounts it at `prefix`: the same as
+    /// `app.mount(prefix, build(Group::new()))`.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::App;
+    /// let app = App::new().group("/admin", |g| {
+    ///     g.before(|_req| Some((403, "no admins today"))).get("/users", |_| "everyone")
+    /// });
+    /// assert_eq!(app.test_client().get("/admin/users").status(), 403);
+    /// ```
+    pub fn group(self, prefix: &str, build: impl FnOnce(Group) -> Group) -> App {
+        self.mount(prefix, build(Group::new()))
+    }
+}
