@@ -63,7 +63,10 @@ pub struct Settings {
     /// The path prefix the app is mounted under behind a proxy (`/api`): used in generated
     /// links; a request path that still carries it is routed without it. Default: none.
     pub root_path: String,
-    /// One log line per request on stderr. Default: off for the library, on in `tinyserve serve`.
+    /// One access record per request, on the `log` facade's target `tinyserve::access`
+    /// ([`crate::log`]; nothing is written until the application installs a logger). Default:
+    /// on, as Flask's and uvicorn's access logs are; `tinyserve serve` turns it off below
+    /// `--log-level info`.
     pub access_log: bool,
     /// Origins allowed to call from a browser (`*` for any). Default: none (CORS off).
     pub cors_origins: Vec<String>,
@@ -145,7 +148,7 @@ impl Default for Settings {
             drain_timeout: Duration::from_secs(30),
             trusted_proxies: TrustedProxies::default(),
             root_path: String::new(),
-            access_log: false,
+            access_log: true,
             cors_origins: Vec::new(),
             api_key: None,
             public_paths: ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"]
@@ -357,10 +360,11 @@ impl App {
         Server::start(self, addr)
     }
 
-    /// Serves on `addr` until the server is shut down. Prints `listening on http://ADDR`.
+    /// Serves on `addr` until the server is shut down. Prints `listening on http://ADDR` on
+    /// stdout ([`crate::log::listening`]) once it accepts connections.
     pub fn run(self, addr: impl ToSocketAddrs) -> Result<()> {
         let server = self.bind(addr)?;
-        eprintln!("listening on http://{}", server.addr());
+        crate::log::listening(server.addr());
         server.join();
         Ok(())
     }
