@@ -394,9 +394,15 @@ mod tests {
     fn debug_is_the_cause_chain_on_one_line() {
         let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = busy.local_addr().expect("addr");
-        let err = crate::App::new().bind(addr).err().expect("the port is taken");
+        let err = crate::App::new()
+            .bind(addr)
+            .err()
+            .expect("the port is taken");
         let printed = format!("{err:?}");
-        assert!(!printed.contains('\n') && !printed.contains("Error {"), "{printed}");
+        assert!(
+            !printed.contains('\n') && !printed.contains("Error {"),
+            "{printed}"
+        );
         assert!(printed.to_lowercase().contains("in use"), "{printed}");
         assert!(format!("{err:#?}").contains("kind"));
     }

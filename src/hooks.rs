@@ -2,8 +2,8 @@
 //! Flask's `before_request`, `after_request` and `errorhandler` do.
 //!
 //! A request goes through, in order:
-//! 1. the built-in checks on the head ([`crate::layers`]): a CORS preflight is answered, a
-//!    missing API key refused;
+//! 1. the built-in checks on the head, set by [`crate::Settings`]: a CORS preflight is
+//!    answered, a missing API key refused;
 //! 2. the app's before hooks, then its group's, in the order registered; the first that
 //!    answers ends the request there;
 //! 3. the handler (or the router's 404 or 405);

@@ -96,6 +96,7 @@ fn files_come_with_their_type_validators_and_304() {
     std::fs::write(public.join("big.bin"), vec![7u8; 5 * 1024 * 1024]).expect("write");
     let big = client.get("/static/big.bin");
     assert_eq!((big.status(), big.body().len()), (200, 5 * 1024 * 1024));
+    let _ = std::fs::remove_dir_all(public.parent().expect("root"));
 }
 
 #[test]
@@ -118,6 +119,7 @@ fn head_on_the_wire_has_the_length_and_no_body() {
             .status,
         405
     );
+    let _ = std::fs::remove_dir_all(public.parent().expect("root"));
 }
 
 /// Each path, sent as these very bytes: 400 or 404, never the secret.
@@ -163,4 +165,5 @@ fn no_path_leads_out_of_the_folder() {
     }
     // The same server still serves the folder.
     assert_eq!(server.get("/static/index.html").status, 200);
+    let _ = std::fs::remove_dir_all(public.parent().expect("root"));
 }
