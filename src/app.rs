@@ -1,6 +1,6 @@
 //! `App`: routes and settings, built by value, then bound to an address.
 
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -356,8 +356,23 @@ impl App {
     }
 
     /// Starts serving on `addr` (port 0 picks a free port) and returns the running server.
+    /// An address that cannot be resolved or bound is an error that names it:
+    /// `cannot listen on 127.0.0.1:8000: Address already in use (os error 98)`.
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server> {
-        Server::start(self, addr)
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|err| {
+                Error::internal(format!("cannot resolve the address to listen on: {err}"))
+            })?
+            .collect();
+        let shown: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+        Server::start(self, addrs.as_slice()).map_err(|err| {
+            Error::internal(format!(
+                "cannot listen on {}: {}",
+                shown.join(", "),
+                err.chain()
+            ))
+        })
     }
 
     /// Serves on `addr` until the server is shut down. Prints `listening on http://ADDR` on

@@ -403,6 +403,10 @@ mod tests {
             !printed.contains('\n') && !printed.contains("Error {"),
             "{printed}"
         );
+        assert!(
+            printed.starts_with(&format!("cannot listen on {addr}: ")),
+            "{printed}"
+        );
         assert!(printed.to_lowercase().contains("in use"), "{printed}");
         assert!(format!("{err:#?}").contains("kind"));
     }
