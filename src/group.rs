@@ -4,8 +4,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::catalog::RouteDoc;
 use crate::hooks::{ErrorMatch, Hooks};
 use crate::router::Handler;
+use crate::typed::ResponseSchema;
+use crate::websocket::{IntoClose, WebSocket};
 use crate::{App, IntoResponse, Request, Response};
 
 /// Routes, hooks and guards mounted together at a prefix with [`App::mount`] (or built in
@@ -39,6 +45,8 @@ use crate::{App, IntoResponse, Request, Response};
 #[derive(Default, Clone)]
 pub struct Group {
     routes: Vec<(String, String, Handler)>,
+    /// Documentation for routes, by (method, pattern): the app's catalog gets it on mounting.
+    docs: Vec<(String, String, RouteDoc)>,
     hooks: Hooks,
     public: bool,
 }
@@ -94,6 +102,79 @@ impl Group {
         R: IntoResponse,
     {
         self.route("POST", pattern, handler)
+    }
+
+    /// A typed route ([`App::route_typed`]): the body checked and documented from its type.
+    ///
+    /// # Panics
+    /// As [`App::post_typed`].
+    pub fn route_typed<B, R, F>(self, method: &str, pattern: &str, handler: F) -> Group
+    where
+        B: DeserializeOwned + JsonSchema + 'static,
+        R: ResponseSchema,
+        F: Fn(&Request, B) -> R + Send + Sync + 'static,
+    {
+        let (handler, doc) = crate::typed::typed_route(method, pattern, handler);
+        self.route(method, pattern, handler)
+            .document(method, pattern, doc)
+    }
+
+    /// A typed `POST` route ([`App::post_typed`]).
+    ///
+    /// # Example
+    /// ```
+    /// use schemars::JsonSchema;
+    /// use serde::Deserialize;
+    /// use tinyserve::{App, Group, Json, Request};
+    ///
+    /// #[derive(Deserialize, JsonSchema)]
+    /// struct Sum { a: f64, b: f64 }
+    ///
+    /// let api = Group::new().post_typed("/sum", |_: &Request, s: Sum| Json(s.a + s.b));
+    /// let app = App::new().mount("/api", api);
+    /// let routes = app.catalog().routes();
+    /// assert_eq!(routes[0].pattern, "/api/sum");
+    /// assert!(routes[0].doc.request.is_some(), "documented from the type");
+    /// let res = app.test_client().post_json("/api/sum", &serde_json::json!({"a": 1, "b": 2}));
+    /// assert_eq!(res.text(), "3.0");
+    /// ```
+    ///
+    /// # Panics
+    /// As [`App::post_typed`].
+    pub fn post_typed<B, R, F>(self, pattern: &str, handler: F) -> Group
+    where
+        B: DeserializeOwned + JsonSchema + 'static,
+        R: ResponseSchema,
+        F: Fn(&Request, B) -> R + Send + Sync + 'static,
+    {
+        self.route_typed("POST", pattern, handler)
+    }
+
+    /// A `GET` route documented from its return type ([`App::get_typed`]).
+    pub fn get_typed<R, F>(self, pattern: &str, handler: F) -> Group
+    where
+        R: ResponseSchema,
+        F: Fn(&Request) -> R + Send + Sync + 'static,
+    {
+        self.get(pattern, handler)
+            .document("GET", pattern, crate::typed::get_doc::<R>())
+    }
+
+    /// A WebSocket route ([`App::websocket`]).
+    pub fn websocket<F, R>(self, pattern: &str, handler: F) -> Group
+    where
+        F: Fn(&Request, &mut WebSocket) -> R + Send + Sync + 'static,
+        R: IntoClose,
+    {
+        self.get(pattern, crate::websocket::upgrade_handler(handler))
+    }
+
+    /// Documents a route of the group ([`App::document`]); `pattern` as registered in the
+    /// group.
+    pub fn document(mut self, method: &str, pattern: &str, doc: RouteDoc) -> Group {
+        self.docs
+            .push((method.to_string(), pattern.to_string(), doc));
+        self
     }
 
     /// Serves the files under `dir` at `prefix` (relative to the group's); see
@@ -157,13 +238,16 @@ impl App {
             hooks: group.hooks,
             public: group.public,
         });
+        let full = |pattern: &str| match pattern.trim_start_matches('/') {
+            "" if prefix.is_empty() => "/".to_string(),
+            "" => prefix.clone(),
+            rest => format!("{prefix}/{rest}"),
+        };
         for (method, pattern, handler) in group.routes {
-            let full = match pattern.trim_start_matches('/') {
-                "" if prefix.is_empty() => "/".to_string(),
-                "" => prefix.clone(),
-                rest => format!("{prefix}/{rest}"),
-            };
-            self = self.add_route(&method, &full, handler, Some(index));
+            self = self.add_route(&method, &full(&pattern), handler, Some(index));
+        }
+        for (method, pattern, doc) in group.docs {
+            self = self.document(&method, &full(&pattern), doc);
         }
         self
     }

@@ -129,3 +129,56 @@ fn a_group_without_the_key_is_public_and_the_rest_still_needs_it() {
     );
     assert_eq!(client.send(bearer("GET", "/guarded/x")).text(), "x");
 }
+
+#[test]
+fn a_groups_guard_covers_its_websocket_and_typed_routes() {
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Sum {
+        a: f64,
+        b: f64,
+    }
+    let api = Group::new()
+        .before(require_bearer)
+        .websocket("/ws", |_req, _socket| Ok(()))
+        .post_typed("/sum", |_: &Request, s: Sum| Json(s.a + s.b));
+    let app = App::new().mount("/api", api);
+    let upgrade = |req: Request| {
+        req.with_header("Upgrade", "websocket")
+            .with_header("Connection", "Upgrade")
+            .with_header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .with_header("Sec-WebSocket-Version", "13")
+    };
+    let client = app.test_client();
+    assert_eq!(
+        client
+            .send(upgrade(Request::new("GET", "/api/ws")))
+            .status(),
+        401
+    );
+    let switched = client.send(upgrade(bearer("GET", "/api/ws")));
+    assert_eq!(switched.status(), 101);
+    assert_eq!(
+        switched.header("Sec-WebSocket-Accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+
+    let body = json!({"a": 1, "b": 2, "c": 3}).to_string().into_bytes();
+    let typed = |req: Request| {
+        client.send(
+            req.with_header("Content-Type", "application/json")
+                .with_body(body.clone()),
+        )
+    };
+    assert_eq!(typed(Request::new("POST", "/api/sum")).status(), 401);
+    let checked = typed(bearer("POST", "/api/sum"));
+    assert_eq!(checked.status(), 400, "{}", checked.text());
+    assert_eq!(
+        checked.json::<Value>().ok().map(|v| v["code"].clone()),
+        Some(json!("invalid_body"))
+    );
+    let routes = app.catalog().routes();
+    assert!(routes
+        .iter()
+        .any(|r| r.pattern == "/api/sum" && r.doc.request.is_some()));
+}
