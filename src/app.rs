@@ -403,8 +403,9 @@ impl App {
     /// request through; a panic becomes a 500; then the error handlers and after hooks.
     /// Returns the response and the route template matched.
     pub(crate) fn dispatch(&self, mut req: Request) -> (Response, Option<String>) {
-        let (response, route) = self.handle(&mut req);
-        (self.finish(&req, self.group_of(&req), response), route)
+        let (response, route, group) = self.handle(&mut req);
+        let group = group.and_then(|index| self.groups.get(index));
+        (self.finish(&req, group, response), route)
     }
 
     /// Whether `path` is a health probe's (served without an API key, and on the reserved
@@ -416,18 +417,23 @@ impl App {
     /// The group whose hooks a request runs: its route's; for a 404, the innermost group
     /// whose prefix holds the path.
     fn group_of(&self, req: &Request) -> Option<&Mounted> {
-        let index = match self.router.find(req.method(), req.path()) {
+        let found = self.router.find(req.method(), req.path());
+        self.group_index(&found, req.path())
+            .and_then(|index| self.groups.get(index))
+    }
+
+    fn group_index(&self, found: &Match<'_>, path: &str) -> Option<usize> {
+        match found {
             Match::Found { route, .. } => route.group,
-            Match::MethodNotAllowed { group, .. } => group,
+            Match::MethodNotAllowed { group, .. } => *group,
             Match::NotFound => self
                 .groups
                 .iter()
                 .enumerate()
-                .filter(|(_, g)| g.holds(req.path()))
+                .filter(|(_, g)| g.holds(path))
                 .max_by_key(|(_, g)| g.prefix.len())
                 .map(|(index, _)| index),
-        };
-        index.and_then(|index| self.groups.get(index))
+        }
     }
 
     /// An answer's way out: the error handlers (the group's, else the app's), the after hooks
@@ -445,8 +451,11 @@ impl App {
         layers::cors(&self.settings, req, response)
     }
 
-    fn handle(&self, req: &mut Request) -> (Response, Option<String>) {
-        match self.router.find(req.method(), req.path()) {
+    /// Runs the handler; returns its answer, the route template and the group's index.
+    fn handle(&self, req: &mut Request) -> (Response, Option<String>, Option<usize>) {
+        let found = self.router.find(req.method(), req.path());
+        let group = self.group_index(&found, req.path());
+        let (response, route) = match found {
             Match::Found { route, params } => {
                 req.set_params(params);
                 let handler = &route.handler;
@@ -460,6 +469,7 @@ impl App {
                 (Response::from_error(&err), None)
             }
             Match::NotFound => (Response::from_error(&Error::not_found(req.path())), None),
-        }
+        };
+        (response, route, group)
     }
 }
