@@ -232,7 +232,10 @@ impl App {
     /// assert_eq!(app.test_client().get("/v1/ping").text(), "pong");
     /// ```
     pub fn mount(mut self, prefix: &str, group: Group) -> App {
-        let prefix = prefix.trim_end_matches('/').to_string();
+        let prefix = match prefix.trim_matches('/') {
+            "" => String::new(),
+            inner => format!("/{inner}"),
+        };
         let index = self.add_group(Mounted {
             prefix: prefix.clone(),
             hooks: group.hooks,

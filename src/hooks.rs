@@ -53,6 +53,12 @@ impl From<u16> for ErrorMatch {
     }
 }
 
+impl From<String> for ErrorMatch {
+    fn from(code: String) -> ErrorMatch {
+        ErrorMatch::Code(code)
+    }
+}
+
 impl From<&str> for ErrorMatch {
     fn from(code: &str) -> ErrorMatch {
         ErrorMatch::Code(code.to_string())

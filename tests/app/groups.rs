@@ -87,6 +87,15 @@ fn a_groups_error_handler_comes_before_the_apps() {
     );
     assert_eq!(client.get("/nope").text(), "the app's 404");
     assert_eq!(client.get("/v1/ping").text(), "pong");
+
+    // A prefix written without its leading slash, or with a trailing one, is the same prefix.
+    let app = App::new().group("v2/", |g| {
+        g.after(|_, res| res.with_header("X-Group", "v2"))
+            .get("/ping", |_| "pong")
+    });
+    let client = app.test_client();
+    assert_eq!(client.get("/v2/ping").header("X-Group"), Some("v2"));
+    assert_eq!(client.get("/v2/nope").header("X-Group"), Some("v2"));
 }
 
 #[test]
