@@ -49,6 +49,8 @@ pub struct Group {
     docs: Vec<(String, String, RouteDoc)>,
     hooks: Hooks,
     public: bool,
+    /// Groups mounted in this one, at their prefixes below its own.
+    nested: Vec<(String, Group)>,
 }
 
 /// A group as the app keeps it once mounted: its prefix and hooks.
@@ -214,6 +216,24 @@ impl Group {
         self
     }
 
+    /// Mounts `group` inside this one at `prefix`: its routes are under both prefixes, and
+    /// this group's hooks wrap its own (this group's before hooks first, after hooks last,
+    /// error handlers after its own), as with Flask's nested blueprints.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::{App, Group};
+    /// let v1 = Group::new().get("/ping", |_| "pong");
+    /// let api = Group::new().after(|_, res| res.with_header("X-Api", "1")).mount("/v1", v1);
+    /// let app = App::new().mount("/api", api);
+    /// let res = app.test_client().get("/api/v1/ping");
+    /// assert_eq!((res.text().as_str(), res.header("X-Api")), ("pong", Some("1")));
+    /// ```
+    pub fn mount(mut self, prefix: &str, group: Group) -> Group {
+        self.nested.push((prefix.to_string(), group));
+        self
+    }
+
     /// Serves the group without the app's API key ([`crate::Settings::api_key`]): for health
     /// probes, public pages, static files. The group's own guards still run.
     pub fn without_key(mut self) -> Group {
@@ -238,7 +258,7 @@ impl App {
         };
         let index = self.add_group(Mounted {
             prefix: prefix.clone(),
-            hooks: group.hooks,
+            hooks: group.hooks.clone(),
             public: group.public,
         });
         let full = |pattern: &str| match pattern.trim_start_matches('/') {
@@ -251,6 +271,11 @@ impl App {
         }
         for (method, pattern, doc) in group.docs {
             self = self.document(&method, &full(&pattern), doc);
+        }
+        for (inner_prefix, mut inner) in group.nested {
+            inner.hooks = group.hooks.around(&inner.hooks);
+            inner.public |= group.public;
+            self = self.mount(&full(&inner_prefix), inner);
         }
         self
     }

@@ -99,6 +99,16 @@ impl Hooks {
         self.errors.push((which, handler));
     }
 
+    /// The hooks of a group nested in one with `self`'s: the outer before hooks first, its
+    /// after hooks last, its error handlers after the inner ones.
+    pub(crate) fn around(&self, inner: &Hooks) -> Hooks {
+        Hooks {
+            before: self.before.iter().chain(&inner.before).cloned().collect(),
+            after: self.after.iter().chain(&inner.after).cloned().collect(),
+            errors: inner.errors.iter().chain(&self.errors).cloned().collect(),
+        }
+    }
+
     /// The first before hook's answer, if one answers.
     pub(crate) fn run_before(&self, req: &Request) -> Option<Response> {
         self.before.iter().find_map(|hook| {

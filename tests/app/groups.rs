@@ -191,3 +191,59 @@ fn a_groups_guard_covers_its_websocket_and_typed_routes() {
         .iter()
         .any(|r| r.pattern == "/api/sum" && r.doc.request.is_some()));
 }
+
+#[test]
+fn a_nested_group_runs_inside_its_parents_hooks() {
+    let trace = |name: &'static str| {
+        move |_: &Request, res: tinyserve::Response| res.with_appended_header("X-After", name)
+    };
+    let admin = Group::new()
+        .before(|req| (req.header("X-Admin").is_none()).then_some((403, "admins only")))
+        .after(trace("admin"))
+        .on_error(404, |_, _| (404, "no such admin page"))
+        .get("/users", |_| "users");
+    let api = Group::new()
+        .before(require_bearer)
+        .after(trace("api"))
+        .on_error(404, |_, _| (404, "no such api page"))
+        .on_error(405, |_, _| (405, "the api's 405"))
+        .get("/items", |_| "items")
+        .mount("/admin/", admin);
+    let app = App::new().after(trace("app")).mount("/api", api);
+    let client = app.test_client();
+
+    assert_eq!(
+        client.get("/api/admin/users").status(),
+        401,
+        "the outer guard first"
+    );
+    let not_admin = client.send(bearer("GET", "/api/admin/users"));
+    assert_eq!(
+        (not_admin.status(), not_admin.text().as_str()),
+        (403, "admins only")
+    );
+    let order: Vec<&str> = not_admin.headers().get_all("X-After").collect();
+    assert_eq!(order, ["admin", "api", "app"], "inner after hooks first");
+    let admin_req = |method, path| bearer(method, path).with_header("X-Admin", "1");
+    assert_eq!(
+        client.send(admin_req("GET", "/api/admin/users")).text(),
+        "users"
+    );
+    assert_eq!(
+        client.send(admin_req("GET", "/api/admin/x")).text(),
+        "no such admin page"
+    );
+    assert_eq!(
+        client.send(admin_req("POST", "/api/admin/users")).text(),
+        "the api's 405"
+    );
+    assert_eq!(
+        client.send(bearer("GET", "/api/x")).text(),
+        "no such api page"
+    );
+    let items = client.send(bearer("GET", "/api/items"));
+    assert_eq!(
+        items.headers().get_all("X-After").collect::<Vec<_>>(),
+        ["api", "app"]
+    );
+}
