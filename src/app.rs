@@ -1,17 +1,19 @@
 //! `App`: routes and settings, built by value, then bound to an address.
 
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::{RouteCatalog, RouteDoc};
+use crate::group::Mounted;
+use crate::hooks::{ErrorMatch, Hooks};
 // `App::bind` starts a `Server`, whose connections run this app's handlers: app <-> http is
 // the handler API and the transport that serves it, a cycle by design.
 use crate::http::Server;
-use crate::router::{Match, Router};
+use crate::router::{Handler, Match, Router};
 use crate::{
-    Error, ErrorKind, IntoResponse, Request, Response, Result, ServerMetrics, TrustedProxies,
+    layers, Error, IntoResponse, Request, Response, Result, ServerMetrics, TrustedProxies,
 };
 
 /// Server settings, each with a documented default. See the limits table in docs/deployment.md.
@@ -61,13 +63,17 @@ pub struct Settings {
     /// The path prefix the app is mounted under behind a proxy (`/api`): used in generated
     /// links; a request path that still carries it is routed without it. Default: none.
     pub root_path: String,
-    /// One log line per request on stderr. Default: off for the library, on in `tinyserve serve`.
+    /// One access record per request, on the `log` facade's target `tinyserve::access`
+    /// ([`crate::log`]; nothing is written until the application installs a logger). Default:
+    /// on, as Flask's and uvicorn's access logs are; `tinyserve serve` turns it off below
+    /// `--log-level info`.
     pub access_log: bool,
     /// Origins allowed to call from a browser (`*` for any). Default: none (CORS off).
     pub cors_origins: Vec<String>,
     /// When set, every request but the public paths needs `Authorization: Bearer <key>`.
     pub api_key: Option<ApiKey>,
-    /// Paths served without an API key: the health probes.
+    /// Paths served without an API key: the health probes. (For more, mount a group
+    /// [without a key](crate::Group::without_key).)
     pub public_paths: Vec<String>,
     /// WebSockets: how many may be open, message and frame sizes, the idle timeout
     /// ([`crate::websocket::Limits`]).
@@ -142,7 +148,7 @@ impl Default for Settings {
             drain_timeout: Duration::from_secs(30),
             trusted_proxies: TrustedProxies::default(),
             root_path: String::new(),
-            access_log: false,
+            access_log: true,
             cors_origins: Vec::new(),
             api_key: None,
             public_paths: ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"]
@@ -171,6 +177,8 @@ pub struct App {
     settings: Settings,
     metrics: Arc<ServerMetrics>,
     catalog: RouteCatalog,
+    hooks: Hooks,
+    groups: Vec<Mounted>,
 }
 
 impl App {
@@ -181,14 +189,107 @@ impl App {
 
     /// Registers `handler` for `method` on `pattern`. In the pattern, `<name>` captures one
     /// path segment, read back with [`Request::param`].
-    pub fn route<F, R>(mut self, method: &str, pattern: &str, handler: F) -> App
+    /// The last segment may be written `<name..>`: it captures the rest of the path, one
+    /// segment or more (`/files/<path..>` matches `/files/a/b.txt` with `path` = `a/b.txt`).
+    pub fn route<F, R>(self, method: &str, pattern: &str, handler: F) -> App
     where
         F: Fn(&Request) -> R + Send + Sync + 'static,
         R: IntoResponse,
     {
         let handler = Arc::new(move |req: &Request| handler(req).into_response());
-        self.router.add(method, pattern, handler);
+        self.add_route(method, pattern, handler, None)
+    }
+
+    pub(crate) fn add_route(
+        mut self,
+        method: &str,
+        pattern: &str,
+        handler: Handler,
+        group: Option<usize>,
+    ) -> App {
+        self.router.add(method, pattern, handler, group);
         self.catalog.add(method, pattern);
+        self
+    }
+
+    /// Keeps a mounted group's prefix and hooks; returns its index for its routes.
+    pub(crate) fn add_group(&mut self, group: Mounted) -> usize {
+        self.groups.push(group);
+        self.groups.len() - 1
+    }
+
+    /// Adds a hook that runs before every request's handler, on the request head (the body is
+    /// not read yet, so a refusal costs no upload): `None` goes on, `Some(answer)` answers at
+    /// once (and the after hooks still run). Flask's `before_request`; see [`crate::hooks`]
+    /// for the order.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::{App, Error};
+    /// let app = App::new()
+    ///     .before(|req| req.header("X-Tenant").is_none().then(|| Error::bad_request("X-Tenant is required")))
+    ///     .get("/", |req| format!("hello, {}", req.header("X-Tenant").unwrap_or_default()));
+    /// let client = app.test_client();
+    /// assert_eq!(client.get("/").status(), 400);
+    /// let req = tinyserve::Request::new("GET", "/").with_header("X-Tenant", "acme");
+    /// assert_eq!(client.send(req).text(), "hello, acme");
+    /// ```
+    pub fn before<F, R>(mut self, hook: F) -> App
+    where
+        F: Fn(&Request) -> Option<R> + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.hooks.add_before(hook);
+        self
+    }
+
+    /// Adds a hook that sees, and may change or replace, every answer of the app: a handler's,
+    /// an early one of a before hook, a 401, the router's 404 and 405, an error handler's.
+    /// Flask's `after_request`; the last added runs first.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::App;
+    /// let app = App::new()
+    ///     .after(|_req, res| res.with_header("X-Frame-Options", "DENY"))
+    ///     .get("/", |_| "home");
+    /// let client = app.test_client();
+    /// assert_eq!(client.get("/").header("X-Frame-Options"), Some("DENY"));
+    /// assert_eq!(client.get("/nowhere").header("X-Frame-Options"), Some("DENY"));
+    /// ```
+    pub fn after<F>(mut self, hook: F) -> App
+    where
+        F: Fn(&Request, Response) -> Response + Send + Sync + 'static,
+    {
+        self.hooks.add_after(hook);
+        self
+    }
+
+    /// Adds an error handler: it replaces each error answer ([`Response::error_code`]) of a
+    /// status (`404`) or an error code (`"unauthorized"`) with its own. It gets the request and
+    /// the error response (whose JSON body says `error` and `code`); the error's headers
+    /// (`Allow` on a 405, `WWW-Authenticate` on a 401) stay unless it sets them. A handler's
+    /// deliberate non-error answer (`(404, "no such page")`) is left alone. Flask's
+    /// `errorhandler`.
+    ///
+    /// # Example
+    /// ```
+    /// use serde_json::json;
+    /// use tinyserve::App;
+    /// let app = App::new().on_error(404, |req, _error| {
+    ///     (404, json!({"error": "not found", "path": req.path()}))
+    /// });
+    /// let res = app.test_client().get("/missing");
+    /// assert_eq!(res.status(), 404);
+    /// assert_eq!(res.json::<serde_json::Value>()?["path"], "/missing");
+    /// # Ok::<(), tinyserve::Error>(())
+    /// ```
+    pub fn on_error<F, R>(mut self, which: impl Into<ErrorMatch>, handler: F) -> App
+    where
+        F: Fn(&Request, Response) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.hooks.add_error(which.into(), handler);
         self
     }
 
@@ -255,45 +356,56 @@ impl App {
     }
 
     /// Starts serving on `addr` (port 0 picks a free port) and returns the running server.
+    /// An address that cannot be resolved or bound is an error that names it:
+    /// `cannot listen on 127.0.0.1:8000: Address already in use (os error 98)`.
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server> {
-        Server::start(self, addr)
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|err| {
+                Error::internal(format!("cannot resolve the address to listen on: {err}"))
+            })?
+            .collect();
+        let shown: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+        Server::start(self, addrs.as_slice()).map_err(|err| {
+            Error::internal(format!(
+                "cannot listen on {}: {}",
+                shown.join(", "),
+                err.chain()
+            ))
+        })
     }
 
-    /// Serves on `addr` until the server is shut down. Prints `listening on http://ADDR`.
+    /// Serves on `addr` until the server is shut down. Prints `listening on http://ADDR` on
+    /// stdout ([`crate::log::listening`]) once it accepts connections.
     pub fn run(self, addr: impl ToSocketAddrs) -> Result<()> {
         let server = self.bind(addr)?;
-        eprintln!("listening on http://{}", server.addr());
+        crate::log::listening(server.addr());
         server.join();
         Ok(())
     }
 
-    /// The answer to a request that is settled by its head alone: a CORS preflight (204), or
-    /// 401 when the API key is missing or wrong. The server asks before it reads the body or
-    /// sends `100 Continue`, so a refused request costs no body. `None`: go on to the handler.
+    /// The answer to a request that is settled by its head alone: a CORS preflight (204), a
+    /// 401 when the API key is missing or wrong, a before hook's answer; each finished by the
+    /// error handlers and after hooks. The server asks before it reads the body or sends
+    /// `100 Continue`, so a refused request costs no body. `None`: go on to
+    /// [`App::dispatch`].
     pub(crate) fn screen(&self, req: &Request) -> Option<Response> {
-        let allowed_origin = req.header("Origin").and_then(|o| self.allowed_origin(o));
-        if let Some(allowed) = &allowed_origin {
-            if req.method() == "OPTIONS" && req.header("Access-Control-Request-Method").is_some() {
-                return Some(self.preflight(req, allowed));
-            }
-        }
-        if self.is_authorized(req) {
-            return None;
-        }
-        let err = Error::new(ErrorKind::Unauthorized, "missing or invalid API key")
-            .with_header("WWW-Authenticate", "Bearer");
-        Some(with_cors(Response::from_error(&err), allowed_origin))
+        let group = self.group_of(req);
+        let public = self.is_public(req.path()) || group.is_some_and(|g| g.public);
+        let early = layers::preflight(&self.settings, req)
+            .or_else(|| layers::key(&self.settings, req, public))
+            .or_else(|| self.hooks.run_before(req))
+            .or_else(|| group.and_then(|g| g.hooks.run_before(req)))?;
+        Some(self.finish(req, group, early))
     }
 
-    /// Runs the handler the request's method and path select, after [`App::screen`]; a panic
-    /// becomes a 500. Returns the response and the route template matched.
+    /// Runs the handler the request's method and path select, once [`App::screen`] let the
+    /// request through; a panic becomes a 500; then the error handlers and after hooks.
+    /// Returns the response and the route template matched.
     pub(crate) fn dispatch(&self, mut req: Request) -> (Response, Option<String>) {
-        if let Some(response) = self.screen(&req) {
-            return (response, None);
-        }
-        let allowed_origin = req.header("Origin").and_then(|o| self.allowed_origin(o));
-        let (response, route) = self.handle(&mut req);
-        (with_cors(response, allowed_origin), route)
+        let (response, route, group) = self.handle(&mut req);
+        let group = group.and_then(|index| self.groups.get(index));
+        (self.finish(&req, group, response), route)
     }
 
     /// Whether `path` is a health probe's (served without an API key, and on the reserved
@@ -302,85 +414,62 @@ impl App {
         self.settings.public_paths.iter().any(|p| p == path)
     }
 
-    fn handle(&self, req: &mut Request) -> (Response, Option<String>) {
-        match self.router.find(req.method(), req.path()) {
+    /// The group whose hooks a request runs: its route's; for a 404, the innermost group
+    /// whose prefix holds the path.
+    fn group_of(&self, req: &Request) -> Option<&Mounted> {
+        let found = self.router.find(req.method(), req.path());
+        self.group_index(&found, req.path())
+            .and_then(|index| self.groups.get(index))
+    }
+
+    fn group_index(&self, found: &Match<'_>, path: &str) -> Option<usize> {
+        match found {
+            Match::Found { route, .. } => route.group,
+            Match::MethodNotAllowed { group, .. } => *group,
+            Match::NotFound => self
+                .groups
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.holds(path))
+                .max_by_key(|(_, g)| g.prefix.len())
+                .map(|(index, _)| index),
+        }
+    }
+
+    /// An answer's way out: the error handlers (the group's, else the app's), the after hooks
+    /// (the group's, then the app's), the CORS headers.
+    fn finish(&self, req: &Request, group: Option<&Mounted>, response: Response) -> Response {
+        let response = match group {
+            Some(g) if g.hooks.takes(&response) => g.hooks.run_error(req, response),
+            _ => self.hooks.run_error(req, response),
+        };
+        let response = match group {
+            Some(g) => g.hooks.run_after(req, response),
+            None => response,
+        };
+        let response = self.hooks.run_after(req, response);
+        layers::cors(&self.settings, req, response)
+    }
+
+    /// Runs the handler; returns its answer, the route template and the group's index.
+    fn handle(&self, req: &mut Request) -> (Response, Option<String>, Option<usize>) {
+        let found = self.router.find(req.method(), req.path());
+        let group = self.group_index(&found, req.path());
+        let (response, route) = match found {
             Match::Found { route, params } => {
                 req.set_params(params);
                 let handler = &route.handler;
-                let response =
-                    catch_unwind(AssertUnwindSafe(|| handler(req))).unwrap_or_else(|panic| {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        let message = format!(
-                            "handler for {} {} panicked: {what}",
-                            req.method(),
-                            route.pattern.as_str()
-                        );
-                        Response::from_error(&Error::internal(message))
-                    });
+                let response = catch_unwind(AssertUnwindSafe(|| handler(req)))
+                    .unwrap_or_else(|panic| crate::hooks::panicked(req, "the handler", &*panic));
                 (response, Some(route.pattern.as_str().to_string()))
             }
-            Match::MethodNotAllowed(allowed) => {
+            Match::MethodNotAllowed { allowed, .. } => {
                 let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
                 let err = Error::method_not_allowed(req.method(), req.path(), &allowed);
                 (Response::from_error(&err), None)
             }
             Match::NotFound => (Response::from_error(&Error::not_found(req.path())), None),
-        }
-    }
-
-    fn is_authorized(&self, req: &Request) -> bool {
-        let Some(key) = &self.settings.api_key else {
-            return true;
         };
-        if self.is_public(req.path()) {
-            return true;
-        }
-        // The scheme is case-insensitive (RFC 9110 section 11.1): `bearer` is `Bearer`.
-        req.header("Authorization")
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
-            .is_some_and(|(_, token)| key.matches(token.trim()))
-    }
-
-    /// The `Access-Control-Allow-Origin` value for `origin`, when CORS allows it.
-    fn allowed_origin(&self, origin: &str) -> Option<String> {
-        let origins = &self.settings.cors_origins;
-        if origins.iter().any(|o| o == "*") {
-            Some("*".to_string())
-        } else {
-            origins.iter().find(|o| o.as_str() == origin).cloned()
-        }
-    }
-
-    /// Answers a CORS preflight.
-    fn preflight(&self, req: &Request, allowed: &str) -> Response {
-        let headers = req
-            .header("Access-Control-Request-Headers")
-            .unwrap_or("Content-Type, Authorization")
-            .to_string();
-        Response::empty(204)
-            .with_header("Access-Control-Allow-Origin", allowed)
-            .with_header(
-                "Access-Control-Allow-Methods",
-                "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-            )
-            .with_header("Access-Control-Allow-Headers", &headers)
-            .with_header("Access-Control-Max-Age", "600")
-            .with_header("Vary", "Origin")
-    }
-}
-
-/// Adds the CORS headers of an allowed origin to a response.
-fn with_cors(response: Response, allowed_origin: Option<String>) -> Response {
-    match allowed_origin {
-        Some(allowed) => response
-            .with_header("Access-Control-Allow-Origin", &allowed)
-            .with_header("Access-Control-Expose-Headers", "X-Request-ID")
-            .with_header("Vary", "Origin"),
-        None => response,
+        (response, route, group)
     }
 }

@@ -337,8 +337,13 @@ impl Error {
     }
 }
 
+/// The cause chain on one line, in words: what `fn main() -> tinyserve::Result<()>` prints
+/// when it returns an error (`Error: <chain>`). `{:#?}` shows the fields.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return f.write_str(&self.chain());
+        }
         f.debug_struct("Error")
             .field("kind", &self.0.kind)
             .field("message", &self.0.message)
@@ -383,6 +388,28 @@ crate::headers::header_modifiers!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `fn main() -> tinyserve::Result<()>` prints `Error: {:?}`: one line in words.
+    #[test]
+    fn debug_is_the_cause_chain_on_one_line() {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = busy.local_addr().expect("addr");
+        let err = crate::App::new()
+            .bind(addr)
+            .err()
+            .expect("the port is taken");
+        let printed = format!("{err:?}");
+        assert!(
+            !printed.contains('\n') && !printed.contains("Error {"),
+            "{printed}"
+        );
+        assert!(
+            printed.starts_with(&format!("cannot listen on {addr}: ")),
+            "{printed}"
+        );
+        assert!(printed.to_lowercase().contains("in use"), "{printed}");
+        assert!(format!("{err:#?}").contains("kind"));
+    }
 
     #[test]
     fn error_stays_one_pointer_wide() {

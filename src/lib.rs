@@ -14,7 +14,10 @@
 //! ```
 //!
 //! # The modules
-//! - **The handler API**, re-exported at the top: [`App`] and [`Settings`] ([`app`]),
+//! - **The handler API**, re-exported at the top: [`App`] and [`Settings`] ([`app`]), route
+//!   groups ([`Group`]), hooks before and after the handlers and error handlers ([`hooks`]),
+//!   static files ([`static_files`]), a [`TestClient`] that runs requests through the app
+//!   without a socket,
 //!   [`Request`], [`Response`] and [`Json`], [`Headers`], [`Error`] and [`Result`], streamed
 //!   bodies ([`stream`], [`Disconnected`]) and Server-Sent Events ([`Sse`], [`Event`]), the route
 //!   documentation behind `/openapi.json` ([`catalog`]); typed routes whose body is checked
@@ -37,9 +40,12 @@ pub mod docs;
 mod doctests;
 mod error;
 pub mod fanout;
+mod group;
 mod headers;
+pub mod hooks;
 pub mod http;
 mod ids;
+mod layers;
 pub mod log;
 pub mod metrics;
 pub mod model;
@@ -48,19 +54,23 @@ mod request;
 mod response;
 mod router;
 pub mod sse;
+pub mod static_files;
 pub mod stream;
+mod test_client;
 pub mod typed;
 pub mod websocket;
 
 pub use app::{App, Settings};
 pub use error::{Error, ErrorKind, FieldError, Result};
 pub use fanout::{Call, FanOut, Upstream};
+pub use group::Group;
 pub use headers::Headers;
 pub use http::Server;
 pub use request::Request;
 pub use response::{IntoResponse, Json, Response};
 pub use sse::{Event, Sse};
 pub use stream::Disconnected;
+pub use test_client::{TestClient, TestResponse};
 
 // Short paths for the crate's own code; outside it these are reached through their modules.
 pub(crate) use catalog::{RouteCatalog, RouteDoc, RouteInfo};

@@ -95,6 +95,16 @@ pub(crate) fn warn(message: &str) {
     line(Level::Warn, message);
 }
 
+/// Prints `listening on http://ADDR` on stdout and flushes it: the one line a script or a
+/// test waits for before it connects. [`crate::App::run`] and `tinyserve serve` print it here,
+/// once the socket accepts connections.
+pub fn listening(addr: std::net::SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{addr}");
+    let _ = out.flush();
+}
+
 /// Emits an informational record on target `tinyserve`, with the current request's id as
 /// the key-value `request_id` when there is one: the same as
 /// `log::info!(target: "tinyserve", "{message}")` outside a request.

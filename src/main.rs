@@ -1,6 +1,5 @@
 //! The `tinyserve` command: a thin layer over the library.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -356,8 +355,7 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     );
     let grace = Duration::from_secs_f64(args.shutdown_grace.max(0.0));
     stop_on_signals(&server, &ready, grace)?;
-    println!("listening on http://{}", server.addr());
-    let _ = std::io::stdout().flush();
+    tinyserve::log::listening(server.addr());
     server.join();
     log::info!("stopped");
     Ok(())

@@ -21,6 +21,9 @@ pub struct Response {
     status: u16,
     headers: Headers,
     body: Body,
+    /// The error's code when the response was built from an [`Error`]: what error handlers
+    /// ([`crate::App::on_error`]) select by.
+    error_code: Option<&'static str>,
 }
 
 /// A body in memory, or one produced piece by piece.
@@ -39,6 +42,7 @@ impl Response {
             status,
             headers: Headers::from_iter([("Content-Type", content_type)]),
             body: Body::Full(body.into()),
+            error_code: None,
         }
     }
 
@@ -69,6 +73,7 @@ impl Response {
             status,
             headers: Headers::from_iter([("Content-Type", content_type)]),
             body: Body::Stream(stream),
+            error_code: None,
         }
     }
 
@@ -78,6 +83,7 @@ impl Response {
             status: 101,
             headers,
             body: Body::Upgrade(Box::new(upgrade)),
+            error_code: None,
         }
     }
 
@@ -110,6 +116,7 @@ impl Response {
             status,
             headers: Headers::new(),
             body: Body::Full(Vec::new()),
+            error_code: None,
         }
     }
 
@@ -141,6 +148,7 @@ impl Response {
             res.headers.remove(name);
         }
         res.headers.extend(err.headers());
+        res.error_code = Some(err.kind().code());
         res
     }
 
@@ -148,6 +156,20 @@ impl Response {
     pub fn with_status(mut self, status: u16) -> Response {
         self.status = status;
         self
+    }
+
+    /// The code of the error this response answers (`not_found`, `unauthorized`...), when it
+    /// was built from an [`Error`] ([`Response::from_error`]); `None` for any other response,
+    /// whatever its status.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::{Error, Response};
+    /// assert_eq!(Response::from_error(&Error::not_found("/x")).error_code(), Some("not_found"));
+    /// assert_eq!(Response::text("gone").with_status(404).error_code(), None);
+    /// ```
+    pub fn error_code(&self) -> Option<&str> {
+        self.error_code
     }
 
     /// The status code.
@@ -171,6 +193,10 @@ impl Response {
             Body::Full(bytes) => bytes,
             Body::Stream(_) | Body::Upgrade(_) => &[],
         }
+    }
+
+    pub(crate) fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
     }
 
     pub(crate) fn into_parts(self) -> (u16, Headers, Body) {

@@ -1,4 +1,5 @@
-//! Path patterns (`/models/<name>/predict`) and the choice between 404 and 405.
+//! Path patterns (`/models/<name>/predict`, `/static/<path..>`) and the choice between 404
+//! and 405.
 
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ pub(crate) type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 enum Segment {
     Literal(String),
     Param(String),
+    /// `<name..>`, last in a pattern: one or more segments, the rest of the path.
+    Rest(String),
 }
 
 /// A route pattern: literal segments and `<param>` segments.
@@ -22,11 +25,15 @@ pub(crate) struct Pattern {
 }
 
 impl Pattern {
-    /// Parses `/a/<b>/c`. A segment written `<name>` (or `{name}`) captures one path segment.
+    /// Parses `/a/<b>/c`. A segment written `<name>` (or `{name}`) captures one path segment;
+    /// the last one written `<name..>` captures the rest of the path, one segment or more.
     pub(crate) fn parse(text: &str) -> Pattern {
         let segments = split(text)
             .map(|segment| match param_name(segment) {
-                Some(name) => Segment::Param(name.to_string()),
+                Some(name) => match name.strip_suffix("..") {
+                    Some(name) => Segment::Rest(name.to_string()),
+                    None => Segment::Param(name.to_string()),
+                },
                 None => Segment::Literal(segment.to_string()),
             })
             .collect();
@@ -46,17 +53,34 @@ impl Pattern {
                 Segment::Literal(literal) if literal == part => {}
                 Segment::Literal(_) => return None,
                 Segment::Param(name) => params.push((name.clone(), percent_decode_path(part))),
+                Segment::Rest(name) => {
+                    // Each segment decoded on its own: one that decodes to a `/` (`%2F`) would
+                    // be read as two, so the pattern does not match it.
+                    let mut rest = Vec::new();
+                    for part in std::iter::once(part).chain(parts.by_ref()) {
+                        let decoded = percent_decode_path(part);
+                        if decoded.contains('/') {
+                            return None;
+                        }
+                        rest.push(decoded);
+                    }
+                    params.push((name.clone(), rest.join("/")));
+                }
             }
         }
         parts.next().is_none().then_some(params)
     }
 
     /// Literal segments rank before parameters, so `/models/list` wins over `/models/<name>`.
+    /// A pattern without a `<rest..>` segment ranks before one with it.
     fn specificity(&self) -> usize {
-        self.segments
+        let literals = self
+            .segments
             .iter()
             .filter(|s| matches!(s, Segment::Literal(_)))
-            .count()
+            .count();
+        let fixed = !self.segments.iter().any(|s| matches!(s, Segment::Rest(_)));
+        literals * 2 + usize::from(fixed)
     }
 
     /// The pattern as written, used as the route template in logs and metrics.
@@ -81,6 +105,8 @@ pub(crate) struct Route {
     pub(crate) method: String,
     pub(crate) pattern: Pattern,
     pub(crate) handler: Handler,
+    /// The group the route was mounted with ([`crate::Group`]), as an index into the app's.
+    pub(crate) group: Option<usize>,
 }
 
 /// What the router found for a request.
@@ -89,7 +115,12 @@ pub(crate) enum Match<'a> {
         route: &'a Route,
         params: Vec<(String, String)>,
     },
-    MethodNotAllowed(Vec<String>),
+    /// The path matched, not the method: the allowed methods, and the group of the first
+    /// route whose path matched.
+    MethodNotAllowed {
+        allowed: Vec<String>,
+        group: Option<usize>,
+    },
     NotFound,
 }
 
@@ -99,11 +130,18 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn add(&mut self, method: &str, pattern: &str, handler: Handler) {
+    pub(crate) fn add(
+        &mut self,
+        method: &str,
+        pattern: &str,
+        handler: Handler,
+        group: Option<usize>,
+    ) {
         self.routes.push(Route {
             method: method.to_ascii_uppercase(),
             pattern: Pattern::parse(pattern),
             handler,
+            group,
         });
     }
 
@@ -111,10 +149,14 @@ impl Router {
     pub(crate) fn find(&self, method: &str, path: &str) -> Match<'_> {
         let mut best: Option<(&Route, Vec<(String, String)>)> = None;
         let mut allowed: Vec<String> = Vec::new();
+        let mut group = None;
         for route in &self.routes {
             let Some(params) = route.pattern.matches(path) else {
                 continue;
             };
+            if allowed.is_empty() {
+                group = route.group;
+            }
             if !allowed.contains(&route.method) {
                 allowed.push(route.method.clone());
             }
@@ -137,7 +179,7 @@ impl Router {
                 if allowed.iter().any(|m| m == "GET") && !allowed.iter().any(|m| m == "HEAD") {
                     allowed.push("HEAD".to_string());
                 }
-                Match::MethodNotAllowed(allowed)
+                Match::MethodNotAllowed { allowed, group }
             }
         }
     }
@@ -155,6 +197,7 @@ mod tests {
                 method,
                 pattern,
                 Arc::new(move |_| Response::text(name.clone())),
+                None,
             );
         }
         router
@@ -191,10 +234,36 @@ mod tests {
     fn wrong_method_lists_the_allowed_ones() {
         let r = router(&[("GET", "/a"), ("POST", "/a")]);
         match r.find("DELETE", "/a") {
-            Match::MethodNotAllowed(allowed) => assert_eq!(allowed, ["GET", "POST", "HEAD"]),
+            Match::MethodNotAllowed { allowed, .. } => {
+                assert_eq!(allowed, ["GET", "POST", "HEAD"])
+            }
             _ => panic!("expected 405"),
         }
         assert!(matches!(r.find("GET", "/b"), Match::NotFound));
         assert!(found(&r, "HEAD", "/a").is_some());
+    }
+
+    #[test]
+    fn a_rest_segment_takes_the_remaining_segments_decoded_one_by_one() {
+        let r = router(&[("GET", "/static/<path..>"), ("GET", "/static/app.js")]);
+        let (route, params) = found(&r, "GET", "/static/css/a%20b/site.css").unwrap_or_default();
+        assert_eq!(route, "GET /static/<path..>");
+        assert_eq!(
+            params,
+            [("path".to_string(), "css/a b/site.css".to_string())]
+        );
+        let (route, _) = found(&r, "GET", "/static/app.js").unwrap_or_default();
+        assert_eq!(route, "GET /static/app.js", "a fixed pattern wins");
+        assert!(
+            found(&r, "GET", "/static").is_none(),
+            "one segment at least"
+        );
+        assert!(found(&r, "GET", "/static/").is_none());
+        assert!(
+            found(&r, "GET", "/static/a%2Fb").is_none(),
+            "an encoded slash is not a separator"
+        );
+        let (_, params) = found(&r, "GET", "/static/%2e%2e/x").unwrap_or_default();
+        assert_eq!(params[0].1, "../x", "decoded; the handler judges it");
     }
 }

@@ -57,6 +57,8 @@ enum Target {
     Open(Arc<BodyOut>),
     /// The body will never be written (a HEAD request, a head that failed to write).
     Closed,
+    /// No socket: the chunks are kept ([`collect`], for the test client).
+    Memory(Vec<u8>),
 }
 
 impl BodySender {
@@ -74,8 +76,12 @@ impl BodySender {
                 Err(_) => Target::Closed,
             };
         }
-        match &self.target {
+        match &mut self.target {
             Target::Open(out) => out.write(chunk),
+            Target::Memory(kept) => {
+                kept.extend_from_slice(chunk);
+                Ok(())
+            }
             Target::Waiting(_) | Target::Closed => Err(Disconnected),
         }
     }
@@ -209,6 +215,20 @@ impl Stream {
             producer,
             keep_alive: None,
         }
+    }
+}
+
+/// Runs a stream's producer on this thread to its end and returns the body it sent (a
+/// producer that panics ends the body there).
+pub(crate) fn collect(stream: Stream) -> Vec<u8> {
+    let mut sender = BodySender {
+        target: Target::Memory(Vec::new()),
+    };
+    let producer = stream.producer;
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| producer(&mut sender)));
+    match sender.target {
+        Target::Memory(kept) => kept,
+        _ => Vec::new(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod app;
 mod batching;
 mod cli;
 mod conformance;

@@ -292,22 +292,9 @@ impl App {
         R: ResponseSchema,
         F: Fn(&Request, B) -> R + Send + Sync + 'static,
     {
-        let validator = match validator::<B>() {
-            Ok(validator) => validator,
-            Err(err) => panic!("typed route {method} {pattern}: {}", err.message()),
-        };
-        let request = TypeSchema {
-            schema: validator.root().clone(),
-            components: validator.components().clone().into_iter().collect(),
-        };
-        let doc = typed_doc(Some(request), R::response_schema());
-        self.route(method, pattern, move |req: &Request| {
-            match read::<B>(req, &validator) {
-                Ok(body) => handler(req, body).into_response(),
-                Err(err) => Response::from_error(&err),
-            }
-        })
-        .document(method, pattern, doc)
+        let (handler, doc) = typed_route(method, pattern, handler);
+        self.route(method, pattern, handler)
+            .document(method, pattern, doc)
     }
 
     /// Registers a `GET` handler whose 200 schema comes from its return type `R`
@@ -325,10 +312,47 @@ impl App {
         R: ResponseSchema,
         F: Fn(&Request) -> R + Send + Sync + 'static,
     {
-        let doc = typed_doc(None, R::response_schema());
         self.route("GET", pattern, handler)
-            .document("GET", pattern, doc)
+            .document("GET", pattern, get_doc::<R>())
     }
+}
+
+/// A typed route's handler (the body read and checked, then `handler`) and documentation.
+///
+/// # Panics
+/// As [`App::post_typed`].
+pub(crate) fn typed_route<B, R, F>(
+    method: &str,
+    pattern: &str,
+    handler: F,
+) -> (
+    impl Fn(&Request) -> Response + Send + Sync + 'static,
+    RouteDoc,
+)
+where
+    B: DeserializeOwned + JsonSchema + 'static,
+    R: ResponseSchema,
+    F: Fn(&Request, B) -> R + Send + Sync + 'static,
+{
+    let validator = match validator::<B>() {
+        Ok(validator) => validator,
+        Err(err) => panic!("typed route {method} {pattern}: {}", err.message()),
+    };
+    let request = TypeSchema {
+        schema: validator.root().clone(),
+        components: validator.components().clone().into_iter().collect(),
+    };
+    let doc = typed_doc(Some(request), R::response_schema());
+    let handler = move |req: &Request| match read::<B>(req, &validator) {
+        Ok(body) => handler(req, body).into_response(),
+        Err(err) => Response::from_error(&err),
+    };
+    (handler, doc)
+}
+
+/// The response documentation a `GET` route gets from its return type.
+pub(crate) fn get_doc<R: ResponseSchema>() -> RouteDoc {
+    typed_doc(None, R::response_schema())
 }
 
 /// The documentation a typed route gets from its types. It answers 415 besides the server's

@@ -227,11 +227,20 @@ impl App {
         F: Fn(&Request, &mut WebSocket) -> R + Send + Sync + 'static,
         R: IntoClose,
     {
-        let handler: Handler = Arc::new(move |req, socket| handler(req, socket).into_close());
-        self.get(pattern, move |req: &Request| {
-            handshake::answer(req, &handler)
-        })
+        self.get(pattern, upgrade_handler(handler))
     }
+}
+
+/// The `GET` handler of a WebSocket route: the handshake, then `handler` on the socket.
+pub(crate) fn upgrade_handler<F, R>(
+    handler: F,
+) -> impl Fn(&Request) -> crate::Response + Send + Sync + 'static
+where
+    F: Fn(&Request, &mut WebSocket) -> R + Send + Sync + 'static,
+    R: IntoClose,
+{
+    let handler: Handler = Arc::new(move |req, socket| handler(req, socket).into_close());
+    move |req: &Request| handshake::answer(req, &handler)
 }
 
 /// Whether an upgrade may go ahead: the origin is allowed and a socket is free. The permit

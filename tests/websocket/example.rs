@@ -15,7 +15,7 @@ use crate::support::repo;
 
 use super::BOUND;
 
-/// The example, killed when dropped, with its stderr lines as they come.
+/// The example, killed when dropped, with its output lines (stdout's and stderr's) as they come.
 struct Example {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
@@ -29,18 +29,23 @@ impl Example {
             .current_dir(repo("."))
             .env("PORT", "0")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|err| panic!("start {exe}: {err}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let pipe = child.stderr.take().expect("piped stderr");
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                sink.lock().expect("lines").push(line);
-            }
-        });
+        // The `listening on` line comes on stdout, the access lines and the log on stderr.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let pipes: [Box<dyn std::io::Read + Send>; 2] = [Box::new(stdout), Box::new(stderr)];
+        for pipe in pipes {
+            let sink = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    sink.lock().expect("lines").push(line);
+                }
+            });
+        }
         let mut example = Example {
             child,
             lines,
