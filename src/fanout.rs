@@ -413,24 +413,19 @@ impl Call {
 
     /// The request's bytes and the state its answer is read with. Headers: `Accept`, the
     /// upstream's, the call's, and `Content-Type` for a JSON body.
-    fn encode(&self) -> Result<(Vec<u8>, http1::Answer)> {
-        let mut headers = vec![("Accept".to_string(), "*/*".to_string())];
-        for (name, value) in self
-            .upstream
-            .inner
-            .headers
-            .iter()
+    fn encode(&self, url: &str) -> Result<(Vec<u8>, http1::Answer)> {
+        let json = self
+            .body
+            .as_ref()
+            .map(|_| ("Content-Type", "application/json"));
+        let headers = [("Accept", "*/*")]
+            .into_iter()
+            .chain(self.upstream.inner.headers.iter())
             .chain(self.headers.iter())
-        {
-            headers.push((name.to_string(), value.to_string()));
-        }
-        if self.body.is_some() {
-            headers.push(("Content-Type".into(), "application/json".into()));
-        }
-        http1::encode(&self.method, &self.url(), &headers, self.body.as_deref()).map_err(|err| {
+            .chain(json);
+        http1::encode(&self.method, url, headers, self.body.as_deref()).map_err(|err| {
             let what = format!("the request cannot be sent ({err})");
-            self.upstream
-                .error(ErrorKind::Internal, &self.url(), what, None)
+            self.upstream.error(ErrorKind::Internal, url, what, None)
         })
     }
 

@@ -225,12 +225,12 @@ impl Route {
     /// `CONNECT host:port` through the proxy; a 2xx opens the tunnel.
     fn tunnel(&self, tcp: &mut TcpStream, proxy: &Proxy, until: Instant) -> Result<(), OpenError> {
         let target = self.authority();
-        let mut headers = vec![("Host".to_string(), target.clone())];
-        if let Some(credentials) = &proxy.credentials {
-            headers.push(("Proxy-Authorization".into(), format!("Basic {credentials}")));
-        }
+        let authorization = proxy.credentials.as_ref().map(|c| format!("Basic {c}"));
+        let headers = [("Host", target.as_str())]
+            .into_iter()
+            .chain(authorization.as_deref().map(|a| ("Proxy-Authorization", a)));
         let refused = |what: String| failed(format!("proxy {}: {what}", proxy.shown));
-        let (request, answer) = http1::encode("CONNECT", &target, &headers, None)
+        let (request, answer) = http1::encode("CONNECT", &target, headers, None)
             .map_err(|err| refused(format!("cannot ask for a tunnel ({err})")))?;
         set_timeouts(tcp, until)?;
         tcp.write_all(&request)

@@ -79,8 +79,9 @@ pub(crate) enum Stop {
 
 /// One call in flight: its connection, its answer so far.
 pub(crate) struct Exchange {
-    /// The call, kept to send again on a new connection when a pooled one turns out closed.
-    call: Call,
+    /// The method, for the state of an answer to the same request sent again on a new
+    /// connection when a pooled one turns out closed.
+    method: String,
     upstream: Upstream,
     url: String,
     request: Vec<u8>,
@@ -129,9 +130,9 @@ impl Exchange {
     pub(crate) fn send(call: &Call, until: Instant, deadline: Duration) -> Result<Exchange> {
         let upstream = call.upstream.clone();
         let url = call.url();
-        let (request, answer) = call.encode()?;
+        let (request, answer) = call.encode(&url)?;
         let mut exchange = Exchange {
-            call: call.clone(),
+            method: call.method.clone(),
             upstream,
             url,
             request,
@@ -275,8 +276,8 @@ impl Exchange {
     ) -> std::result::Result<(), Stop> {
         match self.fill(until, per_wait, gone, body, limit) {
             Err(Stop::Failed(_)) if self.reused && self.received == 0 => {
-                let (request, answer) = self.call.encode().map_err(Stop::Failed)?;
-                self.request = request;
+                let answer = super::http1::answer_to(&self.method, &self.url)
+                    .map_err(|what| Stop::Failed(self.error(ErrorKind::Internal, what)))?;
                 self.answer = Some(answer);
                 self.send_fresh(until).map_err(Stop::Failed)?;
                 self.fill(until, per_wait, gone, body, limit)

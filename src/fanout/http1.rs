@@ -15,10 +15,10 @@ const STEP: usize = 16 * 1024;
 
 /// The bytes of a request to `target` (a URL; `host:port` for `CONNECT`), and its answer to
 /// read. `headers` go as given; ureq-proto adds `Host` and frames the body by its length.
-pub(crate) fn encode(
+pub(crate) fn encode<'h>(
     method: &str,
     target: &str,
-    headers: &[(String, String)],
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
     body: Option<&[u8]>,
 ) -> Result<(Vec<u8>, Answer), String> {
     let mut uri: http::Uri = target.parse().map_err(|err| format!("{err}"))?;
@@ -37,7 +37,7 @@ pub(crate) fn encode(
     }
     let mut builder = http::Request::builder().method(method).uri(uri);
     for (name, value) in headers {
-        builder = builder.header(name.as_str(), value.as_str());
+        builder = builder.header(name, value);
     }
     if let Some(body) = body {
         builder = builder.header("Content-Length", body.len().to_string());
@@ -76,6 +76,12 @@ pub(crate) fn encode(
         _ => return Err("unexpected request state".into()),
     };
     Ok((bytes, Answer::new(recv)))
+}
+
+/// The state to read an answer to a `method` request to `target` with, for a request whose
+/// bytes are already made (sent again on a new connection).
+pub(crate) fn answer_to(method: &str, target: &str) -> Result<Answer, String> {
+    encode(method, target, [], None).map(|(_, answer)| answer)
 }
 
 /// An answer being read: its head once complete, its body decoded as the bytes arrive.
@@ -180,15 +186,23 @@ impl Answer {
                     }
                 }
                 Phase::Body(mut recv) => {
-                    let mut step = [0u8; STEP];
-                    let (used, n) = recv
-                        .read(&self.input, &mut step)
-                        .map_err(|err| format!("invalid answer body ({err})"))?;
+                    // Decoding never makes more bytes than it takes: room for the input, at
+                    // most a step, is room enough.
+                    let start = body.len();
+                    body.resize(start + self.input.len().min(STEP), 0);
+                    let read = recv.read(&self.input, &mut body[start..]);
+                    let (used, n) = match read {
+                        Ok(counts) => counts,
+                        Err(err) => {
+                            body.truncate(start);
+                            return Err(format!("invalid answer body ({err})"));
+                        }
+                    };
+                    body.truncate(start + n);
                     self.input.drain(..used);
-                    if body.len() + n > limit {
+                    if body.len() > limit {
                         return Err(format!("answer larger than {}", bytes_in_words(limit)));
                     }
-                    body.extend_from_slice(&step[..n]);
                     let close_delimited = matches!(recv.body_mode(), BodyMode::CloseDelimited);
                     if !close_delimited && recv.can_proceed() {
                         self.phase = match recv.proceed() {
@@ -243,21 +257,16 @@ mod tests {
     use super::{encode, Answer};
 
     fn fresh() -> Answer {
-        encode("GET", "http://example.test/x", &[], None)
+        encode("GET", "http://example.test/x", [], None)
             .map(|(_, answer)| answer)
             .unwrap_or_else(|err| panic!("encode: {err}"))
     }
 
     #[test]
     fn a_request_is_encoded_with_host_and_length() {
-        let headers = [("Accept".to_string(), "*/*".to_string())];
-        let (bytes, _) = encode(
-            "POST",
-            "http://example.test:81/p?q=1",
-            &headers,
-            Some(b"{}"),
-        )
-        .unwrap_or_else(|err| panic!("encode: {err}"));
+        let headers = [("Accept", "*/*")];
+        let (bytes, _) = encode("POST", "http://example.test:81/p?q=1", headers, Some(b"{}"))
+            .unwrap_or_else(|err| panic!("encode: {err}"));
         let text = String::from_utf8_lossy(&bytes).to_lowercase();
         assert!(text.starts_with("post /p?q=1 http/1.1\r\n"), "{text}");
         assert!(text.contains("host: example.test:81\r\n"), "{text}");

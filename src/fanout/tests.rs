@@ -70,9 +70,9 @@ fn call_urls_give_the_route_and_the_request_line() {
         let upstream = Upstream::new("u", base);
         let route = upstream.route().map(|r| r.authority()).ok();
         assert_eq!(route.as_deref(), Some(authority), "{base}");
-        let (bytes, _) = upstream
-            .get(path)
-            .encode()
+        let call = upstream.get(path);
+        let (bytes, _) = call
+            .encode(&call.url())
             .unwrap_or_else(|err| panic!("{base} + {path}: {err}"));
         let text = String::from_utf8_lossy(&bytes).to_lowercase();
         assert!(
