@@ -96,15 +96,19 @@ fn refusals_come_before_the_upgrade_and_sockets_are_counted() {
             .is_some_and(|e| e.contains("too many open WebSockets (limit 2)")),
         "{body}"
     );
-    let text = metrics_text(&metrics);
-    for line in [
+    // The echo can reach the client before the server's thread counts the message it sent.
+    let lines = [
         "tinyserve_open_websockets 2\n",
         "tinyserve_websocket_messages_received_total 1\n",
         "tinyserve_websocket_messages_sent_total 1\n",
         "tinyserve_rejected_total{reason=\"websockets\"} 1\n",
-    ] {
-        assert!(text.contains(line), "{line} in\n{text}");
-    }
+    ];
+    let counted = wait_until(BOUND, || {
+        let text = metrics_text(&metrics);
+        lines.iter().all(|line| text.contains(line))
+    });
+    let text = metrics_text(&metrics);
+    assert!(counted, "{lines:?} in\n{text}");
     // A closed socket gives its place back.
     drop(socket);
     assert!(wait_until(BOUND, || metrics_text(&metrics)
