@@ -86,5 +86,9 @@ fn main() -> tinyserve::Result<()> {
     App::new()
         .post("/answer", answer)
         .with_workers(8)
-        .run("127.0.0.1:8000")
+        // Every example reads PORT (default 8000), so two can run at once.
+        .run(format!(
+            "127.0.0.1:{}",
+            std::env::var("PORT").as_deref().unwrap_or("8000")
+        ))
 }
