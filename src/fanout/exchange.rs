@@ -25,6 +25,12 @@ const IDLE_AGE: Duration = Duration::from_secs(30);
 const GONE_CHECK: Duration = Duration::from_millis(250);
 const READ_CHUNK: usize = 16 * 1024;
 
+thread_local! {
+    /// Each thread's buffer for reads from upstreams, zeroed once rather than per read (16 KiB
+    /// cleared seven times per fan-out request was measurable).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+}
+
 /// An upstream's idle keep-alive connections, the most recently used last, each with the
 /// time it was put back.
 #[derive(Default)]
@@ -294,7 +300,19 @@ impl Exchange {
         body: &mut Vec<u8>,
         limit: usize,
     ) -> std::result::Result<(), Stop> {
-        let mut chunk = [0u8; READ_CHUNK];
+        READ_BUFFER
+            .with_borrow_mut(|chunk| self.fill_with(chunk, until, per_wait, gone, body, limit))
+    }
+
+    fn fill_with(
+        &mut self,
+        chunk: &mut [u8],
+        until: Instant,
+        per_wait: Option<Duration>,
+        gone: &dyn Fn() -> bool,
+        body: &mut Vec<u8>,
+        limit: usize,
+    ) -> std::result::Result<(), Stop> {
         let wait_end = per_wait.map(|per_wait| Instant::now() + per_wait);
         loop {
             let Some(conn) = self.conn.as_mut() else {
@@ -309,7 +327,7 @@ impl Exchange {
                 left if left.is_zero() => None,
                 _ => Some(end.saturating_duration_since(now).min(GONE_CHECK)),
             };
-            match conn.read_within(&mut chunk, wait) {
+            match conn.read_within(chunk, wait) {
                 Ok(0) => {
                     self.conn = None;
                     let answer = self.answer.as_mut().ok_or(Stop::Deadline)?;

@@ -46,28 +46,37 @@ pub(crate) fn encode<'h>(
     let mut send = Proto::new(request)
         .map_err(|err| err.to_string())?
         .proceed();
-    let mut bytes = Vec::with_capacity(512 + body.map_or(0, <[u8]>::len));
-    // The longest header line must fit (a long token or cookie).
-    let mut buf = [0u8; 16 * 1024];
+    let mut out = Output::default();
     while !send.can_proceed() {
-        let n = send.write(&mut buf).map_err(|err| err.to_string())?;
-        if n == 0 {
-            return Err("request head does not fit".into());
+        match out.write_with(|buf| send.write(buf)) {
+            Ok(_) => {}
+            // A line longer than the room: more room, within the limit.
+            Err(ureq_proto::Error::OutputOverflow) if out.grow() => {}
+            Err(ureq_proto::Error::OutputOverflow) => {
+                return Err("request head does not fit".into())
+            }
+            Err(err) => return Err(err.to_string()),
         }
-        bytes.extend_from_slice(&buf[..n]);
     }
     let recv = match send.proceed().map_err(|err| err.to_string())? {
         Some(SendRequestResult::RecvResponse(recv)) => recv,
         Some(SendRequestResult::SendBody(mut send)) => {
             let mut rest = body.unwrap_or_default();
+            out.room = out.room.max(rest.len().min(BODY_STEP));
             loop {
-                let (used, n) = send.write(rest, &mut buf).map_err(|err| err.to_string())?;
-                bytes.extend_from_slice(&buf[..n]);
+                let mut used = 0;
+                let n = out
+                    .write_with(|buf| {
+                        let (taken, n) = send.write(rest, buf)?;
+                        used = taken;
+                        Ok(n)
+                    })
+                    .map_err(|err| err.to_string())?;
                 rest = &rest[used..];
                 if rest.is_empty() && send.can_proceed() {
                     break;
                 }
-                if used == 0 && n == 0 && !rest.is_empty() {
+                if used == 0 && n == 0 && !rest.is_empty() && !out.grow() {
                     return Err("request body does not fit".into());
                 }
             }
@@ -75,7 +84,54 @@ pub(crate) fn encode<'h>(
         }
         _ => return Err("unexpected request state".into()),
     };
+    let bytes = out.bytes;
     Ok((bytes, Answer::new(recv)))
+}
+
+/// The request's bytes, written by ureq-proto straight into the vector's spare room: a
+/// kilobyte at first (a typical head), more only when a step does not fit, up to
+/// `LINE_LIMIT` (the longest header line, a long token or cookie); a body's steps as large as
+/// the body, up to `BODY_STEP`.
+struct Output {
+    bytes: Vec<u8>,
+    room: usize,
+}
+
+const LINE_LIMIT: usize = 16 * 1024;
+/// Body bytes framed per step.
+const BODY_STEP: usize = 64 * 1024;
+
+impl Default for Output {
+    fn default() -> Output {
+        Output {
+            bytes: Vec::new(),
+            room: 1024,
+        }
+    }
+}
+
+impl Output {
+    /// Offers `room` bytes to `write`, keeps the `n` it wrote.
+    fn write_with(
+        &mut self,
+        write: impl FnOnce(&mut [u8]) -> Result<usize, ureq_proto::Error>,
+    ) -> Result<usize, ureq_proto::Error> {
+        let start = self.bytes.len();
+        self.bytes.resize(start + self.room, 0);
+        let written = write(&mut self.bytes[start..]);
+        let n = *written.as_ref().unwrap_or(&0);
+        self.bytes.truncate(start + n);
+        written
+    }
+
+    /// More room for a step that did not fit; false at the limit.
+    fn grow(&mut self) -> bool {
+        if self.room >= LINE_LIMIT {
+            return false;
+        }
+        self.room = (self.room * 4).min(LINE_LIMIT);
+        true
+    }
 }
 
 /// The state to read an answer to a `method` request to `target` with, for a request whose
@@ -272,6 +328,26 @@ mod tests {
         assert!(text.contains("host: example.test:81\r\n"), "{text}");
         assert!(text.contains("content-length: 2\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n{}"), "{text}");
+    }
+
+    #[test]
+    fn long_header_lines_and_large_bodies_are_encoded_whole() {
+        let token = "t".repeat(10_000);
+        let body = vec![b'x'; 200_000];
+        let headers = [("Authorization", token.as_str())];
+        let (bytes, _) = encode("POST", "http://example.test/p", headers, Some(&body))
+            .unwrap_or_else(|err| panic!("encode: {err}"));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains(&format!("authorization: {token}\r\n")),
+            "no token"
+        );
+        assert!(text.contains("content-length: 200000\r\n"));
+        assert!(bytes.ends_with(&body) && bytes.len() < body.len() + token.len() + 200);
+        let too_long = "t".repeat(super::LINE_LIMIT + 1);
+        let headers = [("Authorization", too_long.as_str())];
+        let err = encode("GET", "http://example.test/", headers, None).err();
+        assert_eq!(err.as_deref(), Some("request head does not fit"));
     }
 
     #[test]
