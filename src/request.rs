@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 
 use serde::de::DeserializeOwned;
 
-use crate::http::forwarded::Origin;
+use crate::http::Origin;
 use crate::{Error, Headers, Result};
 
 /// An HTTP request, fully read. Handlers take it by reference.
@@ -176,7 +176,7 @@ impl Request {
     /// assert!(!Request::new("POST", "/v1/completions").is_client_gone_for_good());
     /// ```
     pub fn is_client_gone_for_good(&self) -> bool {
-        use crate::http::wire::{peer_state, probe_with_continue, Peer};
+        use crate::http::{peer_state, probe_with_continue, Peer};
         if self.gone.load(Ordering::Relaxed) {
             return true;
         }
@@ -217,7 +217,7 @@ impl Request {
         let gone = self.socket.as_ref().is_some_and(|socket| {
             socket
                 .upgrade()
-                .is_none_or(|socket| crate::http::wire::peer_closed(&socket))
+                .is_none_or(|socket| crate::http::peer_closed(&socket))
         });
         if gone {
             self.gone.store(true, Ordering::Relaxed);
