@@ -226,7 +226,36 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use crate::{App, Response};
+    use crate::{App, Error, Request, Response};
+
+    #[test]
+    fn a_model_route_records_its_model_through_error_handlers_and_after_hooks() {
+        let app = App::new()
+            .post("/models/<name>/predict", |req| {
+                Err::<Response, _>(Error::model_not_found(req.param("name").unwrap_or("")))
+            })
+            .get("/v2/models/<name>", |_| {
+                Response::text("ready").with_model("chosen")
+            })
+            .get("/hello/<name>", |_| "hello")
+            .on_error(404, |_, _| (404, "no such model"))
+            .after(|_, res| res.with_header("X-After", "1"));
+        let model = |req: Request| app.dispatch(req).0.model().map(str::to_string);
+        let predict = Request::new("POST", "/models/iris%2Dv2/predict");
+        assert_eq!(model(predict).as_deref(), Some("iris-v2"));
+        let chosen = Request::new("GET", "/v2/models/iris");
+        assert_eq!(
+            model(chosen).as_deref(),
+            Some("chosen"),
+            "the handler's own"
+        );
+        assert_eq!(model(Request::new("GET", "/hello/ada")), None);
+        assert_eq!(
+            model(Request::new("GET", "/models/a/b/c")),
+            None,
+            "no route"
+        );
+    }
 
     /// Opens a stream on `/stream` and returns its response head and the socket.
     fn open_stream(addr: std::net::SocketAddr) -> (String, TcpStream) {
