@@ -1,6 +1,5 @@
 //! `App`: routes and settings, built by value, then bound to an address.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,13 +7,8 @@ use std::time::Duration;
 use crate::catalog::{RouteCatalog, RouteDoc};
 use crate::group::Mounted;
 use crate::hooks::{ErrorMatch, Hooks};
-// `App::bind` starts a `Server`, whose connections run this app's handlers: app <-> http is
-// the handler API and the transport that serves it, a cycle by design.
-use crate::http::Server;
 use crate::router::{Handler, Match, Router};
-use crate::{
-    layers, Error, IntoResponse, Request, Response, Result, ServerMetrics, TrustedProxies,
-};
+use crate::{layers, Error, IntoResponse, Request, Response, ServerMetrics, TrustedProxies};
 
 /// Server settings, each with a documented default. See the limits table in docs/deployment.md.
 #[derive(Debug, Clone)]
@@ -355,35 +349,6 @@ impl App {
         Arc::clone(&self.metrics)
     }
 
-    /// Starts serving on `addr` (port 0 picks a free port) and returns the running server.
-    /// An address that cannot be resolved or bound is an error that names it:
-    /// `cannot listen on 127.0.0.1:8000: Address already in use (os error 98)`.
-    pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|err| {
-                Error::internal(format!("cannot resolve the address to listen on: {err}"))
-            })?
-            .collect();
-        let shown: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
-        Server::start(self, addrs.as_slice()).map_err(|err| {
-            Error::internal(format!(
-                "cannot listen on {}: {}",
-                shown.join(", "),
-                err.chain()
-            ))
-        })
-    }
-
-    /// Serves on `addr` until the server is shut down. Prints `listening on http://ADDR` on
-    /// stdout ([`crate::log::listening`]) once it accepts connections.
-    pub fn run(self, addr: impl ToSocketAddrs) -> Result<()> {
-        let server = self.bind(addr)?;
-        crate::log::listening(server.addr());
-        server.join();
-        Ok(())
-    }
-
     /// The answer to a request that is settled by its head alone: a CORS preflight (204), a
     /// 401 when the API key is missing or wrong, a before hook's answer; each finished by the
     /// error handlers and after hooks. The server asks before it reads the body or sends
@@ -405,7 +370,14 @@ impl App {
     pub(crate) fn dispatch(&self, mut req: Request) -> (Response, Option<String>) {
         let (response, route, group) = self.handle(&mut req);
         let group = group.and_then(|index| self.groups.get(index));
-        (self.finish(&req, group, response), route)
+        // An error handler or an after hook may answer anew: the model stays recorded.
+        let model = response.model().map(str::to_string);
+        let response = self.finish(&req, group, response);
+        let response = match model {
+            Some(model) if response.model().is_none() => response.with_model(model),
+            _ => response,
+        };
+        (response, route)
     }
 
     /// Whether `path` is a health probe's (served without an API key, and on the reserved
@@ -461,6 +433,12 @@ impl App {
                 let handler = &route.handler;
                 let response = catch_unwind(AssertUnwindSafe(|| handler(req)))
                     .unwrap_or_else(|panic| crate::hooks::panicked(req, "the handler", &*panic));
+                // The route's pattern says which parameter names a model, for the access log.
+                let model = route.pattern.model_param().and_then(|name| req.param(name));
+                let response = match model {
+                    Some(model) if response.model().is_none() => response.with_model(model),
+                    _ => response,
+                };
                 (response, Some(route.pattern.as_str().to_string()))
             }
             Match::MethodNotAllowed { allowed, .. } => {

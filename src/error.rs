@@ -310,6 +310,19 @@ impl Error {
         &self.0.headers
     }
 
+    /// The headers of this error's JSON answer: `Content-Type: application/json`, then the
+    /// error's own ([`Error::headers`]), which replace any of the same name. The one list both
+    /// [`crate::Response::from_error`] and the transport's own refusals (400, 408, 413, 431,
+    /// 503 before a request exists) write.
+    pub(crate) fn answer_headers(&self) -> Headers {
+        let mut headers = Headers::from_iter([("Content-Type", "application/json")]);
+        for (name, _) in self.headers() {
+            headers.remove(name);
+        }
+        headers.extend(self.headers());
+        headers
+    }
+
     /// The JSON body: `{"error": "<message>", "code": "<code>"}`, and `"errors"` with each
     /// mistake when there are some ([`Error::invalid_body`]).
     pub fn to_json(&self) -> serde_json::Value {

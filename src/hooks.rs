@@ -10,7 +10,9 @@
 //! 4. an error handler, when the response is an error ([`Response::error_code`]): the group's
 //!    first, then the app's; one selected by code before one selected by status;
 //! 5. the group's after hooks, then the app's, each in the reverse order of registration (the
-//!    first registered sees the response last, as in Flask); then the CORS headers.
+//!    first registered sees the response last, as in Flask); then the CORS headers;
+//! 6. the access log's record, once the answer is written (its bytes and time known then),
+//!    with the model the response records ([`Response::with_model`]).
 //!
 //! Steps 1 and 2 run on the request head, before the server reads the body or sends
 //! `100 Continue`: a refused request costs no upload, and a before hook sees an empty

@@ -1,7 +1,11 @@
 //! The built-in hooks, set by [`Settings`]: CORS (a preflight answered on the head, the
-//! allowed origin's headers on every answer) and the API key (401 on the head). The app runs
-//! them once per request, in the order of [`crate::hooks`], ahead of its own hooks.
+//! allowed origin's headers on every answer), the API key (401 on the head) and the access
+//! log (one record once the answer is written). The app runs them once per request, in the
+//! order of [`crate::hooks`], ahead of its own hooks; the access log last of all.
 
+use std::net::IpAddr;
+
+use crate::http::Written;
 use crate::{Error, ErrorKind, Request, Response, Settings};
 
 /// A CORS preflight from an allowed origin, answered 204.
@@ -67,5 +71,44 @@ fn allowed_origin(settings: &Settings, req: &Request) -> Option<String> {
         Some("*".to_string())
     } else {
         origins.iter().find(|o| o.as_str() == origin).cloned()
+    }
+}
+
+/// A request's access-log record, begun from the request; its status, bytes and time are
+/// known once the transport has written the answer ([`AccessRecord::on_written`]).
+pub(crate) struct AccessRecord {
+    client: Option<IpAddr>,
+    method: String,
+    path: String,
+    request_id: String,
+}
+
+/// The access-log record of `req`, when [`Settings::access_log`] is on.
+pub(crate) fn access_log(settings: &Settings, req: &Request) -> Option<AccessRecord> {
+    settings.access_log.then(|| AccessRecord {
+        client: req.client_addr(),
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+        request_id: req.request_id().to_string(),
+    })
+}
+
+impl AccessRecord {
+    /// What writes the record once the answer is written; `model` as the response recorded
+    /// it ([`Response::with_model`]).
+    pub(crate) fn on_written(self, model: Option<String>) -> Box<dyn FnOnce(&Written)> {
+        Box::new(move |written: &Written| {
+            crate::log::access(&crate::log::Access {
+                client: self.client,
+                method: &self.method,
+                path: &self.path,
+                status: written.status,
+                bytes: written.bytes,
+                duration: written.duration,
+                request_id: &self.request_id,
+                model: model.as_deref(),
+                messages: written.messages,
+            });
+        })
     }
 }

@@ -53,6 +53,7 @@ pub mod protocol;
 mod request;
 mod response;
 mod router;
+mod serving;
 pub mod sse;
 pub mod static_files;
 pub mod stream;

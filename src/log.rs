@@ -31,8 +31,8 @@ use log::Level;
 
 mod logger;
 
+pub(crate) use logger::escape;
 pub use logger::Logger;
-pub(crate) use logger::{civil, escape};
 
 /// The target of error, warning and start-up records.
 pub const TARGET: &str = "tinyserve";

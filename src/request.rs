@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 
 use serde::de::DeserializeOwned;
 
-use crate::http::forwarded::Origin;
+use crate::http::Origin;
 use crate::{Error, Headers, Result};
 
 /// An HTTP request, fully read. Handlers take it by reference.
@@ -176,7 +176,7 @@ impl Request {
     /// assert!(!Request::new("POST", "/v1/completions").is_client_gone_for_good());
     /// ```
     pub fn is_client_gone_for_good(&self) -> bool {
-        use crate::http::wire::{peer_state, probe_with_continue, Peer};
+        use crate::http::{peer_state, probe_with_continue, Peer};
         if self.gone.load(Ordering::Relaxed) {
             return true;
         }
@@ -217,7 +217,7 @@ impl Request {
         let gone = self.socket.as_ref().is_some_and(|socket| {
             socket
                 .upgrade()
-                .is_none_or(|socket| crate::http::wire::peer_closed(&socket))
+                .is_none_or(|socket| crate::http::peer_closed(&socket))
         });
         if gone {
             self.gone.store(true, Ordering::Relaxed);
@@ -300,40 +300,17 @@ impl Request {
     }
 }
 
-/// Decodes `%XX` escapes and `+` (as in form-encoded queries); invalid escapes are kept as is.
+/// Decodes `%XX` escapes and `+` (as in form-encoded queries); invalid escapes are kept as is,
+/// and bytes that are not UTF-8 become U+FFFD.
 pub(crate) fn percent_decode(text: &str) -> String {
-    decode(text, true)
+    percent_decode_path(&text.replace('+', " "))
 }
 
 /// Decodes `%XX` escapes only: in a path, `+` is a literal plus (RFC 3986), not a space.
 pub(crate) fn percent_decode_path(text: &str) -> String {
-    decode(text, false)
-}
-
-fn decode(text: &str, plus_is_space: bool) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' if plus_is_space => out.push(b' '),
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(byte: u8) -> Option<u8> {
-    (byte as char).to_digit(16).map(|d| d as u8)
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 crate::headers::header_modifiers!(Request, "this request", |s| s.headers);
@@ -442,6 +419,13 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
         assert_eq!(percent_decode("%e2%82%ac"), "€");
+        assert_eq!(
+            percent_decode("a%2Bb"),
+            "a+b",
+            "an escaped plus stays a plus"
+        );
+        assert_eq!(percent_decode_path("a+b%20c"), "a+b c");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Response {
     /// The error's code when the response was built from an [`Error`]: what error handlers
     /// ([`crate::App::on_error`]) select by.
     error_code: Option<&'static str>,
+    /// The model the request was about, for the access log's `model` field.
+    model: Option<String>,
 }
 
 /// A body in memory, or one produced piece by piece.
@@ -43,6 +45,7 @@ impl Response {
             headers: Headers::from_iter([("Content-Type", content_type)]),
             body: Body::Full(body.into()),
             error_code: None,
+            model: None,
         }
     }
 
@@ -74,6 +77,7 @@ impl Response {
             headers: Headers::from_iter([("Content-Type", content_type)]),
             body: Body::Stream(stream),
             error_code: None,
+            model: None,
         }
     }
 
@@ -84,6 +88,7 @@ impl Response {
             headers,
             body: Body::Upgrade(Box::new(upgrade)),
             error_code: None,
+            model: None,
         }
     }
 
@@ -117,6 +122,7 @@ impl Response {
             headers: Headers::new(),
             body: Body::Full(Vec::new()),
             error_code: None,
+            model: None,
         }
     }
 
@@ -144,12 +150,29 @@ impl Response {
             crate::log::error(&err.chain());
         }
         let mut res = Response::new(err.status(), "application/json", body.to_string());
-        for (name, _) in err.headers() {
-            res.headers.remove(name);
-        }
-        res.headers.extend(err.headers());
+        res.headers = err.answer_headers();
         res.error_code = Some(err.kind().code());
         res
+    }
+
+    /// Records the model this answer is about: the access log writes it as the field `model`.
+    /// A route whose pattern names a model (`/models/<name>/predict`) records it by itself;
+    /// a handler that learns the model elsewhere (from the body) records it here.
+    ///
+    /// # Example
+    /// ```
+    /// use tinyserve::Response;
+    /// let res = Response::text("ok").with_model("iris");
+    /// assert_eq!(res.model(), Some("iris"));
+    /// ```
+    pub fn with_model(mut self, name: impl Into<String>) -> Response {
+        self.model = Some(name.into());
+        self
+    }
+
+    /// The model this answer is about, as recorded by [`Response::with_model`].
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 
     /// Replaces the status.

@@ -83,6 +83,18 @@ impl Pattern {
         literals * 2 + usize::from(fixed)
     }
 
+    /// The parameter that names a model: the one right after a `models` segment
+    /// (`/models/<name>/predict`, `/v2/models/<name>/infer`). The app records its value on the
+    /// response ([`crate::Response::with_model`]) for the access log.
+    pub(crate) fn model_param(&self) -> Option<&str> {
+        self.segments.windows(2).find_map(|pair| match pair {
+            [Segment::Literal(models), Segment::Param(name)] if models == "models" => {
+                Some(name.as_str())
+            }
+            _ => None,
+        })
+    }
+
     /// The pattern as written, used as the route template in logs and metrics.
     pub(crate) fn as_str(&self) -> &str {
         &self.text
@@ -188,6 +200,16 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parameter_after_models_names_a_model() {
+        let param = |text| Pattern::parse(text).model_param().map(str::to_string);
+        assert_eq!(param("/models/<name>/predict").as_deref(), Some("name"));
+        assert_eq!(param("/v2/models/<model>/infer").as_deref(), Some("model"));
+        assert_eq!(param("/models"), None);
+        assert_eq!(param("/hello/<name>"), None);
+        assert_eq!(param("/static/<path..>"), None);
+    }
 
     fn router(routes: &[(&str, &str)]) -> Router {
         let mut router = Router::default();

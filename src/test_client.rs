@@ -69,8 +69,7 @@ impl TestClient<'_> {
     /// [`Request::with_body`]) through the app.
     pub fn send(&self, mut req: Request) -> TestResponse {
         let settings = self.app.settings();
-        let origin =
-            crate::http::forwarded::resolve(None, req.headers(), &settings.trusted_proxies);
+        let origin = crate::http::Origin::resolve(None, req.headers(), &settings.trusted_proxies);
         let id = crate::ids::request_id(req.header("X-Request-ID"));
         req.set_context(origin, &settings.root_path, id.clone());
         let head_only = req.method() == "HEAD";

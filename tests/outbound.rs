@@ -20,7 +20,7 @@ use tinyserve::{App, Error, ErrorKind, Event, FanOut, Request, Sse, Upstream};
 
 use crate::support::process::tinyserve;
 use crate::support::serve::{assert_refuses_to_serve, ServeBuilder, ServeChild};
-use crate::support::wire::{post_json_request, Conn, Framing};
+use crate::support::wire::{post_json_request, Conn, ResponseFraming};
 use crate::support::{agent, repo, TestServer};
 
 /// Longest a test waits for anything; reaching it means a hang, and fails the test.
@@ -456,7 +456,7 @@ impl EventReader {
                 .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/event-stream")),
             "{head}"
         );
-        assert_eq!(conn.framing, Framing::Chunked, "{head}");
+        assert_eq!(conn.framing, ResponseFraming::Chunked, "{head}");
         EventReader { conn }
     }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tinyserve::{App, Disconnected, Event, Response, Settings, Sse};
 
 use crate::support::nginx::Nginx;
-use crate::support::wire::{Conn, Framing, SseEvent};
+use crate::support::wire::{Conn, ResponseFraming, SseEvent};
 use crate::support::TestServer;
 
 /// How long a producer waits for the test's go-ahead; longer than [`READ_LIMIT`], so a client
@@ -127,7 +127,7 @@ fn assert_ordered_chunks(addr: SocketAddr, go: &Receiver<Sender<()>>) {
     );
     assert_eq!(
         http.framing,
-        Framing::Chunked,
+        ResponseFraming::Chunked,
         "an HTTP/1.1 stream is chunked"
     );
     let gate = gate_of(go);
@@ -415,7 +415,7 @@ fn http_1_0_gets_a_close_delimited_stream() {
         "HTTP/1.0 has no chunked encoding"
     );
     assert_eq!(http.header("Content-Length"), None);
-    assert_eq!(http.framing, Framing::Close);
+    assert_eq!(http.framing, ResponseFraming::Close);
     assert_eq!(
         String::from_utf8_lossy(&http.read_to_end()),
         "one two three",

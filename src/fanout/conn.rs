@@ -63,7 +63,7 @@ impl Conn {
     /// Whether an idle connection is still open with nothing to read: the upstream has not
     /// closed it nor sent anything unasked (one `recv` that neither blocks nor consumes).
     pub(crate) fn is_quiet(&self) -> bool {
-        matches!(crate::http::wire::peek(self.tcp()), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+        matches!(crate::http::peek(self.tcp()), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Sets the timeout of writes.

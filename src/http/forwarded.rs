@@ -115,68 +115,70 @@ pub(crate) struct Origin {
     pub(crate) prefix: Option<String>,
 }
 
-/// Resolves the client, scheme, host and path prefix of a request from `peer`.
-pub(crate) fn resolve(
-    peer: Option<SocketAddr>,
-    headers: &Headers,
-    trusted: &TrustedProxies,
-) -> Origin {
-    let header = |name: &str| headers.get(name).map(str::trim);
-    // Repeated lines of a list header are one list, in order (RFC 9110 section 5.3): a client
-    // must not hide in a second `X-Forwarded-For` line what a proxy appended to the first.
-    let list = |name: &str| -> Option<String> {
-        let mut lines = headers.get_all(name).peekable();
-        lines.peek()?;
-        Some(lines.map(str::trim).collect::<Vec<_>>().join(", "))
-    };
-    let mut origin = Origin {
-        client: peer.map(|p| p.ip()),
-        scheme: "http".to_string(),
-        host: header("Host").map(str::to_string),
-        prefix: None,
-    };
-    let Some(peer) = peer.filter(|p| trusted.contains(p.ip())) else {
-        return origin;
-    };
-    let x_forwarded_for = list("X-Forwarded-For");
-    let forwarded = match x_forwarded_for {
-        Some(_) => Vec::new(),
-        None => list("Forwarded")
-            .map(|value| parse_forwarded(&value))
-            .unwrap_or_default(),
-    };
-    let hops: Vec<IpAddr> = match &x_forwarded_for {
-        Some(list) => list.split(',').filter_map(|h| parse_ip(h.trim())).collect(),
-        None => forwarded.iter().filter_map(|e| e.for_ip).collect(),
-    };
-    // The right-most hop that is not a trusted proxy is the client; if all are trusted, the first.
-    let mut client = peer.ip();
-    for hop in hops.iter().rev() {
-        client = *hop;
-        if !trusted.contains(*hop) {
-            break;
+impl Origin {
+    /// Resolves the client, scheme, host and path prefix of a request from `peer`.
+    pub(crate) fn resolve(
+        peer: Option<SocketAddr>,
+        headers: &Headers,
+        trusted: &TrustedProxies,
+    ) -> Origin {
+        let header = |name: &str| headers.get(name).map(str::trim);
+        // Repeated lines of a list header are one list, in order (RFC 9110 section 5.3): a client
+        // must not hide in a second `X-Forwarded-For` line what a proxy appended to the first.
+        let list = |name: &str| -> Option<String> {
+            let mut lines = headers.get_all(name).peekable();
+            lines.peek()?;
+            Some(lines.map(str::trim).collect::<Vec<_>>().join(", "))
+        };
+        let mut origin = Origin {
+            client: peer.map(|p| p.ip()),
+            scheme: "http".to_string(),
+            host: header("Host").map(str::to_string),
+            prefix: None,
+        };
+        let Some(peer) = peer.filter(|p| trusted.contains(p.ip())) else {
+            return origin;
+        };
+        let x_forwarded_for = list("X-Forwarded-For");
+        let forwarded = match x_forwarded_for {
+            Some(_) => Vec::new(),
+            None => list("Forwarded")
+                .map(|value| parse_forwarded(&value))
+                .unwrap_or_default(),
+        };
+        let hops: Vec<IpAddr> = match &x_forwarded_for {
+            Some(list) => list.split(',').filter_map(|h| parse_ip(h.trim())).collect(),
+            None => forwarded.iter().filter_map(|e| e.for_ip).collect(),
+        };
+        // The right-most hop that is not a trusted proxy is the client; if all are trusted, the first.
+        let mut client = peer.ip();
+        for hop in hops.iter().rev() {
+            client = *hop;
+            if !trusted.contains(*hop) {
+                break;
+            }
         }
-    }
-    origin.client = Some(client);
-    // The nearest proxy that says anything about the scheme or host is believed.
-    let proto = forwarded.iter().rev().find_map(|e| e.proto.clone());
-    if let Some(proto) = proto.or_else(|| list("X-Forwarded-Proto").as_deref().map(last_item)) {
-        if proto.eq_ignore_ascii_case("https") || proto.eq_ignore_ascii_case("http") {
-            origin.scheme = proto.to_ascii_lowercase();
+        origin.client = Some(client);
+        // The nearest proxy that says anything about the scheme or host is believed.
+        let proto = forwarded.iter().rev().find_map(|e| e.proto.clone());
+        if let Some(proto) = proto.or_else(|| list("X-Forwarded-Proto").as_deref().map(last_item)) {
+            if proto.eq_ignore_ascii_case("https") || proto.eq_ignore_ascii_case("http") {
+                origin.scheme = proto.to_ascii_lowercase();
+            }
         }
-    }
-    let host = forwarded.iter().rev().find_map(|e| e.host.clone());
-    if let Some(host) = host.or_else(|| list("X-Forwarded-Host").as_deref().map(last_item)) {
-        if is_host(&host) {
-            origin.host = Some(host);
+        let host = forwarded.iter().rev().find_map(|e| e.host.clone());
+        if let Some(host) = host.or_else(|| list("X-Forwarded-Host").as_deref().map(last_item)) {
+            if is_host(&host) {
+                origin.host = Some(host);
+            }
         }
-    }
-    if let Some(prefix) = list("X-Forwarded-Prefix").as_deref().map(last_item) {
-        if is_prefix(&prefix) {
-            origin.prefix = Some(prefix.trim_end_matches('/').to_string());
+        if let Some(prefix) = list("X-Forwarded-Prefix").as_deref().map(last_item) {
+            if is_prefix(&prefix) {
+                origin.prefix = Some(prefix.trim_end_matches('/').to_string());
+            }
         }
+        origin
     }
-    origin
 }
 
 fn last_item(value: &str) -> String {
@@ -264,7 +266,7 @@ mod tests {
             ("X-Forwarded-For", "6.6.6.6"),
             ("X-Forwarded-Proto", "https"),
         ]);
-        let origin = resolve(peer("203.0.113.9"), &h, &TrustedProxies::default());
+        let origin = Origin::resolve(peer("203.0.113.9"), &h, &TrustedProxies::default());
         assert_eq!(origin.client, "203.0.113.9".parse().ok());
         assert_eq!(origin.scheme, "http");
     }
@@ -278,7 +280,7 @@ mod tests {
             ("X-Forwarded-Proto", "https"),
             ("X-Forwarded-Prefix", "/api/"),
         ]);
-        let origin = resolve(peer("127.0.0.1"), &h, &trusted);
+        let origin = Origin::resolve(peer("127.0.0.1"), &h, &trusted);
         assert_eq!(origin.client, "198.51.100.7".parse().ok());
         assert_eq!(origin.scheme, "https");
         assert_eq!(origin.prefix.as_deref(), Some("/api"));
@@ -290,7 +292,7 @@ mod tests {
             "Forwarded",
             "for=198.51.100.7;proto=https;host=example.com, for=\"[2001:db8::1]:4711\"",
         )]);
-        let origin = resolve(peer("::1"), &h, &TrustedProxies::default());
+        let origin = Origin::resolve(peer("::1"), &h, &TrustedProxies::default());
         assert_eq!(origin.client, "2001:db8::1".parse().ok());
         assert_eq!(origin.host.as_deref(), Some("example.com"));
     }
@@ -304,7 +306,7 @@ mod tests {
             ("Forwarded", "for=6.6.6.6;proto=https;host=evil.example"),
             ("Host", "models.example.com"),
         ]);
-        let origin = resolve(peer("127.0.0.1"), &h, &TrustedProxies::default());
+        let origin = Origin::resolve(peer("127.0.0.1"), &h, &TrustedProxies::default());
         assert_eq!(origin.client, "203.0.113.7".parse().ok());
         assert_eq!(origin.scheme, "http");
         assert_eq!(origin.host.as_deref(), Some("models.example.com"));
@@ -318,12 +320,12 @@ mod tests {
         let mut h = Headers::new();
         h.append("X-Forwarded-For", "6.6.6.6");
         h.append("X-Forwarded-For", "203.0.113.7");
-        let origin = resolve(peer("127.0.0.1"), &h, &trusted);
+        let origin = Origin::resolve(peer("127.0.0.1"), &h, &trusted);
         assert_eq!(origin.client, "203.0.113.7".parse().ok());
         let mut h = Headers::new();
         h.append("Forwarded", "for=6.6.6.6;proto=http");
         h.append("Forwarded", "for=198.51.100.7;proto=https");
-        let origin = resolve(peer("127.0.0.1"), &h, &trusted);
+        let origin = Origin::resolve(peer("127.0.0.1"), &h, &trusted);
         assert_eq!(origin.client, "198.51.100.7".parse().ok());
         assert_eq!(origin.scheme, "https");
     }

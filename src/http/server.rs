@@ -13,15 +13,33 @@ use std::time::{Duration, Instant};
 
 use super::admission::Admission;
 use super::connection::{serve_connection, Shared};
+use super::forwarded::TrustedProxies;
+use super::service::Service;
 use super::slots::{Slot, Slots};
 use super::wire::Limits;
 use super::write;
-use crate::Result;
+use crate::{Result, ServerMetrics};
 
-// `App` and `Server` refer to each other on purpose: `App::bind` starts a `Server`, and the
-// server runs the app's handlers (`App::screen`, `App::dispatch`). The app is the handler API
-// a user builds; the server the transport that serves it: one owns the other at run time.
-use crate::app::App;
+/// What the transport takes of the app's settings.
+pub(crate) struct Config {
+    /// The limits on reading a request.
+    pub(crate) limits: Limits,
+    /// Handlers running at once.
+    pub(crate) workers: usize,
+    /// Requests waiting for a worker turn.
+    pub(crate) queue_capacity: usize,
+    /// Streamed responses at once.
+    pub(crate) max_streams: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_ip: usize,
+    pub(crate) trusted_proxies: TrustedProxies,
+    /// Longest pause while the client reads a response.
+    pub(crate) write_timeout: Duration,
+    /// How long a shutdown waits for requests in flight.
+    pub(crate) drain_timeout: Duration,
+    /// The metrics the server records into, shared with the app's `/metrics`.
+    pub(crate) metrics: Arc<ServerMetrics>,
+}
 
 /// How long a connection on a reserved slot may take to send its request head: a health
 /// probe sends it at once.
@@ -43,45 +61,50 @@ pub struct ShutdownHandle {
 }
 
 impl Server {
-    pub(crate) fn start(app: App, addr: impl ToSocketAddrs) -> Result<Server> {
+    /// Binds `addr` and serves `service` until shut down.
+    pub(crate) fn start(
+        service: impl Service,
+        config: Config,
+        addr: impl ToSocketAddrs,
+    ) -> Result<Server> {
         let listener = listen(addr)?;
         let addr = listener.local_addr()?;
-        let settings = app.settings().clone();
-        let app_metrics = app.metrics();
-        let limits = Limits {
-            max_head_bytes: settings.max_head_bytes,
-            max_headers: settings.max_headers,
-            max_body_bytes: settings.max_body_bytes,
-            head_timeout: settings.head_timeout,
-            request_timeout: settings.request_timeout,
-            read_timeout: settings.io_timeout,
-            keep_alive_timeout: settings.keep_alive_timeout,
-        };
+        let Config {
+            limits,
+            workers,
+            queue_capacity,
+            max_streams,
+            max_connections,
+            max_connections_per_ip,
+            trusted_proxies,
+            write_timeout,
+            drain_timeout,
+            metrics,
+        } = config;
         let reserved_limits = Limits {
             head_timeout: limits.head_timeout.min(RESERVED_HEAD_TIMEOUT),
             ..limits.clone()
         };
         let shared = Arc::new(Shared {
-            app,
+            service: Box::new(service),
             limits,
             reserved_limits,
+            write_timeout,
+            drain_timeout,
             admission: Arc::new(Admission::new(
-                settings.workers,
-                settings.queue_capacity,
-                settings.stream_limit(),
-                Arc::clone(&app_metrics),
+                workers,
+                queue_capacity,
+                max_streams,
+                Arc::clone(&metrics),
             )),
             stopping: AtomicBool::new(false),
-            metrics: Arc::clone(&app_metrics),
             slots: Slots::new(
-                settings.max_connections,
-                settings.max_connections_per_ip,
-                settings.trusted_proxies.clone(),
+                max_connections,
+                max_connections_per_ip,
+                trusted_proxies.clone(),
             ),
-            websockets: Arc::new(crate::websocket::Sockets::new(
-                settings.websockets.max_open,
-                Arc::clone(&app_metrics),
-            )),
+            trusted_proxies,
+            metrics,
         });
         let accept_shared = Arc::clone(&shared);
         let accept = thread::Builder::new()
@@ -123,7 +146,7 @@ impl Server {
 impl ShutdownHandle {
     /// Starts the shutdown and returns at once: no new connections; idle connections close;
     /// requests in flight (streams included) are answered, then their connections close. What
-    /// is still running after [`Settings::drain_timeout`](crate::Settings) is cut off.
+    /// is still running after the drain timeout (`Settings::drain_timeout`) is cut off.
     pub fn shutdown(&self) {
         if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return;
@@ -135,7 +158,7 @@ impl ShutdownHandle {
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         self.shared.slots.close_idle();
-        self.shared.websockets.shutdown();
+        self.shared.service.shutdown();
     }
 }
 
@@ -221,80 +244,9 @@ impl Shared {
 /// After accepting stops: wait for open connections to finish, up to the drain timeout; then
 /// cut off what remains.
 fn drain(shared: &Shared) {
-    let deadline = Instant::now() + shared.app.settings().drain_timeout;
+    let deadline = Instant::now() + shared.drain_timeout;
     while shared.metrics.open_connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
     }
     shared.slots.close_all();
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
-    use std::sync::mpsc;
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use crate::{App, Response};
-
-    /// Opens a stream on `/stream` and returns its response head and the socket.
-    fn open_stream(addr: std::net::SocketAddr) -> (String, TcpStream) {
-        let mut socket = TcpStream::connect(addr).expect("connect");
-        socket
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        socket
-            .write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
-            .expect("write");
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && socket.read(&mut byte).expect("read") == 1 {
-            head.push(byte[0]);
-        }
-        (String::from_utf8_lossy(&head).into_owned(), socket)
-    }
-
-    #[test]
-    fn with_workers_8_caps_streams_at_4_when_the_server_binds() {
-        let (release, released) = mpsc::channel::<()>();
-        let released = Arc::new(Mutex::new(released));
-        let app = App::new().with_workers(8).get("/stream", move |_| {
-            let released = Arc::clone(&released);
-            Response::stream("text/plain", move |body| {
-                body.send("started\n")?;
-                // Each producer holds its stream until the test releases one.
-                let _ = released
-                    .lock()
-                    .map(|r| r.recv_timeout(Duration::from_secs(30)));
-                Ok(())
-            })
-        });
-        let server = app.bind("127.0.0.1:0").expect("bind");
-        let mut open = Vec::new();
-        for _ in 0..4 {
-            let (head, socket) = open_stream(server.addr());
-            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-            open.push(socket);
-        }
-        let (head, mut socket) = open_stream(server.addr());
-        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
-        let length = head
-            .lines()
-            .find_map(|line| line.strip_prefix("Content-Length: "))
-            .and_then(|n| n.trim().parse::<usize>().ok())
-            .unwrap_or_default();
-        let mut body = vec![0u8; length];
-        socket.read_exact(&mut body).expect("body");
-        let body = String::from_utf8_lossy(&body);
-        assert!(
-            body.contains("too many concurrent streams (limit 4)"),
-            "{body}"
-        );
-        for _ in 0..4 {
-            let _ = release.send(());
-        }
-        drop(open);
-        server.shutdown();
-    }
 }

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::net::TcpStream;
 
 use super::wire::Connection;
-use crate::{Error, Headers, Response};
+use crate::{Error, Headers};
 
 impl Connection {
     /// Writes a whole response. `head_only` leaves the body out (HEAD requests) but keeps its length.
@@ -90,45 +90,29 @@ fn write_whole(
     socket.write_all(&out)
 }
 
-/// Writes the error response ([`Response::from_error`]) on a raw socket and asks to close,
-/// for requests refused before a handler could see them.
+/// Writes the JSON answer of `err` (as `Response::from_error` builds it) on a raw
+/// socket and asks to close, for requests refused before a handler could see them.
 pub(crate) fn write_error(socket: &TcpStream, err: &Error) -> io::Result<()> {
-    let response = Response::from_error(err);
-    let (status, headers) = (response.status(), response.headers());
-    write_whole(socket, status, headers, response.body(), false, false)
+    let body = err.to_json().to_string();
+    let headers = err.answer_headers();
+    write_whole(
+        socket,
+        err.status(),
+        &headers,
+        body.as_bytes(),
+        false,
+        false,
+    )
 }
 
-pub(crate) fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Content",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
+/// The reason phrase of a status line: the `http` crate's table of registered statuses (its
+/// phrases are RFC 7231's, "Payload Too Large" where RFC 9110 says "Content Too Large":
+/// clients read the code, not the phrase).
+fn reason(status: u16) -> &'static str {
+    ::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|code| code.canonical_reason())
+        .unwrap_or("Unknown")
 }
 
 /// Appends the current IMF-fixdate, formatted at most once a second per thread.
@@ -145,40 +129,21 @@ fn push_http_date(out: &mut Vec<u8>) {
     CACHE.with_borrow_mut(|(at, date)| {
         if *at != secs {
             *at = secs;
-            *date = http_date(now);
+            *date = httpdate::fmt_http_date(now);
         }
         out.extend_from_slice(date.as_bytes());
     });
 }
 
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn http_date(time: std::time::SystemTime) -> String {
-    let secs = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (year, month, day, h, m, s, weekday) = crate::log::civil(secs);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {day:02} {} {year} {h:02}:{m:02}:{s:02} GMT",
-        WEEKDAYS[weekday],
-        MONTHS[(month - 1) as usize]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn http_date_matches_known_instants() {
-        let at = |secs| std::time::UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(http_date(at(784_111_777)), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(http_date(at(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(at(951_782_400)), "Tue, 29 Feb 2000 00:00:00 GMT");
+    fn status_lines_carry_the_registered_reason() {
+        assert_eq!(reason(200), "OK");
+        assert_eq!(reason(101), "Switching Protocols");
+        assert_eq!(reason(431), "Request Header Fields Too Large");
+        assert_eq!(reason(299), "Unknown");
     }
 }

@@ -288,9 +288,8 @@ fn json_line(value: &serde_json::Value) -> String {
     out
 }
 
-/// Calendar date and time of a Unix time: (year, month, day, hour, minute, second, weekday
-/// with 0 = Thursday, as 1970-01-01 was).
-pub(crate) fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64, usize) {
+/// Calendar date and time of a Unix time: (year, month, day, hour, minute, second).
+fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
     let days = (secs / 86_400) as i64;
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -302,7 +301,6 @@ pub(crate) fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64, usize) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = days.rem_euclid(7) as usize;
     (
         year,
         month,
@@ -310,14 +308,13 @@ pub(crate) fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64, usize) {
         secs % 86_400 / 3600,
         secs % 3600 / 60,
         secs % 60,
-        weekday,
     )
 }
 
 /// RFC 3339 UTC with milliseconds.
 fn timestamp(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let (y, mo, d, h, mi, s, _) = civil(since.as_secs());
+    let (y, mo, d, h, mi, s) = civil(since.as_secs());
     format!(
         "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
         since.subsec_millis()

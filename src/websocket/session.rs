@@ -81,7 +81,7 @@ struct Wire {
 
 impl Read for Wire {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.poll && crate::http::wire::peek(&self.socket)? == 0 {
+        if self.poll && crate::http::peek(&self.socket)? == 0 {
             return Ok(0);
         }
         (&*self.socket).read(buf)

@@ -133,13 +133,17 @@ fn unique_method_tokens_do_not_grow_the_metrics() {
 }
 
 /// Case 11: a `%0A` in the model name of the path used to write a forged line into the human
-/// access log. Every field is escaped now, in both formats.
+/// access log. Every field is escaped now, in both formats. The name is one path segment (its
+/// `/` sent as `%2F`), so the predict route matches and records it as the request's model.
 #[test]
 fn a_model_name_cannot_forge_log_lines() {
     let forged = "2026-12-05T00:00:00.000Z INFO 203.0.113.1 \"GET /admin\" 200 0B 0.1ms rid=forged";
     let path = format!(
         "/models/x%0A{}%0D%1B[31m%E2%80%A8%C2%85/predict",
-        forged.replace(' ', "%20").replace('"', "%22")
+        forged
+            .replace(' ', "%20")
+            .replace('"', "%22")
+            .replace('/', "%2F")
     );
     for format in ["human", "json"] {
         let mut server = ServeChild::start(&["--log-format", format]);

@@ -60,7 +60,7 @@ pub fn json_after_head(bytes: &[u8]) -> Value {
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
+pub enum ResponseFraming {
     /// `Transfer-Encoding: chunked`.
     Chunked,
     /// `Content-Length`: this many bytes are still to come.
@@ -97,7 +97,7 @@ pub struct Conn {
     /// `HTTP/1.x` of the status line.
     pub version: String,
     pub headers: Vec<(String, String)>,
-    pub framing: Framing,
+    pub framing: ResponseFraming,
     ended: bool,
     /// The request line of the last request written, for failure messages.
     what: String,
@@ -128,7 +128,7 @@ impl Conn {
             status: 0,
             version: String::new(),
             headers: Vec::new(),
-            framing: Framing::Empty,
+            framing: ResponseFraming::Empty,
             ended: true,
             what: format!("connection to {addr}"),
         })
@@ -280,10 +280,10 @@ impl Conn {
             .header("Content-Length")
             .map(|v| v.parse::<usize>().expect("numeric Content-Length"));
         self.framing = match (no_body, chunked, length) {
-            (true, _, _) => Framing::Empty,
-            (false, true, _) => Framing::Chunked,
-            (false, false, Some(len)) => Framing::Length(len),
-            (false, false, None) => Framing::Close,
+            (true, _, _) => ResponseFraming::Empty,
+            (false, true, _) => ResponseFraming::Chunked,
+            (false, false, Some(len)) => ResponseFraming::Length(len),
+            (false, false, None) => ResponseFraming::Close,
         };
         self.ended = false;
     }
@@ -346,7 +346,7 @@ impl Conn {
             return false;
         }
         match self.framing {
-            Framing::Chunked => {
+            ResponseFraming::Chunked => {
                 let line = self.raw_line();
                 let size_text = line.split(';').next().unwrap_or("").trim().to_string();
                 let size = usize::from_str_radix(&size_text, 16)
@@ -362,21 +362,21 @@ impl Conn {
                 assert_eq!(end, b"\r\n", "{}: chunk not followed by CRLF", self.what);
                 true
             }
-            Framing::Length(0) | Framing::Empty => {
+            ResponseFraming::Length(0) | ResponseFraming::Empty => {
                 self.ended = true;
                 false
             }
-            Framing::Length(left) => {
+            ResponseFraming::Length(left) => {
                 if self.raw.is_empty() && self.fill() == 0 {
                     panic!("{}: body ended {left} bytes early", self.what);
                 }
                 let n = left.min(self.raw.len());
                 let data: Vec<u8> = self.raw.drain(..n).collect();
                 self.body.extend_from_slice(&data);
-                self.framing = Framing::Length(left - n);
+                self.framing = ResponseFraming::Length(left - n);
                 true
             }
-            Framing::Close => {
+            ResponseFraming::Close => {
                 if self.raw.is_empty() && self.fill() == 0 {
                     self.ended = true;
                     return false;
