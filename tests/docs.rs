@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tinyserve::catalog::RouteDoc;
-use tinyserve::{docs, App, Json, Request};
+use tinyserve::{pages, App, Json, Request};
 
 use crate::support::serve::ServeChild;
 use crate::support::TestServer;
@@ -406,7 +406,7 @@ fn routes_added_through_the_library_are_documented() {
         .get("/secret", |_| "hidden")
         .document("GET", "/secret", RouteDoc::new("Secret").with_hidden());
     // Routes added after mounting show up too: the catalog is shared.
-    let app = docs::mount_openapi(app)
+    let app = pages::mount_openapi(app)
         .get("/later/<id>", |req: &Request| {
             req.param("id").unwrap_or("").to_string()
         })

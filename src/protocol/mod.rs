@@ -22,7 +22,7 @@ use crate::{App, Request, Upstream};
 /// under `/v2`, the OpenAI-compatible API under `/v1` (for byte-level language models, and
 /// `/v1/embeddings` with text-embeddings-inference's `/embed` for encoder folders),
 /// `/metrics`, `GET /models`, `POST /models/<name>/predict` and, when exactly one model is
-/// loaded, `POST /predict`; and the self-documentation of [`crate::docs::mount`]:
+/// loaded, `POST /predict`; and the self-documentation of [`crate::pages::mount`]:
 /// `/openapi.json`, `/docs`, and the demo pages `/` and `/models/<name>`.
 ///
 /// # Example
@@ -53,7 +53,7 @@ pub fn mount_with_upstreams(
     let app = embeddings::mount(app, models);
     let app = metrics::mount(app, models, &generators, upstreams);
     let app = predict::mount(app, models);
-    crate::docs::mount(app, models)
+    crate::pages::mount(app, models)
 }
 
 /// A handler that calls `f` with its own clone of the registry.

@@ -46,7 +46,7 @@ pub(super) fn document(app: App, models: &ModelRegistry) -> App {
                  embeddings are L2-normalized when the model's modules.json has Normalize. \
                  A model that is not an embedding model is a 400.",
             )
-            .with_tag(crate::docs::OPENAI_TAG)
+            .with_tag(crate::pages::OPENAI_TAG)
             .with_request(json!({"type": "object", "required": ["model", "input"],
                 "properties": {"model": model, "input": inputs,
                     "encoding_format": {"enum": ["float", "base64"]},

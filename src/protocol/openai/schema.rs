@@ -9,7 +9,7 @@ use crate::{App, RouteDoc, Upstream};
 /// The route docs of the OpenAI-compatible API, for the OpenAPI document: `model` names one
 /// of `generators` or an upstream's model.
 pub(super) fn document(app: App, generators: &Generators, upstreams: &[Upstream]) -> App {
-    let tag = crate::docs::OPENAI_TAG;
+    let tag = crate::pages::OPENAI_TAG;
     let strings = json!({"anyOf": [{"type": "string"},
         {"type": "array", "items": {"type": "string"}, "maxItems": 4}]});
     let common = json!({

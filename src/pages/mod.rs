@@ -13,7 +13,7 @@
 //! signature; otherwise one is made from the signature.
 
 pub mod openapi;
-mod pages;
+mod html;
 mod schema;
 
 use std::sync::Arc;
@@ -47,10 +47,10 @@ struct Site {
 ///
 /// # Example
 /// ```no_run
-/// use tinyserve::{docs, model::ModelRegistry, App};
+/// use tinyserve::{pages, model::ModelRegistry, App};
 /// let models = ModelRegistry::load_dir("models")?;
 /// let app = App::new().get("/hello", |_| "Hello!");
-/// docs::mount(app, &models).run("127.0.0.1:8000")?;
+/// pages::mount(app, &models).run("127.0.0.1:8000")?;
 /// # Ok::<(), tinyserve::Error>(())
 /// ```
 pub fn mount(app: App, models: &ModelRegistry) -> App {
@@ -61,7 +61,7 @@ pub fn mount(app: App, models: &ModelRegistry) -> App {
         auth: auth(&app),
     };
     let app = mount_docs(app, &site);
-    pages::mount_demos(app, &site)
+    html::mount_demos(app, &site)
 }
 
 /// Adds only `GET /openapi.json` and `GET /docs`, documenting whatever routes `app` has
@@ -70,11 +70,11 @@ pub fn mount(app: App, models: &ModelRegistry) -> App {
 /// # Example
 /// ```
 /// use tinyserve::catalog::RouteDoc;
-/// use tinyserve::{docs, App};
+/// use tinyserve::{pages, App};
 /// let app = App::new()
 ///     .get("/hello", |_| "Hello!")
 ///     .document("GET", "/hello", RouteDoc::new("Say hello"));
-/// let app = docs::mount_openapi(app);
+/// let app = pages::mount_openapi(app);
 /// let routes = app.catalog().routes();
 /// assert!(routes.iter().any(|r| r.pattern == "/openapi.json"));
 /// ```
@@ -114,7 +114,7 @@ fn mount_docs(app: App, site: &Site) -> App {
             )
             .with_errors(&[]),
     )
-    .get("/docs", move |req: &Request| pages::docs(&docs_site, req))
+    .get("/docs", move |req: &Request| html::docs(&docs_site, req))
     .document(
         "GET",
         "/docs",

@@ -56,11 +56,11 @@ const METHODS: [&str; 8] = [
 /// # Example
 /// ```
 /// use tinyserve::catalog::RouteDoc;
-/// use tinyserve::{docs, model::ModelRegistry, App};
+/// use tinyserve::{pages, model::ModelRegistry, App};
 /// let app = App::new()
 ///     .get("/hello/<name>", |_| "hi")
 ///     .document("GET", "/hello/<name>", RouteDoc::new("Say hello"));
-/// let doc = docs::openapi::document(&app.catalog(), &ModelRegistry::default(), "/api");
+/// let doc = pages::openapi::document(&app.catalog(), &ModelRegistry::default(), "/api");
 /// assert_eq!(doc["paths"]["/hello/{name}"]["get"]["summary"], "Say hello");
 /// assert_eq!(doc["servers"][0]["url"], "/api");
 /// ```
