@@ -22,7 +22,8 @@ use crate::support::process::run;
 use crate::support::python::{assert_checks_passed, python_env};
 use crate::support::repo;
 use crate::support::serve::ServeChild;
-use crate::support::wire::{post_json_request, Conn};
+use crate::support::wire::Conn;
+use crate::support::{Reply, TestApp};
 
 /// Tokens asked for when a test needs a stream that runs for seconds (the server's maximum).
 const LONG: u64 = 4096;
@@ -373,9 +374,23 @@ fn streams_use_the_openai_chunk_format() {
 /// Asserts an OpenAI-shaped JSON error with `status` and `code`.
 fn assert_openai_error(mut http: Conn, status: u16, code: &str, needle: &str) {
     let body = http.json();
-    assert_eq!(http.status, status, "{body}");
+    let reply = Reply {
+        status: http.status,
+        headers: vec![(
+            "Content-Type".to_string(),
+            http.header("Content-Type").unwrap_or_default().to_string(),
+        )],
+        body: body.to_string().into_bytes(),
+    };
+    assert_openai_reply(&reply, status, code, needle);
+}
+
+/// [`assert_openai_error`] on an answer of the test client.
+fn assert_openai_reply(reply: &Reply, status: u16, code: &str, needle: &str) {
+    let body = reply.json();
+    assert_eq!(reply.status, status, "{body}");
     assert_eq!(
-        http.header("Content-Type"),
+        reply.header("Content-Type"),
         Some("application/json"),
         "errors come before any streaming, as JSON"
     );
@@ -395,63 +410,116 @@ fn assert_openai_error(mut http: Conn, status: u16, code: &str, needle: &str) {
 
 #[test]
 fn errors_are_openai_shaped_with_the_right_status() {
-    let server = ServeChild::start(&[]);
-    let stream = |body: Value| streaming(body, json!({}));
-    let post = |path: &str, body: Value| post_json_request(path, &stream(body));
+    // Routing, parsing and the error bodies: the test client, no socket.
+    let app = TestApp::models("models");
     let with = |mut body: Value, field: &str, value: Value| {
         body[field] = value;
         body
     };
-    let broken = b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\n\
-                   Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"model\":";
+    let json_body = |body: Value| streaming(body, json!({})).to_string().into_bytes();
     let cases = [
         (
-            post(
-                "/v1/completions",
-                with(completion("x", 4), "model", json!("no-such-model")),
-            ),
+            "/v1/completions",
+            json_body(with(completion("x", 4), "model", json!("no-such-model"))),
             404,
             "model_not_found",
             "no-such-model",
         ),
         (
-            post(
-                "/v1/completions",
-                with(completion("x", 4), "model", json!("iris")),
-            ),
+            "/v1/completions",
+            json_body(with(completion("x", 4), "model", json!("iris"))),
             400,
             "bad_request",
             "cannot generate",
         ),
-        (broken.to_vec(), 400, "invalid_json", ""),
         (
-            post(
-                "/v1/chat/completions",
-                with(chat("hi", 4), "temperature", json!(5)),
-            ),
+            "/v1/chat/completions",
+            b"{\"model\":".to_vec(),
+            400,
+            "invalid_json",
+            "",
+        ),
+        (
+            "/v1/chat/completions",
+            json_body(with(chat("hi", 4), "temperature", json!(5))),
             400,
             "invalid_input",
             "temperature",
         ),
         (
-            post(
-                "/v1/chat/completions",
-                json!({"model": "bytelm", "max_tokens": 4}),
-            ),
+            "/v1/chat/completions",
+            json_body(json!({"model": "bytelm", "max_tokens": 4})),
             400,
             "invalid_input",
             "messages",
         ),
         (
-            post("/v1/chat/completions", with(chat("hi", 4), "n", json!(2))),
+            "/v1/chat/completions",
+            json_body(with(chat("hi", 4), "n", json!(2))),
             400,
             "invalid_input",
             "n = 1",
         ),
+        // An encoder folder is served by /v1/embeddings: naming it for text is the client's
+        // mistake (400), not a model that does not exist (404).
+        (
+            "/v1/chat/completions",
+            json_body(with(chat("hi", 4), "model", json!("tinyembed"))),
+            400,
+            "invalid_input",
+            "`tinyembed` is an embedding model",
+        ),
+        (
+            "/v1/completions",
+            json_body(with(completion("x", 4), "model", json!("tinyembed"))),
+            400,
+            "invalid_input",
+            "POST /v1/embeddings",
+        ),
     ];
-    for (request, status, code, needle) in cases {
-        assert_openai_error(Conn::request(server.addr, &request), status, code, needle);
+    for (path, body, status, code, needle) in cases {
+        let reply = app.request("POST", path, &[("Content-Type", "application/json")], &body);
+        assert_openai_reply(&reply, status, code, needle);
     }
+    // The next request is still served.
+    assert_eq!(app.get("/v1/models").status, 200);
+}
+
+#[test]
+fn v1_models_lists_the_models_v1_runs() {
+    let app = TestApp::models("models");
+    let listed = app.get("/v1/models").json();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|m| m["id"].as_str()).collect())
+        .unwrap_or_default();
+    // Language models for completions and chat, the encoder folder for /v1/embeddings; iris,
+    // a plain ONNX classifier, is served by /models/iris/predict and /v2 only.
+    assert_eq!(ids, ["bytelm", "tinychat", "tinyembed"], "{listed}");
+    for model in listed["data"].as_array().into_iter().flatten() {
+        assert_eq!(model["object"], "model", "{model}");
+        assert_eq!(model["owned_by"], "tinyserve", "{model}");
+    }
+    // Each listed model answers its route.
+    let embedded = app.post_json(
+        "/v1/embeddings",
+        &json!({"model": "tinyembed", "input": "a listed model runs"}),
+    );
+    assert_eq!(embedded.status, 200, "{}", embedded.text());
+    let chat = app.post_json(
+        "/v1/chat/completions",
+        &json!({"model": "tinychat", "max_tokens": 2, "temperature": 0,
+            "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(chat.status, 200, "{}", chat.text());
+    assert_eq!(
+        app.post_json(
+            "/models/iris/predict",
+            &json!({"inputs": {"input": [[5.1, 3.5, 1.4, 0.2]]}})
+        )
+        .status,
+        200
+    );
 }
 
 /// Waits (bounded) until the cancelled counter passes `before`, then until the token counter

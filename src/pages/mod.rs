@@ -12,8 +12,8 @@
 //! body, `{"inputs": {"input": [[5.1, 3.5, 1.4, 0.2]]}}`), when that file exists and fits the
 //! signature; otherwise one is made from the signature.
 
-pub mod openapi;
 mod html;
+pub mod openapi;
 mod schema;
 
 use std::sync::Arc;
@@ -31,6 +31,8 @@ use schema::ModelInfo;
 struct Site {
     catalog: RouteCatalog,
     models: Arc<Vec<ModelInfo>>,
+    /// The decoder and encoder folders, each with a demo page of its own.
+    folders: Arc<Vec<Folder>>,
     /// Whether the demo pages (`/`, `/models/<name>`) are mounted, for the page header.
     demos: bool,
     /// The routes the app's API key guards, for the 401 answers.
@@ -57,6 +59,7 @@ pub fn mount(app: App, models: &ModelRegistry) -> App {
     let site = Site {
         catalog: app.catalog(),
         models: Arc::new(models.iter().map(ModelInfo::new).collect()),
+        folders: Arc::new(Folder::all(models)),
         demos: true,
         auth: auth(&app),
     };
@@ -82,6 +85,7 @@ pub fn mount_openapi(app: App) -> App {
     let site = Site {
         catalog: app.catalog(),
         models: Arc::new(Vec::new()),
+        folders: Arc::new(Vec::new()),
         demos: false,
         auth: auth(&app),
     };
@@ -124,6 +128,43 @@ fn mount_docs(app: App, site: &Site) -> App {
             .with_response(html())
             .with_errors(&[]),
     )
+}
+
+/// A model folder served through `/v1` rather than the predict routes: its demo is a chat (a
+/// decoder) or an embeddings comparison (an encoder).
+#[derive(Debug, Clone)]
+enum Folder {
+    Decoder { name: String },
+    Encoder { name: String, detail: String },
+}
+
+impl Folder {
+    /// The registry's decoder and encoder folders.
+    fn all(models: &ModelRegistry) -> Vec<Folder> {
+        #[cfg_attr(not(feature = "language-models"), allow(unused_mut))]
+        let mut folders: Vec<Folder> = models
+            .decoder_names()
+            .map(|name| Folder::Decoder {
+                name: name.to_string(),
+            })
+            .collect();
+        #[cfg(feature = "language-models")]
+        folders.extend(models.encoders().map(|encoder| Folder::Encoder {
+            name: encoder.name().to_string(),
+            detail: format!(
+                "{}-dimensional vectors, texts up to {} tokens",
+                encoder.dimension(),
+                encoder.max_length()
+            ),
+        }));
+        folders
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Folder::Decoder { name } | Folder::Encoder { name, .. } => name,
+        }
+    }
 }
 
 /// What the app's settings say about its API key (read when the docs are mounted: set the

@@ -58,7 +58,13 @@ pub(super) fn document(app: App, generators: &Generators, upstreams: &[Upstream]
     app.document(
         "GET",
         "/v1/models",
-        RouteDoc::new("Models that can be named in `model`").with_tag(tag).with_response(json!({
+        RouteDoc::new("Models that can be named in `model`")
+            .with_description(
+                "The models a `/v1` route runs: language models (completions and chat), \
+                 embedding models (`/v1/embeddings`) and the upstreams' models. A plain ONNX \
+                 model is served by `/models/{name}/predict` and `/v2`, and is not listed.",
+            )
+            .with_tag(tag).with_response(json!({
             "type": "object", "required": ["object", "data"], "properties": {
                 "object": {"const": "list"},
                 "data": {"type": "array", "items": {"type": "object", "required": ["id"],
