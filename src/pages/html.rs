@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::schema::ModelInfo;
 use super::{encode_segment, html, Folder, Site};
 use crate::model::{DataType, TensorSpec};
-use crate::{App, Error, Request, Response, Result, RouteDoc};
+use crate::{Error, Group, Request, Response, Result, RouteDoc};
 
 const LAYOUT: &str = include_str!("assets/layout.html");
 const STYLE: &str = include_str!("assets/style.css");
@@ -21,9 +21,11 @@ const CHAT_JS: &str = include_str!("assets/chat.js");
 const EMBED_HTML: &str = include_str!("assets/embed.html");
 const EMBED_JS: &str = include_str!("assets/embed.js");
 
-pub(super) fn mount_demos(app: App, site: &Site) -> App {
+/// `GET /` and `GET /models/<name>`.
+pub(super) fn demos(group: Group, site: &Site) -> Group {
     let (index_site, model_site) = (site.clone(), site.clone());
-    app.get("/", move |req: &Request| index(&index_site, req))
+    group
+        .get("/", move |req: &Request| index(&index_site, req))
         .document(
             "GET",
             "/",

@@ -23,7 +23,7 @@ use serde_json::json;
 pub use openapi::OPENAI_TAG;
 
 use crate::model::ModelRegistry;
-use crate::{App, Json, Request, RouteCatalog, RouteDoc};
+use crate::{App, Group, Json, Request, RouteCatalog, RouteDoc};
 use schema::ModelInfo;
 
 /// What the docs routes serve: the catalog, and the models with their examples.
@@ -40,12 +40,13 @@ struct Site {
 }
 
 /// Adds `GET /openapi.json`, `GET /docs`, `GET /` (the models, with links to their demos and
-/// to the docs) and `GET /models/<name>` (a model's demo page: a form for a regular model,
-/// a streaming chat for a byte-level language model) to `app`.
+/// to the docs) and `GET /models/<name>` (a model's demo page: a form for a regular model, a
+/// streaming chat for a byte-level language model or a decoder folder, an embeddings
+/// comparison for an encoder folder) to `app`.
 ///
 /// `tinyserve serve` mounts it through [`protocol::mount`](crate::protocol::mount). The demo
-/// pages call `POST /models/<name>/predict` and `POST /v1/chat/completions`, so mount the
-/// built-in routes too for them to work.
+/// pages call `POST /models/<name>/predict`, `POST /v1/chat/completions` and
+/// `POST /v1/embeddings`, so mount the built-in routes too for them to work.
 ///
 /// # Example
 /// ```no_run
@@ -56,15 +57,20 @@ struct Site {
 /// # Ok::<(), tinyserve::Error>(())
 /// ```
 pub fn mount(app: App, models: &ModelRegistry) -> App {
+    let pages = group(&app, models);
+    app.mount("/", pages)
+}
+
+/// The routes of [`mount`] as a group, for the app `app` (whose routes it documents).
+pub(crate) fn group(app: &App, models: &ModelRegistry) -> Group {
     let site = Site {
         catalog: app.catalog(),
         models: Arc::new(models.iter().map(ModelInfo::new).collect()),
         folders: Arc::new(Folder::all(models)),
         demos: true,
-        auth: auth(&app),
+        auth: auth(app),
     };
-    let app = mount_docs(app, &site);
-    html::mount_demos(app, &site)
+    html::demos(docs(Group::new(), &site), &site)
 }
 
 /// Adds only `GET /openapi.json` and `GET /docs`, documenting whatever routes `app` has
@@ -89,45 +95,47 @@ pub fn mount_openapi(app: App) -> App {
         demos: false,
         auth: auth(&app),
     };
-    mount_docs(app, &site)
+    app.mount("/", docs(Group::new(), &site))
 }
 
-fn mount_docs(app: App, site: &Site) -> App {
+/// `GET /openapi.json` and `GET /docs`.
+fn docs(group: Group, site: &Site) -> Group {
     let (openapi_site, docs_site) = (site.clone(), site.clone());
-    app.get("/openapi.json", move |req: &Request| {
-        Json(openapi::build(
-            &openapi_site.catalog,
-            &openapi_site.models,
-            req.root_path(),
-            &openapi_site.auth,
-        ))
-    })
-    .document(
-        "GET",
-        "/openapi.json",
-        RouteDoc::new("This API as an OpenAPI 3.1 document")
-            .with_description(
-                "Every route of the server, with a concrete predict and v2 infer path per \
+    group
+        .get("/openapi.json", move |req: &Request| {
+            Json(openapi::build(
+                &openapi_site.catalog,
+                &openapi_site.models,
+                req.root_path(),
+                &openapi_site.auth,
+            ))
+        })
+        .document(
+            "GET",
+            "/openapi.json",
+            RouteDoc::new("This API as an OpenAPI 3.1 document")
+                .with_description(
+                    "Every route of the server, with a concrete predict and v2 infer path per \
                  loaded model whose schemas come from the model's signature. `servers` \
                  follows `--root-path` and a trusted `X-Forwarded-Prefix`.",
-            )
-            .with_tag("Docs")
-            .with_response(
-                json!({"type": "object", "required": ["openapi", "info", "paths"],
+                )
+                .with_tag("Docs")
+                .with_response(
+                    json!({"type": "object", "required": ["openapi", "info", "paths"],
                 "properties": {"openapi": {"const": "3.1.0"}}}),
-            )
-            .with_errors(&[]),
-    )
-    .get("/docs", move |req: &Request| html::docs(&docs_site, req))
-    .document(
-        "GET",
-        "/docs",
-        RouteDoc::new("This API as a web page")
-            .with_description("Rendered in the browser from `openapi.json`; works offline.")
-            .with_tag("Docs")
-            .with_response(html())
-            .with_errors(&[]),
-    )
+                )
+                .with_errors(&[]),
+        )
+        .get("/docs", move |req: &Request| html::docs(&docs_site, req))
+        .document(
+            "GET",
+            "/docs",
+            RouteDoc::new("This API as a web page")
+                .with_description("Rendered in the browser from `openapi.json`; works offline.")
+                .with_tag("Docs")
+                .with_response(html())
+                .with_errors(&[]),
+        )
 }
 
 /// A model folder served through `/v1` rather than the predict routes: its demo is a chat (a

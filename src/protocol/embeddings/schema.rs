@@ -4,10 +4,10 @@ use serde_json::{json, Value};
 
 use super::{MAX_INPUTS, MAX_INPUT_CHARS};
 use crate::model::ModelRegistry;
-use crate::{App, RouteDoc};
+use crate::{Group, RouteDoc};
 
 /// The route docs of the embedding routes: `model` names one of the loaded encoders.
-pub(super) fn document(app: App, models: &ModelRegistry) -> App {
+pub(super) fn document(app: Group, models: &ModelRegistry) -> Group {
     let names: Vec<&str> = models.encoder_names().collect();
     let model = match names.is_empty() {
         true => json!({"type": "string", "description": "an embedding model (an encoder folder)"}),

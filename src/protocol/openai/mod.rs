@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::proxy;
 use crate::model::ModelRegistry;
-use crate::{App, Error, IntoResponse, Json, Request, Response, Sse, Upstream};
+use crate::{Error, Group, IntoResponse, Json, Request, Response, Sse, Upstream};
 
 mod answer;
 mod errors;
@@ -38,11 +38,11 @@ struct Backends {
 }
 
 pub(super) fn mount(
-    app: App,
+    app: Group,
     models: &ModelRegistry,
     generators: &Generators,
     upstreams: &[Upstream],
-) -> App {
+) -> Group {
     let backends = Backends {
         models: models.clone(),
         generators: generators.clone(),

@@ -4,11 +4,11 @@ use serde_json::{json, Value};
 
 use super::generators::Generators;
 use super::request::{Kind, MAX_MESSAGES, MAX_TOKENS_LIMIT};
-use crate::{App, RouteDoc, Upstream};
+use crate::{Group, RouteDoc, Upstream};
 
 /// The route docs of the OpenAI-compatible API, for the OpenAPI document: `model` names one
 /// of `generators` or an upstream's model.
-pub(super) fn document(app: App, generators: &Generators, upstreams: &[Upstream]) -> App {
+pub(super) fn document(app: Group, generators: &Generators, upstreams: &[Upstream]) -> Group {
     let tag = crate::pages::OPENAI_TAG;
     let strings = json!({"anyOf": [{"type": "string"},
         {"type": "array", "items": {"type": "string"}, "maxItems": 4}]});
