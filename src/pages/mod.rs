@@ -143,6 +143,8 @@ fn docs(group: Group, site: &Site) -> Group {
 #[derive(Debug, Clone)]
 enum Folder {
     Decoder { name: String },
+    // Encoder folders load with the `language-models` feature only.
+    #[cfg_attr(not(feature = "language-models"), allow(dead_code))]
     Encoder { name: String, detail: String },
 }
 
