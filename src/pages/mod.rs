@@ -142,10 +142,15 @@ fn docs(group: Group, site: &Site) -> Group {
 /// decoder) or an embeddings comparison (an encoder).
 #[derive(Debug, Clone)]
 enum Folder {
-    Decoder { name: String },
+    Decoder {
+        name: String,
+    },
     // Encoder folders load with the `language-models` feature only.
     #[cfg_attr(not(feature = "language-models"), allow(dead_code))]
-    Encoder { name: String, detail: String },
+    Encoder {
+        name: String,
+        detail: String,
+    },
 }
 
 impl Folder {
