@@ -7,7 +7,8 @@
 //! `models/decoder_reference.py`, its context limit, and a folder that fails start-up.
 //!
 //! Each test starts its own server (a child process, killed when the test ends) so counters in
-//! `/metrics` belong to that test alone. Generated text is never written down here: the model
+//! `/metrics` belong to that test alone; the tests of errors, the model list and the context
+//! limit check only JSON and statuses, and call an app of their own through its test client. Generated text is never written down here: the model
 //! file may be regenerated, so expectations come from the reference generator at run time.
 
 use std::net::SocketAddr;
@@ -791,19 +792,19 @@ fn the_official_openai_client_gets_the_reference_greedy_output_from_a_decoder_fo
 
 #[test]
 fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
-    let server = ServeChild::start(&[]);
+    let app = TestApp::models("models");
     let tokens = "tinyserve_generated_tokens_total{model=\"tinychat\"}";
     let body = json!({"model": "tinychat", "prompt": "The class", "max_tokens": 1023});
-    assert_openai_error(
-        Conn::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+    assert_openai_reply(
+        &app.post_json("/v1/completions", &streaming(body, json!({}))),
         400,
         "invalid_input",
         "context of 1024 tokens",
     );
     let body = json!({"model": "tinychat", "max_tokens": 1020,
         "messages": [{"role": "user", "content": "What is assert?"}]});
-    assert_openai_error(
-        Conn::post_json(server.addr, "/v1/chat/completions", &body),
+    assert_openai_reply(
+        &app.post_json("/v1/chat/completions", &body),
         400,
         "invalid_input",
         "the prompt (13 tokens) plus max_tokens (1020)",
@@ -811,42 +812,42 @@ fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
     let big = "x".repeat(1024 * 1024 + 1);
     let body = json!({"model": "tinychat", "max_tokens": 4,
         "messages": [{"role": "user", "content": big}]});
-    assert_openai_error(
-        Conn::post_json(server.addr, "/v1/chat/completions", &body),
+    assert_openai_reply(
+        &app.post_json("/v1/chat/completions", &body),
         400,
         "invalid_input",
         "the prompt limit",
     );
     let body = json!({"model": "tinychat", "prompt": "", "max_tokens": 4});
-    assert_openai_error(
-        Conn::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+    assert_openai_reply(
+        &app.post_json("/v1/completions", &streaming(body, json!({}))),
         400,
         "invalid_input",
         "no tokens",
     );
-    assert_eq!(server.metric(tokens), 0.0, "nothing was generated");
+    assert_eq!(app.metric(tokens), 0.0, "nothing was generated");
     // One token less fits: the limit is the context, not a guess.
     let body = json!({"model": "tinychat", "max_tokens": 1011, "temperature": 0,
         "stop": ["\n"], "messages": [{"role": "user", "content": "What is assert?"}]});
-    let answer = server.ok("/v1/chat/completions", &body);
+    let answer = app.ok("/v1/chat/completions", &body);
     assert_eq!(answer["usage"]["prompt_tokens"], 13, "{answer}");
     // The template's own errors are the client's: 400 with the template's message.
     let body = json!({"model": "tinychat", "max_tokens": 4, "messages": [
         {"role": "user", "content": "a"}, {"role": "user", "content": "b"}]});
-    assert_openai_error(
-        Conn::post_json(server.addr, "/v1/chat/completions", &body),
+    assert_openai_reply(
+        &app.post_json("/v1/chat/completions", &body),
         400,
         "invalid_input",
         "roles must alternate",
     );
     // A decoder is served through /v1 only.
-    let listed = Conn::get(server.addr, "/v1/models").json();
+    let listed = app.get("/v1/models").json();
     let ids: Vec<&str> = listed["data"]
         .as_array()
         .map(|d| d.iter().filter_map(|m| m["id"].as_str()).collect())
         .unwrap_or_default();
     assert!(ids.contains(&"tinychat"), "{listed}");
-    let mut http = Conn::get(server.addr, "/v2/models/tinychat");
+    let http = app.get("/v2/models/tinychat");
     let body = http.json();
     assert_eq!(http.status, 404, "{body}");
     assert!(

@@ -207,6 +207,26 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// `POST path` with a JSON body that must answer 200; the answer's JSON.
+    pub fn ok(&self, path: &str, body: &Value) -> Value {
+        let reply = self.post_json(path, body);
+        assert_eq!(reply.status, 200, "POST {path} {body}: {}", reply.text());
+        reply.json()
+    }
+
+    /// A counter or gauge of `/metrics` (the whole series, e.g. `name{model="bytelm"}`).
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.get("/metrics").text();
+        text.lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().expect("a number"))
+            })
+            .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
+    }
+}
+
 impl From<TestResponse> for Reply {
     fn from(res: TestResponse) -> Reply {
         Reply {
