@@ -54,9 +54,10 @@ pub fn mount_with_upstreams(
     app.mount("/", group(models, ready, upstreams))
 }
 
-/// The built-in routes as one group: the health probes (without the key), v2, `/v1`, the
-/// embeddings, `/metrics`, predict, and the pages; the last two read the app they are
-/// mounted on (its metrics, its route catalog and settings).
+/// The built-in routes as one group: the health probes (without the key), v2, `/v1` with the
+/// embeddings, `/metrics`, predict, and the pages, in that order (the OpenAPI document's).
+/// `/metrics` and the pages are built from the app the group is mounted on: its server
+/// metrics, its route catalog and settings.
 fn group(models: &ModelRegistry, ready: &Readiness, upstreams: &[Upstream]) -> Group {
     let generators = Generators::from_registry(models);
     let openai = openai::mount(Group::new(), models, &generators, upstreams);
