@@ -19,7 +19,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tinyserve::{docs, App, Json, Request};
+use tinyserve::{pages, App, Json, Request};
 
 /// Texts to score; the `top_k` best scores come back, best first.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -64,7 +64,7 @@ fn example() -> serde_json::Value {
 /// The app: `main` serves it, and the tests serve the same one on port 0.
 pub fn app() -> App {
     let app = App::new().post_typed("/score", score);
-    docs::mount_openapi(app)
+    pages::mount_openapi(app)
 }
 
 /// A text's score is its share of letters, times its weight: the same body always gets the

@@ -219,6 +219,9 @@ pub struct RouteInfo {
     pub pattern: String,
     /// What the docs say about it.
     pub doc: RouteDoc,
+    /// Served without the app's API key: a route of a group
+    /// [without the key](crate::Group::without_key).
+    pub public: bool,
 }
 
 /// The app's routes, shared between the app and the handlers that document it.
@@ -237,7 +240,20 @@ impl RouteCatalog {
                 method: method.to_ascii_uppercase(),
                 pattern: pattern.to_string(),
                 doc: RouteDoc::default(),
+                public: false,
             });
+        }
+    }
+
+    /// Marks a route as served without the app's API key.
+    pub(crate) fn set_public(&self, method: &str, pattern: &str) {
+        if let Ok(mut routes) = self.0.write() {
+            let method = method.to_ascii_uppercase();
+            for route in routes.iter_mut() {
+                if route.method == method && route.pattern == pattern {
+                    route.public = true;
+                }
+            }
         }
     }
 

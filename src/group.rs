@@ -14,6 +14,18 @@ use crate::typed::ResponseSchema;
 use crate::websocket::{IntoClose, WebSocket};
 use crate::{App, IntoResponse, Request, Response};
 
+/// Builds a group from the app it is mounted on (its catalog, settings or metrics).
+type Build = Arc<dyn Fn(&App) -> Group + Send + Sync>;
+
+/// What a group holds besides its own routes, mounted in order after them.
+#[derive(Clone)]
+enum Part {
+    /// A group mounted inside this one, at its prefix below this one's.
+    Group(String, Group),
+    /// A group built when this one is mounted, at this one's prefix.
+    Built(Build),
+}
+
 /// Routes, hooks and guards mounted together at a prefix with [`App::mount`] (or built in
 /// place with [`App::group`]).
 ///
@@ -49,8 +61,8 @@ pub struct Group {
     docs: Vec<(String, String, RouteDoc)>,
     hooks: Hooks,
     public: bool,
-    /// Groups mounted in this one, at their prefixes below its own.
-    nested: Vec<(String, Group)>,
+    /// Groups mounted in this one, in order.
+    nested: Vec<Part>,
 }
 
 /// A group as the app keeps it once mounted: its prefix and hooks.
@@ -62,10 +74,15 @@ pub(crate) struct Mounted {
 }
 
 impl Mounted {
-    /// Whether `path` lies under the prefix (at a segment boundary).
+    /// Whether `path` lies under the prefix (at a segment boundary). A group at the root holds
+    /// no path this way: a 404 that no group's prefix claims is the app's, so a root group
+    /// [without a key](Group::without_key) (the health probes) does not open every unknown
+    /// path to clients without the key.
     pub(crate) fn holds(&self, path: &str) -> bool {
-        path.strip_prefix(&self.prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        !self.prefix.is_empty()
+            && path
+                .strip_prefix(&self.prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 }
 
@@ -230,7 +247,18 @@ impl Group {
     /// assert_eq!((res.text().as_str(), res.header("X-Api")), ("pong", Some("1")));
     /// ```
     pub fn mount(mut self, prefix: &str, group: Group) -> Group {
-        self.nested.push((prefix.to_string(), group));
+        self.nested.push(Part::Group(prefix.to_string(), group));
+        self
+    }
+
+    /// Mounts, inside this group and at its prefix, the group `build` makes from the app this
+    /// one is mounted on: for routes that serve the app's own catalog, settings or metrics
+    /// (the OpenAPI document, `/metrics`).
+    pub(crate) fn with_app(
+        mut self,
+        build: impl Fn(&App) -> Group + Send + Sync + 'static,
+    ) -> Group {
+        self.nested.push(Part::Built(Arc::new(build)));
         self
     }
 
@@ -266,13 +294,21 @@ impl App {
             "" => prefix.clone(),
             rest => format!("{prefix}/{rest}"),
         };
+        let catalog = self.catalog();
         for (method, pattern, handler) in group.routes {
             self = self.add_route(&method, &full(&pattern), handler, Some(index));
+            if group.public {
+                catalog.set_public(&method, &full(&pattern));
+            }
         }
         for (method, pattern, doc) in group.docs {
             self = self.document(&method, &full(&pattern), doc);
         }
-        for (inner_prefix, mut inner) in group.nested {
+        for part in group.nested {
+            let (inner_prefix, mut inner) = match part {
+                Part::Group(inner_prefix, inner) => (inner_prefix, inner),
+                Part::Built(build) => (String::new(), build(&self)),
+            };
             inner.hooks = group.hooks.around(&inner.hooks);
             inner.public |= group.public;
             self = self.mount(&full(&inner_prefix), inner);

@@ -30,12 +30,12 @@
 //!   [`FanOut`]), request metrics ([`metrics`]) and the log ([`log`]).
 //! - **The model server** built on the above: [`model`] (ONNX models loaded from a folder,
 //!   tensors, batching), [`protocol`] (the KServe v2, predict, OpenAI and health routes) and
-//!   [`docs`] (the OpenAPI document and the docs pages).
+//!   [`pages`] (the web pages: the OpenAPI document, the docs page and the demo pages; the
+//!   markdown documentation is the repository's `docs/` folder).
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod catalog;
-pub mod docs;
 #[cfg(doctest)]
 mod doctests;
 mod error;
@@ -49,6 +49,7 @@ mod layers;
 pub mod log;
 pub mod metrics;
 pub mod model;
+pub mod pages;
 pub mod protocol;
 mod request;
 mod response;

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tinyserve::catalog::RouteDoc;
-use tinyserve::{docs, App, Json, Request};
+use tinyserve::{pages, App, Json, Request};
 
 use crate::support::serve::ServeChild;
-use crate::support::TestServer;
+use crate::support::{TestApp, TestServer};
 
-fn openapi(server: &TestServer) -> Value {
-    let reply = server.get("/openapi.json");
+fn openapi(app: &TestApp) -> Value {
+    let reply = app.get("/openapi.json");
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.json()
 }
@@ -41,8 +41,8 @@ fn predict_element<'a>(doc: &'a Value, model: &str, name: &str) -> &'a Value {
 
 #[test]
 fn per_model_schemas_have_the_signature_and_a_working_example() {
-    let server = TestServer::models("models");
-    let doc = openapi(&server);
+    let app = TestApp::models("models");
+    let doc = openapi(&app);
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["servers"], json!([{"url": "/"}]));
 
@@ -97,10 +97,10 @@ fn per_model_schemas_have_the_signature_and_a_working_example() {
     assert_eq!(item["properties"]["name"]["const"], "input");
     assert_eq!(item["properties"]["datatype"]["const"], "FP32");
 
-    // The examples are valid: the server answers them, and iris says setosa.
-    let reply = server.post_json("/models/iris/predict", &example);
+    // The examples are valid: the app answers them, and iris says setosa.
+    let reply = app.post_json("/models/iris/predict", &example);
     assert_eq!(reply.json()["outputs"]["label"], json!([0]));
-    let reply = server.post_json("/v2/models/iris/infer", &v2_example);
+    let reply = app.post_json("/v2/models/iris/infer", &v2_example);
     assert_eq!(reply.status, 200, "{}", reply.text());
 
     // A byte-level language model takes bytes.
@@ -141,8 +141,8 @@ fn per_model_schemas_have_the_signature_and_a_working_example() {
 
 #[test]
 fn element_schemas_follow_each_datatype() {
-    let server = TestServer::models("models/tests/dtypes");
-    let doc = openapi(&server);
+    let app = TestApp::models("models/tests/dtypes");
+    let doc = openapi(&app);
     let int = |min: Value, max: Value| json!({"type": "integer", "minimum": min, "maximum": max});
     let cases = [
         ("bool", json!({"type": "boolean"})),
@@ -165,7 +165,7 @@ fn element_schemas_follow_each_datatype() {
         assert_eq!(predict_element(&doc, &model, "x"), &expected, "{model}");
         // The generated example is valid for the model.
         let op = op(&doc, &format!("/models/{model}/predict"), "post");
-        let reply = server.post_json(
+        let reply = app.post_json(
             &format!("/models/{model}/predict"),
             &request_media(op)["example"],
         );
@@ -183,8 +183,8 @@ fn element_schemas_follow_each_datatype() {
 
 #[test]
 fn static_shapes_bound_every_dimension() {
-    let server = TestServer::models("models/tests/multi");
-    let doc = openapi(&server);
+    let app = TestApp::models("models/tests/multi");
+    let doc = openapi(&app);
     let media = request_media(op(&doc, "/models/add_mul/predict", "post"));
     let inputs = &media["schema"]["properties"]["inputs"];
     assert_eq!(inputs["required"], json!(["a", "b"]));
@@ -194,7 +194,7 @@ fn static_shapes_bound_every_dimension() {
         (&a["items"]["minItems"], &a["items"]["maxItems"]),
         (&json!(3), &json!(3))
     );
-    let reply = server.post_json("/models/add_mul/predict", &media["example"]);
+    let reply = app.post_json("/models/add_mul/predict", &media["example"]);
     assert_eq!(reply.status, 200, "{}", reply.text());
     let infer = request_media(op(&doc, "/v2/models/add_mul/infer", "post"));
     let list = &infer["schema"]["properties"]["inputs"];
@@ -202,14 +202,14 @@ fn static_shapes_bound_every_dimension() {
         (&list["minItems"], &list["maxItems"]),
         (&json!(2), &json!(2))
     );
-    let reply = server.post_json("/v2/models/add_mul/infer", &infer["example"]);
+    let reply = app.post_json("/v2/models/add_mul/infer", &infer["example"]);
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
 #[test]
 fn streams_errors_and_text_answers_are_described() {
-    let server = TestServer::models("models");
-    let doc = openapi(&server);
+    let app = TestApp::models("models");
+    let doc = openapi(&app);
     let chat = &op(&doc, "/v1/chat/completions", "post")["responses"];
     let event = &chat["200"]["content"]["text/event-stream"]["schema"];
     for field in ["data", "event", "id", "retry"] {
@@ -237,7 +237,7 @@ fn streams_errors_and_text_answers_are_described() {
     );
 
     // Each operation lists the statuses it answers, with their bodies: OpenAI's shape for what
-    // a /v1 route answers itself, tinyserve's for what the server answers on any route.
+    // a /v1 route answers itself, tinyserve's for what the app answers on any route.
     let openai = json!({"$ref": "#/components/schemas/OpenAIError"});
     let either = json!({"anyOf": [openai, {"$ref": "#/components/schemas/Error"}]});
     let error = json!({"$ref": "#/components/schemas/Error"});
@@ -310,12 +310,12 @@ fn streams_errors_and_text_answers_are_described() {
 
 #[test]
 fn a_binary_answer_matches_its_documentation() {
-    let server = TestServer::models("models");
-    let doc = openapi(&server);
+    let app = TestApp::models("models");
+    let doc = openapi(&app);
     let documented = &op(&doc, "/v2/models/iris/infer", "post")["responses"]["200"];
     let body = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
         "data": [5.1, 3.5, 1.4, 0.2]}], "parameters": {"binary_data_output": true}});
-    let reply = server.post_json("/v2/models/iris/infer", &body);
+    let reply = app.post_json("/v2/models/iris/infer", &body);
     assert_eq!(reply.status, 200);
     let media = reply.header("Content-Type").unwrap_or_default().to_string();
     assert!(
@@ -406,13 +406,13 @@ fn routes_added_through_the_library_are_documented() {
         .get("/secret", |_| "hidden")
         .document("GET", "/secret", RouteDoc::new("Secret").with_hidden());
     // Routes added after mounting show up too: the catalog is shared.
-    let app = docs::mount_openapi(app)
+    let app = pages::mount_openapi(app)
         .get("/later/<id>", |req: &Request| {
             req.param("id").unwrap_or("").to_string()
         })
         .document("GET", "/later/<id>", RouteDoc::new("Added after the docs"));
-    let server = TestServer::start(app);
-    let doc = openapi(&server);
+    let app = TestApp(app);
+    let doc = openapi(&app);
     let echo = op(&doc, "/echo", "post");
     assert_eq!(echo["summary"], "Echo a JSON value");
     assert_eq!(echo["tags"], json!(["Mine"]));
@@ -429,7 +429,7 @@ fn routes_added_through_the_library_are_documented() {
         doc["paths"].get("/").is_none(),
         "mount_openapi adds no demo pages"
     );
-    let page = server.get("/docs");
+    let page = app.get("/docs");
     assert_eq!(
         page.header("Content-Type"),
         Some("text/html; charset=utf-8")
@@ -476,9 +476,17 @@ fn servers_and_page_urls_follow_the_root_path() {
 
 #[test]
 fn pages_are_self_contained_html_next_to_the_json_routes() {
-    let server = TestServer::models("models");
-    for path in ["/", "/docs", "/models/iris", "/models/bytelm"] {
-        let reply = server.get(path);
+    let app = TestApp::models("models");
+    let pages = [
+        "/",
+        "/docs",
+        "/models/iris",
+        "/models/bytelm",
+        "/models/tinychat",
+        "/models/tinyembed",
+    ];
+    for path in pages {
+        let reply = app.get(path);
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
         assert_eq!(
             reply.header("Content-Type"),
@@ -498,27 +506,38 @@ fn pages_are_self_contained_html_next_to_the_json_routes() {
             );
         }
     }
-    let index = server.get("/").text();
+    let index = app.get("/").text();
     for link in [
         r#"href="/models/iris""#,
         r#"href="/models/bytelm""#,
+        r#"href="/models/tinychat""#,
+        r#"href="/models/tinyembed""#,
         r#"href="/docs""#,
     ] {
         assert!(index.contains(link), "{link} missing from the index");
     }
-    let iris = server.get("/models/iris").text();
+    let iris = app.get("/models/iris").text();
     assert!(
         iris.contains(r#""example":{"input":[[5.1,3.5,1.4,0.2]]}"#),
         "{iris}"
     );
-    assert!(server
+    assert!(app
         .get("/models/bytelm")
         .text()
         .contains(r#""chat":"/v1/chat/completions""#));
-    server
-        .get("/models/nope")
+    // A decoder folder's demo is a chat; an encoder folder's compares embeddings.
+    let chat = app.get("/models/tinychat").text();
+    assert!(chat.contains(r#""chat":"/v1/chat/completions""#), "{chat}");
+    assert!(chat.contains(r#"id="chat-form""#), "{chat}");
+    let embed = app.get("/models/tinyembed").text();
+    assert!(
+        embed.contains(r#""embeddings":"/v1/embeddings""#),
+        "{embed}"
+    );
+    assert!(embed.contains("64-dimensional vectors"), "{embed}");
+    app.get("/models/nope")
         .assert_error(404, "model_not_found", "nope");
     // The JSON routes next to the pages are unchanged.
-    assert_eq!(server.get("/models").json()["models"][0]["name"], "bytelm");
-    assert_eq!(server.get("/v2/models/iris").json()["name"], "iris");
+    assert_eq!(app.get("/models").json()["models"][0]["name"], "bytelm");
+    assert_eq!(app.get("/v2/models/iris").json()["name"], "iris");
 }

@@ -7,7 +7,8 @@
 //! `models/decoder_reference.py`, its context limit, and a folder that fails start-up.
 //!
 //! Each test starts its own server (a child process, killed when the test ends) so counters in
-//! `/metrics` belong to that test alone. Generated text is never written down here: the model
+//! `/metrics` belong to that test alone; the tests of errors, the model list and the context
+//! limit check only JSON and statuses, and call an app of their own through its test client. Generated text is never written down here: the model
 //! file may be regenerated, so expectations come from the reference generator at run time.
 
 use std::net::SocketAddr;
@@ -22,7 +23,8 @@ use crate::support::process::run;
 use crate::support::python::{assert_checks_passed, python_env};
 use crate::support::repo;
 use crate::support::serve::ServeChild;
-use crate::support::wire::{post_json_request, Conn};
+use crate::support::wire::Conn;
+use crate::support::{Reply, TestApp};
 
 /// Tokens asked for when a test needs a stream that runs for seconds (the server's maximum).
 const LONG: u64 = 4096;
@@ -373,9 +375,23 @@ fn streams_use_the_openai_chunk_format() {
 /// Asserts an OpenAI-shaped JSON error with `status` and `code`.
 fn assert_openai_error(mut http: Conn, status: u16, code: &str, needle: &str) {
     let body = http.json();
-    assert_eq!(http.status, status, "{body}");
+    let reply = Reply {
+        status: http.status,
+        headers: vec![(
+            "Content-Type".to_string(),
+            http.header("Content-Type").unwrap_or_default().to_string(),
+        )],
+        body: body.to_string().into_bytes(),
+    };
+    assert_openai_reply(&reply, status, code, needle);
+}
+
+/// [`assert_openai_error`] on an answer of the test client.
+fn assert_openai_reply(reply: &Reply, status: u16, code: &str, needle: &str) {
+    let body = reply.json();
+    assert_eq!(reply.status, status, "{body}");
     assert_eq!(
-        http.header("Content-Type"),
+        reply.header("Content-Type"),
         Some("application/json"),
         "errors come before any streaming, as JSON"
     );
@@ -395,63 +411,116 @@ fn assert_openai_error(mut http: Conn, status: u16, code: &str, needle: &str) {
 
 #[test]
 fn errors_are_openai_shaped_with_the_right_status() {
-    let server = ServeChild::start(&[]);
-    let stream = |body: Value| streaming(body, json!({}));
-    let post = |path: &str, body: Value| post_json_request(path, &stream(body));
+    // Routing, parsing and the error bodies: the test client, no socket.
+    let app = TestApp::models("models");
     let with = |mut body: Value, field: &str, value: Value| {
         body[field] = value;
         body
     };
-    let broken = b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\n\
-                   Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"model\":";
+    let json_body = |body: Value| streaming(body, json!({})).to_string().into_bytes();
     let cases = [
         (
-            post(
-                "/v1/completions",
-                with(completion("x", 4), "model", json!("no-such-model")),
-            ),
+            "/v1/completions",
+            json_body(with(completion("x", 4), "model", json!("no-such-model"))),
             404,
             "model_not_found",
             "no-such-model",
         ),
         (
-            post(
-                "/v1/completions",
-                with(completion("x", 4), "model", json!("iris")),
-            ),
+            "/v1/completions",
+            json_body(with(completion("x", 4), "model", json!("iris"))),
             400,
             "bad_request",
             "cannot generate",
         ),
-        (broken.to_vec(), 400, "invalid_json", ""),
         (
-            post(
-                "/v1/chat/completions",
-                with(chat("hi", 4), "temperature", json!(5)),
-            ),
+            "/v1/chat/completions",
+            b"{\"model\":".to_vec(),
+            400,
+            "invalid_json",
+            "",
+        ),
+        (
+            "/v1/chat/completions",
+            json_body(with(chat("hi", 4), "temperature", json!(5))),
             400,
             "invalid_input",
             "temperature",
         ),
         (
-            post(
-                "/v1/chat/completions",
-                json!({"model": "bytelm", "max_tokens": 4}),
-            ),
+            "/v1/chat/completions",
+            json_body(json!({"model": "bytelm", "max_tokens": 4})),
             400,
             "invalid_input",
             "messages",
         ),
         (
-            post("/v1/chat/completions", with(chat("hi", 4), "n", json!(2))),
+            "/v1/chat/completions",
+            json_body(with(chat("hi", 4), "n", json!(2))),
             400,
             "invalid_input",
             "n = 1",
         ),
+        // An encoder folder is served by /v1/embeddings: naming it for text is the client's
+        // mistake (400), not a model that does not exist (404).
+        (
+            "/v1/chat/completions",
+            json_body(with(chat("hi", 4), "model", json!("tinyembed"))),
+            400,
+            "invalid_input",
+            "`tinyembed` is an embedding model",
+        ),
+        (
+            "/v1/completions",
+            json_body(with(completion("x", 4), "model", json!("tinyembed"))),
+            400,
+            "invalid_input",
+            "POST /v1/embeddings",
+        ),
     ];
-    for (request, status, code, needle) in cases {
-        assert_openai_error(Conn::request(server.addr, &request), status, code, needle);
+    for (path, body, status, code, needle) in cases {
+        let reply = app.request("POST", path, &[("Content-Type", "application/json")], &body);
+        assert_openai_reply(&reply, status, code, needle);
     }
+    // The next request is still served.
+    assert_eq!(app.get("/v1/models").status, 200);
+}
+
+#[test]
+fn v1_models_lists_the_models_v1_runs() {
+    let app = TestApp::models("models");
+    let listed = app.get("/v1/models").json();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|m| m["id"].as_str()).collect())
+        .unwrap_or_default();
+    // Language models for completions and chat, the encoder folder for /v1/embeddings; iris,
+    // a plain ONNX classifier, is served by /models/iris/predict and /v2 only.
+    assert_eq!(ids, ["bytelm", "tinychat", "tinyembed"], "{listed}");
+    for model in listed["data"].as_array().into_iter().flatten() {
+        assert_eq!(model["object"], "model", "{model}");
+        assert_eq!(model["owned_by"], "tinyserve", "{model}");
+    }
+    // Each listed model answers its route.
+    let embedded = app.post_json(
+        "/v1/embeddings",
+        &json!({"model": "tinyembed", "input": "a listed model runs"}),
+    );
+    assert_eq!(embedded.status, 200, "{}", embedded.text());
+    let chat = app.post_json(
+        "/v1/chat/completions",
+        &json!({"model": "tinychat", "max_tokens": 2, "temperature": 0,
+            "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(chat.status, 200, "{}", chat.text());
+    assert_eq!(
+        app.post_json(
+            "/models/iris/predict",
+            &json!({"inputs": {"input": [[5.1, 3.5, 1.4, 0.2]]}})
+        )
+        .status,
+        200
+    );
 }
 
 /// Waits (bounded) until the cancelled counter passes `before`, then until the token counter
@@ -723,19 +792,19 @@ fn the_official_openai_client_gets_the_reference_greedy_output_from_a_decoder_fo
 
 #[test]
 fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
-    let server = ServeChild::start(&[]);
+    let app = TestApp::models("models");
     let tokens = "tinyserve_generated_tokens_total{model=\"tinychat\"}";
     let body = json!({"model": "tinychat", "prompt": "The class", "max_tokens": 1023});
-    assert_openai_error(
-        Conn::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+    assert_openai_reply(
+        &app.post_json("/v1/completions", &streaming(body, json!({}))),
         400,
         "invalid_input",
         "context of 1024 tokens",
     );
     let body = json!({"model": "tinychat", "max_tokens": 1020,
         "messages": [{"role": "user", "content": "What is assert?"}]});
-    assert_openai_error(
-        Conn::post_json(server.addr, "/v1/chat/completions", &body),
+    assert_openai_reply(
+        &app.post_json("/v1/chat/completions", &body),
         400,
         "invalid_input",
         "the prompt (13 tokens) plus max_tokens (1020)",
@@ -743,42 +812,42 @@ fn a_decoder_request_beyond_its_context_is_a_400_before_any_stream() {
     let big = "x".repeat(1024 * 1024 + 1);
     let body = json!({"model": "tinychat", "max_tokens": 4,
         "messages": [{"role": "user", "content": big}]});
-    assert_openai_error(
-        Conn::post_json(server.addr, "/v1/chat/completions", &body),
+    assert_openai_reply(
+        &app.post_json("/v1/chat/completions", &body),
         400,
         "invalid_input",
         "the prompt limit",
     );
     let body = json!({"model": "tinychat", "prompt": "", "max_tokens": 4});
-    assert_openai_error(
-        Conn::post_json(server.addr, "/v1/completions", &streaming(body, json!({}))),
+    assert_openai_reply(
+        &app.post_json("/v1/completions", &streaming(body, json!({}))),
         400,
         "invalid_input",
         "no tokens",
     );
-    assert_eq!(server.metric(tokens), 0.0, "nothing was generated");
+    assert_eq!(app.metric(tokens), 0.0, "nothing was generated");
     // One token less fits: the limit is the context, not a guess.
     let body = json!({"model": "tinychat", "max_tokens": 1011, "temperature": 0,
         "stop": ["\n"], "messages": [{"role": "user", "content": "What is assert?"}]});
-    let answer = server.ok("/v1/chat/completions", &body);
+    let answer = app.ok("/v1/chat/completions", &body);
     assert_eq!(answer["usage"]["prompt_tokens"], 13, "{answer}");
     // The template's own errors are the client's: 400 with the template's message.
     let body = json!({"model": "tinychat", "max_tokens": 4, "messages": [
         {"role": "user", "content": "a"}, {"role": "user", "content": "b"}]});
-    assert_openai_error(
-        Conn::post_json(server.addr, "/v1/chat/completions", &body),
+    assert_openai_reply(
+        &app.post_json("/v1/chat/completions", &body),
         400,
         "invalid_input",
         "roles must alternate",
     );
     // A decoder is served through /v1 only.
-    let listed = Conn::get(server.addr, "/v1/models").json();
+    let listed = app.get("/v1/models").json();
     let ids: Vec<&str> = listed["data"]
         .as_array()
         .map(|d| d.iter().filter_map(|m| m["id"].as_str()).collect())
         .unwrap_or_default();
     assert!(ids.contains(&"tinychat"), "{listed}");
-    let mut http = Conn::get(server.addr, "/v2/models/tinychat");
+    let http = app.get("/v2/models/tinychat");
     let body = http.json();
     assert_eq!(http.status, 404, "{body}");
     assert!(

@@ -14,7 +14,7 @@ use tinyserve::{App, Json, Request};
 use crate::docs::live::{after, assert_ok, CHECKS};
 use crate::support::process::run;
 use crate::support::python::python_env;
-use crate::support::{repo, TestServer};
+use crate::support::{repo, TestApp, TestServer};
 
 /// The example itself: its `app()` is what `cargo run --example typed` serves.
 #[allow(dead_code)]
@@ -68,13 +68,13 @@ fn mistakes(reply: &crate::support::Reply) -> Vec<(String, String)> {
 
 #[test]
 fn every_mistake_is_answered_at_once_with_its_path() {
-    let server = TestServer::start(example::app());
+    let client = TestApp(example::app());
     let body = json!({
         "items": [{"text": "fine"}, {"text": "", "weight": -1}, {"weight": 2}],
         "top_k": 0,
         "extra": true,
     });
-    let reply = server.post_json("/score", &body);
+    let reply = client.post_json("/score", &body);
     reply.assert_error(400, "invalid_body", "5 mistakes");
     assert_eq!(
         mistakes(&reply),
@@ -92,7 +92,7 @@ fn every_mistake_is_answered_at_once_with_its_path() {
     );
 
     // A missing field of the body itself is reported at the body's path, "".
-    let reply = server.post_json("/score", &json!({"items": [{"text": "x", "weight": "2"}]}));
+    let reply = client.post_json("/score", &json!({"items": [{"text": "x", "weight": "2"}]}));
     assert_eq!(
         mistakes(&reply),
         [
@@ -103,9 +103,9 @@ fn every_mistake_is_answered_at_once_with_its_path() {
     );
 
     // Not an object, not JSON, not declared as JSON: one mistake, invalid_json, 415.
-    let reply = server.post_json("/score", &json!([1, 2]));
+    let reply = client.post_json("/score", &json!([1, 2]));
     assert_eq!(mistakes(&reply)[0].1, "expected an object, got an array");
-    server
+    client
         .request(
             "POST",
             "/score",
@@ -113,18 +113,18 @@ fn every_mistake_is_answered_at_once_with_its_path() {
             b"{\"items\": [",
         )
         .assert_error(400, "invalid_json", "EOF");
-    server
+    client
         .request("POST", "/score", &[("Content-Type", "text/plain")], b"{}")
         .assert_error(415, "unsupported_media_type", "application/json");
 
-    // The server goes on serving, and a valid body gets its scores.
+    // The client goes on serving, and a valid body gets its scores.
     let valid = json!({"items": [{"text": "abcd"}, {"text": "ab12", "weight": 3}, {"text": "x"}],
         "top_k": 2});
-    let reply = server.post_json("/score", &valid);
+    let reply = client.post_json("/score", &valid);
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json(), json!({"scores": [1.5, 1.0]}));
     assert_eq!(
-        server.post_json("/score", &valid).body,
+        client.post_json("/score", &valid).body,
         reply.body,
         "deterministic"
     );
@@ -132,14 +132,14 @@ fn every_mistake_is_answered_at_once_with_its_path() {
 
 #[test]
 fn lengths_count_characters_and_big_bodies_get_413() {
-    let server = TestServer::start(example::app());
+    let client = TestApp(example::app());
     let body = |text: String| json!({"items": [{"text": text}], "top_k": 1});
     // 1000 characters of two and four bytes each are within the limit of 1000.
     for text in ["é".repeat(1000), "🦀".repeat(1000)] {
-        let reply = server.post_json("/score", &body(text));
+        let reply = client.post_json("/score", &body(text));
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
-    let reply = server.post_json("/score", &body("🦀".repeat(1001)));
+    let reply = client.post_json("/score", &body("🦀".repeat(1001)));
     assert_eq!(
         mistakes(&reply),
         [(
@@ -151,7 +151,7 @@ fn lengths_count_characters_and_big_bodies_get_413() {
         "{{\"items\": [], \"top_k\": 1, \"pad\": \"{}\"}}",
         "x".repeat(tinyserve::typed::MAX_TYPED_BODY_BYTES)
     );
-    server
+    client
         .request(
             "POST",
             "/score",
@@ -163,8 +163,8 @@ fn lengths_count_characters_and_big_bodies_get_413() {
 
 #[test]
 fn the_document_shows_the_schemas_of_the_types() {
-    let server = TestServer::start(app());
-    let doc = server.get("/openapi.json").json();
+    let client = TestApp(app());
+    let doc = client.get("/openapi.json").json();
     let op = &doc["paths"]["/score"]["post"];
     let media = &op["requestBody"]["content"]["application/json"];
     assert_eq!(
@@ -240,7 +240,7 @@ fn the_document_shows_the_schemas_of_the_types() {
     assert_eq!(known["application/json"]["schema"]["type"], "array");
 
     // The pattern is checked too.
-    let reply = server.post_json("/labels", &json!([{"label": "Cat"}, {"label": "big-cat"}]));
+    let reply = client.post_json("/labels", &json!([{"label": "Cat"}, {"label": "big-cat"}]));
     assert_eq!(
         mistakes(&reply),
         [(
@@ -317,10 +317,10 @@ fn the_untyped_json_reader_is_unchanged() {
         let Sum { a, b } = req.json()?;
         Ok(Json(json!({"sum": a + b})))
     });
-    let server = TestServer::start(app);
-    let reply = server.post_json("/sum", &json!({"a": 1, "b": 2, "extra": 3}));
+    let client = TestApp(app);
+    let reply = client.post_json("/sum", &json!({"a": 1, "b": 2, "extra": 3}));
     assert_eq!(reply.json(), json!({"sum": 3.0}), "unknown fields ignored");
-    let reply = server.post_json("/sum", &json!({"a": 1}));
+    let reply = client.post_json("/sum", &json!({"a": 1}));
     reply.assert_error(400, "invalid_body", "missing field `b`");
     assert!(reply.json().get("errors").is_none());
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::openai::with_openai_errors;
 use crate::model::{Encoder, ModelRegistry};
-use crate::{App, Error, ErrorKind, IntoResponse, Json, Request, Response};
+use crate::{Error, ErrorKind, Group, IntoResponse, Json, Request, Response};
 
 mod inputs;
 mod schema;
@@ -86,7 +86,7 @@ struct Usage {
     total_tokens: usize,
 }
 
-pub(super) fn mount(app: App, models: &ModelRegistry) -> App {
+pub(super) fn mount(app: Group, models: &ModelRegistry) -> Group {
     let (openai, tei) = (models.clone(), models.clone());
     let app = app
         .post("/v1/embeddings", move |req| {

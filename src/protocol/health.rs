@@ -1,9 +1,10 @@
-//! `GET /healthz` (the process is up) and `GET /readyz` (models loaded, not shutting down).
+//! `GET /healthz` (the process is up) and `GET /readyz` (models loaded, not shutting down): a
+//! group without the API key, so a probe needs no secret wherever the routes are mounted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::{App, Error, ErrorKind, Json, Result, RouteDoc};
+use crate::{Error, ErrorKind, Group, Json, Result, RouteDoc};
 
 /// Whether the server should receive traffic. Cheap to clone; clones share one flag.
 /// Shutdown turns it off first, so load balancers stop sending before the server stops.
@@ -36,9 +37,11 @@ impl Readiness {
     }
 }
 
-pub(super) fn mount(app: App, ready: &Readiness) -> App {
+pub(super) fn group(ready: &Readiness) -> Group {
     let ready = ready.clone();
-    app.get("/healthz", |_| Json(serde_json::json!({"status": "ok"})))
+    Group::new()
+        .without_key()
+        .get("/healthz", |_| Json(serde_json::json!({"status": "ok"})))
         .get("/readyz", move |_| {
             ready
                 .check()

@@ -13,14 +13,15 @@ use prometheus_client::registry::Registry;
 
 use super::Generators;
 use crate::model::ModelRegistry;
-use crate::{App, Error, Response, RouteDoc, Upstream};
+use crate::{App, Error, Group, Response, RouteDoc, Upstream};
 
-pub(super) fn mount(
-    app: App,
+/// `GET /metrics`: the server metrics of `app`, and what the built-in APIs serve.
+pub(super) fn group(
+    app: &App,
     models: &ModelRegistry,
     generators: &Generators,
     upstreams: &[Upstream],
-) -> App {
+) -> Group {
     let mut registry = Registry::default();
     app.metrics().register(&mut registry);
     registry.register_collector(Box::new(Served {
@@ -28,7 +29,7 @@ pub(super) fn mount(
         generators: generators.clone(),
         upstreams: upstreams.to_vec(),
     }));
-    app.get("/metrics", move |_| {
+    Group::new().get("/metrics", move |_| {
         let mut text = String::new();
         prometheus_text::encode(&mut text, &registry)
             .map_err(|err| Error::internal(format!("encoding the metrics: {err}")))?;

@@ -1,5 +1,6 @@
 //! The built-in APIs over a [`ModelRegistry`]: health probes, the KServe Open Inference
-//! Protocol v2, and a Flask-style predict route.
+//! Protocol v2, a Flask-style predict route, the OpenAI-compatible `/v1`, metrics and the web
+//! pages, mounted together as one route group by [`mount`].
 
 #[cfg(feature = "language-models")]
 mod embeddings;
@@ -16,14 +17,19 @@ pub use predict::run as predict;
 pub use proxy::probe as probe_upstream;
 
 use crate::model::ModelRegistry;
-use crate::{App, Request, Upstream};
+use crate::{App, Group, Request, Upstream};
 
 /// Adds every built-in route for `models` to `app`: `/healthz`, `/readyz`, the v2 protocol
 /// under `/v2`, the OpenAI-compatible API under `/v1` (for byte-level language models, and
 /// `/v1/embeddings` with text-embeddings-inference's `/embed` for encoder folders),
 /// `/metrics`, `GET /models`, `POST /models/<name>/predict` and, when exactly one model is
-/// loaded, `POST /predict`; and the self-documentation of [`crate::docs::mount`]:
+/// loaded, `POST /predict`; and the self-documentation of [`crate::pages::mount`]:
 /// `/openapi.json`, `/docs`, and the demo pages `/` and `/models/<name>`.
+///
+/// The routes come as one [`Group`] mounted at the root, so the app's hooks and API key cover
+/// them as they cover the app's own routes; `/healthz` and `/readyz` are a group
+/// [without the key](Group::without_key), so a probe needs no secret (the v2 health routes
+/// are public through [`crate::Settings::public_paths`]).
 ///
 /// # Example
 /// ```no_run
@@ -45,15 +51,27 @@ pub fn mount_with_upstreams(
     ready: &Readiness,
     upstreams: &[Upstream],
 ) -> App {
+    app.mount("/", group(models, ready, upstreams))
+}
+
+/// The built-in routes as one group: the health probes (without the key), v2, `/v1` with the
+/// embeddings, `/metrics`, predict, and the pages, in that order (the OpenAPI document's).
+/// `/metrics` and the pages are built from the app the group is mounted on: its server
+/// metrics, its route catalog and settings.
+fn group(models: &ModelRegistry, ready: &Readiness, upstreams: &[Upstream]) -> Group {
     let generators = Generators::from_registry(models);
-    let app = health::mount(app, ready);
-    let app = v2::mount(app, models, ready);
-    let app = openai::mount(app, models, &generators, upstreams);
+    let openai = openai::mount(Group::new(), models, &generators, upstreams);
     #[cfg(feature = "language-models")]
-    let app = embeddings::mount(app, models);
-    let app = metrics::mount(app, models, &generators, upstreams);
-    let app = predict::mount(app, models);
-    crate::docs::mount(app, models)
+    let openai = embeddings::mount(openai, models);
+    let (served, listed) = (models.clone(), upstreams.to_vec());
+    let documented = models.clone();
+    Group::new()
+        .mount("/", health::group(ready))
+        .mount("/", v2::mount(Group::new(), models, ready))
+        .mount("/", openai)
+        .with_app(move |app| metrics::group(app, &served, &generators, &listed))
+        .mount("/", predict::mount(Group::new(), models))
+        .with_app(move |app| crate::pages::group(app, &documented))
 }
 
 /// A handler that calls `f` with its own clone of the registry.

@@ -10,9 +10,9 @@ use serde_json::{json, Map, Value};
 
 use super::with;
 use crate::model::{Model, ModelRegistry, Tensor};
-use crate::{App, Error, Json, Request, Response, Result, RouteDoc};
+use crate::{Error, Group, Json, Request, Response, Result, RouteDoc};
 
-pub(super) fn mount(app: App, models: &ModelRegistry) -> App {
+pub(super) fn mount(app: Group, models: &ModelRegistry) -> Group {
     let app = app
         .get("/models", with(models, |models, _| Json(list(models))))
         .post(
@@ -26,7 +26,7 @@ pub(super) fn mount(app: App, models: &ModelRegistry) -> App {
 }
 
 /// The route docs of `/models` and the predict routes, for the OpenAPI document.
-fn document(app: App) -> App {
+fn document(app: Group) -> Group {
     let list = json!({"type": "object", "required": ["models"], "properties": {"models": {
         "type": "array", "items": {"type": "object", "required": ["name", "inputs", "outputs"],
             "properties": {"name": {"type": "string"},

@@ -7,12 +7,12 @@ use serde_json::{json, Value};
 
 use super::{with, Readiness};
 use crate::model::{DataType, Model, ModelRegistry, Tensor};
-use crate::{App, Error, Json, Request, Response, Result, RouteDoc};
+use crate::{Error, Group, Json, Request, Response, Result, RouteDoc};
 
 const VERSION: &str = "1";
 const BINARY_HEADER: &str = "Inference-Header-Content-Length";
 
-pub(super) fn mount(app: App, models: &ModelRegistry, ready: &Readiness) -> App {
+pub(super) fn mount(app: Group, models: &ModelRegistry, ready: &Readiness) -> Group {
     let ready = ready.clone();
     let app = app
         .get("/v2/health/live", |_| {
@@ -49,7 +49,7 @@ pub(super) fn mount(app: App, models: &ModelRegistry, ready: &Readiness) -> App 
 }
 
 /// The route docs of the v2 protocol, for the OpenAPI document.
-fn document(app: App) -> App {
+fn document(app: Group) -> Group {
     let doc = |summary: &str, response: Value| {
         RouteDoc::new(summary)
             .with_tag("KServe v2")

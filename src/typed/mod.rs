@@ -261,7 +261,7 @@ impl App {
     /// ```no_run
     /// use schemars::JsonSchema;
     /// use serde::{Deserialize, Serialize};
-    /// use tinyserve::{docs, App, Json, Request};
+    /// use tinyserve::{pages, App, Json, Request};
     ///
     /// #[derive(Deserialize, JsonSchema)]
     /// struct Sum { a: f64, b: f64 }
@@ -270,7 +270,7 @@ impl App {
     /// struct Total { sum: f64 }
     ///
     /// let app = App::new().post_typed("/sum", |_: &Request, Sum { a, b }| Json(Total { sum: a + b }));
-    /// docs::mount_openapi(app).run("127.0.0.1:8000")?; // /docs shows both schemas
+    /// pages::mount_openapi(app).run("127.0.0.1:8000")?; // /docs shows both schemas
     /// # Ok::<(), tinyserve::Error>(())
     /// ```
     pub fn post_typed<B, R, F>(self, pattern: &str, handler: F) -> App

@@ -247,3 +247,36 @@ fn a_nested_group_runs_inside_its_parents_hooks() {
         ["api", "app"]
     );
 }
+
+#[test]
+fn the_built_in_probes_are_a_group_without_the_key() {
+    let mut settings = Settings::default();
+    settings.api_key = Some(ApiKey::new("k-123"));
+    // Only the probes' group says they are public now.
+    settings.public_paths.clear();
+    let models = tinyserve::model::ModelRegistry::default();
+    let ready = tinyserve::protocol::Readiness::new(true);
+    let app = tinyserve::protocol::mount(App::new().with_settings(settings), &models, &ready);
+    let client = app.test_client();
+    assert_eq!(client.get("/healthz").status(), 200);
+    assert_eq!(client.get("/readyz").status(), 200);
+    assert_eq!(client.get("/models").status(), 401);
+    assert_eq!(
+        client.get("/no-such-page").status(),
+        401,
+        "a group at the root does not open the paths it has no route for"
+    );
+    let keyed = |path: &str| {
+        client.send(Request::new("GET", path).with_header("Authorization", "Bearer k-123"))
+    };
+    assert_eq!(keyed("/models").status(), 200);
+    assert_eq!(keyed("/no-such-page").status(), 404);
+    // The OpenAPI document says what the server does.
+    let doc: Value = keyed("/openapi.json").json().unwrap_or_default();
+    let health = &doc["paths"]["/healthz"]["get"];
+    assert_eq!(health["security"], json!([]), "{health}");
+    assert!(health["responses"].get("401").is_none(), "{health}");
+    assert!(doc["paths"]["/models"]["get"]["responses"]
+        .get("401")
+        .is_some());
+}

@@ -1,7 +1,7 @@
 // Drives Debian's Chromium (headless, through playwright-core) through tinyserve's pages:
 // the model list, the iris form (prediction and a server error), the bytelm chat (streamed
-// answer) and the API docs. Prints one "ok ..." line per check and "all checks passed";
-// exits 1 on the first failed check. Screenshots go to OUT_DIR.
+// answer), the tinyembed comparison and the API docs. Prints one "ok ..." line per check and
+// "all checks passed"; exits 1 on the first failed check. Screenshots go to OUT_DIR.
 //
 // usage: node demo.js BASE_URL OUT_DIR      (BASE_URL such as http://127.0.0.1:PORT/api)
 "use strict";
@@ -56,6 +56,8 @@ async function main() {
     const prefix = new URL(base).pathname.replace(/\/$/, "");
     check(links.includes(`${prefix}/models/iris`) && links.includes(`${prefix}/models/bytelm`),
       "the index links to the iris and bytelm demos under the root path", links.join(", "));
+    check(links.includes(`${prefix}/models/tinychat`) && links.includes(`${prefix}/models/tinyembed`),
+      "the index links to the decoder and encoder folders' demos", links.join(", "));
     await shot(page, "index.png");
 
     // The iris form: pre-filled, predicts, draws the class probabilities.
@@ -106,6 +108,16 @@ async function main() {
       `${pieces} pieces, text lengths seen: ${lengths.join(",")}`);
     console.log(`      ${pieces} pieces; lengths seen ${lengths.slice(0, 12).join(",")}...; answer ${JSON.stringify(answer.slice(0, 80))}`);
     await shot(page, "chat.png");
+
+    // The encoder folder's demo: one vector per line, each line most similar to itself.
+    await page.goto(`${base}/models/tinyembed`);
+    await page.click("#embed");
+    await page.waitForSelector("#result:not([hidden]) #similarity td");
+    const cells = await page.$$eval("#similarity td", (tds) => tds.map((td) => Number(td.textContent)));
+    const vectors = await page.$$eval("#vectors .output", (rows) => rows.length);
+    check(cells.length === 9 && [0, 4, 8].every((i) => Math.abs(cells[i] - 1) < 0.001) && vectors === 3,
+      "the tinyembed demo embeds 3 texts and compares them", cells.join(","));
+    await shot(page, "embed.png");
 
     // The API docs, rendered from openapi.json.
     await page.goto(`${base}/docs`);

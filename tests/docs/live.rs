@@ -193,7 +193,7 @@ fn demo_pages_work_in_headless_chromium() {
         out.stdout
     );
     println!("{}", out.stdout);
-    for name in ["index", "iris", "iris-error", "chat", "docs"] {
+    for name in ["index", "iris", "iris-error", "chat", "embed", "docs"] {
         let size = std::fs::metadata(shots.join(format!("{name}.png"))).map_or(0, |m| m.len());
         assert!(size > 1000, "target/screenshots/{name}.png was not written");
     }

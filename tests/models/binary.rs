@@ -3,19 +3,19 @@
 use serde_json::{json, Value};
 
 use crate::support::fixtures::{assert_close, fixture, flatten, floats};
-use crate::support::{Reply, TestServer};
+use crate::support::{Reply, TestApp};
 
 use super::{ok_json, output};
 
 const BINARY_HEADER: &str = "Inference-Header-Content-Length";
 
 /// A binary-extension request: `header` as JSON, then `data`.
-fn binary_request(server: &TestServer, path: &str, header: &Value, data: &[u8]) -> Reply {
+fn binary_request(client: &TestApp, path: &str, header: &Value, data: &[u8]) -> Reply {
     let json = serde_json::to_vec(header).expect("serialize header");
     let len = json.len().to_string();
     let mut body = json;
     body.extend_from_slice(data);
-    server.request(
+    client.request(
         "POST",
         path,
         &[
@@ -91,7 +91,7 @@ fn i64s(bytes: &[u8]) -> Vec<i64> {
 
 #[test]
 fn binary_tensor_data_for_iris() {
-    let server = TestServer::models("models");
+    let client = TestApp::models("models");
     for case in fixture("iris") {
         let input = floats(&case["input"]);
         let rows = input.len() / 4;
@@ -109,7 +109,7 @@ fn binary_tensor_data_for_iris() {
                 {"name": "label", "parameters": {"binary_data": true}},
             ],
         });
-        let reply = binary_request(&server, "/v2/models/iris/infer", &header, &data);
+        let reply = binary_request(&client, "/v2/models/iris/infer", &header, &data);
         assert_eq!(
             reply.header("Content-Type"),
             Some("application/octet-stream")
@@ -150,7 +150,7 @@ fn binary_tensor_data_for_iris() {
 
 #[test]
 fn binary_input_json_output_and_the_reverse() {
-    let server = TestServer::models("models");
+    let client = TestApp::models("models");
     let case = &fixture("iris")[1];
     let data = f32_bytes(&floats(&case["input"]));
 
@@ -159,13 +159,13 @@ fn binary_input_json_output_and_the_reverse() {
         "name": "input", "shape": [3, 4], "datatype": "FP32",
         "parameters": {"binary_data_size": data.len()},
     }]});
-    let reply = binary_request(&server, "/v2/models/iris/infer", &header, &data);
+    let reply = binary_request(&client, "/v2/models/iris/infer", &header, &data);
     let body = ok_json(&reply);
     assert!(reply.header(BINARY_HEADER).is_none(), "JSON-only response");
     assert_eq!(output(&body, "label")["data"], case["label"]);
 
     // JSON in, every output binary via the request-level parameter.
-    let reply = server.post_json(
+    let reply = client.post_json(
         "/v2/models/iris/infer",
         &json!({
             "parameters": {"binary_data_output": true},
@@ -184,7 +184,7 @@ fn binary_input_json_output_and_the_reverse() {
         }],
         "outputs": [{"name": "probabilities"}, {"name": "label", "parameters": {"binary_data": true}}],
     });
-    let reply = binary_request(&server, "/v2/models/iris/infer", &header, &data);
+    let reply = binary_request(&client, "/v2/models/iris/infer", &header, &data);
     let (json, chunks) = split_binary(&reply);
     assert_close(
         &output(&json, "probabilities")["data"],
@@ -198,7 +198,7 @@ fn binary_input_json_output_and_the_reverse() {
 
 #[test]
 fn binary_round_trip_for_every_datatype() {
-    let server = TestServer::models("models/tests/dtypes");
+    let client = TestApp::models("models/tests/dtypes");
     let bytes: Vec<(&str, &str, Vec<u8>)> = vec![
         ("bool", "BOOL", vec![1, 0, 1, 0, 0, 1]),
         ("uint8", "UINT8", vec![0, 1, 127, 128, 254, 255]),
@@ -297,7 +297,7 @@ fn binary_round_trip_for_every_datatype() {
             "outputs": [{"name": "y", "parameters": {"binary_data": true}}],
         });
         let reply = binary_request(
-            &server,
+            &client,
             &format!("/v2/models/echo_{suffix}/infer"),
             &header,
             &data,
@@ -311,7 +311,7 @@ fn binary_round_trip_for_every_datatype() {
 
 #[test]
 fn binary_byte_count_mismatches_are_400() {
-    let server = TestServer::models("models");
+    let client = TestApp::models("models");
     let data = f32_bytes(&[5.1, 3.5, 1.4, 0.2]);
     let input = |size: usize| {
         json!({"inputs": [{
@@ -321,14 +321,14 @@ fn binary_byte_count_mismatches_are_400() {
     };
 
     // The declared size fits the body but not the shape.
-    let reply = binary_request(&server, "/v2/models/iris/infer", &input(12), &data[..12]);
+    let reply = binary_request(&client, "/v2/models/iris/infer", &input(12), &data[..12]);
     reply.assert_error(
         400,
         "invalid_input",
         r#"input "input": shape [1, 4] of FP32 needs 4 bytes per element, got 12 bytes"#,
     );
     // The declared size is more than the body holds.
-    let reply = binary_request(&server, "/v2/models/iris/infer", &input(16), &data[..12]);
+    let reply = binary_request(&client, "/v2/models/iris/infer", &input(16), &data[..12]);
     reply.assert_error(
         400,
         "invalid_input",
@@ -337,7 +337,7 @@ fn binary_byte_count_mismatches_are_400() {
     // Bytes that no input claims.
     let mut long = data.clone();
     long.extend_from_slice(&[0; 4]);
-    let reply = binary_request(&server, "/v2/models/iris/infer", &input(16), &long);
+    let reply = binary_request(&client, "/v2/models/iris/infer", &input(16), &long);
     reply.assert_error(
         400,
         "invalid_input",
@@ -345,6 +345,6 @@ fn binary_byte_count_mismatches_are_400() {
     );
 
     // And the same request with the right size works.
-    let reply = binary_request(&server, "/v2/models/iris/infer", &input(16), &data);
+    let reply = binary_request(&client, "/v2/models/iris/infer", &input(16), &data);
     assert_eq!(output(&ok_json(&reply), "label")["data"], json!([0]));
 }

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::support::fixtures::{flatten, floats};
-use crate::support::TestServer;
+use crate::support::TestApp;
 
 use super::{infer_one, ok_json, output, shape_of};
 
@@ -126,7 +126,7 @@ fn assert_exact_floats(text: &str, marker: &str, expected: &[f64], what: &str) {
 
 #[test]
 fn every_datatype_round_trips_exactly() {
-    let server = TestServer::models("models/tests/dtypes");
+    let client = TestApp::models("models/tests/dtypes");
     let samples = echo_samples();
     assert_eq!(samples.len(), 12, "one sample per supported datatype");
     for (suffix, datatype, nested) in samples {
@@ -135,7 +135,7 @@ fn every_datatype_round_trips_exactly() {
         let is_float = datatype.starts_with("FP");
 
         // The model's metadata reports the datatype and the dynamic batch dimension.
-        let meta = ok_json(&server.get(&format!("/v2/models/{model}")));
+        let meta = ok_json(&client.get(&format!("/v2/models/{model}")));
         assert_eq!(
             meta,
             json!({
@@ -151,7 +151,7 @@ fn every_datatype_round_trips_exactly() {
         // v2 infer with flat data, then with nested data; the output is always flat.
         for (how, data) in [("flat", &flat), ("nested", &nested)] {
             let what = format!("{model} with {how} data");
-            let reply = server.post_json(
+            let reply = client.post_json(
                 &format!("/v2/models/{model}/infer"),
                 &json!({
                     "id": format!("{model}-{how}"),
@@ -175,7 +175,7 @@ fn every_datatype_round_trips_exactly() {
 
         // The predict route takes and returns nested arrays, with or without the input name.
         for request in [json!({"inputs": {"x": nested}}), nested.clone()] {
-            let reply = server.post_json(&format!("/models/{model}/predict"), &request);
+            let reply = client.post_json(&format!("/models/{model}/predict"), &request);
             let body = ok_json(&reply);
             assert_eq!(
                 shape_of(&body["outputs"]["y"]),
@@ -196,7 +196,7 @@ fn every_datatype_round_trips_exactly() {
 fn fp64_values_keep_every_bit() {
     // Shortest round-trip texts of doubles that a float parser which is not correctly rounded
     // reads one unit in the last place off. FP64 is the type whose values must not change.
-    let server = TestServer::models("models/tests/dtypes");
+    let client = TestApp::models("models/tests/dtypes");
     let sent = [
         2.699038309416696e-307,
         8.405388530316562e52,
@@ -205,10 +205,10 @@ fn fp64_values_keep_every_bit() {
         0.30000000000000004,
         1.0000000000000002,
     ];
-    let reply = infer_one(&server, "echo_fp64", "FP64", json!([2, 3]), json!(sent));
+    let reply = infer_one(&client, "echo_fp64", "FP64", json!([2, 3]), json!(sent));
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_exact_floats(&reply.text(), "\"data\":", &sent, "FP64 through v2");
-    let reply = server.post_json(
+    let reply = client.post_json(
         "/models/echo_fp64/predict",
         &json!([[sent[0], sent[1], sent[2]], [sent[3], sent[4], sent[5]]]),
     );
@@ -220,7 +220,7 @@ fn fp64_values_keep_every_bit() {
 fn fp16_subnormals_and_inexact_values_read_back_as_the_same_half() {
     // FP16 is written in the shortest text that reads back as the same value, which for
     // numbers with long decimal expansions is not the text that was sent.
-    let server = TestServer::models("models/tests/dtypes");
+    let client = TestApp::models("models/tests/dtypes");
     let sent = [
         6.103515625e-05,
         5.960464477539063e-08,
@@ -229,7 +229,7 @@ fn fp16_subnormals_and_inexact_values_read_back_as_the_same_half() {
         1.0009765625,
         1000.0,
     ];
-    let reply = infer_one(&server, "echo_fp16", "FP16", json!([2, 3]), json!(sent));
+    let reply = infer_one(&client, "echo_fp16", "FP16", json!([2, 3]), json!(sent));
     let body = ok_json(&reply);
     let got = floats(&output(&body, "y")["data"]);
     assert_eq!(got.len(), sent.len());
@@ -242,7 +242,7 @@ fn fp16_subnormals_and_inexact_values_read_back_as_the_same_half() {
     }
     // Values that do not fit FP16 are rejected rather than turned into infinity.
     infer_one(
-        &server,
+        &client,
         "echo_fp16",
         "FP16",
         json!([1, 3]),
@@ -258,7 +258,7 @@ fn fp16_subnormals_and_inexact_values_read_back_as_the_same_half() {
 #[test]
 fn sixty_four_bit_integers_survive_as_json_text() {
     // Checked on the raw bytes too, so no client-side float conversion can hide a loss.
-    let server = TestServer::models("models/tests/dtypes");
+    let client = TestApp::models("models/tests/dtypes");
     for (model, datatype, data) in [
         (
             "echo_int64",
@@ -274,7 +274,7 @@ fn sixty_four_bit_integers_survive_as_json_text() {
         let body = format!(
             r#"{{"inputs":[{{"name":"x","shape":[1,3],"datatype":"{datatype}","data":{data}}}]}}"#
         );
-        let reply = server.request(
+        let reply = client.request(
             "POST",
             &format!("/v2/models/{model}/infer"),
             &[("Content-Type", "application/json")],

@@ -5,13 +5,13 @@ use tinyserve::model::ModelRegistry;
 use tinyserve::App;
 
 use crate::support::fixtures::{assert_close, fixture, flatten};
-use crate::support::{repo, scratch_dir, TestServer};
+use crate::support::{repo, scratch_dir, TestApp};
 
 use super::{ok_json, output, shape_of};
 
 #[test]
 fn iris_fixture_through_predict_and_v2() {
-    let server = TestServer::models("models");
+    let client = TestApp::models("models");
     let cases = fixture("iris");
     assert_eq!(cases.len(), 5, "iris.json has 5 cases");
     for (i, case) in cases.iter().enumerate() {
@@ -21,7 +21,7 @@ fn iris_fixture_through_predict_and_v2() {
 
         // Predict: nested arrays in, nested arrays out.
         let body = ok_json(
-            &server.post_json("/models/iris/predict", &json!({"inputs": {"input": input}})),
+            &client.post_json("/models/iris/predict", &json!({"inputs": {"input": input}})),
         );
         let outputs = &body["outputs"];
         assert_eq!(outputs["label"], case["label"], "{what}: predict label");
@@ -34,7 +34,7 @@ fn iris_fixture_through_predict_and_v2() {
         );
 
         // v2: flat data with a shape in, flat data with a shape out.
-        let body = ok_json(&server.post_json(
+        let body = ok_json(&client.post_json(
             "/v2/models/iris/infer",
             &json!({"inputs": [{
                 "name": "input",
@@ -66,11 +66,11 @@ fn iris_fixture_through_predict_and_v2() {
     std::fs::copy(repo("models/iris.onnx"), dir.join("iris.onnx")).expect("copy iris");
     let models = ModelRegistry::load_dir(&dir).expect("load the single model");
     let ready = tinyserve::protocol::Readiness::new(true);
-    let single = TestServer::start(tinyserve::protocol::mount(App::new(), &models, &ready));
+    let single = TestApp(tinyserve::protocol::mount(App::new(), &models, &ready));
     let body = ok_json(&single.post_json("/predict", &cases[1]["input"]));
     assert_eq!(body["outputs"]["label"], cases[1]["label"]);
     // With iris and bytelm loaded, /predict cannot guess.
-    server
+    client
         .post_json("/predict", &cases[1]["input"])
         .assert_error(404, "not_found", "exactly one loaded model, 2 are loaded");
     let _ = std::fs::remove_dir_all(&dir);
@@ -78,9 +78,9 @@ fn iris_fixture_through_predict_and_v2() {
 
 #[test]
 fn requested_outputs_select_what_is_returned() {
-    let server = TestServer::models("models");
+    let client = TestApp::models("models");
     let case = &fixture("iris")[1];
-    let reply = server.post_json(
+    let reply = client.post_json(
         "/v2/models/iris/infer",
         &json!({
             "id": "only-label",
@@ -98,9 +98,9 @@ fn requested_outputs_select_what_is_returned() {
 
 #[test]
 fn add_mul_fixture_is_exact() {
-    let server = TestServer::models("models/tests/multi");
+    let client = TestApp::models("models/tests/multi");
     for case in fixture("add_mul") {
-        let body = ok_json(&server.post_json(
+        let body = ok_json(&client.post_json(
             "/models/add_mul/predict",
             &json!({"inputs": {"a": case["a"], "b": case["b"]}}),
         ));
@@ -109,7 +109,7 @@ fn add_mul_fixture_is_exact() {
             json!({"outputs": {"sum": case["sum"], "product": case["product"]}})
         );
 
-        let body = ok_json(&server.post_json(
+        let body = ok_json(&client.post_json(
             "/v2/models/add_mul/infer",
             &json!({"inputs": [
                 {"name": "b", "shape": [2, 3], "datatype": "FP32", "data": flatten(&case["b"])},
@@ -127,7 +127,7 @@ fn add_mul_fixture_is_exact() {
     }
 
     // Two models are loaded, so `POST /predict` cannot pick one.
-    server
+    client
         .post_json("/predict", &json!([[1, 2]]))
         .assert_error(404, "not_found", "exactly one");
 }

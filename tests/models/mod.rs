@@ -1,9 +1,11 @@
-//! Models through the real server: every datatype, every validation error, the Iris and add_mul
-//! fixtures, the binary tensor data extension, the registry and the session pool under load.
+//! Models through the real runtime: every datatype, every validation error, the Iris and add_mul
+//! fixtures, the binary tensor data extension, the registry. These check routes, JSON and
+//! statuses, so they call the app through its test client ([`TestApp`]); the session pool
+//! under load runs on a real server.
 
 use serde_json::{json, Value};
 
-use crate::support::{Reply, TestServer};
+use crate::support::{Reply, TestApp};
 
 mod binary;
 mod datatypes;
@@ -50,8 +52,8 @@ fn output<'a>(body: &'a Value, name: &str) -> &'a Value {
 }
 
 /// `POST /v2/models/<model>/infer` with one input.
-fn infer_one(server: &TestServer, model: &str, datatype: &str, shape: Value, data: Value) -> Reply {
-    server.post_json(
+fn infer_one(client: &TestApp, model: &str, datatype: &str, shape: Value, data: Value) -> Reply {
+    client.post_json(
         &format!("/v2/models/{model}/infer"),
         &json!({"inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]}),
     )

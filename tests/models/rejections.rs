@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::TestServer;
+use crate::support::TestApp;
 
 /// Each model of models/tests/rejects (written by onnx 1.23 at IR version 14) with an input that
 /// passes the signature check but that ONNX Runtime rejects when it runs, and what it says.
@@ -50,9 +50,9 @@ fn rejected_inputs() -> Vec<(&'static str, Value, &'static str)> {
 
 #[test]
 fn run_time_rejections_by_onnx_runtime_are_400_naming_the_model_and_the_reason() {
-    let server = TestServer::models("models/tests/rejects");
+    let client = TestApp::models("models/tests/rejects");
     for (model, body, reason) in rejected_inputs() {
-        let reply = server.post_json(&format!("/v2/models/{model}/infer"), &body);
+        let reply = client.post_json(&format!("/v2/models/{model}/infer"), &body);
         let named = format!("model \"{model}\" rejected the input: ");
         reply.assert_error(400, "invalid_input", &named);
         let message = reply.json()["error"]
@@ -63,8 +63,8 @@ fn run_time_rejections_by_onnx_runtime_are_400_naming_the_model_and_the_reason()
             message.to_lowercase().contains(reason),
             "{model}: the message should give ONNX Runtime's reason ({reason:?}): {message}"
         );
-        // The server keeps serving the same model.
-        let health = server.get("/healthz");
+        // The client keeps serving the same model.
+        let health = client.get("/healthz");
         assert_eq!(health.status, 200, "after {model}");
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tinyserve::model::ModelRegistry;
-use tinyserve::{protocol, App, Server};
+use tinyserve::{protocol, App, Request, Server, TestResponse};
 
 /// A path inside the repository.
 pub fn repo(rel: &str) -> PathBuf {
@@ -163,6 +163,80 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown();
+        }
+    }
+}
+
+/// An app called through its test client ([`App::test_client`]), with [`TestServer`]'s
+/// helpers: for the tests of routing, status and JSON, where a socket adds nothing.
+pub struct TestApp(pub App);
+
+impl TestApp {
+    /// The built-in routes over the models of `dir`: what [`TestServer::models`] serves.
+    pub fn models(dir: &str) -> TestApp {
+        TestApp::models_with(dir, App::new())
+    }
+
+    /// Like [`TestApp::models`], on an app with custom settings.
+    pub fn models_with(dir: &str, app: App) -> TestApp {
+        let models = ModelRegistry::load_dir(repo(dir)).expect("load models");
+        let ready = protocol::Readiness::new(true);
+        TestApp(protocol::mount(app, &models, &ready))
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.0.test_client().get(path).into()
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.0.test_client().post_json(path, body).into()
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        let mut req = Request::new(method, path).with_body(body.to_vec());
+        for (name, value) in headers {
+            req = req.with_header(*name, *value);
+        }
+        self.0.test_client().send(req).into()
+    }
+}
+
+impl TestApp {
+    /// `POST path` with a JSON body that must answer 200; the answer's JSON.
+    pub fn ok(&self, path: &str, body: &Value) -> Value {
+        let reply = self.post_json(path, body);
+        assert_eq!(reply.status, 200, "POST {path} {body}: {}", reply.text());
+        reply.json()
+    }
+
+    /// A counter or gauge of `/metrics` (the whole series, e.g. `name{model="bytelm"}`).
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.get("/metrics").text();
+        text.lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().expect("a number"))
+            })
+            .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
+    }
+}
+
+impl From<TestResponse> for Reply {
+    fn from(res: TestResponse) -> Reply {
+        Reply {
+            status: res.status(),
+            headers: res
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            body: res.body().to_vec(),
         }
     }
 }

@@ -4,10 +4,10 @@ use serde_json::{json, Value};
 
 use super::{MAX_INPUTS, MAX_INPUT_CHARS};
 use crate::model::ModelRegistry;
-use crate::{App, RouteDoc};
+use crate::{Group, RouteDoc};
 
 /// The route docs of the embedding routes: `model` names one of the loaded encoders.
-pub(super) fn document(app: App, models: &ModelRegistry) -> App {
+pub(super) fn document(app: Group, models: &ModelRegistry) -> Group {
     let names: Vec<&str> = models.encoder_names().collect();
     let model = match names.is_empty() {
         true => json!({"type": "string", "description": "an embedding model (an encoder folder)"}),
@@ -46,7 +46,7 @@ pub(super) fn document(app: App, models: &ModelRegistry) -> App {
                  embeddings are L2-normalized when the model's modules.json has Normalize. \
                  A model that is not an embedding model is a 400.",
             )
-            .with_tag(crate::docs::OPENAI_TAG)
+            .with_tag(crate::pages::OPENAI_TAG)
             .with_request(json!({"type": "object", "required": ["model", "input"],
                 "properties": {"model": model, "input": inputs,
                     "encoding_format": {"enum": ["float", "base64"]},

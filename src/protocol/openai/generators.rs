@@ -40,19 +40,41 @@ impl Generators {
         self.0.values()
     }
 
+    /// The generator called `name`; a 400 for a model that cannot generate text (an encoder
+    /// folder, a plain ONNX model), a 404 for a name nothing is loaded under.
     pub(super) fn get(&self, models: &ModelRegistry, name: &str) -> Result<Generator, Error> {
-        match self.0.get(name) {
-            Some(generator) => Ok(generator.clone()),
-            None => Err(match models.get(name) {
-                Ok(model) => Generator::new(model).err().unwrap_or_else(|| {
-                    Error::bad_request(format!("model \"{name}\" cannot generate text"))
-                }),
-                Err(err) => Error::new(
-                    ErrorKind::ModelNotFound,
-                    format!("The model `{name}` does not exist"),
-                )
-                .with_source(err),
+        if let Some(generator) = self.0.get(name) {
+            return Ok(generator.clone());
+        }
+        if models.encoder_names().any(|encoder| encoder == name) {
+            return Err(Error::invalid_input(format!(
+                "`{name}` is an embedding model: it answers POST /v1/embeddings, not \
+                 completions or chat (models that generate text: {})",
+                self.names()
+            )));
+        }
+        Err(match models.get(name) {
+            Ok(model) => Generator::new(model).err().unwrap_or_else(|| {
+                Error::bad_request(format!("model \"{name}\" cannot generate text"))
             }),
+            Err(err) => Error::new(
+                ErrorKind::ModelNotFound,
+                format!("The model `{name}` does not exist"),
+            )
+            .with_source(err),
+        })
+    }
+
+    /// The generators' names, comma-separated (`none` when there is none).
+    fn names(&self) -> String {
+        match self.0.is_empty() {
+            true => "none".to_string(),
+            false => self
+                .0
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 }

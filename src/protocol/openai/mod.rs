@@ -1,6 +1,7 @@
 //! OpenAI-compatible text generation: `POST /v1/completions`, `POST /v1/chat/completions`
 //! (JSON or `"stream": true` Server-Sent Events, in OpenAI's exact chunk format) and
-//! `GET /v1/models`, for every loaded byte-level language model and decoder folder.
+//! `GET /v1/models`, for every loaded byte-level language model and decoder folder (the list
+//! also names the encoder folders that `/v1/embeddings` runs).
 //!
 //! Chat: a decoder's prompt is its chat template (`tokenizer_config.json`) rendered with the
 //! generation prompt. Without one (byte-level models, decoders without a template), each
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::proxy;
 use crate::model::ModelRegistry;
-use crate::{App, Error, IntoResponse, Json, Request, Response, Sse, Upstream};
+use crate::{Error, Group, IntoResponse, Json, Request, Response, Sse, Upstream};
 
 mod answer;
 mod errors;
@@ -37,11 +38,11 @@ struct Backends {
 }
 
 pub(super) fn mount(
-    app: App,
+    app: Group,
     models: &ModelRegistry,
     generators: &Generators,
     upstreams: &[Upstream],
-) -> App {
+) -> Group {
     let backends = Backends {
         models: models.clone(),
         generators: generators.clone(),
@@ -59,12 +60,15 @@ pub(super) fn mount(
     schema::document(app, generators, upstreams)
 }
 
+/// `GET /v1/models`: the models a `/v1` route runs. Text generators (byte-level language
+/// models, decoder folders) for completions and chat, encoder folders for `/v1/embeddings` (as
+/// vLLM lists its embedding models), then the upstreams' models. A plain ONNX model, served by
+/// the predict and v2 routes, is not listed: no `/v1` route runs it.
 fn list_models(backends: &Backends) -> Json<Value> {
     let mut data: Vec<Value> = backends
-        .models
+        .generators
         .iter()
-        .map(|m| m.name())
-        .chain(backends.models.decoder_names())
+        .map(|g| g.name())
         .chain(backends.models.encoder_names())
         .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "tinyserve"}))
         .collect();

@@ -4,12 +4,12 @@ use serde_json::{json, Value};
 
 use super::generators::Generators;
 use super::request::{Kind, MAX_MESSAGES, MAX_TOKENS_LIMIT};
-use crate::{App, RouteDoc, Upstream};
+use crate::{Group, RouteDoc, Upstream};
 
 /// The route docs of the OpenAI-compatible API, for the OpenAPI document: `model` names one
 /// of `generators` or an upstream's model.
-pub(super) fn document(app: App, generators: &Generators, upstreams: &[Upstream]) -> App {
-    let tag = crate::docs::OPENAI_TAG;
+pub(super) fn document(app: Group, generators: &Generators, upstreams: &[Upstream]) -> Group {
+    let tag = crate::pages::OPENAI_TAG;
     let strings = json!({"anyOf": [{"type": "string"},
         {"type": "array", "items": {"type": "string"}, "maxItems": 4}]});
     let common = json!({
@@ -58,7 +58,13 @@ pub(super) fn document(app: App, generators: &Generators, upstreams: &[Upstream]
     app.document(
         "GET",
         "/v1/models",
-        RouteDoc::new("Models that can be named in `model`").with_tag(tag).with_response(json!({
+        RouteDoc::new("Models that can be named in `model`")
+            .with_description(
+                "The models a `/v1` route runs: language models (completions and chat), \
+                 embedding models (`/v1/embeddings`) and the upstreams' models. A plain ONNX \
+                 model is served by `/models/{name}/predict` and `/v2`, and is not listed.",
+            )
+            .with_tag(tag).with_response(json!({
             "type": "object", "required": ["object", "data"], "properties": {
                 "object": {"const": "list"},
                 "data": {"type": "array", "items": {"type": "object", "required": ["id"],

@@ -12,8 +12,8 @@
 //! body, `{"inputs": {"input": [[5.1, 3.5, 1.4, 0.2]]}}`), when that file exists and fits the
 //! signature; otherwise one is made from the signature.
 
+mod html;
 pub mod openapi;
-mod pages;
 mod schema;
 
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use serde_json::json;
 pub use openapi::OPENAI_TAG;
 
 use crate::model::ModelRegistry;
-use crate::{App, Json, Request, RouteCatalog, RouteDoc};
+use crate::{App, Group, Json, Request, RouteCatalog, RouteDoc};
 use schema::ModelInfo;
 
 /// What the docs routes serve: the catalog, and the models with their examples.
@@ -31,6 +31,8 @@ use schema::ModelInfo;
 struct Site {
     catalog: RouteCatalog,
     models: Arc<Vec<ModelInfo>>,
+    /// The decoder and encoder folders, each with a demo page of its own.
+    folders: Arc<Vec<Folder>>,
     /// Whether the demo pages (`/`, `/models/<name>`) are mounted, for the page header.
     demos: bool,
     /// The routes the app's API key guards, for the 401 answers.
@@ -38,30 +40,37 @@ struct Site {
 }
 
 /// Adds `GET /openapi.json`, `GET /docs`, `GET /` (the models, with links to their demos and
-/// to the docs) and `GET /models/<name>` (a model's demo page: a form for a regular model,
-/// a streaming chat for a byte-level language model) to `app`.
+/// to the docs) and `GET /models/<name>` (a model's demo page: a form for a regular model, a
+/// streaming chat for a byte-level language model or a decoder folder, an embeddings
+/// comparison for an encoder folder) to `app`.
 ///
 /// `tinyserve serve` mounts it through [`protocol::mount`](crate::protocol::mount). The demo
-/// pages call `POST /models/<name>/predict` and `POST /v1/chat/completions`, so mount the
-/// built-in routes too for them to work.
+/// pages call `POST /models/<name>/predict`, `POST /v1/chat/completions` and
+/// `POST /v1/embeddings`, so mount the built-in routes too for them to work.
 ///
 /// # Example
 /// ```no_run
-/// use tinyserve::{docs, model::ModelRegistry, App};
+/// use tinyserve::{pages, model::ModelRegistry, App};
 /// let models = ModelRegistry::load_dir("models")?;
 /// let app = App::new().get("/hello", |_| "Hello!");
-/// docs::mount(app, &models).run("127.0.0.1:8000")?;
+/// pages::mount(app, &models).run("127.0.0.1:8000")?;
 /// # Ok::<(), tinyserve::Error>(())
 /// ```
 pub fn mount(app: App, models: &ModelRegistry) -> App {
+    let pages = group(&app, models);
+    app.mount("/", pages)
+}
+
+/// The routes of [`mount`] as a group, for the app `app` (whose routes it documents).
+pub(crate) fn group(app: &App, models: &ModelRegistry) -> Group {
     let site = Site {
         catalog: app.catalog(),
         models: Arc::new(models.iter().map(ModelInfo::new).collect()),
+        folders: Arc::new(Folder::all(models)),
         demos: true,
-        auth: auth(&app),
+        auth: auth(app),
     };
-    let app = mount_docs(app, &site);
-    pages::mount_demos(app, &site)
+    html::demos(docs(Group::new(), &site), &site)
 }
 
 /// Adds only `GET /openapi.json` and `GET /docs`, documenting whatever routes `app` has
@@ -70,11 +79,11 @@ pub fn mount(app: App, models: &ModelRegistry) -> App {
 /// # Example
 /// ```
 /// use tinyserve::catalog::RouteDoc;
-/// use tinyserve::{docs, App};
+/// use tinyserve::{pages, App};
 /// let app = App::new()
 ///     .get("/hello", |_| "Hello!")
 ///     .document("GET", "/hello", RouteDoc::new("Say hello"));
-/// let app = docs::mount_openapi(app);
+/// let app = pages::mount_openapi(app);
 /// let routes = app.catalog().routes();
 /// assert!(routes.iter().any(|r| r.pattern == "/openapi.json"));
 /// ```
@@ -82,48 +91,95 @@ pub fn mount_openapi(app: App) -> App {
     let site = Site {
         catalog: app.catalog(),
         models: Arc::new(Vec::new()),
+        folders: Arc::new(Vec::new()),
         demos: false,
         auth: auth(&app),
     };
-    mount_docs(app, &site)
+    app.mount("/", docs(Group::new(), &site))
 }
 
-fn mount_docs(app: App, site: &Site) -> App {
+/// `GET /openapi.json` and `GET /docs`.
+fn docs(group: Group, site: &Site) -> Group {
     let (openapi_site, docs_site) = (site.clone(), site.clone());
-    app.get("/openapi.json", move |req: &Request| {
-        Json(openapi::build(
-            &openapi_site.catalog,
-            &openapi_site.models,
-            req.root_path(),
-            &openapi_site.auth,
-        ))
-    })
-    .document(
-        "GET",
-        "/openapi.json",
-        RouteDoc::new("This API as an OpenAPI 3.1 document")
-            .with_description(
-                "Every route of the server, with a concrete predict and v2 infer path per \
+    group
+        .get("/openapi.json", move |req: &Request| {
+            Json(openapi::build(
+                &openapi_site.catalog,
+                &openapi_site.models,
+                req.root_path(),
+                &openapi_site.auth,
+            ))
+        })
+        .document(
+            "GET",
+            "/openapi.json",
+            RouteDoc::new("This API as an OpenAPI 3.1 document")
+                .with_description(
+                    "Every route of the server, with a concrete predict and v2 infer path per \
                  loaded model whose schemas come from the model's signature. `servers` \
                  follows `--root-path` and a trusted `X-Forwarded-Prefix`.",
-            )
-            .with_tag("Docs")
-            .with_response(
-                json!({"type": "object", "required": ["openapi", "info", "paths"],
+                )
+                .with_tag("Docs")
+                .with_response(
+                    json!({"type": "object", "required": ["openapi", "info", "paths"],
                 "properties": {"openapi": {"const": "3.1.0"}}}),
-            )
-            .with_errors(&[]),
-    )
-    .get("/docs", move |req: &Request| pages::docs(&docs_site, req))
-    .document(
-        "GET",
-        "/docs",
-        RouteDoc::new("This API as a web page")
-            .with_description("Rendered in the browser from `openapi.json`; works offline.")
-            .with_tag("Docs")
-            .with_response(html())
-            .with_errors(&[]),
-    )
+                )
+                .with_errors(&[]),
+        )
+        .get("/docs", move |req: &Request| html::docs(&docs_site, req))
+        .document(
+            "GET",
+            "/docs",
+            RouteDoc::new("This API as a web page")
+                .with_description("Rendered in the browser from `openapi.json`; works offline.")
+                .with_tag("Docs")
+                .with_response(html())
+                .with_errors(&[]),
+        )
+}
+
+/// A model folder served through `/v1` rather than the predict routes: its demo is a chat (a
+/// decoder) or an embeddings comparison (an encoder).
+#[derive(Debug, Clone)]
+enum Folder {
+    Decoder {
+        name: String,
+    },
+    // Encoder folders load with the `language-models` feature only.
+    #[cfg_attr(not(feature = "language-models"), allow(dead_code))]
+    Encoder {
+        name: String,
+        detail: String,
+    },
+}
+
+impl Folder {
+    /// The registry's decoder and encoder folders.
+    fn all(models: &ModelRegistry) -> Vec<Folder> {
+        #[cfg_attr(not(feature = "language-models"), allow(unused_mut))]
+        let mut folders: Vec<Folder> = models
+            .decoder_names()
+            .map(|name| Folder::Decoder {
+                name: name.to_string(),
+            })
+            .collect();
+        #[cfg(feature = "language-models")]
+        folders.extend(models.encoders().map(|encoder| Folder::Encoder {
+            name: encoder.name().to_string(),
+            detail: format!(
+                "{}-dimensional vectors, texts up to {} tokens",
+                encoder.dimension(),
+                encoder.max_length()
+            ),
+        }));
+        folders
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Folder::Decoder { name } | Folder::Encoder { name, .. } => name,
+        }
+    }
 }
 
 /// What the app's settings say about its API key (read when the docs are mounted: set the

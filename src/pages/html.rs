@@ -4,9 +4,9 @@
 use serde_json::{json, Value};
 
 use super::schema::ModelInfo;
-use super::{encode_segment, html, Site};
+use super::{encode_segment, html, Folder, Site};
 use crate::model::{DataType, TensorSpec};
-use crate::{App, Error, Request, Response, Result, RouteDoc};
+use crate::{Error, Group, Request, Response, Result, RouteDoc};
 
 const LAYOUT: &str = include_str!("assets/layout.html");
 const STYLE: &str = include_str!("assets/style.css");
@@ -18,10 +18,14 @@ const PREDICT_HTML: &str = include_str!("assets/predict.html");
 const PREDICT_JS: &str = include_str!("assets/predict.js");
 const CHAT_HTML: &str = include_str!("assets/chat.html");
 const CHAT_JS: &str = include_str!("assets/chat.js");
+const EMBED_HTML: &str = include_str!("assets/embed.html");
+const EMBED_JS: &str = include_str!("assets/embed.js");
 
-pub(super) fn mount_demos(app: App, site: &Site) -> App {
+/// `GET /` and `GET /models/<name>`.
+pub(super) fn demos(group: Group, site: &Site) -> Group {
     let (index_site, model_site) = (site.clone(), site.clone());
-    app.get("/", move |req: &Request| index(&index_site, req))
+    group
+        .get("/", move |req: &Request| index(&index_site, req))
         .document(
             "GET",
             "/",
@@ -41,8 +45,9 @@ pub(super) fn mount_demos(app: App, site: &Site) -> App {
                 .with_description(
                     "A form built from the model's signature, pre-filled with a valid \
                      example, that calls the predict route (class probabilities as bars); for \
-                     a byte-level language model, a chat that streams its answer. The model's \
-                     JSON metadata is `GET /v2/models/{name}`.",
+                     a byte-level language model or a decoder folder, a chat that streams its \
+                     answer; for an encoder folder, texts embedded and compared by cosine \
+                     similarity. A plain model's JSON metadata is `GET /v2/models/{name}`.",
                 )
                 .with_tag("Docs")
                 .with_response(html())
@@ -59,9 +64,8 @@ pub(super) fn docs(site: &Site, req: &Request) -> Response {
 /// `GET /`: the models, each linking to its demo.
 fn index(site: &Site, req: &Request) -> Response {
     let root = escape(req.root_path());
-    let mut items = String::new();
+    let mut entries: Vec<(&str, &str, String)> = Vec::new();
     for info in site.models.iter() {
-        let name = info.model.name();
         let kind = match (
             info.generative,
             classifier_output(&info.model.signature().outputs),
@@ -71,13 +75,25 @@ fn index(site: &Site, req: &Request) -> Response {
             (false, None) => "form",
         };
         let sig = info.model.signature();
+        let text = format!("{} → {}", specs_text(&sig.inputs), specs_text(&sig.outputs));
+        entries.push((info.model.name(), kind, text));
+    }
+    for folder in site.folders.iter() {
+        let (kind, text) = match folder {
+            Folder::Decoder { .. } => ("chat", "decoder folder: /v1/chat/completions".to_string()),
+            Folder::Encoder { detail, .. } => ("embeddings", format!("encoder folder: {detail}")),
+        };
+        entries.push((folder.name(), kind, text));
+    }
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut items = String::new();
+    for (name, kind, text) in entries {
         items.push_str(&format!(
             "<li><a class=\"model\" href=\"{root}/models/{href}\">{name}</a> \
-             <span class=\"badge\">{kind}</span><div class=\"sig\">{ins} → {outs}</div></li>\n",
+             <span class=\"badge\">{kind}</span><div class=\"sig\">{text}</div></li>\n",
             href = escape(&encode_segment(name)),
             name = escape(name),
-            ins = escape(&specs_text(&sig.inputs)),
-            outs = escape(&specs_text(&sig.outputs)),
+            text = escape(&text),
         ));
     }
     if items.is_empty() {
@@ -97,6 +113,9 @@ fn index(site: &Site, req: &Request) -> Response {
 /// `GET /models/<name>`: the model's demo.
 fn model(site: &Site, req: &Request) -> Result<Response> {
     let name = req.param("name").unwrap_or_default();
+    if let Some(folder) = site.folders.iter().find(|f| f.name() == name) {
+        return Ok(folder_demo(site, req, folder));
+    }
     let info = site
         .models
         .iter()
@@ -114,12 +133,49 @@ fn model(site: &Site, req: &Request) -> Result<Response> {
         "chat": format!("{root}/v1/chat/completions"),
     });
     let title = format!("{name} demo");
+    let name = escape(name);
     let (body, script) = match info.generative {
-        true => (CHAT_HTML, CHAT_JS),
-        false => (PREDICT_HTML, PREDICT_JS),
+        true => (
+            fill(
+                CHAT_HTML,
+                &[("name", &name), ("kind", "A byte-level language model")],
+            ),
+            CHAT_JS,
+        ),
+        false => (fill(PREDICT_HTML, &[("name", &name)]), PREDICT_JS),
     };
-    let body = fill(body, &[("name", &escape(name))]);
     Ok(page(site, req, &title, &body, &config, script))
+}
+
+/// The demo of a decoder folder (a chat) or an encoder folder (embeddings compared).
+fn folder_demo(site: &Site, req: &Request, folder: &Folder) -> Response {
+    let root = req.root_path();
+    let name = folder.name();
+    let config = json!({
+        "root": root,
+        "model": {"name": name},
+        "chat": format!("{root}/v1/chat/completions"),
+        "embeddings": format!("{root}/v1/embeddings"),
+    });
+    let title = format!("{name} demo");
+    let name = escape(name);
+    let (body, script) = match folder {
+        Folder::Decoder { .. } => (
+            fill(
+                CHAT_HTML,
+                &[
+                    ("name", &name),
+                    ("kind", "A language model (a decoder folder)"),
+                ],
+            ),
+            CHAT_JS,
+        ),
+        Folder::Encoder { detail, .. } => (
+            fill(EMBED_HTML, &[("name", &name), ("detail", &escape(detail))]),
+            EMBED_JS,
+        ),
+    };
+    page(site, req, &title, &body, &config, script)
 }
 
 fn example_of(info: &ModelInfo) -> Value {

@@ -56,11 +56,11 @@ const METHODS: [&str; 8] = [
 /// # Example
 /// ```
 /// use tinyserve::catalog::RouteDoc;
-/// use tinyserve::{docs, model::ModelRegistry, App};
+/// use tinyserve::{pages, model::ModelRegistry, App};
 /// let app = App::new()
 ///     .get("/hello/<name>", |_| "hi")
 ///     .document("GET", "/hello/<name>", RouteDoc::new("Say hello"));
-/// let doc = docs::openapi::document(&app.catalog(), &ModelRegistry::default(), "/api");
+/// let doc = pages::openapi::document(&app.catalog(), &ModelRegistry::default(), "/api");
 /// assert_eq!(doc["paths"]["/hello/{name}"]["get"]["summary"], "Say hello");
 /// assert_eq!(doc["servers"][0]["url"], "/api");
 /// ```
@@ -288,7 +288,7 @@ fn operation(
             json!({"required": true, "content": content}),
         );
     }
-    if auth.public.is_some() && !auth.guards(path) {
+    if auth.public.is_some() && !auth.guards(route, path) {
         op.insert("security".into(), json!([]));
     }
     op.insert("responses".into(), responses(route, path, auth));
@@ -338,7 +338,7 @@ fn responses(route: &RouteInfo, path: &str, auth: &Auth) -> Value {
     let mut out = Map::new();
     out.insert("200".into(), ok);
     let openai = doc.tags.iter().any(|t| t == OPENAI_TAG);
-    let guarded = auth.guards(path);
+    let guarded = auth.guards(route, path);
     let Some(own) = &doc.errors else {
         // Undeclared: any client or server error, in either shape for an OpenAI route.
         let schema = match openai {
@@ -397,15 +397,17 @@ const SERVER_ERRORS: [u16; 6] = [400, 408, 413, 431, 500, 503];
 /// The routes an API key guards, when one is set.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Auth {
-    /// `None` without an API key; else the paths served without one.
+    /// `None` without an API key; else the paths served without one (the settings'
+    /// `public_paths`), besides the routes of groups without the key.
     pub public: Option<Vec<String>>,
 }
 
 impl Auth {
-    fn guards(&self, path: &str) -> bool {
+    /// Whether the key guards `route`, documented at `path`.
+    fn guards(&self, route: &RouteInfo, path: &str) -> bool {
         self.public
             .as_ref()
-            .is_some_and(|public| !public.iter().any(|p| p == path))
+            .is_some_and(|public| !route.public && !public.iter().any(|p| p == path))
     }
 }
 
