@@ -10,15 +10,16 @@ use super::request::Kind;
 use crate::model::{Generation, Generator, Prompt, Sampling};
 use crate::{Event, EventSender};
 
-/// The parts of every answer that identify the call.
-pub(super) struct Call {
+/// One completion being answered: the parts of every answer (whole or streamed) that identify
+/// it.
+pub(super) struct Completion {
     pub(super) id: String,
     pub(super) created: u64,
     pub(super) model: String,
     pub(super) kind: Kind,
 }
 
-impl Call {
+impl Completion {
     pub(super) fn usage(generation: &Generation) -> Value {
         json!({
             "prompt_tokens": generation.prompt_tokens,
@@ -46,7 +47,7 @@ impl Call {
             "created": self.created,
             "model": self.model,
             "choices": [choice],
-            "usage": Call::usage(generation),
+            "usage": Completion::usage(generation),
         })
     }
 
@@ -178,7 +179,7 @@ pub(super) fn stream(
     generator: &Generator,
     prompt: &Prompt,
     sampling: &Sampling,
-    call: &Call,
+    call: &Completion,
     include_usage: bool,
     events: &mut EventSender<'_>,
 ) -> Result<(), crate::Disconnected> {
@@ -206,7 +207,7 @@ pub(super) fn stream(
                 let mut usage = serde_json::to_value(call.chunk(None, false, None))
                     .unwrap_or_else(|_| json!({}));
                 usage["choices"] = json!([]);
-                usage["usage"] = Call::usage(&generation);
+                usage["usage"] = Completion::usage(&generation);
                 events.send(Event::json(&usage))?;
             }
         }

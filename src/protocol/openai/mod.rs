@@ -24,7 +24,7 @@ mod generators;
 mod request;
 mod schema;
 
-use answer::{stream, Call};
+use answer::{stream, Completion};
 pub(super) use errors::with_openai_errors;
 pub use generators::Generators;
 use request::{chat_prompt, messages_json, sampling, text_prompt, CompletionRequest, Kind, Route};
@@ -108,7 +108,7 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
     // Before the 200: a decoder's prompt plus max_tokens must fit in its context, and their
     // KV cache in its budget (held until the generation ends).
     let reservation = generator.reserve(&prompt, &sampling)?;
-    let call = Call {
+    let call = Completion {
         id: format!(
             "{}-{}",
             if kind == Kind::Chat {

@@ -145,8 +145,8 @@ pub(super) fn regex_escape(text: &str) -> String {
     out
 }
 
-/// A whole answer, or (`chunk`) one streamed chunk, as [`Call::full_answer`] and
-/// [`Call::chunk`] write them.
+/// A whole answer, or (`chunk`) one streamed chunk, as [`Completion::full_answer`] and
+/// [`Completion::chunk`] write them.
 pub(super) fn answer(kind: Kind, chunk: bool) -> Value {
     let object = match (kind, chunk) {
         (Kind::Text, _) => "text_completion",
