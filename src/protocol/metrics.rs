@@ -12,12 +12,12 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::Generators;
-use crate::model::ModelRegistry;
+use crate::model::ModelRepository;
 use crate::{App, Error, Response, RouteDoc, Upstream};
 
 pub(super) fn mount(
     app: App,
-    models: &ModelRegistry,
+    models: &ModelRepository,
     generators: &Generators,
     upstreams: &[Upstream],
 ) -> App {
@@ -47,7 +47,7 @@ pub(super) fn mount(
 
 /// What the built-in APIs serve, read at each scrape: models, generators and upstreams.
 struct Served {
-    models: ModelRegistry,
+    models: ModelRepository,
     generators: Generators,
     upstreams: Vec<Upstream>,
 }
@@ -74,8 +74,8 @@ fn counters<L: prometheus_client::encoding::EncodeLabelSet>(
 
 impl Collector for Served {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let stats: Vec<_> = self
-            .models
+        let models = self.models.registry();
+        let stats: Vec<_> = models
             .iter()
             .map(|m| (m.name().to_string(), m.inference_stats()))
             .collect();
@@ -96,7 +96,7 @@ impl Collector for Served {
                 .iter()
                 .map(|(name, h)| ([("model", name.as_str())], h.count())),
         )?;
-        let batches = self.models.iter().flat_map(|m| {
+        let batches = models.iter().flat_map(|m| {
             let name = m.name().to_string();
             m.batch_sizes()
                 .into_iter()

@@ -52,12 +52,17 @@ impl ModelRepository {
             });
             match model {
                 Ok(model) => {
-                    log::info!("model \"{name}\" version {version} loaded");
+                    if warm {
+                        log::info!("model \"{name}\" version {version} loaded");
+                    }
                     let versions = loaded.entry(name).or_default();
                     versions.insert(version, Served::new(model));
                 }
                 Err(err) => {
-                    log::warn!("model \"{name}\" version {version}: {}", err.chain());
+                    // At start-up the caller reports failures (or exits on the first).
+                    if warm {
+                        log::warn!("model \"{name}\" version {version}: {}", err.chain());
+                    }
                     if let Some(st) = outcomes.get_mut(&name) {
                         st.failed.insert(version, err.message().to_string());
                     }
@@ -68,11 +73,12 @@ impl ModelRepository {
             if let Source::Folder(path) = source {
                 match load_folder(name, path, options) {
                     Ok(folder) => {
-                        log::info!("model folder \"{name}\" loaded");
                         self.swap(|registry| registry.with_folder(name, folder));
                     }
                     Err(err) => {
-                        log::warn!("model folder \"{name}\": {}", err.chain());
+                        if warm {
+                            log::warn!("model folder \"{name}\": {}", err.chain());
+                        }
                         if let Some(st) = outcomes.get_mut(name) {
                             st.problem = Some(err.message().to_string());
                         }
