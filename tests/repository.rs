@@ -39,19 +39,34 @@ fn copy_versions(to: &Path, versions: &[u64]) {
     for v in versions {
         let dir = to.join(v.to_string());
         std::fs::create_dir_all(&dir).expect("create a version folder");
-        std::fs::copy(repo(TIMES).join(format!("{v}/model.onnx")), dir.join("model.onnx"))
-            .expect("copy a version");
+        std::fs::copy(
+            repo(TIMES).join(format!("{v}/model.onnx")),
+            dir.join("model.onnx"),
+        )
+        .expect("copy a version");
     }
 }
 
 fn post(server: &ServeChild, path: &str, body: &Value) -> Reply {
     let body = body.to_string();
     let headers = [("Content-Type", "application/json")];
-    send(&agent(Duration::from_secs(60)), "POST", &server.url(path), &headers, body.as_bytes())
+    send(
+        &agent(Duration::from_secs(60)),
+        "POST",
+        &server.url(path),
+        &headers,
+        body.as_bytes(),
+    )
 }
 
 fn get(server: &ServeChild, path: &str) -> Reply {
-    send(&agent(Duration::from_secs(60)), "GET", &server.url(path), &[], b"")
+    send(
+        &agent(Duration::from_secs(60)),
+        "GET",
+        &server.url(path),
+        &[],
+        b"",
+    )
 }
 
 /// `{"inputs": [x]}` for `times` (x FP32 [n]).
@@ -81,7 +96,9 @@ fn index(server: &ServeChild, body: &Value) -> Vec<(String, Option<String>, Stri
 
 #[test]
 fn each_version_answers_with_its_number() {
-    let server = ServeChild::builder().models(repo("models/tests/repository")).start();
+    let server = ServeChild::builder()
+        .models(repo("models/tests/repository"))
+        .start();
     let meta = get(&server, "/v2/models/times");
     assert_eq!(meta.status, 200, "{}", meta.text());
     assert_eq!(meta.json()["versions"], json!(["1", "2", "3"]));
@@ -104,7 +121,11 @@ fn each_version_answers_with_its_number() {
         reply.assert_error(404, "model_not_found", &format!("no version \"{version}\""));
     }
     // The next request still works.
-    let reply = post(&server, "/v2/models/times/versions/3/infer", &times_input(&[1.0]));
+    let reply = post(
+        &server,
+        "/v2/models/times/versions/3/infer",
+        &times_input(&[1.0]),
+    );
     assert_eq!(reply.json()["outputs"][0]["data"], json!([3.0]));
 }
 
@@ -112,9 +133,18 @@ fn each_version_answers_with_its_number() {
 fn config_pbtxt_version_policy_chooses_the_versions() {
     let dir = folder("repo-policy", &["latest", "specific", "all"], &[]);
     let configs = [
-        ("latest", "name: \"latest\"\nversion_policy: { latest: { num_versions: 2 } }\n"),
-        ("specific", "version_policy: { specific: { versions: [1, 3] } } # not 2\n"),
-        ("all", "platform: \"onnxruntime_onnx\"\nversion_policy: { all { } }\n"),
+        (
+            "latest",
+            "name: \"latest\"\nversion_policy: { latest: { num_versions: 2 } }\n",
+        ),
+        (
+            "specific",
+            "version_policy: { specific: { versions: [1, 3] } } # not 2\n",
+        ),
+        (
+            "all",
+            "platform: \"onnxruntime_onnx\"\nversion_policy: { all { } }\n",
+        ),
     ];
     for (name, text) in configs {
         std::fs::write(dir.join(name).join("config.pbtxt"), text).expect("write config.pbtxt");
@@ -128,7 +158,11 @@ fn config_pbtxt_version_policy_chooses_the_versions() {
         let meta = get(&server, &format!("/v2/models/{name}"));
         assert_eq!(meta.json()["versions"], versions, "{name}");
     }
-    let reply = post(&server, "/v2/models/specific/versions/2/infer", &times_input(&[1.0]));
+    let reply = post(
+        &server,
+        "/v2/models/specific/versions/2/infer",
+        &times_input(&[1.0]),
+    );
     reply.assert_error(404, "model_not_found", "versions: \"1\", \"3\"");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -137,7 +171,11 @@ fn config_pbtxt_version_policy_chooses_the_versions() {
 #[test]
 fn tritonclient_lists_loads_and_unloads_models() {
     let python = python_env();
-    let dir = folder("repo-triton", &["times"], &["models/tests/multi/scale.onnx"]);
+    let dir = folder(
+        "repo-triton",
+        &["times"],
+        &["models/tests/multi/scale.onnx"],
+    );
     let server = ServeChild::builder()
         .models(&dir)
         .args(["--model-control-mode", "explicit", "--load-model", "times"])
@@ -147,7 +185,11 @@ fn tritonclient_lists_loads_and_unloads_models() {
         .arg(repo("tests/python/repository_check.py"))
         .args(["--url", &server.addr.to_string()]);
     let out = run(command, Duration::from_secs(120));
-    let report = format!("{}\n--- server stderr ---\n{}", out.report(), server.stderr());
+    let report = format!(
+        "{}\n--- server stderr ---\n{}",
+        out.report(),
+        server.stderr()
+    );
     assert_checks_passed(
         &out,
         "repository_check.py",
@@ -165,7 +207,11 @@ fn tritonclient_lists_loads_and_unloads_models() {
 
 #[test]
 fn explicit_mode_serves_only_the_models_asked_for() {
-    let dir = folder("repo-explicit", &["times"], &["models/tests/multi/scale.onnx"]);
+    let dir = folder(
+        "repo-explicit",
+        &["times"],
+        &["models/tests/multi/scale.onnx"],
+    );
     let server = ServeChild::builder()
         .models(&dir)
         .args(["--model-control-mode", "explicit", "--load-model", "scale"])
@@ -176,13 +222,23 @@ fn explicit_mode_serves_only_the_models_asked_for() {
     reply.assert_error(404, "model_not_found", "not loaded (UNAVAILABLE: unloaded)");
     let rows = index(&server, &json!({}));
     assert!(
-        rows.contains(&("times".into(), None, "UNAVAILABLE".into(), "unloaded".into())),
+        rows.contains(&(
+            "times".into(),
+            None,
+            "UNAVAILABLE".into(),
+            "unloaded".into()
+        )),
         "{rows:?}"
     );
     let ready_rows = index(&server, &json!({"ready": true}));
     assert_eq!(
         ready_rows,
-        vec![("scale".into(), Some("1".into()), "READY".into(), String::new())]
+        vec![(
+            "scale".into(),
+            Some("1".into()),
+            "READY".into(),
+            String::new()
+        )]
     );
     // Every model that should be loaded is: ready.
     assert_eq!(get(&server, "/v2/health/ready").status, 200);
@@ -195,7 +251,11 @@ fn explicit_mode_serves_only_the_models_asked_for() {
         "/v2/repository/models/times/load",
         &json!({"parameters": {"config": "{}"}}),
     );
-    bad.assert_error(400, "invalid_input", "load parameter \"config\" is not supported");
+    bad.assert_error(
+        400,
+        "invalid_input",
+        "load parameter \"config\" is not supported",
+    );
 
     // --load-model without explicit mode is refused at start-up.
     let mut command = tinyserve();
@@ -203,7 +263,11 @@ fn explicit_mode_serves_only_the_models_asked_for() {
         .args(["serve", "--port", "0", "--load-model", "times", "--models"])
         .arg(&dir);
     let out = assert_refuses_to_serve(command, "--load-model without explicit mode");
-    assert!(out.stderr.contains("--model-control-mode explicit"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--model-control-mode explicit"),
+        "{}",
+        out.stderr
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -222,16 +286,35 @@ fn a_model_that_fails_to_load_is_unavailable_and_the_others_serve() {
         .find(|row| row.0 == "not_a_model")
         .unwrap_or_else(|| panic!("no row for not_a_model: {rows:?}"));
     assert_eq!(broken.2, "UNAVAILABLE", "{rows:?}");
-    assert!(broken.3.contains("not_a_model.onnx"), "the reason names the file: {rows:?}");
-    let reply = post(&server, "/v2/models/times/versions/2/infer", &times_input(&[2.0]));
+    assert!(
+        broken.3.contains("not_a_model.onnx"),
+        "the reason names the file: {rows:?}"
+    );
+    let reply = post(
+        &server,
+        "/v2/models/times/versions/2/infer",
+        &times_input(&[2.0]),
+    );
     assert_eq!(reply.json()["outputs"][0]["data"], json!([4.0]));
     for probe in ["/v2/health/ready", "/readyz"] {
         get(&server, probe).assert_error(503, "not_ready", "not_a_model");
     }
-    let reply = post(&server, "/v2/models/not_a_model/infer", &times_input(&[1.0]));
+    let reply = post(
+        &server,
+        "/v2/models/not_a_model/infer",
+        &times_input(&[1.0]),
+    );
     reply.assert_error(404, "model_not_found", "not loaded (UNAVAILABLE: ");
     // Unloading the broken model: nothing that should be loaded is missing any more.
-    assert_eq!(post(&server, "/v2/repository/models/not_a_model/unload", &json!({})).status, 200);
+    assert_eq!(
+        post(
+            &server,
+            "/v2/repository/models/not_a_model/unload",
+            &json!({})
+        )
+        .status,
+        200
+    );
     assert_eq!(get(&server, "/v2/health/ready").status, 200);
     drop(server);
 
@@ -250,13 +333,22 @@ fn a_model_that_fails_to_load_is_unavailable_and_the_others_serve() {
 
 #[test]
 fn stats_count_each_version_in_tritons_shape() {
-    let server = ServeChild::builder().models(repo("models/tests/repository")).start();
+    let server = ServeChild::builder()
+        .models(repo("models/tests/repository"))
+        .start();
     for _ in 0..3 {
-        let reply = post(&server, "/v2/models/times/versions/2/infer", &times_input(&[1.0, 2.0]));
+        let reply = post(
+            &server,
+            "/v2/models/times/versions/2/infer",
+            &times_input(&[1.0, 2.0]),
+        );
         assert_eq!(reply.status, 200);
     }
     let bad = json!({"inputs": [{"name": "x", "shape": [2], "datatype": "INT64", "data": [1, 2]}]});
-    assert_eq!(post(&server, "/v2/models/times/versions/2/infer", &bad).status, 400);
+    assert_eq!(
+        post(&server, "/v2/models/times/versions/2/infer", &bad).status,
+        400
+    );
     let reply = get(&server, "/v2/models/times/versions/2/stats");
     assert_eq!(reply.status, 200, "{}", reply.text());
     let body = reply.json();
@@ -273,9 +365,16 @@ fn stats_count_each_version_in_tritons_shape() {
     }
     assert!(phases["compute_infer"]["ns"].as_u64() > Some(0), "{stats}");
     let all = get(&server, "/v2/models/times/stats").json();
-    let versions: Vec<&Value> = all["model_stats"].as_array().expect("an array").iter().collect();
+    let versions: Vec<&Value> = all["model_stats"]
+        .as_array()
+        .expect("an array")
+        .iter()
+        .collect();
     assert_eq!(versions.len(), 3, "{all}");
-    assert_eq!(versions[0]["inference_stats"]["success"]["count"], 0, "version 1 untouched");
+    assert_eq!(
+        versions[0]["inference_stats"]["success"]["count"], 0,
+        "version 1 untouched"
+    );
     get(&server, "/v2/models/times/versions/7/stats").assert_error(404, "model_not_found", "7");
     get(&server, "/v2/models/nope/stats").assert_error(404, "model_not_found", "nope");
 }
@@ -293,7 +392,10 @@ fn watch_serves_a_folder_moved_in_within_5_s() {
     });
     let took = moved.elapsed();
     assert!(served, "never served; stderr:\n{}", server.stderr());
-    assert!(took < Duration::from_secs(5), "servable after {took:?}, over 5 s");
+    assert!(
+        took < Duration::from_secs(5),
+        "servable after {took:?}, over 5 s"
+    );
     let reply = post(&server, "/v2/models/twice/infer", &times_input(&[5.0]));
     assert_eq!(reply.json()["outputs"][0]["data"], json!([10.0]));
     assert_eq!(reply.json()["model_version"], "2");
@@ -335,7 +437,10 @@ fn watch_does_not_load_a_folder_still_being_copied() {
     });
     assert!(served, "never served; stderr:\n{}", server.stderr());
     let stderr = server.stderr();
-    assert!(!stderr.contains("model \"slow\" version 3: cannot load"), "{stderr}");
+    assert!(
+        !stderr.contains("model \"slow\" version 3: cannot load"),
+        "{stderr}"
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -355,10 +460,11 @@ fn watch_replaces_a_model_under_load_without_a_failed_request() {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let reply = post(&server, "/v2/models/times/infer", &times_input(&[1.0]));
-                    let y = (reply.status == 200).then(|| reply.json()["outputs"][0]["data"][0].clone());
+                    let y = (reply.status == 200)
+                        .then(|| reply.json()["outputs"][0]["data"][0].clone());
                     match y.and_then(|y| y.as_f64()) {
-                        Some(y) if y == 1.0 => old.fetch_add(1, Ordering::SeqCst),
-                        Some(y) if y == 2.0 => new.fetch_add(1, Ordering::SeqCst),
+                        Some(y) if (y - 1.0).abs() < 1e-6 => old.fetch_add(1, Ordering::SeqCst),
+                        Some(y) if (y - 2.0).abs() < 1e-6 => new.fetch_add(1, Ordering::SeqCst),
                         _ => {
                             let what = format!("{} {}", reply.status, reply.text());
                             failures.lock().expect("the list").push(what);
@@ -382,8 +488,16 @@ fn watch_replaces_a_model_under_load_without_a_failed_request() {
     }
     let failures = failures.lock().expect("the list").clone();
     let (old, new) = (old.load(Ordering::SeqCst), new.load(Ordering::SeqCst));
-    assert!(replaced, "the new model never answered ({old} old answers); stderr:\n{}", server.stderr());
-    assert_eq!(failures.len(), 0, "failed requests during the swap: {failures:?}");
+    assert!(
+        replaced,
+        "the new model never answered ({old} old answers); stderr:\n{}",
+        server.stderr()
+    );
+    assert_eq!(
+        failures.len(),
+        0,
+        "failed requests during the swap: {failures:?}"
+    );
     assert!(old >= 20 && new >= 20, "answers: {old} old, {new} new");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

@@ -90,10 +90,14 @@ impl ModelRegistry {
             match source {
                 Source::Folder(path) => folders.push((name.clone(), path.clone())),
                 other => {
-                    let selected = other
-                        .selected()
-                        .map_err(|why| Error::new(ErrorKind::Internal, format!("model \"{name}\": {why}")))?;
-                    files.extend(selected.into_iter().map(|(v, path)| (name.clone(), v, path)));
+                    let selected = other.selected().map_err(|why| {
+                        Error::new(ErrorKind::Internal, format!("model \"{name}\": {why}"))
+                    })?;
+                    files.extend(
+                        selected
+                            .into_iter()
+                            .map(|(v, path)| (name.clone(), v, path)),
+                    );
                 }
             }
         }
@@ -202,23 +206,28 @@ impl ModelRegistry {
 
     /// This registry with the folder model `folder` called `name`.
     pub(crate) fn with_folder(&self, name: &str, folder: Folder) -> ModelRegistry {
-        #[cfg_attr(not(feature = "language-models"), allow(unused_mut))]
-        let mut next = self.without(name);
-        match folder {
-            #[cfg(feature = "language-models")]
-            Folder::Decoder(decoder) => {
-                let mut all = (*next.decoders).clone();
-                all.insert(name.to_string(), decoder);
-                next.decoders = Arc::new(all);
-            }
-            #[cfg(feature = "language-models")]
-            Folder::Encoder(encoder) => {
-                let mut all = (*next.encoders).clone();
-                all.insert(name.to_string(), encoder);
-                next.encoders = Arc::new(all);
-            }
+        #[cfg(not(feature = "language-models"))]
+        {
+            let _ = name;
+            match folder {}
         }
-        next
+        #[cfg(feature = "language-models")]
+        {
+            let mut next = self.without(name);
+            match folder {
+                Folder::Decoder(decoder) => {
+                    let mut all = (*next.decoders).clone();
+                    all.insert(name.to_string(), decoder);
+                    next.decoders = Arc::new(all);
+                }
+                Folder::Encoder(encoder) => {
+                    let mut all = (*next.encoders).clone();
+                    all.insert(name.to_string(), encoder);
+                    next.encoders = Arc::new(all);
+                }
+            }
+            next
+        }
     }
 
     /// This registry without any model called `name`.
@@ -262,7 +271,8 @@ impl ModelRegistry {
     /// Version `version` of the ONNX model `name`, or a 404 `model_not_found` error that says
     /// which versions there are.
     pub fn version(&self, name: &str, version: u64) -> Result<Arc<Model>> {
-        self.served(name, Some(version)).map(|(_, served)| served.model)
+        self.served(name, Some(version))
+            .map(|(_, served)| served.model)
     }
 
     /// The statistics of version `version` of `name`.

@@ -340,12 +340,19 @@ impl ModelRepository {
     }
 
     fn change(&self) -> MutexGuard<'_, ()> {
-        self.0.changes.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0
+            .changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Replaces the registry by `f` of it.
     fn swap(&self, f: impl FnOnce(&ModelRegistry) -> ModelRegistry) {
-        let mut current = self.0.current.write().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self
+            .0
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let next = f(&current);
         *current = next;
     }

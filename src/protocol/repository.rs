@@ -21,7 +21,10 @@ pub(super) fn mount(app: App, repository: &ModelRepository) -> App {
             with_repository(repository, unload),
         )
         .get("/v2/models/stats", with_repository(repository, stats))
-        .get("/v2/models/<name>/stats", with_repository(repository, stats))
+        .get(
+            "/v2/models/<name>/stats",
+            with_repository(repository, stats),
+        )
         .get(
             "/v2/models/<name>/versions/<version>/stats",
             with_repository(repository, stats),
@@ -59,7 +62,8 @@ fn index(repository: &ModelRepository, req: &Request) -> Result<Json<Value>> {
         .index(request.ready)
         .into_iter()
         .map(|row| {
-            let mut entry = json!({"name": row.name, "state": row.state.as_str(), "reason": row.reason});
+            let mut entry =
+                json!({"name": row.name, "state": row.state.as_str(), "reason": row.reason});
             if let Some(version) = row.version {
                 entry["version"] = json!(version.to_string());
             }
@@ -138,8 +142,14 @@ fn document(app: App) -> App {
     let tally = json!({"type": "object", "required": ["count", "ns"], "properties": {
         "count": {"type": "integer", "minimum": 0}, "ns": {"type": "integer", "minimum": 0}}});
     let phases: Map<String, Value> = [
-        "success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
-        "cache_hit", "cache_miss",
+        "success",
+        "fail",
+        "queue",
+        "compute_input",
+        "compute_infer",
+        "compute_output",
+        "cache_hit",
+        "cache_miss",
     ]
     .iter()
     .map(|k| (k.to_string(), tally.clone()))
@@ -156,7 +166,9 @@ fn document(app: App) -> App {
         RouteDoc::new(summary)
             .with_description(description)
             .with_tag("KServe v2")
-            .with_request(json!({"type": "object", "properties": {"parameters": {"type": "object"}}}))
+            .with_request(
+                json!({"type": "object", "properties": {"parameters": {"type": "object"}}}),
+            )
             .with_response(json!({"type": "object"}))
             .with_errors(&[400, 404])
     };
@@ -202,8 +214,16 @@ fn document(app: App) -> App {
             "Requests in flight finish; later ones get 404 until the model is loaded again.",
         ),
     )
-    .document("GET", "/v2/models/stats", stats_doc("Statistics of every model"))
-    .document("GET", "/v2/models/<name>/stats", stats_doc("Statistics of a model"))
+    .document(
+        "GET",
+        "/v2/models/stats",
+        stats_doc("Statistics of every model"),
+    )
+    .document(
+        "GET",
+        "/v2/models/<name>/stats",
+        stats_doc("Statistics of a model"),
+    )
     .document(
         "GET",
         "/v2/models/<name>/versions/<version>/stats",

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::health::serving;
 use super::{with, with_repository, Readiness};
-use crate::model::{
-    DataType, Model, ModelRegistry, ModelRepository, ModelStats, Tensor, Timings,
-};
+use crate::model::{DataType, Model, ModelRegistry, ModelRepository, ModelStats, Tensor, Timings};
 use crate::{App, Error, ErrorKind, Json, Request, Response, Result, RouteDoc};
 
 const BINARY_HEADER: &str = "Inference-Header-Content-Length";

@@ -139,7 +139,10 @@ fn warm_up(model: &Model) -> Result<()> {
             .collect();
         let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         let Some(count) = count.filter(|&n| n <= MAX_WARM_UP_ELEMENTS) else {
-            log::debug!("model \"{}\": no warm-up run (inputs too large)", model.name());
+            log::debug!(
+                "model \"{}\": no warm-up run (inputs too large)",
+                model.name()
+            );
             return Ok(());
         };
         let one = match spec.datatype.as_str() {
@@ -152,7 +155,11 @@ fn warm_up(model: &Model) -> Result<()> {
     match model.infer(inputs) {
         Ok(_) => Ok(()),
         Err(err) if err.kind() == ErrorKind::InvalidInput => {
-            log::debug!("model \"{}\": warm-up run refused: {}", model.name(), err.message());
+            log::debug!(
+                "model \"{}\": warm-up run refused: {}",
+                model.name(),
+                err.message()
+            );
             Ok(())
         }
         Err(err) => Err(crate::Error::new(

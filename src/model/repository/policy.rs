@@ -93,7 +93,11 @@ fn strip_comments(text: &str) -> String {
 
 /// What lies between the first `{` of `text` (after an optional `:`) and its matching `}`.
 fn block(text: &str) -> Option<&str> {
-    let rest = text.trim_start().strip_prefix(':').unwrap_or(text).trim_start();
+    let rest = text
+        .trim_start()
+        .strip_prefix(':')
+        .unwrap_or(text)
+        .trim_start();
     let rest = rest.strip_prefix('{')?;
     let mut depth = 1usize;
     for (i, c) in rest.char_indices() {
@@ -148,7 +152,10 @@ mod tests {
     fn the_three_policies_parse_in_triton_spellings() {
         let cases = [
             ("version_policy: { all { }}", VersionPolicy::All),
-            ("version_policy { latest { num_versions: 1 } }", VersionPolicy::Latest(1)),
+            (
+                "version_policy { latest { num_versions: 1 } }",
+                VersionPolicy::Latest(1),
+            ),
             (
                 "version_policy: { specific: { versions: [1, 3] }}",
                 VersionPolicy::Specific(vec![1, 3]),
@@ -159,7 +166,11 @@ mod tests {
             ),
         ];
         for (text, expected) in cases {
-            assert_eq!(VersionPolicy::from_config(text).ok(), Some(expected), "{text}");
+            assert_eq!(
+                VersionPolicy::from_config(text).ok(),
+                Some(expected),
+                "{text}"
+            );
         }
     }
 

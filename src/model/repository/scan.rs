@@ -77,15 +77,18 @@ pub(crate) fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, Source>> {
         } else {
             continue;
         };
-        if sources.contains_key(&name) {
-            let why = format!(
-                "model folder {}/{name} and model file {name}.onnx have the same name \"{name}\": \
-                 rename one",
-                dir.display()
-            );
-            sources.insert(name, Source::Clash(why));
-        } else {
-            sources.insert(name, source);
+        let why = format!(
+            "model folder {}/{name} and model file {name}.onnx have the same name \"{name}\": \
+             rename one",
+            dir.display()
+        );
+        match sources.entry(name) {
+            std::collections::btree_map::Entry::Occupied(mut taken) => {
+                taken.insert(Source::Clash(why));
+            }
+            std::collections::btree_map::Entry::Vacant(free) => {
+                free.insert(source);
+            }
         }
     }
     Ok(sources)
