@@ -221,21 +221,22 @@ impl ModelRepository {
     /// when it is unloaded, loading or cannot be served at all); `ready_only` keeps the
     /// `READY` rows.
     pub fn index(&self, ready_only: bool) -> Vec<IndexEntry> {
-        let status = self.status().clone();
         let registry = self.registry();
-        let mut names: Vec<String> = status.keys().cloned().collect();
-        names.extend(registry.iter().map(|m| m.name().to_string()));
-        names.extend(registry.decoder_names().map(str::to_string));
-        names.extend(registry.encoder_names().map(str::to_string));
-        names.sort();
+        let status = self.status();
+        let mut names: Vec<&str> = status.keys().map(String::as_str).collect();
+        names.extend(registry.iter().map(|m| m.name()));
+        names.extend(registry.decoder_names());
+        names.extend(registry.encoder_names());
+        names.sort_unstable();
         names.dedup();
+        let everywhere = Status {
+            wanted: true,
+            ..Status::default()
+        };
         let mut rows = Vec::new();
         for name in names {
-            let st = status.get(&name).cloned().unwrap_or(Status {
-                wanted: true,
-                ..Status::default()
-            });
-            rows.extend(entries(&name, &st, &registry));
+            let st = status.get(name).unwrap_or(&everywhere);
+            rows.extend(entries(name, st, &registry));
         }
         rows.retain(|row| !ready_only || row.state == ModelState::Ready);
         rows
@@ -248,8 +249,8 @@ impl ModelRepository {
 
     /// The models that should be loaded and are not (or not wholly), with the reason.
     pub fn failures(&self) -> Vec<(String, String)> {
-        let status = self.status().clone();
         let registry = self.registry();
+        let status = self.status();
         let mut failures = Vec::new();
         for (name, st) in status.iter().filter(|(_, st)| st.wanted) {
             let served = !registry.versions(name).is_empty() || is_folder_model(&registry, name);

@@ -208,7 +208,7 @@ fn served(models: &ModelRegistry, req: &Request) -> Result<(u64, Arc<Model>, Arc
 /// The error for a model the registry does not serve: what the repository says of it (unloaded,
 /// failed to load) when it knows it.
 fn not_served(repository: &ModelRepository, name: &str, err: Error) -> Error {
-    if err.kind() != ErrorKind::ModelNotFound || err.message().contains("version") {
+    if err.kind() != ErrorKind::ModelNotFound {
         return err;
     }
     let rows = repository.index(false);
@@ -309,7 +309,10 @@ fn infer(repository: &ModelRepository, req: &Request) -> Result<Response> {
     let models = repository.registry();
     let name = req.param("name").unwrap_or_default();
     let (version, model, stats) =
-        served(&models, req).map_err(|err| not_served(repository, name, err))?;
+        served(&models, req).map_err(|err| match models.versions(name).is_empty() {
+            true => not_served(repository, name, err),
+            false => err,
+        })?;
     let started = Instant::now();
     let mut timings = Timings::default();
     let answer = run(&model, version, req, &mut timings);
