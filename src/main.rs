@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 use tinyserve::app::ApiKey;
 use tinyserve::http::TrustedProxies;
 use tinyserve::log::{LogFormat, LogLevel, Logger};
-use tinyserve::model::{Model, ModelOptions, ModelRegistry, TensorSpec};
+use tinyserve::model::{
+    ControlMode, Model, ModelOptions, ModelRegistry, ModelRepository, TensorSpec, Watcher,
+};
 use tinyserve::{protocol, App, Settings, Upstream};
 
 #[derive(Parser)]
@@ -24,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve every NAME.onnx (and decoder folder NAME/) of a folder: health probes, KServe v2, /models/NAME/predict and the OpenAI-compatible /v1.
+    /// Serve every NAME.onnx, NAME/VERSION/model.onnx (and decoder folder NAME/) of a folder: health probes, KServe v2, /models/NAME/predict and the OpenAI-compatible /v1.
     Serve(Box<ServeArgs>),
     /// Print a model's inputs and outputs with their datatypes and shapes.
     Inspect {
@@ -63,6 +65,22 @@ struct ServeArgs {
     /// /mnt/models and the runtime names it `{{.Name}}`.
     #[arg(long, value_name = "NAME")]
     model_name: Option<String>,
+    /// `none`: load every model of --models (Triton's default); `explicit`: load only the
+    /// --load-model ones, then what POST /v2/repository/models/NAME/load asks for.
+    #[arg(long, value_enum, default_value = "none")]
+    model_control_mode: ControlModeArg,
+    /// With --model-control-mode explicit, a model to load at start-up (repeatable).
+    #[arg(long = "load-model", value_name = "NAME")]
+    load_models: Vec<String>,
+    /// Poll --models every second: new and changed models load (once their files are the same
+    /// at two polls, and after a warm-up run) and replace the old ones without a failed
+    /// request; removed ones stop being served. Decoder and encoder folders are not watched.
+    #[arg(long)]
+    watch: bool,
+    /// Exit at start-up when any model fails to load (without it, such a model is UNAVAILABLE
+    /// in the repository index, /v2/health/ready says 503, and the others serve).
+    #[arg(long)]
+    exit_on_error: bool,
     /// Handlers running at once (worker turns) [default: 256]
     #[arg(long)]
     workers: Option<usize>,
@@ -166,6 +184,12 @@ struct ServeArgs {
     api_key_env: Option<String>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ControlModeArg {
+    None,
+    Explicit,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormatArg {
     Human,
@@ -225,7 +249,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> tinyserve::Result<()> {
-    let dir = args.models.unwrap_or_else(bundled_models);
+    let dir = args.models.clone().unwrap_or_else(bundled_models);
     let mut options = ModelOptions::default();
     options.sessions = args.sessions_per_model;
     options.intra_threads = args.intra_threads;
@@ -301,10 +325,8 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
         true => Some(loading_server(settings.clone(), &args.host, port)?),
         false => None,
     };
-    let models = match &args.model_name {
-        Some(name) => ModelRegistry::load_one_with(&dir, name, &options)?,
-        None => ModelRegistry::load_dir_with(&dir, &options)?,
-    };
+    let repository = open_repository(&args, &dir, &options)?;
+    let models = repository.registry();
     // The loaded server takes over the port the probes were answered on.
     let port = match loading {
         Some(server) => {
@@ -324,7 +346,7 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
     }
     let ready = protocol::Readiness::new(true);
     let app = App::new().with_settings(settings);
-    let app = protocol::mount_with_upstreams(app, &models, &ready, &upstreams);
+    let app = protocol::mount_repository(app, &repository, &ready, &upstreams);
     let server = app.bind((args.host.as_str(), port))?;
     #[cfg_attr(not(feature = "language-models"), allow(unused_mut))]
     let mut names: Vec<String> = models.iter().map(|m| m.name().to_string()).collect();
@@ -353,12 +375,58 @@ fn serve(args: ServeArgs) -> tinyserve::Result<()> {
         dir.display(),
         names.join(", ")
     );
+    for (name, why) in repository.failures() {
+        log::warn!("model \"{name}\" is UNAVAILABLE: {why}");
+    }
+    let _watcher = match args.watch {
+        true => Some(Watcher::start(&repository, Duration::from_secs(1))?),
+        false => None,
+    };
     let grace = Duration::from_secs_f64(args.shutdown_grace.max(0.0));
     stop_on_signals(&server, &ready, grace)?;
     tinyserve::log::listening(server.addr());
     server.join();
     log::info!("stopped");
     Ok(())
+}
+
+/// The models: the one of --model-name, or the repository at `dir` in the control mode asked
+/// for; with --exit-on-error, the first model that failed to load is the error.
+fn open_repository(
+    args: &ServeArgs,
+    dir: &Path,
+    options: &ModelOptions,
+) -> tinyserve::Result<ModelRepository> {
+    let explicit = args.model_control_mode == ControlModeArg::Explicit;
+    if let Some(name) = &args.model_name {
+        if args.watch || explicit || !args.load_models.is_empty() {
+            return Err(tinyserve::Error::bad_request(
+                "--model-name serves one model: it cannot be combined with --watch, \
+                 --model-control-mode explicit or --load-model",
+            ));
+        }
+        let registry = ModelRegistry::load_one_with(dir, name, options)?;
+        return Ok(ModelRepository::from_registry(registry));
+    }
+    if !explicit && !args.load_models.is_empty() {
+        return Err(tinyserve::Error::bad_request(
+            "--load-model needs --model-control-mode explicit (without it every model loads)",
+        ));
+    }
+    let mode = match explicit {
+        true => ControlMode::Explicit,
+        false => ControlMode::All,
+    };
+    let repository = ModelRepository::open(dir, options, mode, &args.load_models)?;
+    if args.exit_on_error {
+        if let Some((name, why)) = repository.failures().into_iter().next() {
+            return Err(tinyserve::Error::new(
+                tinyserve::ErrorKind::Internal,
+                format!("model \"{name}\": {why}"),
+            ));
+        }
+    }
+    Ok(repository)
 }
 
 /// SIGTERM or SIGINT: readiness turns 503 at once; after `grace` the listener closes and

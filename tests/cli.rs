@@ -193,10 +193,12 @@ fn serve_listens_and_answers() {
 }
 
 #[test]
-fn serve_with_a_broken_model_exits_naming_it() {
+fn serve_with_a_broken_model_and_exit_on_error_exits_naming_it() {
+    // Without --exit-on-error the broken model is UNAVAILABLE and the others serve
+    // (tests/repository.rs).
     let mut command = tinyserve();
     command
-        .args(["serve", "--port", "0", "--models"])
+        .args(["serve", "--port", "0", "--exit-on-error", "--models"])
         .arg(repo("models/tests/broken"));
     let out = assert_refuses_to_serve(command, "serving a broken folder succeeded");
     assert!(

@@ -156,7 +156,10 @@ fn an_encoder_folder_whose_model_does_not_fit_stops_start_up_naming_it() {
     }
     std::fs::copy(repo("models/iris.onnx"), folder.join("model.onnx")).expect("copy iris");
     let mut command = crate::support::process::tinyserve();
-    command.args(["serve", "--port", "0", "--models"]).arg(&dir);
+    // Without --exit-on-error the folder is UNAVAILABLE and the rest serves (tests/repository.rs).
+    command
+        .args(["serve", "--port", "0", "--exit-on-error", "--models"])
+        .arg(&dir);
     let out = assert_refuses_to_serve(command, "serving iris.onnx as an encoder succeeded");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(

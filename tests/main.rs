@@ -22,6 +22,7 @@ mod platforms;
 mod production;
 mod python;
 mod readme;
+mod repository;
 mod streaming;
 mod typed;
 mod websocket;

@@ -868,7 +868,10 @@ fn a_decoder_folder_missing_tokenizer_json_stops_start_up_naming_it() {
     }
     std::fs::copy(repo("models/iris.onnx"), dir.join("iris.onnx")).expect("copy iris");
     let mut command = crate::support::process::tinyserve();
-    command.args(["serve", "--port", "0", "--models"]).arg(&dir);
+    // Without --exit-on-error the folder is UNAVAILABLE and the rest serves (tests/repository.rs).
+    command
+        .args(["serve", "--port", "0", "--exit-on-error", "--models"])
+        .arg(&dir);
     let out = crate::support::serve::assert_refuses_to_serve(
         command,
         "serving a decoder folder without tokenizer.json succeeded",

@@ -1,4 +1,5 @@
-//! Models: the ONNX Runtime library, signatures, tensors and the registry of loaded models.
+//! Models: the ONNX Runtime library, signatures, tensors, the registry of loaded models and
+//! the repository that changes it while the server runs (versions, load and unload, watch).
 //!
 //! Decoder folders (a Hugging Face tokenizer, a chat template and a model with a KV cache)
 //! need the `language-models` feature (on by default); without it a registry that finds one
@@ -22,6 +23,7 @@ mod logits;
 mod onnx;
 mod options;
 mod registry;
+mod repository;
 mod runner;
 pub mod runtime;
 mod sessions;
@@ -50,6 +52,10 @@ pub use logits::argmax;
 pub use onnx::Model;
 pub use options::{ModelOptions, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
 pub use registry::ModelRegistry;
+pub use repository::{
+    ControlMode, IndexEntry, ModelRepository, ModelState, ModelStats, Timings, VersionPolicy,
+    Watcher,
+};
 pub use signature::{Signature, TensorSpec};
 pub use tensor::Tensor;
 #[cfg(feature = "language-models")]

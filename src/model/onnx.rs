@@ -148,6 +148,17 @@ impl Model {
     /// dimensions named like an input's), else from the shapes ONNX Runtime returns, before
     /// the outputs are copied.
     pub fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let mut queued = std::time::Duration::ZERO;
+        self.infer_queued(inputs, &mut queued)
+    }
+
+    /// [`Model::infer`], adding the time the run waited for a free session to `queued` (with
+    /// dynamic batching on, the wait for the batch is part of the run, not of `queued`).
+    pub fn infer_queued(
+        &self,
+        inputs: Vec<Tensor>,
+        queued: &mut std::time::Duration,
+    ) -> Result<Vec<Tensor>> {
         self.check_names(&inputs)?;
         let predicted = self.predicted_output_shapes(&inputs);
         let shapes = predicted
@@ -163,7 +174,8 @@ impl Model {
                 return Ok(outputs);
             }
         }
-        self.runner.run(inputs, self.max_response_bytes)
+        self.runner
+            .run_queued(inputs, self.max_response_bytes, queued)
     }
 
     /// The largest answer a request may get, in bytes ([`ModelOptions::max_response_bytes`]).

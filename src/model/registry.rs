@@ -1,7 +1,9 @@
-//! `ModelRegistry`: every `NAME.onnx` of a folder, loaded once at startup and shared by handlers.
+//! `ModelRegistry`: the models of a folder as they are at one moment — each version of each
+//! ONNX model, and the decoder and encoder folders — shared by handlers. A
+//! [`ModelRepository`](super::ModelRepository) swaps in a new registry when models change.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -15,24 +17,48 @@ use super::decoder_dir::REQUIRED_FILES;
 use super::encoder::Encoder;
 use super::onnx::Model;
 use super::options::ModelOptions;
+use super::repository::scan::{scan, Source};
+use super::repository::stats::ModelStats;
 use crate::{Error, ErrorKind, Result};
 
-/// Every model of a folder, by name: each `NAME.onnx` file, and each subfolder `NAME/` in
-/// Hugging Face Optimum's decoder layout (a `Decoder`, served through the `/v1` API only) or
-/// sentence-transformers' encoder layout (an `Encoder`: `/v1/embeddings` and `/embed`).
-/// Cheap to clone: clones share the loaded models.
+/// One served version of a model: the loaded model and its statistics.
+#[derive(Debug, Clone)]
+pub(crate) struct Served {
+    pub(crate) model: Arc<Model>,
+    pub(crate) stats: Arc<ModelStats>,
+}
+
+/// The versions of one model, by number.
+pub(crate) type Versions = BTreeMap<u64, Served>;
+
+/// A decoder or an encoder folder, loaded.
+#[derive(Debug, Clone)]
+pub(crate) enum Folder {
+    #[cfg(feature = "language-models")]
+    Decoder(Arc<Decoder>),
+    #[cfg(feature = "language-models")]
+    Encoder(Arc<Encoder>),
+}
+
+/// Every model of a folder, by name: each `NAME.onnx` file (version 1), each folder
+/// `NAME/VERSION/model.onnx` in Triton's layout (the versions its `config.pbtxt` selects, all
+/// without one), and each subfolder `NAME/` in Hugging Face Optimum's decoder layout (a
+/// `Decoder`, served through the `/v1` API only) or sentence-transformers' encoder layout (an
+/// `Encoder`: `/v1/embeddings` and `/embed`). A name without a version means its highest.
+/// Cheap to clone: clones share the loaded models. A registry never changes; a
+/// [`ModelRepository`](super::ModelRepository) hands out a new one when models change.
 ///
 /// # Example
 /// ```no_run
 /// use tinyserve::model::ModelRegistry;
 /// let models = ModelRegistry::load_dir("models")?;
 /// let iris = models.get("iris")?;
-/// println!("{:?}", iris.signature().inputs);
+/// println!("{:?} {:?}", iris.signature().inputs, models.versions("iris"));
 /// # Ok::<(), tinyserve::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ModelRegistry {
-    models: Arc<BTreeMap<String, Arc<Model>>>,
+    versions: Arc<BTreeMap<String, Versions>>,
     #[cfg(feature = "language-models")]
     decoders: Arc<BTreeMap<String, Arc<Decoder>>>,
     #[cfg(feature = "language-models")]
@@ -40,87 +66,51 @@ pub struct ModelRegistry {
 }
 
 impl ModelRegistry {
-    /// Loads every `NAME.onnx` and decoder folder `NAME/` directly inside `dir` with default
-    /// options.
+    /// Loads every model directly inside `dir` with default options.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<ModelRegistry> {
         ModelRegistry::load_dir_with(dir, &ModelOptions::default())
     }
 
-    /// Loads every `NAME.onnx` directly inside `dir`, and every subfolder that holds
-    /// `model.onnx` or `tokenizer.json` as a decoder called by the folder's name
+    /// Loads every `NAME.onnx` directly inside `dir`, every folder in Triton's layout
+    /// `NAME/VERSION/model.onnx`, and every subfolder that holds `model.onnx` or
+    /// `tokenizer.json` as a decoder (or encoder) called by the folder's name
     /// (`Decoder::load_with`). Fails on the first file or folder that does not load, naming
     /// it and the reason (a folder that half-matches the layout names what is missing); fails
     /// when the folder holds no model, or a file and a folder of the same name.
+    /// [`ModelRepository::open`](super::ModelRepository::open) is the lenient form.
     pub fn load_dir_with(dir: impl AsRef<Path>, options: &ModelOptions) -> Result<ModelRegistry> {
         let dir = dir.as_ref();
-        let unreadable = |err: std::io::Error| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("cannot read model folder {}: {err}", dir.display()),
-            )
-        };
-        let mut paths = Vec::new();
+        let sources = scan(dir).map_err(|err| unreadable(dir, &err))?;
+        if sources.is_empty() {
+            return Err(empty_folder(dir));
+        }
+        let mut files = Vec::new();
         let mut folders = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
-            let path = entry.map_err(unreadable)?.path();
-            if path.extension().is_some_and(|ext| ext == "onnx") && path.is_file() {
-                paths.push(path);
-            } else if is_decoder_dir(&path) {
-                folders.push(path);
+        for (name, source) in &sources {
+            match source {
+                Source::Folder(path) => folders.push((name.clone(), path.clone())),
+                other => {
+                    let selected = other.selected().map_err(|why| {
+                        Error::new(ErrorKind::Internal, format!("model \"{name}\": {why}"))
+                    })?;
+                    files.extend(
+                        selected
+                            .into_iter()
+                            .map(|(v, path)| (name.clone(), v, path)),
+                    );
+                }
             }
         }
-        paths.sort();
-        folders.sort();
-        if paths.is_empty() && folders.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "no .onnx files (or decoder folders with model.onnx and tokenizer.json) in \
-                     model folder {}",
-                    dir.display()
-                ),
-            ));
+        let mut registry = ModelRegistry::default();
+        for (name, version, model) in load_files(&files, options) {
+            let mut versions = registry.versions_of(&name);
+            versions.insert(version, Served::new(model?));
+            registry = registry.with_versions(&name, versions);
         }
-        // Building ONNX Runtime sessions is CPU work that runs side by side: load the files
-        // on rayon's pool (one thread per core), then take them in name order, so the first
-        // failing file is the one reported whatever finished first.
-        let loaded: Vec<(String, Result<Model>)> = paths
-            .par_iter()
-            .map(|path| {
-                let name = path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let model = Model::load(&name, path, options);
-                (name, model)
-            })
-            .collect();
-        let mut models = BTreeMap::new();
-        for (name, model) in loaded {
-            models.insert(name, Arc::new(model?));
+        for (name, path) in folders {
+            registry = registry.with_folder(&name, load_folder(&name, &path, options)?);
         }
-        #[cfg(feature = "language-models")]
-        let (decoders, encoders) = load_folders(folders, &models, options)?;
-        #[cfg(not(feature = "language-models"))]
-        if let Some(folder) = folders.first() {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "model folder {} is a decoder folder (it has {}), but this build of \
-                     tinyserve lacks the `language-models` feature: rebuild with \
-                     `--features language-models` or move the folder out",
-                    folder.display(),
-                    REQUIRED_FILES.join(" or ")
-                ),
-            ));
-        }
-        Ok(ModelRegistry {
-            models: Arc::new(models),
-            #[cfg(feature = "language-models")]
-            decoders: Arc::new(decoders),
-            #[cfg(feature = "language-models")]
-            encoders: Arc::new(encoders),
-        })
+        Ok(registry)
     }
 
     /// Loads one model named `name` from `path`, whatever its file is called: what KServe's
@@ -189,53 +179,129 @@ impl ModelRegistry {
         }
     }
 
-    /// A registry holding `model` alone.
+    /// A registry holding `model` alone, as version 1.
     fn of_model(model: Model) -> ModelRegistry {
-        let mut models = BTreeMap::new();
-        models.insert(model.name().to_string(), Arc::new(model));
-        ModelRegistry {
-            models: Arc::new(models),
-            #[cfg(feature = "language-models")]
-            decoders: Arc::default(),
-            #[cfg(feature = "language-models")]
-            encoders: Arc::default(),
+        let mut versions = Versions::new();
+        let name = model.name().to_string();
+        versions.insert(1, Served::new(model));
+        ModelRegistry::default().with_versions(&name, versions)
+    }
+
+    /// A registry holding the decoder (or encoder) folder `dir` alone, called `name`.
+    fn of_decoder(name: &str, dir: &Path, options: &ModelOptions) -> Result<ModelRegistry> {
+        Ok(ModelRegistry::default().with_folder(name, load_folder(name, dir, options)?))
+    }
+
+    /// This registry with `name` serving `versions` (and no folder model of that name); none
+    /// removes the model.
+    pub(crate) fn with_versions(&self, name: &str, versions: Versions) -> ModelRegistry {
+        let mut next = self.without(name);
+        if !versions.is_empty() {
+            let mut all = (*next.versions).clone();
+            all.insert(name.to_string(), versions);
+            next.versions = Arc::new(all);
+        }
+        next
+    }
+
+    /// This registry with the folder model `folder` called `name`.
+    pub(crate) fn with_folder(&self, name: &str, folder: Folder) -> ModelRegistry {
+        #[cfg(not(feature = "language-models"))]
+        {
+            let _ = name;
+            match folder {}
+        }
+        #[cfg(feature = "language-models")]
+        {
+            let mut next = self.without(name);
+            match folder {
+                Folder::Decoder(decoder) => {
+                    let mut all = (*next.decoders).clone();
+                    all.insert(name.to_string(), decoder);
+                    next.decoders = Arc::new(all);
+                }
+                Folder::Encoder(encoder) => {
+                    let mut all = (*next.encoders).clone();
+                    all.insert(name.to_string(), encoder);
+                    next.encoders = Arc::new(all);
+                }
+            }
+            next
         }
     }
 
-    /// A registry holding the decoder folder `dir` alone, called `name`.
-    fn of_decoder(name: &str, dir: &Path, options: &ModelOptions) -> Result<ModelRegistry> {
+    /// This registry without any model called `name`.
+    pub(crate) fn without(&self, name: &str) -> ModelRegistry {
+        let mut next = self.clone();
+        if next.versions.contains_key(name) {
+            let mut all = (*next.versions).clone();
+            all.remove(name);
+            next.versions = Arc::new(all);
+        }
         #[cfg(feature = "language-models")]
         {
-            // An encoder folder holds `tokenizer.json` too: it is served as the one model.
-            let (mut decoders, mut encoders) = (BTreeMap::new(), BTreeMap::new());
-            if Encoder::is_encoder_dir(dir) {
-                encoders.insert(
-                    name.to_string(),
-                    Arc::new(Encoder::load_with(name, dir, options)?),
-                );
-            } else {
-                decoders.insert(
-                    name.to_string(),
-                    Arc::new(Decoder::load_with(name, dir, options)?),
-                );
+            if next.decoders.contains_key(name) {
+                let mut all = (*next.decoders).clone();
+                all.remove(name);
+                next.decoders = Arc::new(all);
             }
-            Ok(ModelRegistry {
-                models: Arc::default(),
-                decoders: Arc::new(decoders),
-                encoders: Arc::new(encoders),
-            })
+            if next.encoders.contains_key(name) {
+                let mut all = (*next.encoders).clone();
+                all.remove(name);
+                next.encoders = Arc::new(all);
+            }
         }
-        #[cfg(not(feature = "language-models"))]
-        {
-            let _ = (name, options);
-            Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "model folder {} is a decoder folder, but this build of tinyserve lacks \
-                     the `language-models` feature",
-                    dir.display()
-                ),
-            ))
+        next
+    }
+
+    /// The served versions of `name` (empty when it has none).
+    pub(crate) fn versions_of(&self, name: &str) -> Versions {
+        self.versions.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The version numbers of the ONNX model `name`, in increasing order (empty when no such
+    /// model is served).
+    pub fn versions(&self, name: &str) -> Vec<u64> {
+        self.versions
+            .get(name)
+            .map(|v| v.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Version `version` of the ONNX model `name`, or a 404 `model_not_found` error that says
+    /// which versions there are.
+    pub fn version(&self, name: &str, version: u64) -> Result<Arc<Model>> {
+        self.served(name, Some(version))
+            .map(|(_, served)| served.model)
+    }
+
+    /// The statistics of version `version` of `name`.
+    pub fn stats(&self, name: &str, version: u64) -> Option<Arc<ModelStats>> {
+        let served = self.versions.get(name)?.get(&version)?;
+        Some(Arc::clone(&served.stats))
+    }
+
+    /// Version `version` of `name` (its highest without one), with its number.
+    pub(crate) fn served(&self, name: &str, version: Option<u64>) -> Result<(u64, Served)> {
+        let versions = self.versions.get(name);
+        let found = match (versions, version) {
+            (Some(all), Some(v)) => all.get(&v).map(|s| (v, s.clone())),
+            (Some(all), None) => all.iter().next_back().map(|(v, s)| (*v, s.clone())),
+            (None, _) => None,
+        };
+        match (found, versions, version) {
+            (Some(found), _, _) => Ok(found),
+            (None, Some(all), Some(v)) => {
+                let list: Vec<String> = all.keys().map(|v| format!("\"{v}\"")).collect();
+                Err(Error::new(
+                    ErrorKind::ModelNotFound,
+                    format!(
+                        "model \"{name}\" has no version \"{v}\" (versions: {})",
+                        list.join(", ")
+                    ),
+                ))
+            }
+            _ => Err(self.not_found(name)),
         }
     }
 
@@ -281,90 +347,125 @@ impl ModelRegistry {
         self.encoders.values()
     }
 
-    /// The model called `name`, or a 404 `model_not_found` error (which says so when `name`
-    /// is a decoder folder, served through `/v1` only).
+    /// The model called `name` (its highest version), or a 404 `model_not_found` error
+    /// (which says so when `name` is a decoder folder, served through `/v1` only).
     pub fn get(&self, name: &str) -> Result<Arc<Model>> {
-        self.models.get(name).cloned().ok_or_else(|| {
-            if self.decoder_names().any(|decoder| decoder == name) {
-                Error::new(
-                    ErrorKind::ModelNotFound,
-                    format!(
-                        "model \"{name}\" is a decoder folder: it is served through \
-                         /v1/completions and /v1/chat/completions only"
-                    ),
-                )
-            } else if self.encoder_names().any(|encoder| encoder == name) {
-                Error::new(
-                    ErrorKind::ModelNotFound,
-                    format!(
-                        "model \"{name}\" is an embedding model: it is served through \
-                         /v1/embeddings and /embed only"
-                    ),
-                )
-            } else {
-                Error::model_not_found(name)
-            }
-        })
+        self.served(name, None).map(|(_, served)| served.model)
     }
 
-    /// The `.onnx` file models in name order (decoders: `ModelRegistry::decoders`).
+    /// The error for a name no ONNX model has.
+    fn not_found(&self, name: &str) -> Error {
+        if self.decoder_names().any(|decoder| decoder == name) {
+            Error::new(
+                ErrorKind::ModelNotFound,
+                format!(
+                    "model \"{name}\" is a decoder folder: it is served through \
+                     /v1/completions and /v1/chat/completions only"
+                ),
+            )
+        } else if self.encoder_names().any(|encoder| encoder == name) {
+            Error::new(
+                ErrorKind::ModelNotFound,
+                format!(
+                    "model \"{name}\" is an embedding model: it is served through \
+                     /v1/embeddings and /embed only"
+                ),
+            )
+        } else {
+            Error::model_not_found(name)
+        }
+    }
+
+    /// The ONNX models (each at its highest version) in name order (decoders:
+    /// `ModelRegistry::decoders`).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Model>> {
-        self.models.values()
+        self.versions
+            .values()
+            .filter_map(|versions| versions.values().next_back())
+            .map(|served| &served.model)
     }
 
-    /// Number of `.onnx` file models (decoders not counted).
+    /// Number of ONNX models (decoders not counted; versions of one model count once).
     pub fn len(&self) -> usize {
-        self.models.len()
+        self.versions.len()
     }
 
-    /// Whether no `.onnx` file model is loaded.
+    /// Whether no ONNX model is loaded.
     pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
+        self.versions.is_empty()
     }
 }
 
-/// The decoders and the encoders of a registry, by name.
-#[cfg(feature = "language-models")]
-type Folders = (
-    BTreeMap<String, Arc<Decoder>>,
-    BTreeMap<String, Arc<Encoder>>,
-);
-
-/// Loads each folder as an encoder ([`Encoder::is_encoder_dir`]) or a decoder, refusing one
-/// named like a `.onnx` file model.
-#[cfg(feature = "language-models")]
-fn load_folders(
-    folders: Vec<std::path::PathBuf>,
-    models: &BTreeMap<String, Arc<Model>>,
-    options: &ModelOptions,
-) -> Result<Folders> {
-    let mut decoders = BTreeMap::new();
-    let mut encoders = BTreeMap::new();
-    for folder in folders {
-        let name = folder
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if models.contains_key(&name) {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "model folder {} and model file {}.onnx have the same name \"{name}\": \
-                         rename one",
-                    folder.display(),
-                    name
-                ),
-            ));
+impl Served {
+    /// A new version with fresh statistics.
+    pub(crate) fn new(model: Model) -> Served {
+        Served {
+            model: Arc::new(model),
+            stats: Arc::default(),
         }
-        if Encoder::is_encoder_dir(&folder) {
-            let encoder = Encoder::load_with(&name, &folder, options)?;
-            encoders.insert(name, Arc::new(encoder));
-            continue;
-        }
-        let decoder = Decoder::load_with(&name, &folder, options)?;
-        decoders.insert(name, Arc::new(decoder));
     }
-    Ok((decoders, encoders))
+}
+
+/// The error of a folder that cannot be read.
+fn unreadable(dir: &Path, err: &std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!("cannot read model folder {}: {err}", dir.display()),
+    )
+}
+
+/// The error of a folder that holds no model.
+pub(crate) fn empty_folder(dir: &Path) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!(
+            "no .onnx files (or decoder folders with model.onnx and tokenizer.json, or \
+             NAME/VERSION/model.onnx folders) in model folder {}",
+            dir.display()
+        ),
+    )
+}
+
+/// Loads `(name, version, path)` files side by side: building ONNX Runtime sessions is CPU
+/// work, so the files load on rayon's pool (one thread per core), and come back in the order
+/// given, so the first failing file is the one reported whatever finished first.
+pub(crate) fn load_files(
+    files: &[(String, u64, PathBuf)],
+    options: &ModelOptions,
+) -> Vec<(String, u64, Result<Model>)> {
+    files
+        .par_iter()
+        .map(|(name, version, path)| (name.clone(), *version, Model::load(name, path, options)))
+        .collect()
+}
+
+/// Loads the folder `dir` as an encoder ([`Encoder::is_encoder_dir`]) or a decoder.
+pub(crate) fn load_folder(name: &str, dir: &Path, options: &ModelOptions) -> Result<Folder> {
+    #[cfg(feature = "language-models")]
+    {
+        if Encoder::is_encoder_dir(dir) {
+            return Ok(Folder::Encoder(Arc::new(Encoder::load_with(
+                name, dir, options,
+            )?)));
+        }
+        Ok(Folder::Decoder(Arc::new(Decoder::load_with(
+            name, dir, options,
+        )?)))
+    }
+    #[cfg(not(feature = "language-models"))]
+    {
+        let _ = (name, options);
+        Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "model folder {} is a decoder folder (it has {}), but this build of \
+                 tinyserve lacks the `language-models` feature: rebuild with \
+                 `--features language-models` or move the folder out",
+                dir.display(),
+                REQUIRED_FILES.join(" or ")
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]

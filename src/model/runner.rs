@@ -20,11 +20,24 @@ impl Runner {
     /// Runs one inference; outputs whose shapes cannot fit in `limit` bytes are refused before
     /// they are copied out of ONNX Runtime.
     pub(crate) fn run(&self, inputs: Vec<Tensor>, limit: usize) -> Result<Vec<Tensor>> {
+        let mut queued = std::time::Duration::ZERO;
+        self.run_queued(inputs, limit, &mut queued)
+    }
+
+    /// [`Runner::run`], adding the time spent waiting for a free session to `queued`.
+    pub(crate) fn run_queued(
+        &self,
+        inputs: Vec<Tensor>,
+        limit: usize,
+        queued: &mut std::time::Duration,
+    ) -> Result<Vec<Tensor>> {
         let mut values = Vec::with_capacity(inputs.len());
         for tensor in inputs {
             values.push((tensor.name.clone(), tensor.into_ort()?));
         }
+        let waiting = std::time::Instant::now();
         let mut session = self.sessions.take();
+        *queued += waiting.elapsed();
         let started = std::time::Instant::now();
         let result = (|| {
             let outputs = session.run(values).map_err(|err| self.run_error(&err))?;

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::model::ModelRepository;
 use crate::{Error, ErrorKind, Group, Json, Result, RouteDoc};
 
 /// Whether the server should receive traffic. Cheap to clone; clones share one flag.
@@ -37,15 +38,30 @@ impl Readiness {
     }
 }
 
-pub(super) fn group(ready: &Readiness) -> Group {
-    let ready = ready.clone();
+/// `Ok` when the server is ready and every model that should be loaded is, else a 503
+/// `not_ready` error naming the first model that is not and why.
+pub(super) fn serving(ready: &Readiness, repository: &ModelRepository) -> Result<()> {
+    ready.check()?;
+    let failures = repository.failures();
+    match failures.first() {
+        None => Ok(()),
+        Some((name, why)) => Err(Error::new(
+            ErrorKind::NotReady,
+            format!(
+                "{} model(s) not ready; model \"{name}\": {why}",
+                failures.len()
+            ),
+        )),
+    }
+}
+
+pub(super) fn group(ready: &Readiness, repository: &ModelRepository) -> Group {
+    let (ready, repository) = (ready.clone(), repository.clone());
     Group::new()
         .without_key()
         .get("/healthz", |_| Json(serde_json::json!({"status": "ok"})))
         .get("/readyz", move |_| {
-            ready
-                .check()
-                .map(|()| Json(serde_json::json!({"status": "ready"})))
+            serving(&ready, &repository).map(|()| Json(serde_json::json!({"status": "ready"})))
         })
         .document(
             "GET",
@@ -59,7 +75,11 @@ pub(super) fn group(ready: &Readiness) -> Group {
             "GET",
             "/readyz",
             RouteDoc::new("Readiness: models loaded, not shutting down")
-                .with_description("503 `not_ready` from the moment a shutdown starts.")
+                .with_description(
+                    "503 `not_ready` while a model that should be loaded is not (it failed \
+                     to load: see `POST /v2/repository/index`), and from the moment a \
+                     shutdown starts.",
+                )
                 .with_tag("Health")
                 .with_response(status("ready"))
                 .with_errors(&[503]),

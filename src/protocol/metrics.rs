@@ -12,13 +12,13 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::Generators;
-use crate::model::ModelRegistry;
+use crate::model::ModelRepository;
 use crate::{App, Error, Group, Response, RouteDoc, Upstream};
 
 /// `GET /metrics`: the server metrics of `app`, and what the built-in APIs serve.
 pub(super) fn group(
     app: &App,
-    models: &ModelRegistry,
+    models: &ModelRepository,
     generators: &Generators,
     upstreams: &[Upstream],
 ) -> Group {
@@ -48,7 +48,7 @@ pub(super) fn group(
 
 /// What the built-in APIs serve, read at each scrape: models, generators and upstreams.
 struct Served {
-    models: ModelRegistry,
+    models: ModelRepository,
     generators: Generators,
     upstreams: Vec<Upstream>,
 }
@@ -75,8 +75,8 @@ fn counters<L: prometheus_client::encoding::EncodeLabelSet>(
 
 impl Collector for Served {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let stats: Vec<_> = self
-            .models
+        let models = self.models.registry();
+        let stats: Vec<_> = models
             .iter()
             .map(|m| (m.name().to_string(), m.inference_stats()))
             .collect();
@@ -97,7 +97,7 @@ impl Collector for Served {
                 .iter()
                 .map(|(name, h)| ([("model", name.as_str())], h.count())),
         )?;
-        let batches = self.models.iter().flat_map(|m| {
+        let batches = models.iter().flat_map(|m| {
             let name = m.name().to_string();
             m.batch_sizes()
                 .into_iter()

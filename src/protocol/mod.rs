@@ -9,6 +9,7 @@ mod metrics;
 mod openai;
 mod predict;
 mod proxy;
+mod repository;
 mod v2;
 
 pub use health::Readiness;
@@ -16,7 +17,7 @@ pub use openai::Generators;
 pub use predict::run as predict;
 pub use proxy::probe as probe_upstream;
 
-use crate::model::ModelRegistry;
+use crate::model::{ModelRegistry, ModelRepository};
 use crate::{App, Group, Request, Upstream};
 
 /// Adds every built-in route for `models` to `app`: `/healthz`, `/readyz`, the v2 protocol
@@ -51,34 +52,70 @@ pub fn mount_with_upstreams(
     ready: &Readiness,
     upstreams: &[Upstream],
 ) -> App {
-    app.mount("/", group(models, ready, upstreams))
+    let repository = ModelRepository::from_registry(models.clone());
+    mount_repository(app, &repository, ready, upstreams)
 }
 
-/// The built-in routes as one group: the health probes (without the key), v2, `/v1` with the
-/// embeddings, `/metrics`, predict, and the pages, in that order (the OpenAPI document's).
-/// `/metrics` and the pages are built from the app the group is mounted on: its server
-/// metrics, its route catalog and settings.
-fn group(models: &ModelRegistry, ready: &Readiness, upstreams: &[Upstream]) -> Group {
-    let generators = Generators::from_registry(models);
-    let openai = openai::mount(Group::new(), models, &generators, upstreams);
+/// [`mount_with_upstreams`] over a [`ModelRepository`] whose models may change while the
+/// server runs: the v2 and predict routes take the models of the moment at each request,
+/// and Triton's model repository extension (`/v2/repository/...`) and statistics extension
+/// (`/v2/models/NAME/stats`) are added. The `/v1` routes (generation and embeddings) and the
+/// OpenAPI document serve the models loaded when this is called.
+///
+/// # Example
+/// ```no_run
+/// use tinyserve::model::{ControlMode, ModelOptions, ModelRepository};
+/// use tinyserve::{protocol, App};
+/// let repository = ModelRepository::open("models", &ModelOptions::default(), ControlMode::All, &[])?;
+/// let ready = protocol::Readiness::new(true);
+/// protocol::mount_repository(App::new(), &repository, &ready, &[]).run("127.0.0.1:8000")?;
+/// # Ok::<(), tinyserve::Error>(())
+/// ```
+pub fn mount_repository(
+    app: App,
+    repository: &ModelRepository,
+    ready: &Readiness,
+    upstreams: &[Upstream],
+) -> App {
+    app.mount("/", group(repository, ready, upstreams))
+}
+
+/// The built-in routes as one group: the health probes (without the key), v2 with the
+/// repository extension, `/v1` with the embeddings, `/metrics`, predict, and the pages, in
+/// that order (the OpenAPI document's). `/metrics` and the pages are built from the app the
+/// group is mounted on: its server metrics, its route catalog and settings.
+fn group(repository: &ModelRepository, ready: &Readiness, upstreams: &[Upstream]) -> Group {
+    let models = repository.registry();
+    let generators = Generators::from_registry(&models);
+    let openai = openai::mount(Group::new(), &models, &generators, upstreams);
     #[cfg(feature = "language-models")]
-    let openai = embeddings::mount(openai, models);
-    let (served, listed) = (models.clone(), upstreams.to_vec());
+    let openai = embeddings::mount(openai, &models);
+    let (served, listed) = (repository.clone(), upstreams.to_vec());
     let documented = models.clone();
     Group::new()
-        .mount("/", health::group(ready))
-        .mount("/", v2::mount(Group::new(), models, ready))
+        .mount("/", health::group(ready, repository))
+        .mount("/", v2::mount(Group::new(), repository, ready))
+        .mount("/", repository::mount(Group::new(), repository))
         .mount("/", openai)
         .with_app(move |app| metrics::group(app, &served, &generators, &listed))
-        .mount("/", predict::mount(Group::new(), models))
+        .mount("/", predict::mount(Group::new(), repository))
         .with_app(move |app| crate::pages::group(app, &documented))
 }
 
-/// A handler that calls `f` with its own clone of the registry.
+/// A handler that calls `f` with the models of the moment: a request keeps them to its end.
 fn with<R: 'static>(
-    models: &ModelRegistry,
+    repository: &ModelRepository,
     f: fn(&ModelRegistry, &Request) -> R,
 ) -> impl Fn(&Request) -> R + Send + Sync + 'static {
-    let models = models.clone();
-    move |req| f(&models, req)
+    let repository = repository.clone();
+    move |req| f(&repository.registry(), req)
+}
+
+/// A handler that calls `f` with the repository.
+fn with_repository<R: 'static>(
+    repository: &ModelRepository,
+    f: fn(&ModelRepository, &Request) -> R,
+) -> impl Fn(&Request) -> R + Send + Sync + 'static {
+    let repository = repository.clone();
+    move |req| f(&repository, req)
 }

@@ -9,10 +9,10 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::with;
-use crate::model::{Model, ModelRegistry, Tensor};
+use crate::model::{Model, ModelRegistry, ModelRepository, Tensor};
 use crate::{Error, Group, Json, Request, Response, Result, RouteDoc};
 
-pub(super) fn mount(app: Group, models: &ModelRegistry) -> Group {
+pub(super) fn mount(app: Group, models: &ModelRepository) -> Group {
     let app = app
         .get("/models", with(models, |models, _| Json(list(models))))
         .post(

@@ -5,29 +5,30 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::{with, Readiness};
-use crate::model::{DataType, Model, ModelRegistry, Tensor};
-use crate::{Error, Group, Json, Request, Response, Result, RouteDoc};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-const VERSION: &str = "1";
+use super::health::serving;
+use super::{with, with_repository, Readiness};
+use crate::model::{DataType, Model, ModelRegistry, ModelRepository, ModelStats, Tensor, Timings};
+use crate::{Error, ErrorKind, Group, Json, Request, Response, Result, RouteDoc};
+
 const BINARY_HEADER: &str = "Inference-Header-Content-Length";
 
-pub(super) fn mount(app: Group, models: &ModelRegistry, ready: &Readiness) -> Group {
-    let ready = ready.clone();
+pub(super) fn mount(app: Group, models: &ModelRepository, ready: &Readiness) -> Group {
+    let (ready, repository) = (ready.clone(), models.clone());
     let app = app
         .get("/v2/health/live", |_| {
             Json(serde_json::json!({"live": true}))
         })
         .get("/v2/health/ready", move |_| {
-            ready
-                .check()
-                .map(|()| Json(serde_json::json!({"ready": true})))
+            serving(&ready, &repository).map(|()| Json(serde_json::json!({"ready": true})))
         })
         .get("/v2", |_| {
             Json(serde_json::json!({
                 "name": "tinyserve",
                 "version": env!("CARGO_PKG_VERSION"),
-                "extensions": ["binary_tensor_data"],
+                "extensions": ["binary_tensor_data", "model_repository", "statistics"],
             }))
         })
         .get("/v2/models/<name>", with(models, metadata))
@@ -40,10 +41,10 @@ pub(super) fn mount(app: Group, models: &ModelRegistry, ready: &Readiness) -> Gr
             "/v2/models/<name>/versions/<version>/ready",
             with(models, model_ready),
         )
-        .post("/v2/models/<name>/infer", with(models, infer))
+        .post("/v2/models/<name>/infer", with_repository(models, infer))
         .post(
             "/v2/models/<name>/versions/<version>/infer",
-            with(models, infer),
+            with_repository(models, infer),
         );
     document(app)
 }
@@ -176,29 +177,70 @@ pub(super) fn tensor_spec_schema() -> Value {
             "description": "-1 marks a dynamic dimension"}}})
 }
 
-/// The model the path names; a version other than "1" does not exist.
-fn model_for(models: &ModelRegistry, req: &Request) -> Result<std::sync::Arc<Model>> {
+/// The version the path names (the highest without one), with its number.
+fn model_for(models: &ModelRegistry, req: &Request) -> Result<(u64, Arc<Model>)> {
+    let (version, model, _) = served(models, req)?;
+    Ok((version, model))
+}
+
+/// The model, version number and statistics the path names.
+fn served(models: &ModelRegistry, req: &Request) -> Result<(u64, Arc<Model>, Arc<ModelStats>)> {
     let name = req.param("name").unwrap_or_default();
-    match req.param("version") {
-        Some(version) if version != VERSION => Err(Error::new(
-            crate::ErrorKind::ModelNotFound,
-            format!("model \"{name}\" has no version \"{version}\" (only \"{VERSION}\")"),
-        )),
-        _ => models.get(name),
+    let version = match req.param("version") {
+        None => None,
+        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+            Error::new(
+                ErrorKind::ModelNotFound,
+                format!("model \"{name}\" has no version \"{text}\" (versions are numbers)"),
+            )
+        })?),
+    };
+    let model = match version {
+        Some(v) => models.version(name, v)?,
+        None => models.get(name)?,
+    };
+    let number = version.or_else(|| models.versions(name).last().copied());
+    let number = number.unwrap_or(1);
+    let stats = models.stats(name, number).unwrap_or_default();
+    Ok((number, model, stats))
+}
+
+/// The error for a model the registry does not serve: what the repository says of it (unloaded,
+/// failed to load) when it knows it.
+fn not_served(repository: &ModelRepository, name: &str, err: Error) -> Error {
+    if err.kind() != ErrorKind::ModelNotFound {
+        return err;
+    }
+    let rows = repository.index(false);
+    match rows.iter().find(|row| row.name == name) {
+        Some(row) if !row.reason.is_empty() => Error::new(
+            ErrorKind::ModelNotFound,
+            format!(
+                "model \"{name}\" is not loaded ({}: {})",
+                row.state.as_str(),
+                row.reason
+            ),
+        ),
+        _ => err,
     }
 }
 
 fn metadata(models: &ModelRegistry, req: &Request) -> Result<Json<Value>> {
-    let model = model_for(models, req)?;
+    let (_, model) = model_for(models, req)?;
     let specs = |specs: &[crate::model::TensorSpec]| -> Vec<Value> {
         specs
             .iter()
             .map(|s| serde_json::json!({"name": s.name, "datatype": s.datatype.as_str(), "shape": s.shape}))
             .collect()
     };
+    let versions: Vec<String> = models
+        .versions(model.name())
+        .iter()
+        .map(u64::to_string)
+        .collect();
     Ok(Json(serde_json::json!({
         "name": model.name(),
-        "versions": [VERSION],
+        "versions": versions,
         "platform": "onnx_onnxv1",
         "inputs": specs(&model.signature().inputs),
         "outputs": specs(&model.signature().outputs),
@@ -206,7 +248,7 @@ fn metadata(models: &ModelRegistry, req: &Request) -> Result<Json<Value>> {
 }
 
 fn model_ready(models: &ModelRegistry, req: &Request) -> Result<Json<Value>> {
-    let model = model_for(models, req)?;
+    let (_, model) = model_for(models, req)?;
     Ok(Json(
         serde_json::json!({"name": model.name(), "ready": true}),
     ))
@@ -261,8 +303,34 @@ struct OutputParameters<'a> {
     binary_data: Option<&'a RawValue>,
 }
 
-fn infer(models: &ModelRegistry, req: &Request) -> Result<Response> {
-    let model = model_for(models, req)?;
+/// `POST /v2/models/NAME[/versions/V]/infer`: on the models of the moment (a model replaced
+/// meanwhile answers this request from its old version), counted in the version's statistics.
+fn infer(repository: &ModelRepository, req: &Request) -> Result<Response> {
+    let models = repository.registry();
+    let name = req.param("name").unwrap_or_default();
+    let (version, model, stats) =
+        served(&models, req).map_err(|err| match models.versions(name).is_empty() {
+            true => not_served(repository, name, err),
+            false => err,
+        })?;
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let answer = run(&model, version, req, &mut timings);
+    match &answer {
+        Ok((_, rows)) => stats.record_success(started.elapsed(), *rows, timings),
+        Err(_) => stats.record_failure(started.elapsed()),
+    }
+    answer.map(|(response, _)| response)
+}
+
+/// Decodes, runs and answers one request, timing each phase; also returns its rows.
+fn run(
+    model: &Model,
+    version: u64,
+    req: &Request,
+    timings: &mut Timings,
+) -> Result<(Response, u64)> {
+    let phase = Instant::now();
     let body = req.body();
     let (json, mut binary): (&[u8], &[u8]) = match req.header(BINARY_HEADER) {
         Some(len) => {
@@ -288,7 +356,7 @@ fn infer(models: &ModelRegistry, req: &Request) -> Result<Response> {
     let request: InferRequest = serde_json::from_slice(json).map_err(Error::from_json)?;
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in &request.inputs {
-        inputs.push(read_input(&model, input, &mut binary)?);
+        inputs.push(read_input(model, input, &mut binary)?);
     }
     if !binary.is_empty() {
         return Err(Error::invalid_input(format!(
@@ -296,8 +364,20 @@ fn infer(models: &ModelRegistry, req: &Request) -> Result<Response> {
             binary.len()
         )));
     }
-    let outputs = model.infer(inputs)?;
-    respond(&model, request, outputs)
+    let rows = inputs
+        .first()
+        .and_then(|t| t.shape.first().copied())
+        .map_or(1, |rows| rows as u64);
+    timings.compute_input = phase.elapsed();
+    let phase = Instant::now();
+    let mut queued = Duration::ZERO;
+    let outputs = model.infer_queued(inputs, &mut queued)?;
+    timings.queue = queued;
+    timings.compute_infer = phase.elapsed().saturating_sub(queued);
+    let phase = Instant::now();
+    let response = respond(model, version, request, outputs)?;
+    timings.compute_output = phase.elapsed();
+    Ok((response, rows))
 }
 
 fn read_input(model: &Model, input: &InferInput, binary: &mut &[u8]) -> Result<Tensor> {
@@ -347,7 +427,12 @@ fn read_input(model: &Model, input: &InferInput, binary: &mut &[u8]) -> Result<T
 
 /// Writes the answer's JSON (and binary outputs after it) straight into bytes: the elements
 /// are never held as `Value`s, and writing stops at the response limit.
-fn respond(model: &Model, request: InferRequest, outputs: Vec<Tensor>) -> Result<Response> {
+fn respond(
+    model: &Model,
+    version: u64,
+    request: InferRequest,
+    outputs: Vec<Tensor>,
+) -> Result<Response> {
     let all_binary = flag(request.parameters.binary_data_output);
     let selected: Vec<(Tensor, bool)> = match request.outputs {
         None => outputs.into_iter().map(|t| (t, all_binary)).collect(),
@@ -399,7 +484,7 @@ fn respond(model: &Model, request: InferRequest, outputs: Vec<Tensor>) -> Result
     out.extend_from_slice(b"{\"model_name\":");
     text(&mut out, model.name());
     out.extend_from_slice(b",\"model_version\":");
-    text(&mut out, VERSION);
+    text(&mut out, &version.to_string());
     out.extend_from_slice(b",\"outputs\":[");
     for (i, (tensor, as_binary)) in selected.iter().enumerate() {
         if i > 0 {

@@ -139,6 +139,9 @@ fn schemathesis_finds_no_failure_in_any_operation() {
     // 3.11's ast.parse (used to describe a strategy) fails now and then with "AST
     // constructor recursion depth mismatch", a runtime error of the tool, not the API.
     command.args(["--workers", "1", "--request-timeout", "30"]);
+    // Unloading changes what every later operation finds: a fuzzed unload of `iris` would make
+    // the rest of the run a series of 404s. tests/repository.rs tests it.
+    command.args(["--exclude-path-regex", "/unload$"]);
     let out = run(command, Duration::from_secs(900));
     assert_ok(&out, "st run", &server.stderr());
     let cases = after(&out.stdout, "Test cases:");
@@ -149,9 +152,10 @@ fn schemathesis_finds_no_failure_in_any_operation() {
     );
     let tested: usize = after(&out.stdout, "Tested:").parse().unwrap_or(0);
     println!("schemathesis: {tested} of {operations} operations, {cases}");
-    // schemathesis leaves out the operation it loads the document from, GET /openapi.json.
+    // schemathesis leaves out the operation it loads the document from, GET /openapi.json,
+    // and the unload operation is excluded.
     assert_eq!(
-        tested + 1,
+        tested + 2,
         operations,
         "every other operation is tested:\n{}",
         out.stdout
