@@ -25,8 +25,10 @@ use crate::{Error, ErrorKind, Result};
 
 mod pooling;
 mod runner;
+mod wordpiece;
 pub use pooling::Pooling;
 use runner::{EncoderRunner, Rows};
+use wordpiece::FastWordPiece;
 
 /// Padded tokens (rows × the longest row) one ONNX run takes at most; a larger batch runs in
 /// several, rows of similar length together, so that a request of 2,048 long texts does not
@@ -58,6 +60,8 @@ pub struct Encoder {
     tokenizer: tokenizers::Tokenizer,
     /// The same, truncating to `max_length` (special tokens kept).
     truncating: tokenizers::Tokenizer,
+    /// The same ids for ASCII text, faster, when `tokenizer.json` has BERT's shape.
+    fast: Option<FastWordPiece>,
     max_length: usize,
     vocab_size: usize,
     normalize: bool,
@@ -242,6 +246,7 @@ impl Encoder {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             vocab_size: tokenizer.get_vocab_size(true),
+            fast: FastWordPiece::from_json(&read_json(dir, "tokenizer.json")?),
             tokenizer,
             truncating,
             max_length,
@@ -307,6 +312,15 @@ impl Encoder {
                 .map(|encoding| encoding.get_ids().to_vec())
                 .map_err(|err| Error::invalid_input(format!("cannot tokenize the input: {err}")))
         };
+        if let Some(fast) = &self.fast {
+            if let Some(mut ids) = fast.encode(text) {
+                if ids.len() <= self.max_length
+                    || (truncate && fast.truncate(&mut ids, self.max_length))
+                {
+                    return Ok(ids);
+                }
+            }
+        }
         let ids = encode(&self.tokenizer)?;
         if ids.len() <= self.max_length {
             return Ok(ids);
