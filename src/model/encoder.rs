@@ -195,9 +195,11 @@ impl Encoder {
             let session = Session::builder(environment)
                 .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
                 .and_then(|b| {
-                    // As for model files: what a large batch's run allocates is freed when it
-                    // ends, instead of being kept for the life of the session.
-                    let cpu = ort::ep::CPU::default().with_arena_allocator(false).build();
+                    // With the arena, a run reuses what the previous one allocated (without
+                    // it, every run's tensors were allocated and faulted in anew); a run of
+                    // over ARENA_RUN_TOKENS gives back what it took when it ends
+                    // (EncoderRunner::run), so the arena keeps what small runs need.
+                    let cpu = ort::ep::CPU::default().with_arena_allocator(true).build();
                     b.with_execution_providers([cpu]).map_err(Into::into)
                 })
                 .and_then(|mut b| b.commit_from_file(&path))

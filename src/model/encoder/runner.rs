@@ -1,7 +1,7 @@
 //! [`EncoderRunner`]: an encoder's ONNX sessions and what turns their token vectors into
 //! embeddings. Shared by the [`Encoder`](super::Encoder) and its batch runners.
 
-use ort::session::SessionInputValue;
+use ort::session::{RunOptions, SessionInputValue};
 use ort::value::Tensor as OrtTensor;
 
 use super::pooling::{self, Pooling};
@@ -97,9 +97,16 @@ impl EncoderRunner {
                 tensor("token_type_ids", types)?.into(),
             ));
         }
+        let mut options = RunOptions::new()
+            .map_err(|err| Error::internal(format!("model \"{}\": {err}", self.name)))?;
+        if rows.len() * width > ARENA_RUN_TOKENS {
+            options
+                .set("memory.enable_memory_arena_shrinkage", "cpu:0")
+                .map_err(|err| Error::internal(format!("model \"{}\": {err}", self.name)))?;
+        }
         let mut session = self.sessions.take();
         let outputs = session
-            .run(inputs)
+            .run_with_options(inputs, &options)
             .map_err(|err| Error::internal(format!("model \"{}\": {err}", self.name)))?;
         let hidden = outputs.get(&self.output).ok_or_else(|| {
             Error::internal(format!(
@@ -135,6 +142,10 @@ impl EncoderRunner {
 /// operator, allocating its tensors) is about what a few more tokens cost on the bundled
 /// encoder, and less on a larger model, whose work per token is larger.
 const RUN_COST_TOKENS: usize = 16;
+
+/// Padded tokens over which a run gives its memory back to the system when it ends; the
+/// session's arena keeps what runs up to this size need, for the next run to reuse.
+const ARENA_RUN_TOKENS: usize = 4096;
 
 /// Most rows one run takes: more gains nothing, and it bounds the search in [`runs`].
 const MAX_RUN_ROWS: usize = 256;
