@@ -4,8 +4,8 @@
 //! `sentence_bert_config.json`, `config.json`), served as an embedding model.
 //!
 //! Texts are tokenized with the folder's `tokenizer.json` (its special tokens added),
-//! truncated to the model's maximum length, padded to the longest of the batch with an
-//! attention mask, run together, pooled as `1_Pooling/config.json` says and L2-normalized when
+//! truncated to the model's maximum length, sorted by length and run in runs of similar
+//! lengths, each padded to its longest with an attention mask, pooled as `1_Pooling/config.json` says and L2-normalized when
 //! `modules.json` has a `Normalize` module.
 
 use std::path::{Path, PathBuf};
@@ -30,9 +30,8 @@ pub use pooling::Pooling;
 use runner::{EncoderRunner, Rows};
 use wordpiece::FastWordPiece;
 
-/// Padded tokens (rows × the longest row) one ONNX run takes at most; a larger batch runs in
-/// several, rows of similar length together, so that a request of 2,048 long texts does not
-/// build one huge attention tensor.
+/// Padded tokens (rows × the longest row) one ONNX run takes at most, so that a request of
+/// 2,048 long texts does not build one huge attention tensor.
 pub const MAX_RUN_TOKENS: usize = 16_384;
 
 /// The maximum length when no config of the folder names one.
@@ -369,10 +368,10 @@ impl Encoder {
     }
 
     /// The embedding of each row of ids (from [`Encoder::tokenize`] or
-    /// [`Encoder::check_ids`]), in order, L2-normalized when `normalize`. Rows are padded to
-    /// the longest with an attention mask and run together: one ONNX run for up to
-    /// [`MAX_RUN_TOKENS`] padded tokens; a larger batch runs in several, rows of similar
-    /// length together. With dynamic batching on, the rows of concurrent calls run together
+    /// [`Encoder::check_ids`]), in order, L2-normalized when `normalize`. Rows are sorted by
+    /// length and cut into the runs that pad the fewest tokens, each padded to its longest row
+    /// with an attention mask (at most [`MAX_RUN_TOKENS`] padded tokens). With dynamic
+    /// batching on, the rows of concurrent calls run together
     /// (see [`Encoder::batch_sizes`]). A row without ids is a 400.
     pub fn embed(&self, rows: &[Vec<u32>], normalize: bool) -> Result<Vec<Vec<f32>>> {
         if let Some(i) = rows.iter().position(Vec::is_empty) {
