@@ -171,3 +171,113 @@ fn an_encoder_folder_whose_model_does_not_fit_stops_start_up_naming_it() {
         out.stderr
     );
 }
+
+/// Cosine similarity of two JSON vectors.
+fn cosine(a: &Value, b: &Value) -> f64 {
+    let numbers = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .map(|v| v.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let (a, b) = (numbers(a), numbers(b));
+    assert_eq!(a.len(), b.len(), "vectors of different lengths");
+    let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (norm(&a) * norm(&b))
+}
+
+/// The vectors of an answer of `/v1/embeddings` (OpenAI's shape) or `/embed` (a list).
+fn vectors_of(answer: &Value) -> Vec<Value> {
+    match answer.get("data") {
+        Some(data) => data
+            .as_array()
+            .map(|d| d.iter().map(|e| e["embedding"].clone()).collect())
+            .unwrap_or_default(),
+        None => answer.as_array().cloned().unwrap_or_default(),
+    }
+}
+
+#[test]
+fn concurrent_embedding_requests_share_a_batch_when_batching_is_on() {
+    // Four requests in flight at once (the server's four workers): 3 + 3 + 2 + 2 = 10 texts,
+    // the batch size, so the batch runs as soon as the last one is queued; the long delay only
+    // keeps the first ones waiting for it on a busy machine.
+    let requests = [
+        (
+            "/v1/embeddings",
+            json!({"model": "tinyembed", "input": ["a class", "a loop", "the list of keywords"],
+                   "encoding_format": "float"}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "tinyembed", "input": ["an int", "x", "while True: pass"],
+                   "encoding_format": "float"}),
+        ),
+        (
+            "/embed",
+            json!({"inputs": ["lambda", "yield from a generator"]}),
+        ),
+        (
+            "/embed",
+            json!({"inputs": ["try and except", "a dict"], "normalize": false}),
+        ),
+    ];
+    let batched = ServeChild::builder()
+        .models(repo("models"))
+        .args(["--max-batch-size", "tinyembed=10"])
+        .args(["--batch-timeout-us", "5000000"])
+        .start();
+    let barrier = std::sync::Barrier::new(requests.len());
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|(path, body)| {
+                let (barrier, batched) = (&barrier, &batched);
+                scope.spawn(move || {
+                    barrier.wait();
+                    batched.ok(path, body)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    // One batch of the 10 texts, and no other: every request ran in it.
+    let series = "tinyserve_batches_total{model=\"tinyembed\",size=\"10\"}";
+    assert_eq!(batched.metric(series), 1.0, "{}", batched.stderr());
+    let mut http = Conn::get(batched.addr, "/metrics");
+    let metrics = String::from_utf8(http.read_to_end()).expect("metrics are UTF-8");
+    let batches: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("tinyserve_batches_total{model=\"tinyembed\""))
+        .collect();
+    assert_eq!(batches, [format!("{series} 1")], "{metrics}");
+    // Each request got its own vectors, normalized or not as it asked: those a server without
+    // batching gives it.
+    let alone = ServeChild::start(&[]);
+    for ((path, body), answer) in requests.iter().zip(&answers) {
+        let expected = vectors_of(&alone.ok(path, body));
+        let got = vectors_of(answer);
+        assert_eq!(got.len(), expected.len(), "{path} {body}: {answer}");
+        for (got, expected) in got.iter().zip(&expected) {
+            assert!(cosine(got, expected) > 0.99999, "{path} {body}: {answer}");
+            let length = |v: &Value| {
+                v.as_array()
+                    .map_or(0.0, |v| {
+                        v.iter()
+                            .filter_map(Value::as_f64)
+                            .map(|x| x * x)
+                            .sum::<f64>()
+                    })
+                    .sqrt()
+            };
+            let (a, b) = (length(got), length(expected));
+            assert!(
+                (a - b).abs() < 1e-4 * b,
+                "{path} {body}: length {a} against {b}"
+            );
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! Dynamic batching (Triton's `max_batch_size` / `max_queue_delay_microseconds`): concurrent
-//! requests for a model whose first dimension is dynamic are concatenated along it, run once,
-//! and split back, so a busy model runs fewer, larger inferences.
+//! requests for a model are run together and each gets back its own share, so a busy model
+//! runs fewer, larger inferences. The queue is the same for every kind of model ([`Job`]):
+//! tensors of a model whose first dimension is dynamic are concatenated along it and split
+//! back ([`merged`]); an encoder's texts are embedded in one run.
 //!
 //! Batching never makes one client's request fail because of another's. A request joins the
 //! queue only after it passed every check that can be made without running the model (names,
@@ -16,8 +18,38 @@ use std::time::{Duration, Instant};
 use super::tensor::Tensor;
 use crate::{Error, Result};
 
-/// What a batch runner calls to run one (merged) request: the model's sessions.
-pub(crate) type Run = dyn Fn(Vec<Tensor>) -> Result<Vec<Tensor>> + Send + Sync;
+/// A request the batcher can run together with others.
+pub(crate) trait Job: Send + 'static {
+    /// What the request gets back.
+    type Answer: Send + 'static;
+    /// Whether `self` and `other` can run together.
+    fn fits_with(&self, other: &Self) -> bool;
+}
+
+/// What a batch runner calls to run one batch: the requests, in order; each one's answer, in
+/// the same order.
+pub(crate) type Run<J> = dyn Fn(&[J]) -> Result<Vec<<J as Job>::Answer>> + Send + Sync;
+
+/// A model's inputs, batched along their first dimension.
+impl Job for Vec<Tensor> {
+    type Answer = Vec<Tensor>;
+
+    fn fits_with(&self, other: &Self) -> bool {
+        compatible(self, other)
+    }
+}
+
+/// A batch run for tensors from `run`, which runs one request: the requests' inputs
+/// concatenated along the first dimension, run once, the outputs split back.
+pub(crate) fn merged(
+    run: impl Fn(Vec<Tensor>) -> Result<Vec<Tensor>> + Send + Sync + 'static,
+) -> Arc<Run<Vec<Tensor>>> {
+    Arc::new(move |requests: &[Vec<Tensor>]| {
+        let counts: Vec<usize> = requests.iter().map(|r| rows(r).unwrap_or(0)).collect();
+        let inputs: Vec<&[Tensor]> = requests.iter().map(Vec::as_slice).collect();
+        run(concat(&inputs)).and_then(|outputs| split(outputs, &counts))
+    })
+}
 
 /// Rows of a request: the common first dimension of its inputs, if they share one.
 pub(crate) fn rows(inputs: &[Tensor]) -> Option<usize> {
@@ -89,29 +121,29 @@ fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>> {
 }
 
 /// A request waiting to join a batch.
-struct Pending {
-    inputs: Vec<Tensor>,
+struct Pending<J: Job> {
+    job: J,
     rows: usize,
     arrived: Instant,
-    reply: mpsc::SyncSender<Result<Vec<Tensor>>>,
+    reply: mpsc::SyncSender<Result<J::Answer>>,
 }
 
 /// One model's batcher: the queue its runner threads take batches from. Dropping it stops
 /// the runners (within a second, when they next find the queue idle).
-pub(crate) struct Batcher {
-    queue: Arc<Queue>,
+pub(crate) struct Batcher<J: Job> {
+    queue: Arc<Queue<J>>,
 }
 
 /// The requests waiting for a batch, and the batch sizes run so far.
-struct Queue {
-    waiting: Mutex<VecDeque<Pending>>,
+struct Queue<J: Job> {
+    waiting: Mutex<VecDeque<Pending<J>>>,
     wake: Condvar,
     max_rows: usize,
     delay: Duration,
     sizes: Mutex<BTreeMap<usize, u64>>,
 }
 
-impl Batcher {
+impl<J: Job> Batcher<J> {
     /// Starts `threads` batch runners (one per session, so batches run in parallel) that merge
     /// up to `max_rows` rows, waiting at most `delay` after the first request, and run each
     /// batch with `run`.
@@ -119,8 +151,8 @@ impl Batcher {
         max_rows: usize,
         delay: Duration,
         threads: usize,
-        run: Arc<Run>,
-    ) -> Batcher {
+        run: Arc<Run<J>>,
+    ) -> Batcher<J> {
         let queue = Arc::new(Queue {
             waiting: Mutex::new(VecDeque::new()),
             wake: Condvar::new(),
@@ -139,10 +171,10 @@ impl Batcher {
     }
 
     /// Queues a request and waits for its share of a batch's outputs.
-    pub(crate) fn submit(&self, inputs: Vec<Tensor>, rows: usize) -> Result<Vec<Tensor>> {
+    pub(crate) fn submit(&self, job: J, rows: usize) -> Result<J::Answer> {
         let (reply, answer) = mpsc::sync_channel(1);
         let pending = Pending {
-            inputs,
+            job,
             rows,
             arrived: Instant::now(),
             reply,
@@ -168,11 +200,11 @@ impl Batcher {
     }
 }
 
-impl Queue {
+impl<J: Job> Queue<J> {
     /// Waits for the next batch: the oldest request, plus compatible ones that arrive within
     /// the delay after it, up to `max_rows` rows. `None` after a second with no request, so
     /// that the runner can see whether its model is gone.
-    fn next_batch(&self) -> Option<Vec<Pending>> {
+    fn next_batch(&self) -> Option<Vec<Pending<J>>> {
         let mut queue = self.waiting.lock().ok()?;
         loop {
             if queue.is_empty() {
@@ -198,8 +230,8 @@ impl Queue {
         let mut batch = vec![first];
         let mut i = 0;
         while i < queue.len() {
-            let fits = rows + queue[i].rows <= self.max_rows
-                && compatible(&batch[0].inputs, &queue[i].inputs);
+            let fits =
+                rows + queue[i].rows <= self.max_rows && batch[0].job.fits_with(&queue[i].job);
             if fits {
                 if let Some(pending) = queue.remove(i) {
                     rows += pending.rows;
@@ -214,40 +246,58 @@ impl Queue {
 }
 
 /// A runner thread: takes batches until the [`Batcher`] is dropped.
-fn run_batches(queue: &Weak<Queue>, run: &Run) {
+fn run_batches<J: Job>(queue: &Weak<Queue<J>>, run: &Run<J>) {
     loop {
         let Some(queue) = queue.upgrade() else { return };
         let Some(batch) = queue.next_batch() else {
             continue;
         };
-        let rows: Vec<usize> = batch.iter().map(|p| p.rows).collect();
         if let Ok(mut sizes) = queue.sizes.lock() {
-            *sizes.entry(rows.iter().sum()).or_default() += 1;
+            *sizes.entry(batch.iter().map(|p| p.rows).sum()).or_default() += 1;
         }
         drop(queue);
-        let inputs: Vec<&[Tensor]> = batch.iter().map(|p| p.inputs.as_slice()).collect();
-        let outcome = run(concat(&inputs)).and_then(|outputs| split(outputs, &rows));
+        let jobs: Vec<J>;
+        let replies: Vec<_>;
+        (jobs, replies) = batch.into_iter().map(|p| (p.job, p.reply)).unzip();
+        let outcome = run(&jobs).and_then(|answers| match answers.len() == jobs.len() {
+            true => Ok(answers),
+            false => Err(Error::internal(format!(
+                "a batch of {} requests got {} answers",
+                jobs.len(),
+                answers.len()
+            ))),
+        });
         match outcome {
-            Ok(pieces) => {
-                for (pending, piece) in batch.into_iter().zip(pieces) {
-                    let _ = pending.reply.send(Ok(piece));
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(answer));
                 }
             }
-            Err(err) if batch.len() == 1 => {
-                if let Some(pending) = batch.into_iter().next() {
-                    let _ = pending.reply.send(Err(err));
+            Err(err) if jobs.len() == 1 => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(err));
                 }
             }
-            Err(_) => run_alone(run, batch),
+            Err(_) => run_alone(run, jobs, replies),
         }
     }
 }
 
 /// Runs each request of a failed batch on its own, so each gets the answer it would have got
-/// without batching: the request at fault its own error, the others their outputs.
-fn run_alone(run: &Run, batch: Vec<Pending>) {
-    for pending in batch {
-        let _ = pending.reply.send(run(pending.inputs));
+/// without batching: the request at fault its own error, the others their answers.
+fn run_alone<J: Job>(
+    run: &Run<J>,
+    jobs: Vec<J>,
+    replies: Vec<mpsc::SyncSender<Result<J::Answer>>>,
+) {
+    for (job, reply) in jobs.into_iter().zip(replies) {
+        let answer = run(std::slice::from_ref(&job)).and_then(|answers| {
+            answers
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::internal("a request run alone got no answer"))
+        });
+        let _ = reply.send(answer);
     }
 }
 

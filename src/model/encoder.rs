@@ -4,16 +4,17 @@
 //! `sentence_bert_config.json`, `config.json`), served as an embedding model.
 //!
 //! Texts are tokenized with the folder's `tokenizer.json` (its special tokens added),
-//! truncated to the model's maximum length, padded to the longest of the batch with an
-//! attention mask, run together, pooled as `1_Pooling/config.json` says and L2-normalized when
+//! truncated to the model's maximum length, sorted by length and run in runs of similar
+//! lengths, each padded to its longest with an attention mask, pooled as `1_Pooling/config.json` says and L2-normalized when
 //! `modules.json` has a `Normalize` module.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use ort::session::{Session, SessionInputValue};
-use ort::value::Tensor as OrtTensor;
+use ort::session::Session;
 use serde_json::Value;
 
+use super::batch::Batcher;
 use super::datatype::DataType;
 use super::decoder_dir::REQUIRED_FILES;
 use super::runtime;
@@ -23,11 +24,14 @@ use super::{ModelOptions, Signature};
 use crate::{Error, ErrorKind, Result};
 
 mod pooling;
+mod runner;
+mod wordpiece;
 pub use pooling::Pooling;
+use runner::{EncoderRunner, Rows};
+use wordpiece::FastWordPiece;
 
-/// Padded tokens (rows × the longest row) one ONNX run takes at most; a larger batch runs in
-/// several, rows of similar length together, so that a request of 2,048 long texts does not
-/// build one huge attention tensor.
+/// Padded tokens (rows × the longest row) one ONNX run takes at most, so that a request of
+/// 2,048 long texts does not build one huge attention tensor.
 pub const MAX_RUN_TOKENS: usize = 16_384;
 
 /// The maximum length when no config of the folder names one.
@@ -55,16 +59,16 @@ pub struct Encoder {
     tokenizer: tokenizers::Tokenizer,
     /// The same, truncating to `max_length` (special tokens kept).
     truncating: tokenizers::Tokenizer,
+    /// The same ids for ASCII text, faster, when `tokenizer.json` has BERT's shape.
+    fast: Option<FastWordPiece>,
     max_length: usize,
-    pad_id: u32,
     vocab_size: usize,
-    /// The width of `last_hidden_state`.
-    hidden: usize,
-    pooling: Vec<Pooling>,
     normalize: bool,
-    token_type_ids: bool,
-    output: String,
-    sessions: SessionPool,
+    /// The sessions and pooling, shared with the batch runners.
+    runner: Arc<EncoderRunner>,
+    /// On when [`ModelOptions::max_batch_size`] (or its override for this model) is over 1:
+    /// concurrent requests' texts are embedded together.
+    batcher: Option<Batcher<Rows>>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -74,7 +78,7 @@ impl std::fmt::Debug for Encoder {
             .field("dir", &self.dir)
             .field("max_length", &self.max_length)
             .field("dimension", &self.dimension())
-            .field("pooling", &self.pooling)
+            .field("pooling", &self.runner.pooling)
             .field("normalize", &self.normalize)
             .finish()
     }
@@ -190,9 +194,11 @@ impl Encoder {
             let session = Session::builder(environment)
                 .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
                 .and_then(|b| {
-                    // As for model files: what a large batch's run allocates is freed when it
-                    // ends, instead of being kept for the life of the session.
-                    let cpu = ort::ep::CPU::default().with_arena_allocator(false).build();
+                    // With the arena, a run reuses what the previous one allocated (without
+                    // it, every run's tensors were allocated and faulted in anew); a run of
+                    // over ARENA_RUN_TOKENS gives back what it took when it ends
+                    // (EncoderRunner::run), so the arena keeps what small runs need.
+                    let cpu = ort::ep::CPU::default().with_arena_allocator(true).build();
                     b.with_execution_providers([cpu]).map_err(Into::into)
                 })
                 .and_then(|mut b| b.commit_from_file(&path))
@@ -219,20 +225,35 @@ impl Encoder {
                     ))
                 })?,
         };
+        let runner = Arc::new(EncoderRunner {
+            name: name.to_string(),
+            pad_id,
+            hidden,
+            pooling,
+            token_type_ids,
+            output,
+            sessions: SessionPool::new(sessions),
+        });
+        let max_rows = options.batch_size_for(name);
+        let batcher = (max_rows > 1).then(|| {
+            Batcher::start(
+                max_rows,
+                options.batch_timeout,
+                runner.sessions.len(),
+                EncoderRunner::batched(Arc::clone(&runner)),
+            )
+        });
         Ok(Encoder {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             vocab_size: tokenizer.get_vocab_size(true),
+            fast: FastWordPiece::from_json(&read_json(dir, "tokenizer.json")?),
             tokenizer,
             truncating,
             max_length,
-            pad_id,
-            hidden,
-            pooling,
             normalize,
-            token_type_ids,
-            output,
-            sessions: SessionPool::new(sessions),
+            runner,
+            batcher,
         })
     }
 
@@ -253,12 +274,21 @@ impl Encoder {
 
     /// The length of an embedding: the hidden width times the pooling modes.
     pub fn dimension(&self) -> usize {
-        self.hidden * self.pooling.len()
+        self.runner.hidden * self.runner.pooling.len()
     }
 
     /// How token vectors become one vector.
     pub fn pooling(&self) -> &[Pooling] {
-        &self.pooling
+        &self.runner.pooling
+    }
+
+    /// Batches run so far, as (texts, count), when dynamic batching is on
+    /// ([`ModelOptions::max_batch_size`]): concurrent requests' texts embedded together.
+    pub fn batch_sizes(&self) -> Vec<(usize, u64)> {
+        self.batcher
+            .as_ref()
+            .map(Batcher::sizes)
+            .unwrap_or_default()
     }
 
     /// Whether `modules.json` has a `Normalize` module (the embeddings have length 1).
@@ -283,6 +313,15 @@ impl Encoder {
                 .map(|encoding| encoding.get_ids().to_vec())
                 .map_err(|err| Error::invalid_input(format!("cannot tokenize the input: {err}")))
         };
+        if let Some(fast) = &self.fast {
+            if let Some(mut ids) = fast.encode(text) {
+                if ids.len() <= self.max_length
+                    || (truncate && fast.truncate(&mut ids, self.max_length))
+                {
+                    return Ok(ids);
+                }
+            }
+        }
         let ids = encode(&self.tokenizer)?;
         if ids.len() <= self.max_length {
             return Ok(ids);
@@ -329,10 +368,11 @@ impl Encoder {
     }
 
     /// The embedding of each row of ids (from [`Encoder::tokenize`] or
-    /// [`Encoder::check_ids`]), in order, L2-normalized when `normalize`. Rows are padded to
-    /// the longest with an attention mask and run together: one ONNX run for up to
-    /// [`MAX_RUN_TOKENS`] padded tokens; a larger batch runs in several, rows of similar
-    /// length together. A row without ids is a 400.
+    /// [`Encoder::check_ids`]), in order, L2-normalized when `normalize`. Rows are sorted by
+    /// length and cut into the runs that pad the fewest tokens, each padded to its longest row
+    /// with an attention mask (at most [`MAX_RUN_TOKENS`] padded tokens). With dynamic
+    /// batching on, the rows of concurrent calls run together
+    /// (see [`Encoder::batch_sizes`]). A row without ids is a 400.
     pub fn embed(&self, rows: &[Vec<u32>], normalize: bool) -> Result<Vec<Vec<f32>>> {
         if let Some(i) = rows.iter().position(Vec::is_empty) {
             return Err(Error::invalid_input(format!(
@@ -348,91 +388,16 @@ impl Encoder {
                 self.max_length
             )));
         }
-        // Shortest first, so each run pads its rows to a similar length.
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by_key(|&i| rows[i].len());
-        let mut vectors = vec![Vec::new(); rows.len()];
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start + 1;
-            while end < order.len() && (end + 1 - start) * rows[order[end]].len() <= MAX_RUN_TOKENS
-            {
-                end += 1;
-            }
-            let chunk: Vec<&[u32]> = order[start..end].iter().map(|&i| &*rows[i]).collect();
-            for (&i, vector) in order[start..end].iter().zip(self.run(&chunk)?) {
-                vectors[i] = vector;
-            }
-            start = end;
-        }
+        let mut vectors = match &self.batcher {
+            Some(batcher) => batcher.submit(Rows(rows.to_vec()), rows.len())?,
+            None => self
+                .runner
+                .embed(&rows.iter().map(Vec::as_slice).collect::<Vec<_>>())?,
+        };
         if normalize {
             vectors.iter_mut().for_each(|v| pooling::normalize(v));
         }
         Ok(vectors)
-    }
-
-    /// One ONNX run of `rows`, padded to the longest; the pooled vector of each.
-    fn run(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-        let mut ids = vec![i64::from(self.pad_id); rows.len() * width];
-        let mut mask = vec![0i64; rows.len() * width];
-        for (i, row) in rows.iter().enumerate() {
-            for (j, &id) in row.iter().enumerate() {
-                ids[i * width + j] = i64::from(id);
-                mask[i * width + j] = 1;
-            }
-        }
-        let shape = [rows.len(), width];
-        let tensor = |name: &str, data: Vec<i64>| {
-            OrtTensor::from_array((shape, data))
-                .map(|t| t.into_dyn())
-                .map_err(|err| Error::internal(format!("input \"{name}\": {err}")))
-        };
-        let mut inputs: Vec<(String, SessionInputValue<'_>)> = vec![
-            ("input_ids".into(), tensor("input_ids", ids)?.into()),
-            (
-                "attention_mask".into(),
-                tensor("attention_mask", mask)?.into(),
-            ),
-        ];
-        if self.token_type_ids {
-            let types = vec![0i64; rows.len() * width];
-            inputs.push((
-                "token_type_ids".into(),
-                tensor("token_type_ids", types)?.into(),
-            ));
-        }
-        let mut session = self.sessions.take();
-        let outputs = session
-            .run(inputs)
-            .map_err(|err| Error::internal(format!("model \"{}\": {err}", self.name)))?;
-        let hidden = outputs.get(&self.output).ok_or_else(|| {
-            Error::internal(format!(
-                "model \"{}\" did not produce \"{}\"",
-                self.name, self.output
-            ))
-        })?;
-        let (got, data) = hidden
-            .try_extract_tensor::<f32>()
-            .map_err(|err| Error::internal(format!("output \"{}\": {err}", self.output)))?;
-        let expected = [rows.len() as i64, width as i64, self.hidden as i64];
-        if **got != expected {
-            return Err(Error::internal(format!(
-                "model \"{}\": output \"{}\" has shape {got:?}, expected {expected:?}",
-                self.name, self.output
-            )));
-        }
-        let stride = width * self.hidden;
-        Ok(rows
-            .iter()
-            .enumerate()
-            .map(|(i, row)| {
-                let tokens = &data[i * stride..i * stride + row.len() * self.hidden];
-                let mut vector = Vec::with_capacity(self.dimension());
-                pooling::pool(tokens, self.hidden, &self.pooling, &mut vector);
-                vector
-            })
-            .collect())
     }
 }
 

@@ -25,7 +25,7 @@ pub struct Model {
     runner: Arc<Runner>,
     /// On when [`ModelOptions::max_batch_size`] (or its override for this model) is over 1 and
     /// the model [is batchable](Model::is_batchable).
-    batcher: Option<Batcher>,
+    batcher: Option<Batcher<Vec<Tensor>>>,
     max_response_bytes: usize,
     /// The dimension names of each input and output, as the ONNX file gives them (`""` for a
     /// static or unnamed dimension): an output dimension named like an input one has its size.
@@ -108,7 +108,7 @@ impl Model {
                 max_rows,
                 options.batch_timeout,
                 runner.sessions.len(),
-                Arc::new(move |inputs| run.run(inputs, usize::MAX)),
+                batch::merged(move |inputs| run.run(inputs, usize::MAX)),
             )
         });
         Ok(Model {

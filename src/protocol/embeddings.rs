@@ -3,8 +3,9 @@
 //!
 //! Both read the inputs the same way (a string, a list of strings, a list of token ids or a
 //! list of such lists), check the same limits, and embed a request's inputs together
-//! ([`Encoder::embed`]: one ONNX run for up to [`crate::model::MAX_RUN_TOKENS`] padded
-//! tokens).
+//! ([`Encoder::embed`]: runs of similar lengths, each up to
+//! [`crate::model::MAX_RUN_TOKENS`] padded tokens; with dynamic batching, together with
+//! concurrent requests' inputs).
 
 use std::sync::Arc;
 

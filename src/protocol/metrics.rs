@@ -97,16 +97,27 @@ impl Collector for Served {
                 .iter()
                 .map(|(name, h)| ([("model", name.as_str())], h.count())),
         )?;
-        let batches = models.iter().flat_map(|m| {
-            let name = m.name().to_string();
-            m.batch_sizes()
-                .into_iter()
-                .map(move |(size, count)| (([("model", name.clone())], [("size", size)]), count))
-        });
+        let model_batches = models
+            .iter()
+            .map(|m| (m.name().to_string(), m.batch_sizes()));
+        #[cfg(feature = "language-models")]
+        let encoder_batches: Vec<_> = models
+            .encoders()
+            .map(|e| (e.name().to_string(), e.batch_sizes()))
+            .collect();
+        #[cfg(not(feature = "language-models"))]
+        let encoder_batches = Vec::new();
+        let batches = model_batches
+            .chain(encoder_batches)
+            .flat_map(|(name, sizes)| {
+                sizes.into_iter().map(move |(size, count)| {
+                    (([("model", name.clone())], [("size", size)]), count)
+                })
+            });
         counters(
             &mut encoder,
             "tinyserve_batches",
-            "Dynamic batches run, by model and size in rows.",
+            "Dynamic batches run, by model and size in rows (texts, for an embedding model).",
             batches,
         )?;
         counters(
