@@ -25,10 +25,8 @@ use crate::{Error, ErrorKind, Result};
 
 mod pooling;
 mod runner;
-mod wordpiece;
 pub use pooling::Pooling;
 use runner::{EncoderRunner, Rows};
-use wordpiece::FastWordPiece;
 
 /// Padded tokens (rows × the longest row) one ONNX run takes at most, so that a request of
 /// 2,048 long texts does not build one huge attention tensor.
@@ -59,8 +57,6 @@ pub struct Encoder {
     tokenizer: tokenizers::Tokenizer,
     /// The same, truncating to `max_length` (special tokens kept).
     truncating: tokenizers::Tokenizer,
-    /// The same ids for ASCII text, faster, when `tokenizer.json` has BERT's shape.
-    fast: Option<FastWordPiece>,
     max_length: usize,
     vocab_size: usize,
     normalize: bool,
@@ -247,7 +243,6 @@ impl Encoder {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             vocab_size: tokenizer.get_vocab_size(true),
-            fast: FastWordPiece::from_json(&read_json(dir, "tokenizer.json")?),
             tokenizer,
             truncating,
             max_length,
@@ -313,15 +308,6 @@ impl Encoder {
                 .map(|encoding| encoding.get_ids().to_vec())
                 .map_err(|err| Error::invalid_input(format!("cannot tokenize the input: {err}")))
         };
-        if let Some(fast) = &self.fast {
-            if let Some(mut ids) = fast.encode(text) {
-                if ids.len() <= self.max_length
-                    || (truncate && fast.truncate(&mut ids, self.max_length))
-                {
-                    return Ok(ids);
-                }
-            }
-        }
         let ids = encode(&self.tokenizer)?;
         if ids.len() <= self.max_length {
             return Ok(ids);
