@@ -280,31 +280,22 @@ impl Exchange {
         body: &mut Vec<u8>,
         limit: usize,
     ) -> std::result::Result<(), Stop> {
-        match self.fill(until, per_wait, gone, body, limit) {
-            Err(Stop::Failed(_)) if self.reused && self.received == 0 => {
-                let answer = super::http1::answer_to(&self.method, &self.url)
-                    .map_err(|what| Stop::Failed(self.error(ErrorKind::Internal, what)))?;
-                self.answer = Some(answer);
-                self.send_fresh(until).map_err(Stop::Failed)?;
-                self.fill(until, per_wait, gone, body, limit)
+        READ_BUFFER.with_borrow_mut(|chunk| {
+            match self.fill(chunk, until, per_wait, gone, body, limit) {
+                Err(Stop::Failed(_)) if self.reused && self.received == 0 => {
+                    let answer = super::http1::answer_to(&self.method, &self.url)
+                        .map_err(|what| Stop::Failed(self.error(ErrorKind::Internal, what)))?;
+                    self.answer = Some(answer);
+                    self.send_fresh(until).map_err(Stop::Failed)?;
+                    self.fill(chunk, until, per_wait, gone, body, limit)
+                }
+                other => other,
             }
-            other => other,
-        }
+        })
     }
 
+    /// One read into `chunk` (this thread's buffer), decoded into `body`.
     fn fill(
-        &mut self,
-        until: Instant,
-        per_wait: Option<Duration>,
-        gone: &dyn Fn() -> bool,
-        body: &mut Vec<u8>,
-        limit: usize,
-    ) -> std::result::Result<(), Stop> {
-        READ_BUFFER
-            .with_borrow_mut(|chunk| self.fill_with(chunk, until, per_wait, gone, body, limit))
-    }
-
-    fn fill_with(
         &mut self,
         chunk: &mut [u8],
         until: Instant,
