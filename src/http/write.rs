@@ -83,9 +83,15 @@ fn write_whole(
 ) -> io::Result<()> {
     let mut out = Vec::with_capacity(256 + body.len());
     write_head(&mut out, status, headers, keep_alive);
-    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
-    if !head_only {
-        out.extend_from_slice(body);
+    // 1xx, 204 and 304 have no body; a 304's Content-Length would be the 200's (RFC 9110,
+    // 8.6), which the answer does not know: none is written.
+    if matches!(status, 100..=199 | 204 | 304) {
+        out.extend_from_slice(b"\r\n");
+    } else {
+        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+        if !head_only {
+            out.extend_from_slice(body);
+        }
     }
     socket.write_all(&out)
 }

@@ -111,6 +111,15 @@ fn head_on_the_wire_has_the_length_and_no_body() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("Content-Length"), Some("14"));
     assert!(reply.body.is_empty());
+    // A 304 carries no body and no Content-Length: a length there would describe another
+    // answer (RFC 9110, 8.6), and a cache that trusts it would store an empty file.
+    let etag = reply.header("ETag").expect("an ETag").to_string();
+    let request =
+        format!("GET /static/index.html HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n");
+    let fresh = Conn::request(server.addr, request.as_bytes()).reply();
+    assert_eq!(fresh.status, 304);
+    assert_eq!(fresh.header("Content-Length"), None);
+    assert!(fresh.body.is_empty());
     let get = server.get("/static/sub/deeper/app.js");
     assert_eq!((get.status, get.text().as_str()), (200, "console.log(1)"));
     assert_eq!(
