@@ -47,6 +47,26 @@ fn copy_versions(to: &Path, versions: &[u64]) {
     }
 }
 
+/// Copies the folder `from` (a decoder or encoder folder) to `to`, subfolders included.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create a folder");
+    for entry in std::fs::read_dir(from).expect("read a model folder") {
+        let path = entry.expect("a folder entry").path();
+        let name = path.file_name().expect("a file name");
+        if path.is_dir() {
+            copy_dir(&path, &to.join(name));
+        } else {
+            std::fs::copy(&path, to.join(name)).expect("copy a file");
+        }
+    }
+}
+
+/// `POST /v1/embeddings` of one text with `model`.
+fn embed(server: &ServeChild, model: &str) -> Reply {
+    let body = json!({"model": model, "input": "a version folder"});
+    post(server, "/v1/embeddings", &body)
+}
+
 fn post(server: &ServeChild, path: &str, body: &Value) -> Reply {
     let body = body.to_string();
     let headers = [("Content-Type", "application/json")];
@@ -377,6 +397,42 @@ fn stats_count_each_version_in_tritons_shape() {
     );
     get(&server, "/v2/models/times/versions/7/stats").assert_error(404, "model_not_found", "7");
     get(&server, "/v2/models/nope/stats").assert_error(404, "model_not_found", "nope");
+}
+
+#[test]
+fn an_encoder_folder_as_a_version_serves_embeddings_under_the_model_name() {
+    let dir = folder("repo-encoder-version", &["times"], &[]);
+    copy_dir(&repo("models/tinyembed"), &dir.join("embed").join("1"));
+    let server = ServeChild::builder().models(&dir).start();
+    let reply = embed(&server, "embed");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["model"], "embed", "{body}");
+    let vector = body["data"][0]["embedding"].as_array().expect("a vector");
+    assert!(!vector.is_empty(), "{body}");
+    let rows = index(&server, &json!({}));
+    let row = (
+        "embed".to_string(),
+        Some("1".to_string()),
+        "READY".to_string(),
+    );
+    assert!(
+        rows.iter()
+            .any(|r| (r.0.clone(), r.1.clone(), r.2.clone()) == row),
+        "{rows:?}"
+    );
+    let models = get(&server, "/v1/models").json();
+    assert!(
+        models["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|m| m["id"] == "embed")),
+        "{models}"
+    );
+    // The v2 models beside it still serve.
+    let reply = post(&server, "/v2/models/times/infer", &times_input(&[1.0]));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

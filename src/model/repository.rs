@@ -160,7 +160,7 @@ impl ModelRepository {
                     name.clone(),
                     Status {
                         wanted: wanted(name),
-                        folder: matches!(source, Source::Folder(_)),
+                        folder: matches!(source, Source::Folder { .. }),
                         ..Status::default()
                     },
                 );
@@ -282,7 +282,7 @@ impl ModelRepository {
                 format!("no model \"{name}\" in the model folder {}", dir.display()),
             ));
         };
-        if matches!(source, Source::Folder(_)) {
+        if matches!(source, Source::Folder { .. }) {
             return Err(Error::bad_request(format!(
                 "model \"{name}\" is a decoder or encoder folder: those are loaded at start-up \
                  only"
@@ -377,8 +377,8 @@ fn entries(name: &str, st: &Status, registry: &ModelRegistry) -> Vec<IndexEntry>
         .into_iter()
         .map(|v| row(Some(v), ModelState::Ready, ""))
         .collect();
-    if rows.is_empty() && is_folder_model(registry, name) {
-        rows.push(row(Some(1), ModelState::Ready, ""));
+    if let Some(version) = registry.folder_version(name) {
+        rows.push(row(Some(version), ModelState::Ready, ""));
     }
     for (version, why) in &st.failed {
         if !rows.iter().any(|r| r.version == Some(*version)) {

@@ -31,7 +31,7 @@ impl ModelRepository {
                 st.loading = true;
                 let mut next = Status {
                     wanted: st.wanted,
-                    folder: matches!(source, Source::Folder(_)),
+                    folder: matches!(source, Source::Folder { .. }),
                     loaded: Some(fingerprint(source)),
                     ..Status::default()
                 };
@@ -70,10 +70,10 @@ impl ModelRepository {
             }
         }
         for (name, source) in &chosen {
-            if let Source::Folder(path) = source {
+            if let Source::Folder { path, version, .. } = source {
                 match load_folder(name, path, options) {
                     Ok(folder) => {
-                        self.swap(|registry| registry.with_folder(name, folder));
+                        self.swap(|registry| registry.with_folder(name, *version, folder));
                     }
                     Err(err) => {
                         if warm {

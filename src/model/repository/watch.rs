@@ -92,7 +92,7 @@ impl ModelRepository {
         {
             let mut status = self.status();
             for (name, source) in sources {
-                if matches!(source, Source::Folder(_)) {
+                if matches!(source, Source::Folder { .. }) {
                     continue;
                 }
                 let seen = fingerprint(&source);
