@@ -468,6 +468,51 @@ fn watch_serves_a_folder_moved_in_within_5_s() {
 }
 
 #[test]
+fn watch_serves_an_encoder_folder_moved_in_within_5_s_and_the_api_unloads_and_loads_it() {
+    let dir = folder(
+        "repo-watch-encoder",
+        &[],
+        &["models/tests/multi/scale.onnx"],
+    );
+    let staging = scratch_dir("repo-watch-encoder-staging");
+    let server = ServeChild::builder().models(&dir).args(["--watch"]).start();
+    let before = embed(&server, "embed");
+    assert_eq!(before.status, 404, "{}", before.text());
+    copy_dir(&repo("models/tinyembed"), &staging.join("embed"));
+    std::fs::rename(staging.join("embed"), dir.join("embed")).expect("move the folder in");
+    let moved = Instant::now();
+    let served = wait_until(Duration::from_secs(30), || {
+        embed(&server, "embed").status == 200
+    });
+    let took = moved.elapsed();
+    assert!(served, "never served; stderr:\n{}", server.stderr());
+    assert!(
+        took < Duration::from_secs(5),
+        "servable after {took:?}, over 5 s"
+    );
+    let models = get(&server, "/v1/models").json();
+    assert!(
+        models["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|m| m["id"] == "embed")),
+        "{models}"
+    );
+
+    // The repository extension unloads and loads it like any model.
+    let unload = post(&server, "/v2/repository/models/embed/unload", &json!({}));
+    assert_eq!(unload.status, 200, "{}", unload.text());
+    let gone = embed(&server, "embed");
+    assert_eq!(gone.status, 404, "{}", gone.text());
+    let load = post(&server, "/v2/repository/models/embed/load", &json!({}));
+    assert_eq!(load.status, 200, "{}", load.text());
+    let back = embed(&server, "embed");
+    assert_eq!(back.status, 200, "{}", back.text());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&staging);
+}
+
+#[test]
 fn watch_does_not_load_a_folder_still_being_copied() {
     let dir = folder("repo-watch-copy", &[], &["models/tests/multi/scale.onnx"]);
     let server = ServeChild::builder().models(&dir).args(["--watch"]).start();

@@ -79,7 +79,7 @@ struct Status {
     problem: Option<String>,
     /// Versions that failed to load, with the reason.
     failed: BTreeMap<u64, String>,
-    /// A decoder or encoder folder: loaded at start-up only.
+    /// A decoder or encoder folder (no ONNX versions).
     folder: bool,
     /// The files as they were when last loaded.
     loaded: Option<Fingerprint>,
@@ -266,10 +266,10 @@ impl ModelRepository {
         failures
     }
 
-    /// Loads (or reloads) `name` from the folder: its versions load and answer a warm-up run
-    /// before they replace what is served. Fails when the folder has no such model, when it
-    /// is a decoder or encoder folder (loaded at start-up only), or when no version loads
-    /// (the model is then `UNAVAILABLE` with the reason).
+    /// Loads (or reloads) `name` from the folder: its versions (or its decoder or encoder
+    /// folder) load, ONNX versions answer a warm-up run, and then they replace what is served.
+    /// Fails when the folder has no such model, or when nothing of it loads (the model is then
+    /// `UNAVAILABLE` with the reason).
     pub fn load(&self, name: &str) -> Result<()> {
         let dir = self.fixed_or_dir()?;
         let _change = self.change();
@@ -282,20 +282,16 @@ impl ModelRepository {
                 format!("no model \"{name}\" in the model folder {}", dir.display()),
             ));
         };
-        if matches!(source, Source::Folder { .. }) {
-            return Err(Error::bad_request(format!(
-                "model \"{name}\" is a decoder or encoder folder: those are loaded at start-up \
-                 only"
-            )));
-        }
         self.status().entry(name.to_string()).or_default().wanted = true;
         self.load_all(vec![(name.to_string(), source)], true);
         let status = self.status().get(name).cloned().unwrap_or_default();
         let failed = status
             .problem
             .or_else(|| status.failed.values().next().cloned());
-        match (failed, self.registry().versions(name).is_empty()) {
-            (Some(why), true) => Err(Error::bad_request(format!(
+        let registry = self.registry();
+        let served = !registry.versions(name).is_empty() || is_folder_model(&registry, name);
+        match (failed, served) {
+            (Some(why), false) => Err(Error::bad_request(format!(
                 "failed to load \"{name}\": {why}"
             ))),
             _ => Ok(()),
@@ -312,12 +308,6 @@ impl ModelRepository {
             let Some(st) = status.get_mut(name) else {
                 return Err(Error::model_not_found(name));
             };
-            if st.folder {
-                return Err(Error::bad_request(format!(
-                    "model \"{name}\" is a decoder or encoder folder: those are loaded at \
-                     start-up only"
-                )));
-            }
             st.wanted = false;
             st.problem = None;
             st.failed.clear();

@@ -1,9 +1,9 @@
 //! [`Generators`]: the text generators of the loaded models, by name.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::model::{Generator, ModelRegistry};
+use crate::model::{Generator, ModelRegistry, ModelRepository};
 use crate::{Error, ErrorKind};
 
 /// The generators of every model that can generate text, by model name.
@@ -33,6 +33,19 @@ impl Generators {
             );
         }
         Generators(Arc::new(generators))
+    }
+
+    /// [`Generators::from_registry`], keeping each generator of `old` whose model is still
+    /// the one served (so its counters go on).
+    fn from_registry_after(models: &ModelRegistry, old: &Generators) -> Generators {
+        let mut fresh = Generators::from_registry(models);
+        let all = Arc::make_mut(&mut fresh.0);
+        for (name, generator) in all.iter_mut() {
+            if let Some(kept) = old.0.get(name).filter(|o| o.is_same_model(generator)) {
+                *generator = kept.clone();
+            }
+        }
+        fresh
     }
 
     /// The generators, in name order.
@@ -76,5 +89,36 @@ impl Generators {
                 .collect::<Vec<_>>()
                 .join(", "),
         }
+    }
+}
+
+/// The generators of a repository's models of the moment: rebuilt when the models change,
+/// keeping each generator (and its counters) whose model did not.
+#[derive(Clone)]
+pub(crate) struct CurrentGenerators {
+    repository: ModelRepository,
+    last: Arc<Mutex<(ModelRegistry, Generators)>>,
+}
+
+impl CurrentGenerators {
+    pub(crate) fn new(repository: &ModelRepository) -> CurrentGenerators {
+        let models = repository.registry();
+        let generators = Generators::from_registry(&models);
+        CurrentGenerators {
+            repository: repository.clone(),
+            last: Arc::new(Mutex::new((models, generators))),
+        }
+    }
+
+    /// The models of the moment and their generators: a request takes them once and keeps
+    /// them to its end.
+    pub(crate) fn snapshot(&self) -> (ModelRegistry, Generators) {
+        let models = self.repository.registry();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if !last.0.is_same(&models) {
+            let generators = Generators::from_registry_after(&models, &last.1);
+            *last = (models.clone(), generators);
+        }
+        (models, last.1.clone())
     }
 }
