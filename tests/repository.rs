@@ -400,9 +400,11 @@ fn stats_count_each_version_in_tritons_shape() {
 }
 
 #[test]
-fn an_encoder_folder_as_a_version_serves_embeddings_under_the_model_name() {
+fn decoder_and_encoder_folders_as_versions_serve_v1_under_the_model_name() {
     let dir = folder("repo-encoder-version", &["times"], &[]);
     copy_dir(&repo("models/tinyembed"), &dir.join("embed").join("1"));
+    copy_dir(&repo("models/tinychat"), &dir.join("chat").join("1"));
+    copy_dir(&repo("models/tinychat"), &dir.join("chat").join("2"));
     let server = ServeChild::builder().models(&dir).start();
     let reply = embed(&server, "embed");
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -427,6 +429,22 @@ fn an_encoder_folder_as_a_version_serves_embeddings_under_the_model_name() {
             .as_array()
             .is_some_and(|d| d.iter().any(|m| m["id"] == "embed")),
         "{models}"
+    );
+    // A decoder: the highest version serves chat under the plain name.
+    let body = json!({"model": "chat", "max_tokens": 2,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let reply = post(&server, "/v1/chat/completions", &body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["model"], "chat", "{}", reply.text());
+    let row = (
+        "chat".to_string(),
+        Some("2".to_string()),
+        "READY".to_string(),
+    );
+    assert!(
+        rows.iter()
+            .any(|r| (r.0.clone(), r.1.clone(), r.2.clone()) == row),
+        "{rows:?}"
     );
     // The v2 models beside it still serve.
     let reply = post(&server, "/v2/models/times/infer", &times_input(&[1.0]));

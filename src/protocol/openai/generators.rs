@@ -113,8 +113,10 @@ impl CurrentGenerators {
     /// The models of the moment and their generators: a request takes them once and keeps
     /// them to its end.
     pub(crate) fn snapshot(&self) -> (ModelRegistry, Generators) {
-        let models = self.repository.registry();
+        // The registry is read under the lock, so that a request holding an older one cannot
+        // put its generators back after a newer request replaced them.
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let models = self.repository.registry();
         if !last.0.is_same(&models) {
             let generators = Generators::from_registry_after(&models, &last.1);
             *last = (models.clone(), generators);
