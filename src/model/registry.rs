@@ -268,18 +268,6 @@ impl ModelRegistry {
         next
     }
 
-    /// Whether `self` and `other` are clones of one registry (the same models, not merely
-    /// equal ones).
-    pub(crate) fn is_same(&self, other: &ModelRegistry) -> bool {
-        #[cfg(feature = "language-models")]
-        let folders = Arc::ptr_eq(&self.decoders, &other.decoders)
-            && Arc::ptr_eq(&self.encoders, &other.encoders)
-            && Arc::ptr_eq(&self.folder_versions, &other.folder_versions);
-        #[cfg(not(feature = "language-models"))]
-        let folders = true;
-        Arc::ptr_eq(&self.versions, &other.versions) && folders
-    }
-
     /// The served versions of `name` (empty when it has none).
     pub(crate) fn versions_of(&self, name: &str) -> Versions {
         self.versions.get(name).cloned().unwrap_or_default()

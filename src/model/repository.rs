@@ -92,7 +92,8 @@ struct Inner {
     dir: Option<PathBuf>,
     options: ModelOptions,
     mode: ControlMode,
-    current: RwLock<ModelRegistry>,
+    /// The registry served, with the number of swaps that made it.
+    current: RwLock<(u64, ModelRegistry)>,
     status: Mutex<BTreeMap<String, Status>>,
     /// Held while models load or unload: one change at a time.
     changes: Mutex<()>,
@@ -192,7 +193,7 @@ impl ModelRepository {
             dir: None,
             options: ModelOptions::default(),
             mode: ControlMode::All,
-            current: RwLock::new(registry),
+            current: RwLock::new((0, registry)),
             status: Mutex::default(),
             changes: Mutex::default(),
         }))
@@ -200,6 +201,12 @@ impl ModelRepository {
 
     /// The models as they are now. A request takes this once and keeps it to its end.
     pub fn registry(&self) -> ModelRegistry {
+        self.numbered_registry().1
+    }
+
+    /// [`ModelRepository::registry`] with its number, which grows by one at each change: the
+    /// same number means the same models.
+    pub(crate) fn numbered_registry(&self) -> (u64, ModelRegistry) {
         self.0
             .current
             .read()
@@ -267,7 +274,7 @@ impl ModelRepository {
     }
 
     /// Loads (or reloads) `name` from the folder: its versions (or its decoder or encoder
-    /// folder) load, ONNX versions answer a warm-up run, and then they replace what is served.
+    /// folder) load and answer a warm-up run, and then they replace what is served.
     /// Fails when the folder has no such model, or when nothing of it loads (the model is then
     /// `UNAVAILABLE` with the reason).
     pub fn load(&self, name: &str) -> Result<()> {
@@ -344,8 +351,8 @@ impl ModelRepository {
             .current
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let next = f(&current);
-        *current = next;
+        let next = f(&current.1);
+        *current = (current.0 + 1, next);
     }
 }
 

@@ -203,8 +203,7 @@ fn document(app: Group) -> Group {
         change(
             "Load or reload a model",
             "Loads the model's versions (or its decoder or encoder folder) from the model \
-             folder; each ONNX version answers a warm-up run before it replaces what is \
-             served. 400 with the reason when none loads.",
+             folder; each answers a warm-up run before it replaces what is served. 400 with the reason when none loads.",
         ),
     )
     .document(

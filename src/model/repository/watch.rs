@@ -62,7 +62,7 @@ impl Drop for Watcher {
 
 impl ModelRepository {
     /// One look at the folder: models whose files are new or changed, and unchanged since
-    /// the previous poll, are loaded (ONNX versions with a warm-up run) if they should be;
+    /// the previous poll, are loaded (with a warm-up run) if they should be;
     /// models whose files are gone stop being served. Decoder and encoder folders are
     /// watched as the other models are.
     pub fn poll(&self) {

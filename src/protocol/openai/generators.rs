@@ -97,16 +97,17 @@ impl Generators {
 #[derive(Clone)]
 pub(crate) struct CurrentGenerators {
     repository: ModelRepository,
-    last: Arc<Mutex<(ModelRegistry, Generators)>>,
+    /// The generators of the registry numbered so (see `ModelRepository::numbered_registry`).
+    last: Arc<Mutex<(u64, Generators)>>,
 }
 
 impl CurrentGenerators {
     pub(crate) fn new(repository: &ModelRepository) -> CurrentGenerators {
-        let models = repository.registry();
+        let (number, models) = repository.numbered_registry();
         let generators = Generators::from_registry(&models);
         CurrentGenerators {
             repository: repository.clone(),
-            last: Arc::new(Mutex::new((models, generators))),
+            last: Arc::new(Mutex::new((number, generators))),
         }
     }
 
@@ -116,10 +117,10 @@ impl CurrentGenerators {
         // The registry is read under the lock, so that a request holding an older one cannot
         // put its generators back after a newer request replaced them.
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let models = self.repository.registry();
-        if !last.0.is_same(&models) {
+        let (number, models) = self.repository.numbered_registry();
+        if last.0 != number {
             let generators = Generators::from_registry_after(&models, &last.1);
-            *last = (models.clone(), generators);
+            *last = (number, generators);
         }
         (models, last.1.clone())
     }
