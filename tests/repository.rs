@@ -621,3 +621,81 @@ fn watch_replaces_a_model_under_load_without_a_failed_request() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn watch_replaces_an_encoder_under_load_without_a_failed_request() {
+    let dir = scratch_dir("repo-watch-replace-encoder");
+    copy_dir(&repo("models/tinyembed"), &dir.join("embed"));
+    let server = Arc::new(ServeChild::builder().models(&dir).args(["--watch"]).start());
+    let first = |reply: &Reply| reply.json()["data"][0]["embedding"][0].as_f64();
+    let before = embed(&server, "embed");
+    assert_eq!(before.status, 200, "{}", before.text());
+    let old_value = first(&before).expect("an embedding");
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (old, new) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (server, stop, failures) = (server.clone(), stop.clone(), failures.clone());
+            let (old, new) = (old.clone(), new.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let reply = embed(&server, "embed");
+                    let value = (reply.status == 200).then(|| first(&reply)).flatten();
+                    match value {
+                        Some(v) if (v - old_value).abs() < 1e-6 => {
+                            old.fetch_add(1, Ordering::SeqCst)
+                        }
+                        Some(_) => new.fetch_add(1, Ordering::SeqCst),
+                        None => {
+                            let what = format!("{} {}", reply.status, reply.text());
+                            failures.lock().expect("the list").push(what);
+                            0
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    let answered = wait_until(Duration::from_secs(30), || old.load(Ordering::SeqCst) >= 20);
+    assert!(answered, "the clients got no answers");
+    // CLS pooling instead of mean: written beside, renamed over in one step.
+    let pooling = dir.join("embed/1_Pooling");
+    let config = std::fs::read_to_string(pooling.join("config.json")).expect("read the pooling");
+    let cls = config
+        .replace(
+            "\"pooling_mode_cls_token\": false",
+            "\"pooling_mode_cls_token\": true",
+        )
+        .replace(
+            "\"pooling_mode_mean_tokens\": true",
+            "\"pooling_mode_mean_tokens\": false",
+        );
+    assert_ne!(cls, config, "the pooling config changed shape");
+    std::fs::write(pooling.join(".config.json.next"), cls).expect("write the new pooling");
+    std::fs::rename(
+        pooling.join(".config.json.next"),
+        pooling.join("config.json"),
+    )
+    .expect("replace the pooling");
+    let replaced = wait_until(Duration::from_secs(60), || new.load(Ordering::SeqCst) >= 20);
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().expect("a client thread");
+    }
+    let failures = failures.lock().expect("the list").clone();
+    let (old, new) = (old.load(Ordering::SeqCst), new.load(Ordering::SeqCst));
+    assert!(
+        replaced,
+        "the new encoder never answered ({old} old answers); stderr:\n{}",
+        server.stderr()
+    );
+    assert_eq!(
+        failures.len(),
+        0,
+        "failed requests during the swap: {failures:?}"
+    );
+    assert!(old >= 20 && new >= 20, "answers: {old} old, {new} new");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
