@@ -1,4 +1,5 @@
-//! [`Generators`]: the text generators of the loaded models, by name.
+//! [`Generators`]: the text generators of the loaded models, by name; and
+//! `CurrentGenerators`, those of a repository's models of the moment.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
