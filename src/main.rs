@@ -74,7 +74,7 @@ struct ServeArgs {
     load_models: Vec<String>,
     /// Poll --models every second: new and changed models load (once their files are the same
     /// at two polls, and after a warm-up run) and replace the old ones without a failed
-    /// request; removed ones stop being served. Decoder and encoder folders are not watched.
+    /// request; removed ones stop being served. Decoder and encoder folders too.
     #[arg(long)]
     watch: bool,
     /// Exit at start-up when any model fails to load (without it, such a model is UNAVAILABLE

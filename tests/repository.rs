@@ -47,6 +47,26 @@ fn copy_versions(to: &Path, versions: &[u64]) {
     }
 }
 
+/// Copies the folder `from` (a decoder or encoder folder) to `to`, subfolders included.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create a folder");
+    for entry in std::fs::read_dir(from).expect("read a model folder") {
+        let path = entry.expect("a folder entry").path();
+        let name = path.file_name().expect("a file name");
+        if path.is_dir() {
+            copy_dir(&path, &to.join(name));
+        } else {
+            std::fs::copy(&path, to.join(name)).expect("copy a file");
+        }
+    }
+}
+
+/// `POST /v1/embeddings` of one text with `model`.
+fn embed(server: &ServeChild, model: &str) -> Reply {
+    let body = json!({"model": model, "input": "a version folder"});
+    post(server, "/v1/embeddings", &body)
+}
+
 fn post(server: &ServeChild, path: &str, body: &Value) -> Reply {
     let body = body.to_string();
     let headers = [("Content-Type", "application/json")];
@@ -380,6 +400,60 @@ fn stats_count_each_version_in_tritons_shape() {
 }
 
 #[test]
+fn decoder_and_encoder_folders_as_versions_serve_v1_under_the_model_name() {
+    let dir = folder("repo-encoder-version", &["times"], &[]);
+    copy_dir(&repo("models/tinyembed"), &dir.join("embed").join("1"));
+    copy_dir(&repo("models/tinychat"), &dir.join("chat").join("1"));
+    copy_dir(&repo("models/tinychat"), &dir.join("chat").join("2"));
+    let server = ServeChild::builder().models(&dir).start();
+    let reply = embed(&server, "embed");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["model"], "embed", "{body}");
+    let vector = body["data"][0]["embedding"].as_array().expect("a vector");
+    assert!(!vector.is_empty(), "{body}");
+    let rows = index(&server, &json!({}));
+    let row = (
+        "embed".to_string(),
+        Some("1".to_string()),
+        "READY".to_string(),
+    );
+    assert!(
+        rows.iter()
+            .any(|r| (r.0.clone(), r.1.clone(), r.2.clone()) == row),
+        "{rows:?}"
+    );
+    let models = get(&server, "/v1/models").json();
+    assert!(
+        models["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|m| m["id"] == "embed")),
+        "{models}"
+    );
+    // A decoder: the highest version serves chat under the plain name.
+    let body = json!({"model": "chat", "max_tokens": 2,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let reply = post(&server, "/v1/chat/completions", &body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["model"], "chat", "{}", reply.text());
+    let row = (
+        "chat".to_string(),
+        Some("2".to_string()),
+        "READY".to_string(),
+    );
+    assert!(
+        rows.iter()
+            .any(|r| (r.0.clone(), r.1.clone(), r.2.clone()) == row),
+        "{rows:?}"
+    );
+    // The v2 models beside it still serve.
+    let reply = post(&server, "/v2/models/times/infer", &times_input(&[1.0]));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn watch_serves_a_folder_moved_in_within_5_s() {
     let dir = folder("repo-watch-add", &[], &["models/tests/multi/scale.onnx"]);
     let staging = scratch_dir("repo-watch-staging");
@@ -406,6 +480,51 @@ fn watch_serves_a_folder_moved_in_within_5_s() {
         post(&server, "/v2/models/twice/infer", &times_input(&[5.0])).status == 404
     });
     assert!(gone, "still served after removal");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&staging);
+}
+
+#[test]
+fn watch_serves_an_encoder_folder_moved_in_within_5_s_and_the_api_unloads_and_loads_it() {
+    let dir = folder(
+        "repo-watch-encoder",
+        &[],
+        &["models/tests/multi/scale.onnx"],
+    );
+    let staging = scratch_dir("repo-watch-encoder-staging");
+    let server = ServeChild::builder().models(&dir).args(["--watch"]).start();
+    let before = embed(&server, "embed");
+    assert_eq!(before.status, 404, "{}", before.text());
+    copy_dir(&repo("models/tinyembed"), &staging.join("embed"));
+    std::fs::rename(staging.join("embed"), dir.join("embed")).expect("move the folder in");
+    let moved = Instant::now();
+    let served = wait_until(Duration::from_secs(30), || {
+        embed(&server, "embed").status == 200
+    });
+    let took = moved.elapsed();
+    assert!(served, "never served; stderr:\n{}", server.stderr());
+    assert!(
+        took < Duration::from_secs(5),
+        "servable after {took:?}, over 5 s"
+    );
+    let models = get(&server, "/v1/models").json();
+    assert!(
+        models["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|m| m["id"] == "embed")),
+        "{models}"
+    );
+
+    // The repository extension unloads and loads it like any model.
+    let unload = post(&server, "/v2/repository/models/embed/unload", &json!({}));
+    assert_eq!(unload.status, 200, "{}", unload.text());
+    let gone = embed(&server, "embed");
+    assert_eq!(gone.status, 404, "{}", gone.text());
+    let load = post(&server, "/v2/repository/models/embed/load", &json!({}));
+    assert_eq!(load.status, 200, "{}", load.text());
+    let back = embed(&server, "embed");
+    assert_eq!(back.status, 200, "{}", back.text());
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&staging);
@@ -491,6 +610,84 @@ fn watch_replaces_a_model_under_load_without_a_failed_request() {
     assert!(
         replaced,
         "the new model never answered ({old} old answers); stderr:\n{}",
+        server.stderr()
+    );
+    assert_eq!(
+        failures.len(),
+        0,
+        "failed requests during the swap: {failures:?}"
+    );
+    assert!(old >= 20 && new >= 20, "answers: {old} old, {new} new");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn watch_replaces_an_encoder_under_load_without_a_failed_request() {
+    let dir = scratch_dir("repo-watch-replace-encoder");
+    copy_dir(&repo("models/tinyembed"), &dir.join("embed"));
+    let server = Arc::new(ServeChild::builder().models(&dir).args(["--watch"]).start());
+    let first = |reply: &Reply| reply.json()["data"][0]["embedding"][0].as_f64();
+    let before = embed(&server, "embed");
+    assert_eq!(before.status, 200, "{}", before.text());
+    let old_value = first(&before).expect("an embedding");
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (old, new) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (server, stop, failures) = (server.clone(), stop.clone(), failures.clone());
+            let (old, new) = (old.clone(), new.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let reply = embed(&server, "embed");
+                    let value = (reply.status == 200).then(|| first(&reply)).flatten();
+                    match value {
+                        Some(v) if (v - old_value).abs() < 1e-6 => {
+                            old.fetch_add(1, Ordering::SeqCst)
+                        }
+                        Some(_) => new.fetch_add(1, Ordering::SeqCst),
+                        None => {
+                            let what = format!("{} {}", reply.status, reply.text());
+                            failures.lock().expect("the list").push(what);
+                            0
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    let answered = wait_until(Duration::from_secs(30), || old.load(Ordering::SeqCst) >= 20);
+    assert!(answered, "the clients got no answers");
+    // CLS pooling instead of mean: written beside, renamed over in one step.
+    let pooling = dir.join("embed/1_Pooling");
+    let config = std::fs::read_to_string(pooling.join("config.json")).expect("read the pooling");
+    let cls = config
+        .replace(
+            "\"pooling_mode_cls_token\": false",
+            "\"pooling_mode_cls_token\": true",
+        )
+        .replace(
+            "\"pooling_mode_mean_tokens\": true",
+            "\"pooling_mode_mean_tokens\": false",
+        );
+    assert_ne!(cls, config, "the pooling config changed shape");
+    std::fs::write(pooling.join(".config.json.next"), cls).expect("write the new pooling");
+    std::fs::rename(
+        pooling.join(".config.json.next"),
+        pooling.join("config.json"),
+    )
+    .expect("replace the pooling");
+    let replaced = wait_until(Duration::from_secs(60), || new.load(Ordering::SeqCst) >= 20);
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().expect("a client thread");
+    }
+    let failures = failures.lock().expect("the list").clone();
+    let (old, new) = (old.load(Ordering::SeqCst), new.load(Ordering::SeqCst));
+    assert!(
+        replaced,
+        "the new encoder never answered ({old} old answers); stderr:\n{}",
         server.stderr()
     );
     assert_eq!(

@@ -140,6 +140,18 @@ pub struct Generator {
 }
 
 impl Generator {
+    /// Whether `self` and `other` run the same loaded model (then they are interchangeable,
+    /// and the older one's counters go on).
+    pub(crate) fn is_same_model(&self, other: &Generator) -> bool {
+        match (&self.engine, &other.engine) {
+            (Engine::Bytes(a), Engine::Bytes(b)) => Arc::ptr_eq(a, b),
+            #[cfg(feature = "language-models")]
+            (Engine::Decoder(a), Engine::Decoder(b)) => Arc::ptr_eq(a, b),
+            #[cfg(feature = "language-models")]
+            _ => false,
+        }
+    }
+
     /// A generator for `model`, or a 400 error saying why the model cannot generate text.
     pub fn new(model: Arc<Model>) -> Result<Generator> {
         check_signature(&model)?;

@@ -63,6 +63,9 @@ pub struct ModelRegistry {
     decoders: Arc<BTreeMap<String, Arc<Decoder>>>,
     #[cfg(feature = "language-models")]
     encoders: Arc<BTreeMap<String, Arc<Encoder>>>,
+    /// The version each decoder or encoder folder serves (1 for a flat `NAME/` folder).
+    #[cfg(feature = "language-models")]
+    folder_versions: Arc<BTreeMap<String, u64>>,
 }
 
 impl ModelRegistry {
@@ -88,7 +91,9 @@ impl ModelRegistry {
         let mut folders = Vec::new();
         for (name, source) in &sources {
             match source {
-                Source::Folder(path) => folders.push((name.clone(), path.clone())),
+                Source::Folder { path, version, .. } => {
+                    folders.push((name.clone(), *version, path.clone()));
+                }
                 other => {
                     let selected = other.selected().map_err(|why| {
                         Error::new(ErrorKind::Internal, format!("model \"{name}\": {why}"))
@@ -107,8 +112,9 @@ impl ModelRegistry {
             versions.insert(version, Served::new(model?));
             registry = registry.with_versions(&name, versions);
         }
-        for (name, path) in folders {
-            registry = registry.with_folder(&name, load_folder(&name, &path, options)?);
+        for (name, version, path) in folders {
+            let folder = load_folder(&name, &path, options)?;
+            registry = registry.with_folder(&name, version, folder);
         }
         Ok(registry)
     }
@@ -189,7 +195,7 @@ impl ModelRegistry {
 
     /// A registry holding the decoder (or encoder) folder `dir` alone, called `name`.
     fn of_decoder(name: &str, dir: &Path, options: &ModelOptions) -> Result<ModelRegistry> {
-        Ok(ModelRegistry::default().with_folder(name, load_folder(name, dir, options)?))
+        Ok(ModelRegistry::default().with_folder(name, 1, load_folder(name, dir, options)?))
     }
 
     /// This registry with `name` serving `versions` (and no folder model of that name); none
@@ -204,16 +210,19 @@ impl ModelRegistry {
         next
     }
 
-    /// This registry with the folder model `folder` called `name`.
-    pub(crate) fn with_folder(&self, name: &str, folder: Folder) -> ModelRegistry {
+    /// This registry with the folder model `folder` called `name`, serving as `version`.
+    pub(crate) fn with_folder(&self, name: &str, version: u64, folder: Folder) -> ModelRegistry {
         #[cfg(not(feature = "language-models"))]
         {
-            let _ = name;
+            let _ = (name, version);
             match folder {}
         }
         #[cfg(feature = "language-models")]
         {
             let mut next = self.without(name);
+            let mut versions = (*next.folder_versions).clone();
+            versions.insert(name.to_string(), version);
+            next.folder_versions = Arc::new(versions);
             match folder {
                 Folder::Decoder(decoder) => {
                     let mut all = (*next.decoders).clone();
@@ -249,6 +258,11 @@ impl ModelRegistry {
                 let mut all = (*next.encoders).clone();
                 all.remove(name);
                 next.encoders = Arc::new(all);
+            }
+            if next.folder_versions.contains_key(name) {
+                let mut all = (*next.folder_versions).clone();
+                all.remove(name);
+                next.folder_versions = Arc::new(all);
             }
         }
         next
@@ -302,6 +316,17 @@ impl ModelRegistry {
                 ))
             }
             _ => Err(self.not_found(name)),
+        }
+    }
+
+    /// The version the decoder or encoder folder model `name` serves, if there is one.
+    pub fn folder_version(&self, name: &str) -> Option<u64> {
+        #[cfg(feature = "language-models")]
+        return self.folder_versions.get(name).copied();
+        #[cfg(not(feature = "language-models"))]
+        {
+            let _ = name;
+            None
         }
     }
 

@@ -79,7 +79,7 @@ struct Status {
     problem: Option<String>,
     /// Versions that failed to load, with the reason.
     failed: BTreeMap<u64, String>,
-    /// A decoder or encoder folder: loaded at start-up only.
+    /// A decoder or encoder folder (no ONNX versions).
     folder: bool,
     /// The files as they were when last loaded.
     loaded: Option<Fingerprint>,
@@ -92,7 +92,8 @@ struct Inner {
     dir: Option<PathBuf>,
     options: ModelOptions,
     mode: ControlMode,
-    current: RwLock<ModelRegistry>,
+    /// The registry served, with the number of swaps that made it.
+    current: RwLock<(u64, ModelRegistry)>,
     status: Mutex<BTreeMap<String, Status>>,
     /// Held while models load or unload: one change at a time.
     changes: Mutex<()>,
@@ -160,7 +161,7 @@ impl ModelRepository {
                     name.clone(),
                     Status {
                         wanted: wanted(name),
-                        folder: matches!(source, Source::Folder(_)),
+                        folder: matches!(source, Source::Folder { .. }),
                         ..Status::default()
                     },
                 );
@@ -192,7 +193,7 @@ impl ModelRepository {
             dir: None,
             options: ModelOptions::default(),
             mode: ControlMode::All,
-            current: RwLock::new(registry),
+            current: RwLock::new((0, registry)),
             status: Mutex::default(),
             changes: Mutex::default(),
         }))
@@ -200,6 +201,12 @@ impl ModelRepository {
 
     /// The models as they are now. A request takes this once and keeps it to its end.
     pub fn registry(&self) -> ModelRegistry {
+        self.numbered_registry().1
+    }
+
+    /// [`ModelRepository::registry`] with its number, which grows by one at each change: the
+    /// same number means the same models.
+    pub(crate) fn numbered_registry(&self) -> (u64, ModelRegistry) {
         self.0
             .current
             .read()
@@ -266,10 +273,10 @@ impl ModelRepository {
         failures
     }
 
-    /// Loads (or reloads) `name` from the folder: its versions load and answer a warm-up run
-    /// before they replace what is served. Fails when the folder has no such model, when it
-    /// is a decoder or encoder folder (loaded at start-up only), or when no version loads
-    /// (the model is then `UNAVAILABLE` with the reason).
+    /// Loads (or reloads) `name` from the folder: its versions (or its decoder or encoder
+    /// folder) load and answer a warm-up run, and then they replace what is served.
+    /// Fails when the folder has no such model, or when nothing of it loads (the model is then
+    /// `UNAVAILABLE` with the reason).
     pub fn load(&self, name: &str) -> Result<()> {
         let dir = self.fixed_or_dir()?;
         let _change = self.change();
@@ -282,20 +289,16 @@ impl ModelRepository {
                 format!("no model \"{name}\" in the model folder {}", dir.display()),
             ));
         };
-        if matches!(source, Source::Folder(_)) {
-            return Err(Error::bad_request(format!(
-                "model \"{name}\" is a decoder or encoder folder: those are loaded at start-up \
-                 only"
-            )));
-        }
         self.status().entry(name.to_string()).or_default().wanted = true;
         self.load_all(vec![(name.to_string(), source)], true);
         let status = self.status().get(name).cloned().unwrap_or_default();
         let failed = status
             .problem
             .or_else(|| status.failed.values().next().cloned());
-        match (failed, self.registry().versions(name).is_empty()) {
-            (Some(why), true) => Err(Error::bad_request(format!(
+        let registry = self.registry();
+        let served = !registry.versions(name).is_empty() || is_folder_model(&registry, name);
+        match (failed, served) {
+            (Some(why), false) => Err(Error::bad_request(format!(
                 "failed to load \"{name}\": {why}"
             ))),
             _ => Ok(()),
@@ -312,12 +315,6 @@ impl ModelRepository {
             let Some(st) = status.get_mut(name) else {
                 return Err(Error::model_not_found(name));
             };
-            if st.folder {
-                return Err(Error::bad_request(format!(
-                    "model \"{name}\" is a decoder or encoder folder: those are loaded at \
-                     start-up only"
-                )));
-            }
             st.wanted = false;
             st.problem = None;
             st.failed.clear();
@@ -354,8 +351,8 @@ impl ModelRepository {
             .current
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let next = f(&current);
-        *current = next;
+        let next = f(&current.1);
+        *current = (current.0 + 1, next);
     }
 }
 
@@ -377,8 +374,8 @@ fn entries(name: &str, st: &Status, registry: &ModelRegistry) -> Vec<IndexEntry>
         .into_iter()
         .map(|v| row(Some(v), ModelState::Ready, ""))
         .collect();
-    if rows.is_empty() && is_folder_model(registry, name) {
-        rows.push(row(Some(1), ModelState::Ready, ""));
+    if let Some(version) = registry.folder_version(name) {
+        rows.push(row(Some(version), ModelState::Ready, ""));
     }
     for (version, why) in &st.failed {
         if !rows.iter().any(|r| r.version == Some(*version)) {

@@ -13,7 +13,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::openai::with_openai_errors;
-use crate::model::{Encoder, ModelRegistry};
+use crate::model::{Encoder, ModelRegistry, ModelRepository};
 use crate::{Error, ErrorKind, Group, IntoResponse, Json, Request, Response};
 
 mod inputs;
@@ -87,14 +87,16 @@ struct Usage {
     total_tokens: usize,
 }
 
-pub(super) fn mount(app: Group, models: &ModelRegistry) -> Group {
-    let (openai, tei) = (models.clone(), models.clone());
+/// `POST /v1/embeddings` and `POST /embed`; each request takes the models of the moment. The
+/// OpenAPI document names the encoders served at mount time.
+pub(super) fn mount(app: Group, repository: &ModelRepository) -> Group {
+    let (openai, tei) = (repository.clone(), repository.clone());
     let app = app
         .post("/v1/embeddings", move |req| {
-            with_openai_errors(openai_embeddings(&openai, req))
+            with_openai_errors(openai_embeddings(&openai.registry(), req))
         })
-        .post("/embed", move |req| tei_embed(&tei, req));
-    schema::document(app, models)
+        .post("/embed", move |req| tei_embed(&tei.registry(), req));
+    schema::document(app, &repository.registry())
 }
 
 fn openai_embeddings(models: &ModelRegistry, req: &Request) -> Result<Response, Error> {

@@ -11,22 +11,15 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::Generators;
-use crate::model::ModelRepository;
+use super::openai::CurrentGenerators;
 use crate::{App, Error, Group, Response, RouteDoc, Upstream};
 
 /// `GET /metrics`: the server metrics of `app`, and what the built-in APIs serve.
-pub(super) fn group(
-    app: &App,
-    models: &ModelRepository,
-    generators: &Generators,
-    upstreams: &[Upstream],
-) -> Group {
+pub(super) fn group(app: &App, current: &CurrentGenerators, upstreams: &[Upstream]) -> Group {
     let mut registry = Registry::default();
     app.metrics().register(&mut registry);
     registry.register_collector(Box::new(Served {
-        models: models.clone(),
-        generators: generators.clone(),
+        current: current.clone(),
         upstreams: upstreams.to_vec(),
     }));
     Group::new().get("/metrics", move |_| {
@@ -48,8 +41,7 @@ pub(super) fn group(
 
 /// What the built-in APIs serve, read at each scrape: models, generators and upstreams.
 struct Served {
-    models: ModelRepository,
-    generators: Generators,
+    current: CurrentGenerators,
     upstreams: Vec<Upstream>,
 }
 
@@ -75,7 +67,7 @@ fn counters<L: prometheus_client::encoding::EncodeLabelSet>(
 
 impl Collector for Served {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let models = self.models.registry();
+        let (models, generators) = self.current.snapshot();
         let stats: Vec<_> = models
             .iter()
             .map(|m| (m.name().to_string(), m.inference_stats()))
@@ -124,7 +116,7 @@ impl Collector for Served {
             &mut encoder,
             "tinyserve_generated_tokens",
             "Tokens generated, by model.",
-            self.generators
+            generators
                 .iter()
                 .map(|g| ([("model", g.name())], g.tokens_generated())),
         )?;
@@ -132,7 +124,7 @@ impl Collector for Served {
             &mut encoder,
             "tinyserve_generations_cancelled",
             "Generations stopped because the client went away, by model.",
-            self.generators
+            generators
                 .iter()
                 .map(|g| ([("model", g.name())], g.generations_cancelled())),
         )?;

@@ -57,10 +57,11 @@ pub fn mount_with_upstreams(
 }
 
 /// [`mount_with_upstreams`] over a [`ModelRepository`] whose models may change while the
-/// server runs: the v2 and predict routes take the models of the moment at each request,
-/// and Triton's model repository extension (`/v2/repository/...`) and statistics extension
-/// (`/v2/models/NAME/stats`) are added. The `/v1` routes (generation and embeddings) and the
-/// OpenAPI document serve the models loaded when this is called.
+/// server runs: the v2, predict and `/v1` routes (generation, `GET /v1/models`, embeddings
+/// and `/embed`) and `/metrics` take the models of the moment at each request, and Triton's
+/// model repository extension (`/v2/repository/...`) and statistics extension
+/// (`/v2/models/NAME/stats`) are added. The OpenAPI document and the web pages describe the
+/// models loaded when this is called.
 ///
 /// # Example
 /// ```no_run
@@ -85,19 +86,18 @@ pub fn mount_repository(
 /// that order (the OpenAPI document's). `/metrics` and the pages are built from the app the
 /// group is mounted on: its server metrics, its route catalog and settings.
 fn group(repository: &ModelRepository, ready: &Readiness, upstreams: &[Upstream]) -> Group {
-    let models = repository.registry();
-    let generators = Generators::from_registry(&models);
-    let openai = openai::mount(Group::new(), &models, &generators, upstreams);
+    let current = openai::CurrentGenerators::new(repository);
+    let openai = openai::mount(Group::new(), &current, upstreams);
     #[cfg(feature = "language-models")]
-    let openai = embeddings::mount(openai, &models);
-    let (served, listed) = (repository.clone(), upstreams.to_vec());
-    let documented = models.clone();
+    let openai = embeddings::mount(openai, repository);
+    let listed = upstreams.to_vec();
+    let documented = repository.registry();
     Group::new()
         .mount("/", health::group(ready, repository))
         .mount("/", v2::mount(Group::new(), repository, ready))
         .mount("/", repository::mount(Group::new(), repository))
         .mount("/", openai)
-        .with_app(move |app| metrics::group(app, &served, &generators, &listed))
+        .with_app(move |app| metrics::group(app, &current, &listed))
         .mount("/", predict::mount(Group::new(), repository))
         .with_app(move |app| crate::pages::group(app, &documented))
 }

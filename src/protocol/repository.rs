@@ -202,8 +202,8 @@ fn document(app: Group) -> Group {
         "/v2/repository/models/<name>/load",
         change(
             "Load or reload a model",
-            "Loads the model's versions from the model folder; each answers a warm-up run \
-             before it replaces what is served. 400 with the reason when none loads.",
+            "Loads the model's versions (or its decoder or encoder folder) from the model \
+             folder; each answers a warm-up run before it replaces what is served. 400 with the reason when none loads.",
         ),
     )
     .document(

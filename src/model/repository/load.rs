@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::super::onnx::Model;
-use super::super::registry::{load_files, load_folder, Served, Versions};
+use super::super::registry::{load_files, load_folder, Folder, Served, Versions};
 use super::super::tensor::Tensor;
 use super::scan::{fingerprint, Source};
 use super::{ModelRepository, Status};
@@ -31,7 +31,7 @@ impl ModelRepository {
                 st.loading = true;
                 let mut next = Status {
                     wanted: st.wanted,
-                    folder: matches!(source, Source::Folder(_)),
+                    folder: matches!(source, Source::Folder { .. }),
                     loaded: Some(fingerprint(source)),
                     ..Status::default()
                 };
@@ -70,10 +70,14 @@ impl ModelRepository {
             }
         }
         for (name, source) in &chosen {
-            if let Source::Folder(path) = source {
-                match load_folder(name, path, options) {
+            if let Source::Folder { path, version, .. } = source {
+                let folder = load_folder(name, path, options).and_then(|folder| match warm {
+                    true => warm_up_folder(&folder).map(|()| folder),
+                    false => Ok(folder),
+                });
+                match folder {
                     Ok(folder) => {
-                        self.swap(|registry| registry.with_folder(name, folder));
+                        self.swap(|registry| registry.with_folder(name, *version, folder));
                     }
                     Err(err) => {
                         if warm {
@@ -123,6 +127,32 @@ fn merge(old: &Versions, fresh: Versions, status: &Status) -> Versions {
         }
     }
     next
+}
+
+/// Runs a decoder (one token after a short prompt) or an encoder (one short text) once, as
+/// [`warm_up`] does a model.
+fn warm_up_folder(folder: &Folder) -> Result<()> {
+    #[cfg(not(feature = "language-models"))]
+    match *folder {}
+    #[cfg(feature = "language-models")]
+    let ran: Result<()> = match folder {
+        Folder::Decoder(decoder) => decoder
+            .completion_prompt("Hello")
+            .and_then(|prompt| decoder.greedy(&prompt, 1))
+            .map(drop),
+        Folder::Encoder(encoder) => encoder
+            .tokenize("Hello", true)
+            .and_then(|ids| encoder.embed(&[ids], false))
+            .map(drop),
+    };
+    #[cfg(feature = "language-models")]
+    ran.map_err(|err| {
+        crate::Error::new(
+            ErrorKind::Internal,
+            format!("warm-up run failed: {}", err.message()),
+        )
+        .with_source(err)
+    })
 }
 
 /// Runs `model` once on inputs of ones (a dynamic dimension taken as 1), so that the first

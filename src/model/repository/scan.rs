@@ -14,8 +14,14 @@ use super::policy::VersionPolicy;
 pub(crate) enum Source {
     /// `NAME.onnx`: version 1.
     File(PathBuf),
-    /// `NAME/` in a decoder or encoder layout: served through `/v1` (and `/embed`).
-    Folder(PathBuf),
+    /// A decoder or encoder folder, served through `/v1` (and `/embed`): `NAME/` itself
+    /// (version 1), or the highest version folder `NAME/VERSION/` the version policy selects
+    /// in Triton's layout. `root` is `NAME/`, whose files make the fingerprint.
+    Folder {
+        root: PathBuf,
+        path: PathBuf,
+        version: u64,
+    },
     /// `NAME/` in Triton's layout: each version folder's `model.onnx`, the versions the
     /// policy selects (the policy is an error when `config.pbtxt` cannot be read).
     Versioned {
@@ -23,8 +29,10 @@ pub(crate) enum Source {
         versions: BTreeMap<u64, PathBuf>,
         policy: Result<VersionPolicy, String>,
     },
-    /// The name is taken by both a file and a folder.
-    Clash(String),
+    /// A model that cannot be served, with the reason: its name is taken by both a file and
+    /// a folder, or its version folders hold decoder or encoder folders and the version
+    /// policy selects none of them.
+    Unservable(String),
 }
 
 impl Source {
@@ -32,8 +40,8 @@ impl Source {
     pub(crate) fn selected(&self) -> Result<Vec<(u64, PathBuf)>, String> {
         match self {
             Source::File(path) => Ok(vec![(1, path.clone())]),
-            Source::Folder(_) => Ok(Vec::new()),
-            Source::Clash(why) => Err(why.clone()),
+            Source::Folder { .. } => Ok(Vec::new()),
+            Source::Unservable(why) => Err(why.clone()),
             Source::Versioned {
                 versions, policy, ..
             } => {
@@ -71,7 +79,15 @@ pub(crate) fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, Source>> {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
             (stem.unwrap_or_default(), Source::File(path))
         } else if is_decoder_dir(&path) {
-            (file_name, Source::Folder(path))
+            let root = path.clone();
+            (
+                file_name,
+                Source::Folder {
+                    root,
+                    path,
+                    version: 1,
+                },
+            )
         } else if let Some(source) = versioned(&path) {
             (file_name, source)
         } else {
@@ -84,7 +100,7 @@ pub(crate) fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, Source>> {
         );
         match sources.entry(name) {
             std::collections::btree_map::Entry::Occupied(mut taken) => {
-                taken.insert(Source::Clash(why));
+                taken.insert(Source::Unservable(why));
             }
             std::collections::btree_map::Entry::Vacant(free) => {
                 free.insert(source);
@@ -118,11 +134,45 @@ fn versioned(path: &Path) -> Option<Source> {
         Err(_) if !config.exists() => Ok(VersionPolicy::All),
         Err(err) => Err(format!("cannot read {}: {err}", config.display())),
     };
+    if versions.values().any(|v| is_language_dir(v)) {
+        return Some(versioned_folder(path, &versions, policy));
+    }
     Some(Source::Versioned {
         dir: path.to_path_buf(),
         versions,
         policy,
     })
+}
+
+/// Whether a version folder holds a decoder or encoder folder rather than a plain
+/// `model.onnx`: it has a tokenizer.
+fn is_language_dir(dir: &Path) -> bool {
+    dir.join("tokenizer.json").is_file()
+}
+
+/// A model in Triton's layout whose versions are decoder or encoder folders: its highest
+/// version the policy selects, the one `/v1` serves under the model's name.
+fn versioned_folder(
+    root: &Path,
+    versions: &BTreeMap<u64, PathBuf>,
+    policy: Result<VersionPolicy, String>,
+) -> Source {
+    let policy = match policy {
+        Ok(policy) => policy,
+        Err(why) => return Source::Unservable(why),
+    };
+    let available: Vec<u64> = versions.keys().copied().collect();
+    let chosen = policy.select(&available).into_iter().max();
+    match chosen.and_then(|v| Some((v, versions.get(&v)?))) {
+        Some((version, path)) => Source::Folder {
+            root: root.to_path_buf(),
+            path: path.clone(),
+            version,
+        },
+        None => Source::Unservable(format!(
+            "no version folder to serve (found {available:?}, version policy {policy:?})"
+        )),
+    }
 }
 
 /// The most files a fingerprint looks at: a folder with more is fingerprinted by its first ones.
@@ -137,14 +187,14 @@ pub(crate) fn fingerprint(source: &Source) -> Fingerprint {
     let mut files = Vec::new();
     match source {
         Source::File(path) => add(path, &mut files),
-        Source::Folder(path) => walk(path, 0, &mut files),
+        Source::Folder { root, .. } => walk(root, 0, &mut files),
         Source::Versioned { dir, versions, .. } => {
             add(&dir.join("config.pbtxt"), &mut files);
             for dir in versions.values() {
                 walk(dir, 0, &mut files);
             }
         }
-        Source::Clash(_) => {}
+        Source::Unservable(_) => {}
     }
     files.sort();
     files

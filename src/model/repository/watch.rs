@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::scan::{fingerprint, scan, Source};
+use super::scan::{fingerprint, scan};
 use super::{ControlMode, ModelRepository, Status};
 
 /// A thread polling a [`ModelRepository`]'s folder; dropping it stops the thread.
@@ -62,8 +62,9 @@ impl Drop for Watcher {
 
 impl ModelRepository {
     /// One look at the folder: models whose files are new or changed, and unchanged since
-    /// the previous poll, are loaded (with a warm-up run) if they should be; models whose
-    /// files are gone stop being served. Decoder and encoder folders are left as they are.
+    /// the previous poll, are loaded (with a warm-up run) if they should be;
+    /// models whose files are gone stop being served. Decoder and encoder folders are
+    /// watched as the other models are.
     pub fn poll(&self) {
         let Some(dir) = self.dir().map(std::path::Path::to_path_buf) else {
             return;
@@ -79,7 +80,7 @@ impl ModelRepository {
         let gone: Vec<String> = {
             let status = self.status();
             let gone = status.iter().filter(|(name, st)| {
-                !st.folder && (st.loaded.is_some() || !st.wanted) && !sources.contains_key(*name)
+                (st.loaded.is_some() || !st.wanted) && !sources.contains_key(*name)
             });
             gone.map(|(name, _)| name.clone()).collect()
         };
@@ -92,9 +93,6 @@ impl ModelRepository {
         {
             let mut status = self.status();
             for (name, source) in sources {
-                if matches!(source, Source::Folder(_)) {
-                    continue;
-                }
                 let seen = fingerprint(&source);
                 let st = status.entry(name.clone()).or_insert_with(|| Status {
                     wanted: self.mode() == ControlMode::All,

@@ -1,9 +1,10 @@
-//! [`Generators`]: the text generators of the loaded models, by name.
+//! [`Generators`]: the text generators of the loaded models, by name; and
+//! `CurrentGenerators`, those of a repository's models of the moment.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::model::{Generator, ModelRegistry};
+use crate::model::{Generator, ModelRegistry, ModelRepository};
 use crate::{Error, ErrorKind};
 
 /// The generators of every model that can generate text, by model name.
@@ -33,6 +34,19 @@ impl Generators {
             );
         }
         Generators(Arc::new(generators))
+    }
+
+    /// [`Generators::from_registry`], keeping each generator of `old` whose model is still
+    /// the one served (so its counters go on).
+    fn from_registry_after(models: &ModelRegistry, old: &Generators) -> Generators {
+        let mut fresh = Generators::from_registry(models);
+        let all = Arc::make_mut(&mut fresh.0);
+        for (name, generator) in all.iter_mut() {
+            if let Some(kept) = old.0.get(name).filter(|o| o.is_same_model(generator)) {
+                *generator = kept.clone();
+            }
+        }
+        fresh
     }
 
     /// The generators, in name order.
@@ -76,5 +90,39 @@ impl Generators {
                 .collect::<Vec<_>>()
                 .join(", "),
         }
+    }
+}
+
+/// The generators of a repository's models of the moment: rebuilt when the models change,
+/// keeping each generator (and its counters) whose model did not.
+#[derive(Clone)]
+pub(crate) struct CurrentGenerators {
+    repository: ModelRepository,
+    /// The generators of the registry numbered so (see `ModelRepository::numbered_registry`).
+    last: Arc<Mutex<(u64, Generators)>>,
+}
+
+impl CurrentGenerators {
+    pub(crate) fn new(repository: &ModelRepository) -> CurrentGenerators {
+        let (number, models) = repository.numbered_registry();
+        let generators = Generators::from_registry(&models);
+        CurrentGenerators {
+            repository: repository.clone(),
+            last: Arc::new(Mutex::new((number, generators))),
+        }
+    }
+
+    /// The models of the moment and their generators: a request takes them once and keeps
+    /// them to its end.
+    pub(crate) fn snapshot(&self) -> (ModelRegistry, Generators) {
+        // The registry is read under the lock, so that a request holding an older one cannot
+        // put its generators back after a newer request replaced them.
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let (number, models) = self.repository.numbered_registry();
+        if last.0 != number {
+            let generators = Generators::from_registry_after(&models, &last.1);
+            *last = (number, generators);
+        }
+        (models, last.1.clone())
     }
 }

@@ -15,7 +15,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::proxy;
-use crate::model::ModelRegistry;
 use crate::{Error, Group, IntoResponse, Json, Request, Response, Sse, Upstream};
 
 mod answer;
@@ -26,26 +25,23 @@ mod schema;
 
 use answer::{stream, Completion};
 pub(super) use errors::with_openai_errors;
+pub(super) use generators::CurrentGenerators;
 pub use generators::Generators;
 use request::{chat_prompt, messages_json, sampling, text_prompt, CompletionRequest, Kind, Route};
 
-/// What the OpenAI routes serve: local generators and upstream providers.
+/// What the OpenAI routes serve: the repository's generators of the moment and upstream
+/// providers.
 #[derive(Clone)]
 struct Backends {
-    models: ModelRegistry,
-    generators: Generators,
+    current: CurrentGenerators,
     upstreams: Arc<Vec<Upstream>>,
 }
 
-pub(super) fn mount(
-    app: Group,
-    models: &ModelRegistry,
-    generators: &Generators,
-    upstreams: &[Upstream],
-) -> Group {
+/// The generation routes and `GET /v1/models`; each request takes the models of the moment.
+/// The OpenAPI document names the generators of `current` at mount time.
+pub(super) fn mount(app: Group, current: &CurrentGenerators, upstreams: &[Upstream]) -> Group {
     let backends = Backends {
-        models: models.clone(),
-        generators: generators.clone(),
+        current: current.clone(),
         upstreams: Arc::new(upstreams.to_vec()),
     };
     let (listing, text, chat) = (backends.clone(), backends.clone(), backends);
@@ -57,7 +53,7 @@ pub(super) fn mount(
         .post("/v1/chat/completions", move |req| {
             with_openai_errors(complete(&chat, req, Kind::Chat))
         });
-    schema::document(app, generators, upstreams)
+    schema::document(app, &current.snapshot().1, upstreams)
 }
 
 /// `GET /v1/models`: the models a `/v1` route runs. Text generators (byte-level language
@@ -65,11 +61,11 @@ pub(super) fn mount(
 /// vLLM lists its embedding models), then the upstreams' models. A plain ONNX model, served by
 /// the predict and v2 routes, is not listed: no `/v1` route runs it.
 fn list_models(backends: &Backends) -> Json<Value> {
-    let mut data: Vec<Value> = backends
-        .generators
+    let (models, generators) = backends.current.snapshot();
+    let mut data: Vec<Value> = generators
         .iter()
         .map(|g| g.name())
-        .chain(backends.models.encoder_names())
+        .chain(models.encoder_names())
         .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "tinyserve"}))
         .collect();
     data.extend(proxy::list(&backends.upstreams));
@@ -88,7 +84,8 @@ fn complete(backends: &Backends, req: &Request, kind: Kind) -> Result<Response, 
         return proxy::forward(upstream, path, req.json()?, &model, req);
     }
     let mut request: CompletionRequest = req.json()?;
-    let generator = backends.generators.get(&backends.models, &request.model)?;
+    let (models, generators) = backends.current.snapshot();
+    let generator = generators.get(&models, &request.model)?;
     let templated = kind == Kind::Chat && generator.has_chat_template();
     let prompt = match kind {
         Kind::Text => generator.text_prompt(text_prompt(request.prompt.take())?)?,
