@@ -564,11 +564,21 @@ fn watch_does_not_load_a_folder_still_being_copied() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn watch_replaces_a_model_under_load_without_a_failed_request() {
-    let dir = scratch_dir("repo-watch-replace");
-    copy_versions(&dir.join("times"), &[1]);
-    let server = Arc::new(ServeChild::builder().models(&dir).args(["--watch"]).start());
+/// Which model answered one of the looping clients' requests.
+enum Answered {
+    Old,
+    New,
+    Failed(String),
+}
+
+/// Three clients loop on `ask` while `replace` swaps the model under them: none of their
+/// requests may fail, and the old and the new model must each answer at least 20 times.
+fn replaced_under_load(
+    server: &Arc<ServeChild>,
+    ask: fn(&ServeChild, f64) -> Answered,
+    old_value: f64,
+    replace: impl FnOnce(),
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let (old, new) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -578,14 +588,10 @@ fn watch_replaces_a_model_under_load_without_a_failed_request() {
             let (old, new) = (old.clone(), new.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    let reply = post(&server, "/v2/models/times/infer", &times_input(&[1.0]));
-                    let y = (reply.status == 200)
-                        .then(|| reply.json()["outputs"][0]["data"][0].clone());
-                    match y.and_then(|y| y.as_f64()) {
-                        Some(y) if (y - 1.0).abs() < 1e-6 => old.fetch_add(1, Ordering::SeqCst),
-                        Some(y) if (y - 2.0).abs() < 1e-6 => new.fetch_add(1, Ordering::SeqCst),
-                        _ => {
-                            let what = format!("{} {}", reply.status, reply.text());
+                    match ask(&server, old_value) {
+                        Answered::Old => old.fetch_add(1, Ordering::SeqCst),
+                        Answered::New => new.fetch_add(1, Ordering::SeqCst),
+                        Answered::Failed(what) => {
                             failures.lock().expect("the list").push(what);
                             0
                         }
@@ -596,10 +602,7 @@ fn watch_replaces_a_model_under_load_without_a_failed_request() {
         .collect();
     let answered = wait_until(Duration::from_secs(30), || old.load(Ordering::SeqCst) >= 20);
     assert!(answered, "the clients got no answers");
-    // The new model is written beside the folder and renamed over the old file in one step.
-    let next = dir.join(".times-next.onnx");
-    std::fs::copy(repo(TIMES).join("2/model.onnx"), &next).expect("write the new model");
-    std::fs::rename(&next, dir.join("times/1/model.onnx")).expect("replace the model");
+    replace();
     let replaced = wait_until(Duration::from_secs(60), || new.load(Ordering::SeqCst) >= 20);
     stop.store(true, Ordering::SeqCst);
     for client in clients {
@@ -618,6 +621,29 @@ fn watch_replaces_a_model_under_load_without_a_failed_request() {
         "failed requests during the swap: {failures:?}"
     );
     assert!(old >= 20 && new >= 20, "answers: {old} old, {new} new");
+}
+
+#[test]
+fn watch_replaces_a_model_under_load_without_a_failed_request() {
+    let dir = scratch_dir("repo-watch-replace");
+    copy_versions(&dir.join("times"), &[1]);
+    let server = Arc::new(ServeChild::builder().models(&dir).args(["--watch"]).start());
+    // Version 1 answers y = x, its replacement (version 2's file) y = 2x.
+    let ask = |server: &ServeChild, old: f64| {
+        let reply = post(server, "/v2/models/times/infer", &times_input(&[1.0]));
+        let y = (reply.status == 200).then(|| reply.json()["outputs"][0]["data"][0].as_f64());
+        match y.flatten() {
+            Some(y) if (y - old).abs() < 1e-6 => Answered::Old,
+            Some(y) if (y - 2.0).abs() < 1e-6 => Answered::New,
+            _ => Answered::Failed(format!("{} {}", reply.status, reply.text())),
+        }
+    };
+    replaced_under_load(&server, ask, 1.0, || {
+        // The new model is written beside the folder and renamed over the old file in one step.
+        let next = dir.join(".times-next.onnx");
+        std::fs::copy(repo(TIMES).join("2/model.onnx"), &next).expect("write the new model");
+        std::fs::rename(&next, dir.join("times/1/model.onnx")).expect("replace the model");
+    });
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -627,75 +653,44 @@ fn watch_replaces_an_encoder_under_load_without_a_failed_request() {
     let dir = scratch_dir("repo-watch-replace-encoder");
     copy_dir(&repo("models/tinyembed"), &dir.join("embed"));
     let server = Arc::new(ServeChild::builder().models(&dir).args(["--watch"]).start());
-    let first = |reply: &Reply| reply.json()["data"][0]["embedding"][0].as_f64();
     let before = embed(&server, "embed");
     assert_eq!(before.status, 200, "{}", before.text());
-    let old_value = first(&before).expect("an embedding");
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let (old, new) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let clients: Vec<_> = (0..3)
-        .map(|_| {
-            let (server, stop, failures) = (server.clone(), stop.clone(), failures.clone());
-            let (old, new) = (old.clone(), new.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let reply = embed(&server, "embed");
-                    let value = (reply.status == 200).then(|| first(&reply)).flatten();
-                    match value {
-                        Some(v) if (v - old_value).abs() < 1e-6 => {
-                            old.fetch_add(1, Ordering::SeqCst)
-                        }
-                        Some(_) => new.fetch_add(1, Ordering::SeqCst),
-                        None => {
-                            let what = format!("{} {}", reply.status, reply.text());
-                            failures.lock().expect("the list").push(what);
-                            0
-                        }
-                    };
-                }
-            })
-        })
-        .collect();
-    let answered = wait_until(Duration::from_secs(30), || old.load(Ordering::SeqCst) >= 20);
-    assert!(answered, "the clients got no answers");
-    // CLS pooling instead of mean: written beside, renamed over in one step.
-    let pooling = dir.join("embed/1_Pooling");
-    let config = std::fs::read_to_string(pooling.join("config.json")).expect("read the pooling");
-    let cls = config
-        .replace(
-            "\"pooling_mode_cls_token\": false",
-            "\"pooling_mode_cls_token\": true",
+    let old_value = before.json()["data"][0]["embedding"][0]
+        .as_f64()
+        .expect("an embedding");
+    let ask = |server: &ServeChild, old: f64| {
+        let reply = embed(server, "embed");
+        let value = (reply.status == 200)
+            .then(|| reply.json()["data"][0]["embedding"][0].as_f64())
+            .flatten();
+        match value {
+            Some(v) if (v - old).abs() < 1e-6 => Answered::Old,
+            Some(_) => Answered::New,
+            None => Answered::Failed(format!("{} {}", reply.status, reply.text())),
+        }
+    };
+    replaced_under_load(&server, ask, old_value, || {
+        // CLS pooling instead of mean: written beside, renamed over in one step.
+        let pooling = dir.join("embed/1_Pooling");
+        let config =
+            std::fs::read_to_string(pooling.join("config.json")).expect("read the pooling");
+        let cls = config
+            .replace(
+                "\"pooling_mode_cls_token\": false",
+                "\"pooling_mode_cls_token\": true",
+            )
+            .replace(
+                "\"pooling_mode_mean_tokens\": true",
+                "\"pooling_mode_mean_tokens\": false",
+            );
+        assert_ne!(cls, config, "the pooling config changed shape");
+        std::fs::write(pooling.join(".config.json.next"), cls).expect("write the new pooling");
+        std::fs::rename(
+            pooling.join(".config.json.next"),
+            pooling.join("config.json"),
         )
-        .replace(
-            "\"pooling_mode_mean_tokens\": true",
-            "\"pooling_mode_mean_tokens\": false",
-        );
-    assert_ne!(cls, config, "the pooling config changed shape");
-    std::fs::write(pooling.join(".config.json.next"), cls).expect("write the new pooling");
-    std::fs::rename(
-        pooling.join(".config.json.next"),
-        pooling.join("config.json"),
-    )
-    .expect("replace the pooling");
-    let replaced = wait_until(Duration::from_secs(60), || new.load(Ordering::SeqCst) >= 20);
-    stop.store(true, Ordering::SeqCst);
-    for client in clients {
-        client.join().expect("a client thread");
-    }
-    let failures = failures.lock().expect("the list").clone();
-    let (old, new) = (old.load(Ordering::SeqCst), new.load(Ordering::SeqCst));
-    assert!(
-        replaced,
-        "the new encoder never answered ({old} old answers); stderr:\n{}",
-        server.stderr()
-    );
-    assert_eq!(
-        failures.len(),
-        0,
-        "failed requests during the swap: {failures:?}"
-    );
-    assert!(old >= 20 && new >= 20, "answers: {old} old, {new} new");
+        .expect("replace the pooling");
+    });
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
