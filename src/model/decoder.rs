@@ -18,7 +18,7 @@ use ort::value::{DynValue, Tensor as OrtTensor};
 use serde_json::Value;
 
 use super::chat_template::ChatTemplate;
-use super::decoder_dir::REQUIRED_FILES;
+use super::decoder_dir::{missing_files, REQUIRED_FILES};
 use super::logits::argmax;
 use super::runtime;
 use super::tokenizer::{read_json, Tokenizer};
@@ -143,11 +143,7 @@ impl Decoder {
                 format!("cannot load model folder {}: {reason}", dir.display()),
             )
         };
-        let missing: Vec<&str> = REQUIRED_FILES
-            .iter()
-            .copied()
-            .filter(|f| !dir.join(f).is_file())
-            .collect();
+        let missing = missing_files(dir);
         if !missing.is_empty() {
             return Err(fail(format!(
                 "missing {} (a decoder folder holds {}, and optionally tokenizer_config.json, \

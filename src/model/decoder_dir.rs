@@ -12,3 +12,14 @@ pub const REQUIRED_FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
 pub(crate) fn is_decoder_dir(dir: &Path) -> bool {
     dir.is_dir() && REQUIRED_FILES.iter().any(|f| dir.join(f).is_file())
 }
+
+/// Which of [`REQUIRED_FILES`] `dir` lacks, for the error that names them (decoder and encoder
+/// folders need the same two).
+#[cfg(feature = "language-models")]
+pub(crate) fn missing_files(dir: &Path) -> Vec<&'static str> {
+    REQUIRED_FILES
+        .iter()
+        .copied()
+        .filter(|f| !dir.join(f).is_file())
+        .collect()
+}

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::batch::Batcher;
 use super::datatype::DataType;
-use super::decoder_dir::REQUIRED_FILES;
+use super::decoder_dir::{missing_files, REQUIRED_FILES};
 use super::runtime;
 use super::sessions::SessionPool;
 use super::tokenizer::read_json;
@@ -128,11 +128,7 @@ impl Encoder {
                 format!("cannot load model folder {}: {reason}", dir.display()),
             )
         };
-        let missing: Vec<&str> = REQUIRED_FILES
-            .iter()
-            .copied()
-            .filter(|f| !dir.join(f).is_file())
-            .collect();
+        let missing = missing_files(dir);
         if !missing.is_empty() {
             return Err(fail(format!(
                 "missing {} (an encoder folder holds {}, and optionally modules.json, \
