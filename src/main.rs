@@ -129,7 +129,9 @@ struct ServeArgs {
     #[arg(long)]
     intra_threads: Option<usize>,
     /// Dynamic batching (repeatable): `N` for every model with a dynamic first dimension, or
-    /// `MODEL=N` for one model; concurrent requests are run together, up to N rows. Off by default.
+    /// `MODEL=N` for one model; concurrent requests are run together, up to N rows. Off by
+    /// default, except for embedding models: their requests' texts run together, up to 256,
+    /// without a wait (`MODEL=1` turns that off).
     #[arg(long = "max-batch-size", value_name = "[MODEL=]N")]
     max_batch_size: Vec<String>,
     /// How long the first request of a batch waits for others, in microseconds.

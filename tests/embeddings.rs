@@ -256,7 +256,11 @@ fn concurrent_embedding_requests_share_a_batch_when_batching_is_on() {
     assert_eq!(batches, [format!("{series} 1")], "{metrics}");
     // Each request got its own vectors, normalized or not as it asked: those a server without
     // batching gives it.
-    let alone = ServeChild::start(&[]);
+    let alone = ServeChild::start(&["--max-batch-size", "tinyembed=1"]);
+    assert!(
+        embedding_batches(&alone).is_empty(),
+        "MODEL=1 turns an embedding model's batching off"
+    );
     for ((path, body), answer) in requests.iter().zip(&answers) {
         let expected = vectors_of(&alone.ok(path, body));
         let got = vectors_of(answer);
@@ -280,4 +284,66 @@ fn concurrent_embedding_requests_share_a_batch_when_batching_is_on() {
             );
         }
     }
+}
+
+/// The texts each embedding batch ran, from `/metrics`: (batch size, count) pairs.
+fn embedding_batches(server: &ServeChild) -> Vec<(usize, u64)> {
+    server
+        .metrics_text()
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("tinyserve_batches_total{model=\"tinyembed\",size=\"")?;
+            let (size, rest) = rest.split_once('"')?;
+            let count = rest.rsplit_once(' ')?.1;
+            Some((size.parse().ok()?, count.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn embedding_requests_are_batched_by_default_without_a_wait() {
+    // No flag: the encoder's batcher runs every request (its batches count every text), a lone
+    // request at once, and requests that arrive while both sessions are busy together.
+    let server = ServeChild::start(&[]);
+    let texts: Vec<String> = (0..32)
+        .map(|i| format!("text number {i} about classes, loops and the list of keywords"))
+        .collect();
+    let body = json!({"model": "tinyembed", "input": texts});
+    let started = std::time::Instant::now();
+    server.ok(
+        "/v1/embeddings",
+        &json!({"model": "tinyembed", "input": "alone"}),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a lone request does not wait for company"
+    );
+    assert_eq!(
+        embedding_batches(&server),
+        [(1, 1)],
+        "{}",
+        server.metrics_text()
+    );
+    let mut sent = 1;
+    for _ in 0..5 {
+        std::thread::scope(|scope| {
+            for _ in 0..16 {
+                scope.spawn(|| server.ok("/v1/embeddings", &body));
+            }
+        });
+        sent += 16 * 32;
+        if embedding_batches(&server)
+            .iter()
+            .any(|&(size, _)| size > 32)
+        {
+            break;
+        }
+    }
+    let batches = embedding_batches(&server);
+    let texts: u64 = batches.iter().map(|&(size, n)| size as u64 * n).sum();
+    assert_eq!(texts, sent, "every text ran in a batch: {batches:?}");
+    assert!(
+        batches.iter().any(|&(size, _)| size > 32),
+        "16 requests of 32 texts in flight on 2 sessions share batches: {batches:?}"
+    );
 }

@@ -23,6 +23,7 @@ use super::tokenizer::read_json;
 use super::{ModelOptions, Signature};
 use crate::{Error, ErrorKind, Result};
 
+mod ascii;
 mod pooling;
 mod runner;
 pub use pooling::Pooling;
@@ -53,17 +54,18 @@ const OUTPUTS: [&str; 2] = ["last_hidden_state", "token_embeddings"];
 pub struct Encoder {
     name: String,
     dir: PathBuf,
-    /// `tokenizer.json` without its own padding or truncation.
-    tokenizer: tokenizers::Tokenizer,
-    /// The same, truncating to `max_length` (special tokens kept).
-    truncating: tokenizers::Tokenizer,
+    /// `tokenizer.json` as the folder gives it.
+    tokenizer: Tokenizers,
+    /// Its [ASCII form](ascii), for texts it takes: BERT's tokenizer only.
+    ascii: Option<Tokenizers>,
     max_length: usize,
     vocab_size: usize,
     normalize: bool,
     /// The sessions and pooling, shared with the batch runners.
     runner: Arc<EncoderRunner>,
-    /// On when [`ModelOptions::max_batch_size`] (or its override for this model) is over 1:
-    /// concurrent requests' texts are embedded together.
+    /// Concurrent requests' texts embedded together: on unless an override of
+    /// [`ModelOptions::max_batch_size`] for this model is 0 or 1 (see
+    /// [`ENCODER_BATCH_TEXTS`](crate::model::ENCODER_BATCH_TEXTS)).
     batcher: Option<Batcher<Rows>>,
 }
 
@@ -77,6 +79,25 @@ impl std::fmt::Debug for Encoder {
             .field("pooling", &self.runner.pooling)
             .field("normalize", &self.normalize)
             .finish()
+    }
+}
+
+/// A tokenizer without its own padding or truncation, and the same truncating to the
+/// model's maximum length (special tokens kept).
+#[derive(Clone)]
+struct Tokenizers {
+    whole: tokenizers::Tokenizer,
+    truncating: tokenizers::Tokenizer,
+}
+
+impl Tokenizers {
+    fn new(whole: tokenizers::Tokenizer, max_length: usize) -> tokenizers::Result<Tokenizers> {
+        let mut truncating = whole.clone();
+        truncating.with_truncation(Some(tokenizers::TruncationParams {
+            max_length,
+            ..Default::default()
+        }))?;
+        Ok(Tokenizers { whole, truncating })
     }
 }
 
@@ -149,13 +170,11 @@ impl Encoder {
             &read_json(dir, "tokenizer_config.json")?,
             &config,
         );
-        let mut truncating = tokenizer.clone();
-        truncating
-            .with_truncation(Some(tokenizers::TruncationParams {
-                max_length,
-                ..Default::default()
-            }))
+        let ascii = ascii::configure(&tokenizer)
+            .map(|ascii| Tokenizers::new(ascii, max_length))
+            .transpose()
             .map_err(|err| fail(format!("tokenizer.json: {err}")))?;
+        let vocab_size = tokenizer.get_vocab_size(true);
         let modules = read_json(dir, "modules.json")?;
         let modules = modules.as_array().map(Vec::as_slice).unwrap_or_default();
         let module_of = |kind: &str| {
@@ -226,11 +245,11 @@ impl Encoder {
             output,
             sessions: SessionPool::new(sessions),
         });
-        let max_rows = options.batch_size_for(name);
+        let (max_rows, wait) = options.encoder_batch_for(name);
         let batcher = (max_rows > 1).then(|| {
             Batcher::start(
                 max_rows,
-                options.batch_timeout,
+                wait,
                 runner.sessions.len(),
                 EncoderRunner::batched(Arc::clone(&runner)),
             )
@@ -238,9 +257,10 @@ impl Encoder {
         Ok(Encoder {
             name: name.to_string(),
             dir: dir.to_path_buf(),
-            vocab_size: tokenizer.get_vocab_size(true),
-            tokenizer,
-            truncating,
+            vocab_size,
+            tokenizer: Tokenizers::new(tokenizer, max_length)
+                .map_err(|err| fail(format!("tokenizer.json: {err}")))?,
+            ascii,
             max_length,
             normalize,
             runner,
@@ -273,8 +293,9 @@ impl Encoder {
         &self.runner.pooling
     }
 
-    /// Batches run so far, as (texts, count), when dynamic batching is on
-    /// ([`ModelOptions::max_batch_size`]): concurrent requests' texts embedded together.
+    /// Batches run so far, as (texts, count), while dynamic batching is on (by default; see
+    /// [`ENCODER_BATCH_TEXTS`](crate::model::ENCODER_BATCH_TEXTS)): concurrent requests'
+    /// texts embedded together.
     pub fn batch_sizes(&self) -> Vec<(usize, u64)> {
         self.batcher
             .as_ref()
@@ -304,12 +325,16 @@ impl Encoder {
                 .map(|encoding| encoding.get_ids().to_vec())
                 .map_err(|err| Error::invalid_input(format!("cannot tokenize the input: {err}")))
         };
-        let ids = encode(&self.tokenizer)?;
+        let tokenizer = match &self.ascii {
+            Some(ascii) if ascii::takes(text) => ascii,
+            _ => &self.tokenizer,
+        };
+        let ids = encode(&tokenizer.whole)?;
         if ids.len() <= self.max_length {
             return Ok(ids);
         }
         if truncate {
-            return encode(&self.truncating);
+            return encode(&tokenizer.truncating);
         }
         Err(Error::new(
             ErrorKind::PayloadTooLarge,

@@ -50,7 +50,7 @@ pub use generate::{
 pub use json::OverLimit;
 pub use logits::argmax;
 pub use onnx::Model;
-pub use options::{ModelOptions, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
+pub use options::{ModelOptions, ENCODER_BATCH_TEXTS, MAX_RESPONSE_BYTES, SMALL_MODEL_BYTES};
 pub use registry::ModelRegistry;
 pub use repository::{
     ControlMode, IndexEntry, ModelRepository, ModelState, ModelStats, Timings, VersionPolicy,

@@ -22,7 +22,9 @@ pub struct ModelOptions {
     /// the sessions.
     pub intra_threads: Option<usize>,
     /// Dynamic batching: most rows in one batch (Triton's `max_batch_size`); 0 or 1 = off.
-    /// Applies to models whose inputs and outputs all have a dynamic first dimension.
+    /// Applies to models whose inputs and outputs all have a dynamic first dimension, and to
+    /// embedding models, whose rows are texts. Embedding models batch without it being set
+    /// ([`ENCODER_BATCH_TEXTS`]); an override of 0 or 1 turns that off for one.
     pub max_batch_size: usize,
     /// How long the first request of a batch waits for others (Triton's
     /// `max_queue_delay_microseconds`). Default 500 µs.
@@ -61,6 +63,13 @@ impl Default for ModelOptions {
     }
 }
 
+/// An embedding model's batch when neither [`ModelOptions::max_batch_size`] nor an override
+/// sets one: concurrent requests' texts run together, up to this many, taken as soon as one
+/// of the model's sessions is free (no wait: a lone request runs at once). This is
+/// text-embeddings-inference's way; on the bundled encoder at 16 connections it spends 14%
+/// less CPU per request (fewer, fuller ONNX runs, padded less).
+pub const ENCODER_BATCH_TEXTS: usize = 256;
+
 /// Model files smaller than this get a session per core by default. The bundled iris (1 KB)
 /// serves 45,000–49,000 requests/s at 256 connections with two single-threaded sessions and
 /// about 31,000 with one two-threaded session; the 21 MB MLP the other way round.
@@ -85,6 +94,16 @@ impl ModelOptions {
             .get(name)
             .copied()
             .unwrap_or(self.max_batch_size)
+    }
+
+    /// The batch size and wait for the embedding model called `name`: as set, else
+    /// [`ENCODER_BATCH_TEXTS`] without a wait.
+    pub(crate) fn encoder_batch_for(&self, name: &str) -> (usize, Duration) {
+        match self.batch_overrides.get(name) {
+            Some(&rows) => (rows, self.batch_timeout),
+            None if self.max_batch_size > 1 => (self.max_batch_size, self.batch_timeout),
+            None => (ENCODER_BATCH_TEXTS, Duration::ZERO),
+        }
     }
 }
 
@@ -113,5 +132,20 @@ mod tests {
         options.sessions = Some(0);
         options.intra_threads = Some(0);
         assert_eq!(options.sessions_for(1_000), (1, 1), "at least one of each");
+    }
+
+    #[test]
+    fn embedding_models_batch_unless_turned_off() {
+        let mut options = ModelOptions::default();
+        assert_eq!(
+            options.encoder_batch_for("e"),
+            (ENCODER_BATCH_TEXTS, Duration::ZERO),
+            "on by default, without a wait"
+        );
+        options.max_batch_size = 64;
+        assert_eq!(options.encoder_batch_for("e"), (64, options.batch_timeout));
+        options.batch_overrides.insert("e".into(), 1);
+        assert_eq!(options.encoder_batch_for("e").0, 1, "MODEL=1 turns it off");
+        assert_eq!(options.batch_size_for("other"), 64);
     }
 }

@@ -185,11 +185,16 @@ impl ServeChild {
         answer
     }
 
-    /// A counter or gauge of `/metrics` (the whole series, e.g. `name{model="bytelm"}`).
-    pub fn metric(&self, series: &str) -> f64 {
+    /// `GET /metrics`, the whole text.
+    pub fn metrics_text(&self) -> String {
         let mut http = Conn::get(self.addr, "/metrics");
         assert_eq!(http.status, 200);
-        let text = String::from_utf8(http.read_to_end()).expect("metrics are UTF-8");
+        String::from_utf8(http.read_to_end()).expect("metrics are UTF-8")
+    }
+
+    /// A counter or gauge of `/metrics` (the whole series, e.g. `name{model="bytelm"}`).
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics_text();
         text.lines()
             .find_map(|line| {
                 let (name, value) = line.rsplit_once(' ')?;
