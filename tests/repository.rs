@@ -531,6 +531,76 @@ fn watch_serves_an_encoder_folder_moved_in_within_5_s_and_the_api_unloads_and_lo
 }
 
 #[test]
+fn watch_serves_a_decoder_folder_moved_in_and_the_pages_and_openapi_follow_the_models() {
+    let dir = folder(
+        "repo-watch-decoder",
+        &[],
+        &["models/tests/multi/scale.onnx"],
+    );
+    let staging = scratch_dir("repo-watch-decoder-staging");
+    let server = ServeChild::builder().models(&dir).args(["--watch"]).start();
+    let chat = |server: &ServeChild| {
+        let body = json!({"model": "talk", "max_tokens": 3,
+                          "messages": [{"role": "user", "content": "Hello"}]});
+        post(server, "/v1/chat/completions", &body)
+    };
+    let listed = |server: &ServeChild, name: &str| {
+        let index = get(server, "/").text();
+        let openapi = get(server, "/openapi.json").json();
+        (
+            index.contains(&format!("/models/{name}\"")),
+            get(server, &format!("/models/{name}")).status,
+            openapi["paths"]
+                .as_object()
+                .is_some_and(|paths| paths.contains_key(&format!("/models/{name}/predict"))),
+        )
+    };
+    assert_eq!(chat(&server).status, 404);
+    assert_eq!(listed(&server, "talk"), (false, 404, false));
+
+    // A decoder folder moved in with one rename: chat within 5 s, and a demo page.
+    copy_dir(&repo("models/tinychat"), &staging.join("talk"));
+    std::fs::rename(staging.join("talk"), dir.join("talk")).expect("move the folder in");
+    let moved = Instant::now();
+    let served = wait_until(Duration::from_secs(30), || chat(&server).status == 200);
+    let took = moved.elapsed();
+    assert!(served, "never served; stderr:\n{}", server.stderr());
+    assert!(
+        took < Duration::from_secs(5),
+        "servable after {took:?}, over 5 s"
+    );
+    let reply = chat(&server).json();
+    assert_eq!(reply["model"], "talk", "{reply}");
+    assert_eq!(
+        listed(&server, "talk"),
+        (true, 200, false),
+        "the index links the new chat model and its page is served"
+    );
+
+    // A plain model moved in: its predict route appears in the OpenAPI document.
+    std::fs::copy(repo("models/iris.onnx"), staging.join("flower.onnx")).expect("copy");
+    std::fs::rename(staging.join("flower.onnx"), dir.join("flower.onnx")).expect("move in");
+    let served = wait_until(Duration::from_secs(30), || listed(&server, "flower").2);
+    assert!(served, "never documented; stderr:\n{}", server.stderr());
+    assert_eq!(listed(&server, "flower"), (true, 200, true));
+
+    // Unloaded: gone from the pages and the document too.
+    for name in ["talk", "flower"] {
+        let unload = post(
+            &server,
+            &format!("/v2/repository/models/{name}/unload"),
+            &json!({}),
+        );
+        assert_eq!(unload.status, 200, "{}", unload.text());
+        assert_eq!(listed(&server, name), (false, 404, false), "{name}");
+    }
+    assert_eq!(chat(&server).status, 404);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&staging);
+}
+
+#[test]
 fn watch_does_not_load_a_folder_still_being_copied() {
     let dir = folder("repo-watch-copy", &[], &["models/tests/multi/scale.onnx"]);
     let server = ServeChild::builder().models(&dir).args(["--watch"]).start();

@@ -98,6 +98,7 @@ impl ModelOptions {
 
     /// The batch size and wait for the embedding model called `name`: as set, else
     /// [`ENCODER_BATCH_TEXTS`] without a wait.
+    #[cfg(feature = "language-models")]
     pub(crate) fn encoder_batch_for(&self, name: &str) -> (usize, Duration) {
         match self.batch_overrides.get(name) {
             Some(&rows) => (rows, self.batch_timeout),
@@ -135,6 +136,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "language-models")]
     fn embedding_models_batch_unless_turned_off() {
         let mut options = ModelOptions::default();
         assert_eq!(

@@ -64,8 +64,9 @@ pub(super) fn docs(site: &Site, req: &Request) -> Response {
 /// `GET /`: the models, each linking to its demo.
 fn index(site: &Site, req: &Request) -> Response {
     let root = escape(req.root_path());
+    let described = site.models.now();
     let mut entries: Vec<(&str, &str, String)> = Vec::new();
-    for info in site.models.iter() {
+    for info in &described.infos {
         let kind = match (
             info.generative,
             classifier_output(&info.model.signature().outputs),
@@ -78,7 +79,7 @@ fn index(site: &Site, req: &Request) -> Response {
         let text = format!("{} → {}", specs_text(&sig.inputs), specs_text(&sig.outputs));
         entries.push((info.model.name(), kind, text));
     }
-    for folder in site.folders.iter() {
+    for folder in &described.folders {
         let (kind, text) = match folder {
             Folder::Decoder { .. } => ("chat", "decoder folder: /v1/chat/completions".to_string()),
             Folder::Encoder { detail, .. } => ("embeddings", format!("encoder folder: {detail}")),
@@ -113,11 +114,12 @@ fn index(site: &Site, req: &Request) -> Response {
 /// `GET /models/<name>`: the model's demo.
 fn model(site: &Site, req: &Request) -> Result<Response> {
     let name = req.param("name").unwrap_or_default();
-    if let Some(folder) = site.folders.iter().find(|f| f.name() == name) {
+    let described = site.models.now();
+    if let Some(folder) = described.folders.iter().find(|f| f.name() == name) {
         return Ok(folder_demo(site, req, folder));
     }
-    let info = site
-        .models
+    let info = described
+        .infos
         .iter()
         .find(|info| info.model.name() == name)
         .ok_or_else(|| Error::model_not_found(name))?;

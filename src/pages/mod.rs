@@ -22,7 +22,7 @@ use serde_json::json;
 
 pub use openapi::OPENAI_TAG;
 
-use crate::model::ModelRegistry;
+use crate::model::{ModelRegistry, ModelRepository};
 use crate::{App, Group, Json, Request, RouteCatalog, RouteDoc};
 use schema::ModelInfo;
 
@@ -30,9 +30,7 @@ use schema::ModelInfo;
 #[derive(Clone)]
 struct Site {
     catalog: RouteCatalog,
-    models: Arc<Vec<ModelInfo>>,
-    /// The decoder and encoder folders, each with a demo page of its own.
-    folders: Arc<Vec<Folder>>,
+    models: Models,
     /// Whether the demo pages (`/`, `/models/<name>`) are mounted, for the page header.
     demos: bool,
     /// The routes the app's API key guards, for the 401 answers.
@@ -63,14 +61,58 @@ pub fn mount(app: App, models: &ModelRegistry) -> App {
 
 /// The routes of [`mount`] as a group, for the app `app` (whose routes it documents).
 pub(crate) fn group(app: &App, models: &ModelRegistry) -> Group {
+    site_group(app, Models::Fixed(Arc::new(Described::of(models))))
+}
+
+/// The routes of [`mount`] over a repository whose models may change while the server runs:
+/// the document and the pages describe the models of the moment at each request.
+pub(crate) fn live_group(app: &App, repository: &ModelRepository) -> Group {
+    site_group(app, Models::Live(repository.clone()))
+}
+
+fn site_group(app: &App, models: Models) -> Group {
     let site = Site {
         catalog: app.catalog(),
-        models: Arc::new(models.iter().map(ModelInfo::new).collect()),
-        folders: Arc::new(Folder::all(models)),
+        models,
         demos: true,
         auth: auth(app),
     };
     html::demos(docs(Group::new(), &site), &site)
+}
+
+/// Where the pages find the models: a registry described once, or a repository described
+/// again at each request (a model loaded, replaced or unloaded shows at once).
+#[derive(Clone)]
+enum Models {
+    Fixed(Arc<Described>),
+    Live(ModelRepository),
+}
+
+impl Models {
+    /// The models as they are now.
+    fn now(&self) -> Arc<Described> {
+        match self {
+            Models::Fixed(described) => Arc::clone(described),
+            Models::Live(repository) => Arc::new(Described::of(&repository.registry())),
+        }
+    }
+}
+
+/// The models with their examples, and the decoder and encoder folders (each with a demo page
+/// of its own).
+#[derive(Default)]
+struct Described {
+    infos: Vec<ModelInfo>,
+    folders: Vec<Folder>,
+}
+
+impl Described {
+    fn of(models: &ModelRegistry) -> Described {
+        Described {
+            infos: models.iter().map(ModelInfo::new).collect(),
+            folders: Folder::all(models),
+        }
+    }
 }
 
 /// Adds only `GET /openapi.json` and `GET /docs`, documenting whatever routes `app` has
@@ -90,8 +132,7 @@ pub(crate) fn group(app: &App, models: &ModelRegistry) -> Group {
 pub fn mount_openapi(app: App) -> App {
     let site = Site {
         catalog: app.catalog(),
-        models: Arc::new(Vec::new()),
-        folders: Arc::new(Vec::new()),
+        models: Models::Fixed(Arc::new(Described::default())),
         demos: false,
         auth: auth(&app),
     };
@@ -105,7 +146,7 @@ fn docs(group: Group, site: &Site) -> Group {
         .get("/openapi.json", move |req: &Request| {
             Json(openapi::build(
                 &openapi_site.catalog,
-                &openapi_site.models,
+                &openapi_site.models.now().infos,
                 req.root_path(),
                 &openapi_site.auth,
             ))

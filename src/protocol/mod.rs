@@ -61,7 +61,7 @@ pub fn mount_with_upstreams(
 /// and `/embed`) and `/metrics` take the models of the moment at each request, and Triton's
 /// model repository extension (`/v2/repository/...`) and statistics extension
 /// (`/v2/models/NAME/stats`) are added. The OpenAPI document and the web pages describe the
-/// models loaded when this is called.
+/// models of the moment too.
 ///
 /// # Example
 /// ```no_run
@@ -91,7 +91,7 @@ fn group(repository: &ModelRepository, ready: &Readiness, upstreams: &[Upstream]
     #[cfg(feature = "language-models")]
     let openai = embeddings::mount(openai, repository);
     let listed = upstreams.to_vec();
-    let documented = repository.registry();
+    let documented = repository.clone();
     Group::new()
         .mount("/", health::group(ready, repository))
         .mount("/", v2::mount(Group::new(), repository, ready))
@@ -99,7 +99,7 @@ fn group(repository: &ModelRepository, ready: &Readiness, upstreams: &[Upstream]
         .mount("/", openai)
         .with_app(move |app| metrics::group(app, &current, &listed))
         .mount("/", predict::mount(Group::new(), repository))
-        .with_app(move |app| crate::pages::group(app, &documented))
+        .with_app(move |app| crate::pages::live_group(app, &documented))
 }
 
 /// A handler that calls `f` with the models of the moment: a request keeps them to its end.
