@@ -61,6 +61,26 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Moves `staging/name` into the watched `dir` with one rename, waits (at most 30 s) until
+/// `servable`, and asserts it was within 5 s of the rename.
+fn move_in_servable_within_5_s(
+    server: &ServeChild,
+    staging: &Path,
+    dir: &Path,
+    name: &str,
+    servable: impl FnMut() -> bool,
+) {
+    std::fs::rename(staging.join(name), dir.join(name)).expect("move the folder in");
+    let moved = Instant::now();
+    let served = wait_until(Duration::from_secs(30), servable);
+    let took = moved.elapsed();
+    assert!(served, "never served; stderr:\n{}", server.stderr());
+    assert!(
+        took < Duration::from_secs(5),
+        "servable after {took:?}, over 5 s"
+    );
+}
+
 /// `POST /v1/embeddings` of one text with `model`.
 fn embed(server: &ServeChild, model: &str) -> Reply {
     let body = json!({"model": model, "input": "a version folder"});
@@ -459,17 +479,9 @@ fn watch_serves_a_folder_moved_in_within_5_s() {
     let staging = scratch_dir("repo-watch-staging");
     let server = ServeChild::builder().models(&dir).args(["--watch"]).start();
     copy_versions(&staging.join("twice"), &[2]);
-    std::fs::rename(staging.join("twice"), dir.join("twice")).expect("move the folder in");
-    let moved = Instant::now();
-    let served = wait_until(Duration::from_secs(30), || {
+    move_in_servable_within_5_s(&server, &staging, &dir, "twice", || {
         post(&server, "/v2/models/twice/infer", &times_input(&[5.0])).status == 200
     });
-    let took = moved.elapsed();
-    assert!(served, "never served; stderr:\n{}", server.stderr());
-    assert!(
-        took < Duration::from_secs(5),
-        "servable after {took:?}, over 5 s"
-    );
     let reply = post(&server, "/v2/models/twice/infer", &times_input(&[5.0]));
     assert_eq!(reply.json()["outputs"][0]["data"], json!([10.0]));
     assert_eq!(reply.json()["model_version"], "2");
@@ -497,17 +509,9 @@ fn watch_serves_an_encoder_folder_moved_in_within_5_s_and_the_api_unloads_and_lo
     let before = embed(&server, "embed");
     assert_eq!(before.status, 404, "{}", before.text());
     copy_dir(&repo("models/tinyembed"), &staging.join("embed"));
-    std::fs::rename(staging.join("embed"), dir.join("embed")).expect("move the folder in");
-    let moved = Instant::now();
-    let served = wait_until(Duration::from_secs(30), || {
+    move_in_servable_within_5_s(&server, &staging, &dir, "embed", || {
         embed(&server, "embed").status == 200
     });
-    let took = moved.elapsed();
-    assert!(served, "never served; stderr:\n{}", server.stderr());
-    assert!(
-        took < Duration::from_secs(5),
-        "servable after {took:?}, over 5 s"
-    );
     let models = get(&server, "/v1/models").json();
     assert!(
         models["data"]
@@ -560,15 +564,9 @@ fn watch_serves_a_decoder_folder_moved_in_and_the_pages_and_openapi_follow_the_m
 
     // A decoder folder moved in with one rename: chat within 5 s, and a demo page.
     copy_dir(&repo("models/tinychat"), &staging.join("talk"));
-    std::fs::rename(staging.join("talk"), dir.join("talk")).expect("move the folder in");
-    let moved = Instant::now();
-    let served = wait_until(Duration::from_secs(30), || chat(&server).status == 200);
-    let took = moved.elapsed();
-    assert!(served, "never served; stderr:\n{}", server.stderr());
-    assert!(
-        took < Duration::from_secs(5),
-        "servable after {took:?}, over 5 s"
-    );
+    move_in_servable_within_5_s(&server, &staging, &dir, "talk", || {
+        chat(&server).status == 200
+    });
     let reply = chat(&server).json();
     assert_eq!(reply["model"], "talk", "{reply}");
     assert_eq!(

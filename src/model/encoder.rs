@@ -84,7 +84,6 @@ impl std::fmt::Debug for Encoder {
 
 /// A tokenizer without its own padding or truncation, and the same truncating to the
 /// model's maximum length (special tokens kept).
-#[derive(Clone)]
 struct Tokenizers {
     whole: tokenizers::Tokenizer,
     truncating: tokenizers::Tokenizer,
