@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use ort::session::Session;
 use serde_json::Value;
+use tokenizers::{Encoding, PostProcessor};
 
 use super::batch::Batcher;
 use super::datatype::DataType;
@@ -57,7 +58,9 @@ pub struct Encoder {
     /// `tokenizer.json` as the folder gives it.
     tokenizer: Tokenizers,
     /// Its [ASCII form](ascii), for texts it takes: BERT's tokenizer only.
-    ascii: Option<Tokenizers>,
+    ascii: Option<ascii::AsciiForm>,
+    /// The special tokens its post-processor adds to one text (`[CLS]`, `[SEP]`).
+    special_tokens: usize,
     max_length: usize,
     vocab_size: usize,
     normalize: bool,
@@ -169,10 +172,10 @@ impl Encoder {
             &read_json(dir, "tokenizer_config.json")?,
             &config,
         );
-        let ascii = ascii::configure(&tokenizer)
-            .map(|ascii| Tokenizers::new(ascii, max_length))
-            .transpose()
-            .map_err(|err| fail(format!("tokenizer.json: {err}")))?;
+        let ascii = ascii::configure(&tokenizer);
+        let special_tokens = tokenizer
+            .get_post_processor()
+            .map_or(0, |processor| processor.added_tokens(false));
         let vocab_size = tokenizer.get_vocab_size(true);
         let modules = read_json(dir, "modules.json")?;
         let modules = modules.as_array().map(Vec::as_slice).unwrap_or_default();
@@ -260,6 +263,7 @@ impl Encoder {
             tokenizer: Tokenizers::new(tokenizer, max_length)
                 .map_err(|err| fail(format!("tokenizer.json: {err}")))?,
             ascii,
+            special_tokens,
             max_length,
             normalize,
             runner,
@@ -316,35 +320,49 @@ impl Encoder {
     /// Longer than [`Encoder::max_length`]: cut to it when `truncate`, else a 413
     /// `payload_too_large` naming both lengths.
     pub fn tokenize(&self, text: &str, truncate: bool) -> Result<Vec<u32>> {
+        let failed = |err| Error::invalid_input(format!("cannot tokenize the input: {err}"));
+        if let Some(pieces) = self.ascii.as_ref().and_then(|ascii| ascii.pieces(text)) {
+            // The word pieces once; the special tokens and any cut from the folder's own
+            // post-processor and truncation.
+            let pieces = pieces.map_err(failed)?;
+            let tokenizer = match pieces.len() + self.special_tokens {
+                length if length <= self.max_length => &self.tokenizer.whole,
+                _ if truncate => &self.tokenizer.truncating,
+                length => return Err(self.too_long(length)),
+            };
+            return tokenizer
+                .post_process(Encoding::from_tokens(pieces, 0), None, true)
+                .map(|encoding| encoding.get_ids().to_vec())
+                .map_err(failed);
+        }
         // Without offsets: the ids are all an embedding needs, and tracking the character
         // offsets of every token costs time for nothing.
         let encode = |tokenizer: &tokenizers::Tokenizer| {
             tokenizer
                 .encode_fast(text, true)
                 .map(|encoding| encoding.get_ids().to_vec())
-                .map_err(|err| Error::invalid_input(format!("cannot tokenize the input: {err}")))
+                .map_err(failed)
         };
-        let tokenizer = match &self.ascii {
-            Some(ascii) if ascii::takes(text) => ascii,
-            _ => &self.tokenizer,
-        };
-        let ids = encode(&tokenizer.whole)?;
+        let ids = encode(&self.tokenizer.whole)?;
         if ids.len() <= self.max_length {
             return Ok(ids);
         }
         if truncate {
-            return encode(&tokenizer.truncating);
+            return encode(&self.tokenizer.truncating);
         }
-        Err(Error::new(
+        Err(self.too_long(ids.len()))
+    }
+
+    /// The 413 for a text of `length` tokens, over the model's maximum.
+    fn too_long(&self, length: usize) -> Error {
+        Error::new(
             ErrorKind::PayloadTooLarge,
             format!(
-                "the input has {} tokens, over model \"{}\"'s maximum of {} (send \
+                "the input has {length} tokens, over model \"{}\"'s maximum of {} (send \
                  \"truncate\": true to cut it)",
-                ids.len(),
-                self.name,
-                self.max_length
+                self.name, self.max_length
             ),
-        ))
+        )
     }
 
     /// Checks token ids given by a client: each below [`Encoder::vocab_size`], at least one;
