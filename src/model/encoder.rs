@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use ort::session::Session;
 use serde_json::Value;
-use tokenizers::{Encoding, PostProcessor};
+use tokenizers::Encoding;
 
 use super::batch::Batcher;
 use super::datatype::DataType;
@@ -59,8 +59,6 @@ pub struct Encoder {
     tokenizer: Tokenizers,
     /// Its [ASCII form](ascii), for texts it takes: BERT's tokenizer only.
     ascii: Option<ascii::AsciiForm>,
-    /// The special tokens its post-processor adds to one text (`[CLS]`, `[SEP]`).
-    special_tokens: usize,
     max_length: usize,
     vocab_size: usize,
     normalize: bool,
@@ -173,9 +171,6 @@ impl Encoder {
             &config,
         );
         let ascii = ascii::configure(&tokenizer);
-        let special_tokens = tokenizer
-            .get_post_processor()
-            .map_or(0, |processor| processor.added_tokens(false));
         let vocab_size = tokenizer.get_vocab_size(true);
         let modules = read_json(dir, "modules.json")?;
         let modules = modules.as_array().map(Vec::as_slice).unwrap_or_default();
@@ -263,7 +258,6 @@ impl Encoder {
             tokenizer: Tokenizers::new(tokenizer, max_length)
                 .map_err(|err| fail(format!("tokenizer.json: {err}")))?,
             ascii,
-            special_tokens,
             max_length,
             normalize,
             runner,
@@ -321,36 +315,31 @@ impl Encoder {
     /// `payload_too_large` naming both lengths.
     pub fn tokenize(&self, text: &str, truncate: bool) -> Result<Vec<u32>> {
         let failed = |err| Error::invalid_input(format!("cannot tokenize the input: {err}"));
-        if let Some(pieces) = self.ascii.as_ref().and_then(|ascii| ascii.pieces(text)) {
-            // The word pieces once; the special tokens and any cut from the folder's own
-            // post-processor and truncation.
-            let pieces = pieces.map_err(failed)?;
-            let tokenizer = match pieces.len() + self.special_tokens {
-                length if length <= self.max_length => &self.tokenizer.whole,
-                _ if truncate => &self.tokenizer.truncating,
-                length => return Err(self.too_long(length)),
-            };
-            return tokenizer
-                .post_process(Encoding::from_tokens(pieces, 0), None, true)
-                .map(|encoding| encoding.get_ids().to_vec())
-                .map_err(failed);
-        }
-        // Without offsets: the ids are all an embedding needs, and tracking the character
-        // offsets of every token costs time for nothing.
-        let encode = |tokenizer: &tokenizers::Tokenizer| {
-            tokenizer
-                .encode_fast(text, true)
-                .map(|encoding| encoding.get_ids().to_vec())
-                .map_err(failed)
+        // Cutting leaves a text that fits as it is: with `truncate` the truncating tokenizer
+        // gives every text's ids in one pass.
+        let tokenizer = if truncate {
+            &self.tokenizer.truncating
+        } else {
+            &self.tokenizer.whole
         };
-        let ids = encode(&self.tokenizer.whole)?;
-        if ids.len() <= self.max_length {
-            return Ok(ids);
+        let ids = match self.ascii.as_ref().and_then(|ascii| ascii.pieces(text)) {
+            // The special tokens and any cut from the folder's own post-processor and
+            // truncation.
+            Some(pieces) => tokenizer.post_process(
+                Encoding::from_tokens(pieces.map_err(failed)?, 0),
+                None,
+                true,
+            ),
+            // Without offsets: the ids are all an embedding needs, and tracking the
+            // character offsets of every token costs time for nothing.
+            None => tokenizer.encode_fast(text, true),
         }
-        if truncate {
-            return encode(&self.tokenizer.truncating);
+        .map(|encoding| encoding.get_ids().to_vec())
+        .map_err(failed)?;
+        if ids.len() > self.max_length {
+            return Err(self.too_long(ids.len()));
         }
-        Err(self.too_long(ids.len()))
+        Ok(ids)
     }
 
     /// The 413 for a text of `length` tokens, over the model's maximum.
