@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use ort::session::Session;
 use serde_json::Value;
-use tokenizers::Encoding;
 
 use super::batch::Batcher;
 use super::datatype::DataType;
@@ -99,6 +98,13 @@ impl Tokenizers {
         }))?;
         Ok(Tokenizers { whole, truncating })
     }
+}
+
+/// The ids `tokenizer` gives `text`, with its special tokens.
+fn encode_ids(tokenizer: &tokenizers::Tokenizer, text: &str) -> tokenizers::Result<Vec<u32>> {
+    tokenizer
+        .encode_fast(text, true)
+        .map(|encoding| encoding.get_ids().to_vec())
 }
 
 impl Encoder {
@@ -315,26 +321,16 @@ impl Encoder {
     /// `payload_too_large` naming both lengths.
     pub fn tokenize(&self, text: &str, truncate: bool) -> Result<Vec<u32>> {
         let failed = |err| Error::invalid_input(format!("cannot tokenize the input: {err}"));
-        // Cutting leaves a text that fits as it is: with `truncate` the truncating tokenizer
-        // gives every text's ids in one pass.
-        let tokenizer = if truncate {
-            &self.tokenizer.truncating
-        } else {
-            &self.tokenizer.whole
-        };
-        let ids = match self.ascii.as_ref().and_then(|ascii| ascii.pieces(text)) {
-            // The special tokens and any cut from the folder's own post-processor and
-            // truncation.
-            Some(pieces) => tokenizer.post_process(
-                Encoding::from_tokens(pieces.map_err(failed)?, 0),
-                None,
-                true,
-            ),
+        // Cutting leaves a text that fits as it is, so with `truncate` every text is cut to
+        // the maximum length in the one pass.
+        let cut = truncate.then_some(self.max_length);
+        let ids = match self.ascii.as_ref().and_then(|ascii| ascii.ids(text, cut)) {
+            Some(ids) => ids,
             // Without offsets: the ids are all an embedding needs, and tracking the
             // character offsets of every token costs time for nothing.
-            None => tokenizer.encode_fast(text, true),
+            None if truncate => encode_ids(&self.tokenizer.truncating, text),
+            None => encode_ids(&self.tokenizer.whole, text),
         }
-        .map(|encoding| encoding.get_ids().to_vec())
         .map_err(failed)?;
         if ids.len() > self.max_length {
             return Err(self.too_long(ids.len()));

@@ -8,16 +8,17 @@
 //! `NormalizedString`, and looks every character up in Unicode's punctuation tables. On
 //! ASCII text all but two of those steps change nothing: what is left is lower-casing and
 //! splitting on whitespace and punctuation, which `str` does in place. The words go to the
-//! folder's WordPiece model (`tokenizers`' `Model::tokenize`) and the pieces through the
-//! folder's post-processor and truncation (`Tokenizer::post_process`): the same ids, in 13
-//! against 49 µs per text of 39 tokens (30 µs with the crate's `Lowercase` normalizer and
-//! `Split` pre-tokenizer in its pipeline: tracking offsets is most of the cost). Any other
-//! text goes through the folder's pipeline as it is.
+//! folder's WordPiece model (`tokenizers`' `Model::tokenize`), and the pieces get the special
+//! tokens the folder's post-processor gives a probe at start-up (`[CLS] … [SEP]`), cut from
+//! the end as the crate's truncation cuts: the same ids, in 13 against 49 µs per text of 39
+//! tokens (30 µs with the crate's `Lowercase` normalizer and `Split` pre-tokenizer in its
+//! pipeline: tracking offsets is most of the cost). Any other text goes through the folder's
+//! pipeline as it is.
 
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{Model, ModelWrapper, Token, Tokenizer};
+use tokenizers::{Encoding, Model, ModelWrapper, Token, Tokenizer};
 
 /// What the ASCII form needs of a BERT tokenizer: its WordPiece model, whether it lowercases,
 /// and its added tokens (texts holding one go the whole way, which matches them).
@@ -26,6 +27,10 @@ pub(super) struct AsciiForm {
     lowercase: bool,
     /// The added tokens' contents, lower-cased (a text holding one in any case is not taken).
     added: Vec<String>,
+    /// The ids the folder's post-processor puts before a text's pieces and after them
+    /// (`[CLS]`, `[SEP]`), as it does to a probe ([`special_ids`]).
+    before: Vec<u32>,
+    after: Vec<u32>,
 }
 
 /// The ASCII form of `tokenizer`, when it is BERT's (`BertNormalizer`, `BertPreTokenizer`,
@@ -44,7 +49,10 @@ pub(super) fn configure(tokenizer: &Tokenizer) -> Option<AsciiForm> {
     let ModelWrapper::WordPiece(wordpiece) = tokenizer.get_model() else {
         return None;
     };
+    let (before, after) = special_ids(tokenizer)?;
     Some(AsciiForm {
+        before,
+        after,
         wordpiece: wordpiece.clone(),
         // Of BertNormalizer's steps only lower-casing changes ASCII text without control
         // characters (which `pieces` turns away): Chinese characters and accents are not
@@ -58,12 +66,61 @@ pub(super) fn configure(tokenizer: &Tokenizer) -> Option<AsciiForm> {
     })
 }
 
+/// What `tokenizer`'s post-processor puts before and after the pieces of one text: it is
+/// given two probe pieces with ids no vocabulary has, and must give them back side by side.
+/// `None` when it does anything else (then the tokenizer has no ASCII form).
+fn special_ids(tokenizer: &Tokenizer) -> Option<(Vec<u32>, Vec<u32>)> {
+    let mut plain = tokenizer.clone();
+    plain.with_padding(None);
+    plain.with_truncation(None).ok()?;
+    let (first, second) = (u32::MAX, u32::MAX - 1);
+    let probe = |id| Token::new(id, String::new(), (0, 0));
+    let encoding = plain
+        .post_process(
+            Encoding::from_tokens(vec![probe(first), probe(second)], 0),
+            None,
+            true,
+        )
+        .ok()?;
+    let ids = encoding.get_ids();
+    let at = ids.iter().position(|&id| id == first)?;
+    let probes = ids
+        .iter()
+        .filter(|&&id| id == first || id == second)
+        .count();
+    (ids.get(at + 1) == Some(&second) && probes == 2)
+        .then(|| (ids[..at].to_vec(), ids[at + 2..].to_vec()))
+}
+
 impl AsciiForm {
-    /// The word pieces of `text`, before special tokens and truncation (for
-    /// `Tokenizer::post_process`); `None` when this form does not take the text: anything but
-    /// printable ASCII, spaces, tabs, line breaks (`BertNormalizer` drops other control
-    /// characters) and [`TYPOGRAPHIC_PUNCTUATION`], or a text that holds an added token.
-    pub(super) fn pieces(&self, text: &str) -> Option<tokenizers::Result<Vec<Token>>> {
+    /// The ids of `text` with the special tokens; with `max_length`, at most that many (the
+    /// last pieces cut, as the crate's truncation does). `None` when this form does not take
+    /// the text.
+    pub(super) fn ids(
+        &self,
+        text: &str,
+        max_length: Option<usize>,
+    ) -> Option<tokenizers::Result<Vec<u32>>> {
+        let pieces = match self.pieces(text)? {
+            Ok(pieces) => pieces,
+            Err(err) => return Some(Err(err)),
+        };
+        let specials = self.before.len() + self.after.len();
+        let kept = max_length.map_or(pieces.len(), |max| {
+            pieces.len().min(max.saturating_sub(specials))
+        });
+        let mut ids = Vec::with_capacity(kept + specials);
+        ids.extend_from_slice(&self.before);
+        ids.extend(pieces[..kept].iter().map(|piece| piece.id));
+        ids.extend_from_slice(&self.after);
+        Some(Ok(ids))
+    }
+
+    /// The word pieces of `text`, before special tokens and truncation; `None` when this
+    /// form does not take the text: anything but printable ASCII, spaces, tabs, line breaks
+    /// (`BertNormalizer` drops other control characters) and [`TYPOGRAPHIC_PUNCTUATION`], or
+    /// a text that holds an added token.
+    fn pieces(&self, text: &str) -> Option<tokenizers::Result<Vec<Token>>> {
         if !takes(text) {
             return None;
         }
@@ -139,16 +196,6 @@ mod tests {
             .to_vec()
     }
 
-    /// The ids of the ASCII form: its pieces through `tokenizer`'s post-processor, as
-    /// `Encoder::tokenize` does; `None` when it does not take `text`.
-    fn ascii_ids(form: &AsciiForm, tokenizer: &Tokenizer, text: &str) -> Option<Vec<u32>> {
-        let pieces = form.pieces(text)?.expect("word pieces");
-        let encoding = tokenizer
-            .post_process(tokenizers::Encoding::from_tokens(pieces, 0), None, true)
-            .expect("post-process");
-        Some(encoding.get_ids().to_vec())
-    }
-
     /// Texts of every printable ASCII character, whitespace and special token in many
     /// combinations: a fixed pseudo-random sequence, plus the awkward cases written out.
     fn ascii_texts() -> Vec<String> {
@@ -214,16 +261,31 @@ mod tests {
         for folder in ["models/tinyembed", "models/tests/encoders/clsraw"] {
             let bert = load(folder);
             let form = configure(&bert).expect("a BERT tokenizer has an ASCII form");
+            assert_eq!(
+                (form.before.len(), form.after.len()),
+                (1, 1),
+                "[CLS] and [SEP]"
+            );
+            let mut cut_at_8 = bert.clone();
+            cut_at_8
+                .with_truncation(Some(tokenizers::TruncationParams {
+                    max_length: 8,
+                    ..Default::default()
+                }))
+                .expect("truncation");
             let mut taken = 0;
             for text in ascii_texts() {
                 let lower = text.to_ascii_lowercase();
                 let holds_special = ["[pad]", "[unk]", "[cls]", "[sep]", "[mask]"]
                     .iter()
                     .any(|token| lower.contains(token));
-                match ascii_ids(&form, &bert, &text) {
+                match form.ids(&text, None) {
                     Some(ids) => {
                         taken += 1;
+                        let ids = ids.expect("ids");
                         assert_eq!(ids, self::ids(&bert, &text), "{folder}: {text:?}");
+                        let cut = form.ids(&text, Some(8)).expect("taken").expect("ids");
+                        assert_eq!(cut, self::ids(&cut_at_8, &text), "{folder}: {text:?} cut");
                     }
                     // Only texts holding a special token go the whole way.
                     None => assert!(holds_special, "{folder}: {text:?} not taken"),
@@ -238,9 +300,9 @@ mod tests {
         let bert = load("models/tinyembed");
         let form = configure(&bert).expect("an ASCII form");
         for text in ["hello [MASK] world", "[cls]", "x[SEP]y", "[Pad]"] {
-            assert!(form.pieces(text).is_none(), "{text:?}");
+            assert!(form.ids(text, None).is_none(), "{text:?}");
         }
-        assert!(form.pieces("[ mask ]").is_some());
+        assert!(form.ids("[ mask ]", None).is_some());
     }
 
     #[test]
@@ -259,7 +321,7 @@ mod tests {
             "«quoted»",
             "dagger†",
         ] {
-            assert!(form.pieces(text).is_none(), "{text:?}");
+            assert!(form.ids(text, None).is_none(), "{text:?}");
         }
     }
 
