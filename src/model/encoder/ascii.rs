@@ -18,14 +18,15 @@
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{Encoding, Model, ModelWrapper, Token, Tokenizer};
+use tokenizers::{Encoding, Model, ModelWrapper, NormalizedString, Normalizer, Token, Tokenizer};
 
 /// What the ASCII form needs of a BERT tokenizer: its WordPiece model, whether it lowercases,
 /// and its added tokens (texts holding one go the whole way, which matches them).
 pub(super) struct AsciiForm {
     wordpiece: WordPiece,
     lowercase: bool,
-    /// The added tokens' contents, lower-cased (a text holding one in any case is not taken).
+    /// The added tokens' contents as written and normalized, lower-cased (a text holding one
+    /// in any case is not taken).
     added: Vec<String>,
     /// The ids the folder's post-processor puts before a text's pieces and after them
     /// (`[CLS]`, `[SEP]`), as it does to a probe ([`special_ids`]).
@@ -34,8 +35,9 @@ pub(super) struct AsciiForm {
 }
 
 /// The ASCII form of `tokenizer`, when it is BERT's (`BertNormalizer`, `BertPreTokenizer`,
-/// a WordPiece model). It gives the ids `tokenizer` gives for every text it
-/// [takes](AsciiForm::pieces). `None` for any other tokenizer, which then always runs as it is.
+/// a WordPiece model, no whitespace in an added token). It gives the ids `tokenizer` gives for
+/// every text it [takes](AsciiForm::ids). `None` for any other tokenizer, which then always
+/// runs as it is.
 pub(super) fn configure(tokenizer: &Tokenizer) -> Option<AsciiForm> {
     let Some(NormalizerWrapper::BertNormalizer(bert)) = tokenizer.get_normalizer() else {
         return None;
@@ -49,6 +51,24 @@ pub(super) fn configure(tokenizer: &Tokenizer) -> Option<AsciiForm> {
     let ModelWrapper::WordPiece(wordpiece) = tokenizer.get_model() else {
         return None;
     };
+    // What a text is searched for: each added token as written, and as the normalizer
+    // writes it (a normalized added token is looked for in the normalized text: `Écho`
+    // is found in "echo").
+    let mut added = Vec::new();
+    for token in tokenizer.get_added_tokens_decoder().values() {
+        let mut normalized = NormalizedString::from(token.content.as_str());
+        bert.normalize(&mut normalized).ok()?;
+        added.push(token.content.to_ascii_lowercase());
+        added.push(normalized.get().to_ascii_lowercase());
+    }
+    // `BertNormalizer` turns tabs and line breaks into spaces before added tokens are
+    // looked for; this form does not, so an added token with whitespace would be missed.
+    if added
+        .iter()
+        .any(|token| token.chars().any(char::is_whitespace))
+    {
+        return None;
+    }
     let (before, after) = special_ids(tokenizer)?;
     Some(AsciiForm {
         before,
@@ -58,11 +78,7 @@ pub(super) fn configure(tokenizer: &Tokenizer) -> Option<AsciiForm> {
         // characters (which `pieces` turns away): Chinese characters and accents are not
         // ASCII, and NFD leaves ASCII as it is.
         lowercase: bert.lowercase,
-        added: tokenizer
-            .get_added_tokens_decoder()
-            .values()
-            .map(|token| token.content.to_ascii_lowercase())
-            .collect(),
+        added,
     })
 }
 
@@ -303,6 +319,27 @@ mod tests {
             assert!(form.ids(text, None).is_none(), "{text:?}");
         }
         assert!(form.ids("[ mask ]", None).is_some());
+    }
+
+    #[test]
+    fn added_tokens_are_looked_for_as_the_normalizer_writes_them() {
+        let mut bert = load("models/tinyembed");
+        bert.add_tokens([tokenizers::AddedToken::from("Écho", false)])
+            .expect("add a token");
+        let form = configure(&bert).expect("an ASCII form");
+        let text = "an echo here";
+        assert!(
+            form.ids(text, None).is_none(),
+            "{text:?} holds the added token"
+        );
+        let added = bert.token_to_id("Écho").expect("the added token's id");
+        assert!(self::ids(&bert, text).contains(&added));
+
+        let mut spaced = load("models/tinyembed");
+        spaced
+            .add_tokens([tokenizers::AddedToken::from("new line", false)])
+            .expect("add a token");
+        assert!(configure(&spaced).is_none(), "an added token with a space");
     }
 
     #[test]
