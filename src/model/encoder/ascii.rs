@@ -61,6 +61,8 @@ pub(super) fn configure(tokenizer: &Tokenizer) -> Option<AsciiForm> {
         added.push(token.content.to_ascii_lowercase());
         added.push(normalized.get().to_ascii_lowercase());
     }
+    added.sort_unstable();
+    added.dedup();
     // `BertNormalizer` turns tabs and line breaks into spaces before added tokens are
     // looked for; this form does not, so an added token with whitespace would be missed.
     if added
